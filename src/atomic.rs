@@ -1,0 +1,86 @@
+//! Writing output files so that a crash or a full disk never leaves a half-written
+//! annotation behind, and an existing file is never replaced unless the caller says so.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Whether an existing destination may be replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    Keep,
+    Overwrite,
+}
+
+/// Writes `bytes` to `dest` through a temporary file in the same directory and a rename.
+/// With `Existing::Keep` an existing `dest` is an `Error::Exists` and is left untouched;
+/// the no-clobber check is a hard link, which fails atomically if `dest` appeared meanwhile.
+pub fn write(dest: &Path, bytes: &[u8], existing: Existing) -> Result<()> {
+    let dir = match dest.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if existing == Existing::Keep && dest.exists() {
+        return Err(Error::Exists { path: dest.into() });
+    }
+    let tmp = temp_path(&dir, dest);
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_data()
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(dest, e));
+    }
+    let moved = match existing {
+        Existing::Overwrite => std::fs::rename(&tmp, dest),
+        Existing::Keep => match std::fs::hard_link(&tmp, dest) {
+            Ok(()) => std::fs::remove_file(&tmp),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(Error::Exists { path: dest.into() });
+            }
+            // File systems without hard links: the exists() check above has to do.
+            Err(_) => std::fs::rename(&tmp, dest),
+        },
+    };
+    moved.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io(dest, e)
+    })
+}
+
+fn temp_path(dir: &Path, dest: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    dir.join(format!(".{name}.qdet-{}-{n}.tmp", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_existing_files_and_leaves_no_temp_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.json");
+        write(&p, b"one", Existing::Keep).unwrap();
+        let e = write(&p, b"two", Existing::Keep).unwrap_err();
+        assert!(matches!(e, Error::Exists { .. }), "{e}");
+        assert_eq!(std::fs::read(&p).unwrap(), b"one");
+        write(&p, b"three", Existing::Overwrite).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"three");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a.json")]);
+    }
+
+    #[test]
+    fn unwritable_destination_names_the_file() {
+        let e = write(Path::new("/nonexistent-dir/x.txt"), b"x", Existing::Keep).unwrap_err();
+        assert!(e.to_string().contains("/nonexistent-dir/x.txt"), "{e}");
+    }
+}

@@ -1,0 +1,42 @@
+//! The library's error type: every variant names the file it is about and why it failed.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+
+    #[error("{}: not an ONNX model ({reason})", path.display())]
+    NotOnnx { path: PathBuf, reason: String },
+
+    #[error("{}: not a YOLOv8 detection model: {reason}", path.display())]
+    NotDetect { path: PathBuf, reason: String },
+
+    #[error("{}: cannot read image: {reason}", path.display())]
+    Image { path: PathBuf, reason: String },
+
+    #[error("{}: {reason}", path.display())]
+    Format { path: PathBuf, reason: String },
+
+    #[error("{}: already exists (pass --overwrite to replace it)", path.display())]
+    Exists { path: PathBuf },
+
+    #[error("inference failed: {0}")]
+    Inference(String),
+
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { path: path.into(), source }
+    }
+
+    pub fn format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Format { path: path.into(), reason: reason.into() }
+    }
+}

@@ -1,0 +1,4 @@
+//! Annotation file formats: labelme JSON and YOLO txt.
+
+pub mod labelme;
+pub mod yolo;

@@ -1,0 +1,96 @@
+//! Reading images the way Ultralytics (OpenCV `imdecode`, `IMREAD_COLOR`) sees them:
+//! EXIF orientation applied, alpha dropped (not blended), grey replicated to three
+//! channels, 16-bit samples reduced to their high byte, palettes expanded.
+//!
+//! JPEGs are decoded with libjpeg-turbo's code (through mozjpeg, which shares its
+//! decoder): the pure-Rust decoder differs from OpenCV's libjpeg-turbo on ~10% of pixels
+//! by up to 4 levels, which moved COCO yolov8n scores by up to 0.015 and boxes by 1.4 px.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::metadata::Orientation;
+use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use crate::error::{Error, Result};
+
+/// An 8-bit RGB image, interleaved, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+/// Decodes an image file into upright RGB.
+pub fn read_rgb(path: &Path) -> Result<RgbImage> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_rgb(&bytes).map_err(|reason| Error::Image { path: path.into(), reason })
+}
+
+/// Decodes encoded image bytes into upright RGB; the error says why in words.
+pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
+    if bytes.is_empty() {
+        return Err("the file is empty".into());
+    }
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    if reader.format().is_none() {
+        return Err("not a supported image format (jpeg, png, bmp, tiff, webp)".into());
+    }
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        if let Some(img) = crate::jpeg::decode(bytes)? {
+            return Ok(img);
+        }
+    }
+    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    // A broken EXIF block must not cost the image: OpenCV ignores it too.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    img.apply_orientation(orientation);
+    Ok(to_rgb8_like_opencv(img))
+}
+
+/// Applies an EXIF orientation to an RGB image.
+pub fn orient(img: RgbImage, orientation: Orientation) -> RgbImage {
+    if orientation == Orientation::NoTransforms {
+        return img;
+    }
+    let Some(buf) = image::RgbImage::from_raw(img.width as u32, img.height as u32, img.data) else {
+        unreachable!("RgbImage always holds width * height * 3 bytes")
+    };
+    let mut d = DynamicImage::ImageRgb8(buf);
+    d.apply_orientation(orientation);
+    let (width, height) = (d.width() as usize, d.height() as usize);
+    RgbImage { width, height, data: d.into_rgb8().into_raw() }
+}
+
+fn to_rgb8_like_opencv(img: DynamicImage) -> RgbImage {
+    let (width, height) = (img.width() as usize, img.height() as usize);
+    let hi = |v: u16| (v >> 8) as u8;
+    let data: Vec<u8> = match img {
+        DynamicImage::ImageRgb8(b) => b.into_raw(),
+        DynamicImage::ImageRgba8(b) => b.pixels().flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        DynamicImage::ImageLuma8(b) => b.pixels().flat_map(|p| [p[0]; 3]).collect(),
+        DynamicImage::ImageLumaA8(b) => b.pixels().flat_map(|p| [p[0]; 3]).collect(),
+        DynamicImage::ImageRgb16(b) => b.pixels().flat_map(|p| [hi(p[0]), hi(p[1]), hi(p[2])]).collect(),
+        DynamicImage::ImageRgba16(b) => b.pixels().flat_map(|p| [hi(p[0]), hi(p[1]), hi(p[2])]).collect(),
+        DynamicImage::ImageLuma16(b) => b.pixels().flat_map(|p| [hi(p[0]); 3]).collect(),
+        DynamicImage::ImageLumaA16(b) => b.pixels().flat_map(|p| [hi(p[0]); 3]).collect(),
+        other => other.to_rgb8().into_raw(),
+    };
+    RgbImage { width, height, data }
+}
+
+/// Width and height after EXIF orientation, read from the header only (no pixel decode).
+pub fn upright_dimensions(path: &Path) -> Result<(u32, u32)> {
+    let bad = |reason: String| Error::Image { path: path.into(), reason };
+    let reader = ImageReader::open(path).map_err(|e| Error::io(path, e))?;
+    let reader = reader.with_guessed_format().map_err(|e| Error::io(path, e))?;
+    let mut decoder = reader.into_decoder().map_err(|e| bad(e.to_string()))?;
+    let (w, h) = decoder.dimensions();
+    use Orientation::*;
+    Ok(match decoder.orientation().unwrap_or(NoTransforms) {
+        Rotate90 | Rotate270 | Rotate90FlipH | Rotate270FlipH => (h, w),
+        _ => (w, h),
+    })
+}

@@ -1,0 +1,26 @@
+//! qdet: Ultralytics YOLOv8 detection exports on the CPU, with Ultralytics' exact
+//! preprocessing and NMS, writing labelme JSON and YOLO txt.
+//!
+//! The pipeline, in module order: [`model`] loads and checks an ONNX export, [`image_io`]
+//! decodes images as OpenCV does, [`letterbox`] (with [`resize`]) builds the model input,
+//! [`postprocess`] (with [`nms`]) turns raw output into boxes, [`formats`] writes them, and
+//! [`run`] drives all of it over folders of images.
+
+pub mod atomic;
+pub mod detector;
+pub mod draw;
+pub mod error;
+pub mod formats;
+pub mod image_io;
+pub mod jpeg;
+pub mod letterbox;
+pub mod meta;
+pub mod model;
+pub mod nms;
+pub mod postprocess;
+pub mod pylit;
+pub mod resize;
+pub mod run;
+pub mod sources;
+
+pub use error::{Error, Result};

@@ -1,0 +1,246 @@
+//! Loading an Ultralytics YOLOv8 detection ONNX export and running it with tract.
+//!
+//! A model is checked once at load time (one image input, a detect head output) so that a
+//! classification, segmentation or pose export fails with a message instead of producing
+//! nonsense boxes. Static models are optimized once; dynamic ones get one optimized plan per
+//! input shape, cached, because tract optimizes far better with concrete dimensions.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
+use tract_onnx::prelude::tract_data::internal::DimLike;
+
+use crate::error::{Error, Result};
+use crate::meta::ModelMeta;
+
+type Plan = Arc<TypedRunnableModel>;
+
+/// Element type of the model's input (and of its float weights).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Precision {
+    F32,
+    F16,
+}
+
+/// What the model's first output holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Head {
+    /// `[1, 4 + nc, anchors]`: cx, cy, w, h then one score per class, before NMS.
+    Raw { num_classes: usize },
+    /// `[1, k, 6]`: x1, y1, x2, y2, score, class after the exported NMS (end2end / nms=True).
+    EndToEnd,
+}
+
+/// The raw output of one inference, in model-input pixel coordinates.
+#[derive(Debug, Clone)]
+pub struct RawOutput {
+    pub head: Head,
+    /// Row-major data of the first output without its batch dimension.
+    pub data: Vec<f32>,
+    /// `(rows, cols)` of `data`: `(4 + nc, anchors)` for `Raw`, `(k, 6)` for `EndToEnd`.
+    pub dims: (usize, usize),
+}
+
+pub struct Model {
+    path: PathBuf,
+    pub meta: ModelMeta,
+    pub precision: Precision,
+    /// Fixed `(height, width)` of a static model; `None` when height and width are symbolic.
+    pub fixed_size: Option<(usize, usize)>,
+    pub head: Head,
+    source: InferenceModel,
+    plans: Mutex<HashMap<(usize, usize), Plan>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("path", &self.path)
+            .field("precision", &self.precision)
+            .field("fixed_size", &self.fixed_size)
+            .field("head", &self.head)
+            .finish()
+    }
+}
+
+impl Model {
+    /// Loads and validates a model. `probe_size` is the input size used to check the output
+    /// shape of a dynamic model (usually the `--imgsz` the caller will run at).
+    pub fn load(path: &Path, probe_size: Option<(usize, usize)>) -> Result<Model> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        if bytes.is_empty() {
+            return Err(Error::NotOnnx { path: path.into(), reason: "the file is empty".into() });
+        }
+        let mut reader = std::io::Cursor::new(&bytes);
+        let source = tract_onnx::onnx()
+            .model_for_read(&mut reader)
+            .map_err(|e| Error::NotOnnx { path: path.into(), reason: root_cause(&e) })?;
+        let meta = ModelMeta::from_props(metadata_props(&source), path)?;
+        if let Some(task) = meta.task.as_deref().filter(|t| *t != "detect") {
+            return Err(Error::NotDetect {
+                path: path.into(),
+                reason: format!("its metadata says task={task:?}; qdet runs detection exports only"),
+            });
+        }
+        let not_detect = |reason: String| Error::NotDetect { path: path.into(), reason };
+        if source.inputs.len() != 1 {
+            return Err(not_detect(format!("expected one image input, found {}", source.inputs.len())));
+        }
+        let fact = source.input_fact(0).map_err(|e| not_detect(root_cause(&e)))?;
+        let precision = match fact.datum_type.concretize() {
+            Some(DatumType::F32) | None => Precision::F32,
+            Some(DatumType::F16) => Precision::F16,
+            Some(other) => return Err(not_detect(format!("input type {other:?} is not a float image"))),
+        };
+        if fact.shape.is_open() {
+            return Err(not_detect("the input has no known rank".into()));
+        }
+        let dims: Vec<Option<usize>> =
+            fact.shape.dims().map(|d| d.concretize().and_then(|d| d.to_usize().ok())).collect();
+        if dims.len() != 4 || dims[1].is_some_and(|c| c != 3) {
+            return Err(not_detect(format!("input shape {:?} is not [batch, 3, height, width]", fact.shape)));
+        }
+        let fixed_size = match (dims[2], dims[3]) {
+            (Some(h), Some(w)) => Some((h, w)),
+            _ => None,
+        };
+        let probe = fixed_size
+            .or(probe_size)
+            .or(meta.imgsz.map(|(h, w)| (h as usize, w as usize)))
+            .unwrap_or((640, 640));
+        let mut model = Model {
+            path: path.into(),
+            meta,
+            precision,
+            fixed_size,
+            head: Head::EndToEnd,
+            source,
+            plans: Mutex::new(HashMap::new()),
+        };
+        let plan = model.plan(probe)?;
+        model.head = detect_head(&plan, &model.meta).map_err(not_detect)?;
+        Ok(model)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of classes the model scores (for end-to-end models: from the metadata).
+    pub fn num_classes(&self) -> usize {
+        match self.head {
+            Head::Raw { num_classes } => num_classes,
+            Head::EndToEnd => self.meta.names.len(),
+        }
+    }
+
+    /// The optimized plan for one input size, built on first use.
+    fn plan(&self, size: (usize, usize)) -> Result<Plan> {
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = plans.get(&size) {
+            return Ok(p.clone());
+        }
+        let dt = match self.precision {
+            Precision::F32 => f32::datum_type(),
+            Precision::F16 => f16::datum_type(),
+        };
+        let plan = self
+            .source
+            .clone()
+            .with_input_fact(0, InferenceFact::dt_shape(dt, [1, 3, size.0, size.1]))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| Error::NotDetect {
+                path: self.path.clone(),
+                reason: format!("cannot prepare it for a {}x{} input: {}", size.1, size.0, root_cause(&e)),
+            })?;
+        plans.insert(size, plan.clone());
+        Ok(plan)
+    }
+
+    /// Runs the model on one letterboxed CHW image (`3 * h * w` floats in 0..1).
+    pub fn run(&self, chw: &[f32], size: (usize, usize)) -> Result<RawOutput> {
+        let plan = self.plan(size)?;
+        let shape = [1, 3, size.0, size.1];
+        let input = match self.precision {
+            Precision::F32 => Tensor::from_shape(&shape, chw),
+            Precision::F16 => {
+                let half: Vec<f16> = chw.iter().map(|&v| f16::from_f32(v)).collect();
+                Tensor::from_shape(&shape, &half)
+            }
+        }
+        .map_err(|e| Error::Inference(root_cause(&e)))?;
+        let outputs = plan.run(tvec!(input.into())).map_err(|e| Error::Inference(root_cause(&e)))?;
+        let out = outputs[0].cast_to::<f32>().map_err(|e| Error::Inference(root_cause(&e)))?;
+        let view = out.to_plain_array_view::<f32>().map_err(|e| Error::Inference(root_cause(&e)))?;
+        let shape = view.shape().to_vec();
+        if shape.len() != 3 || shape[0] != 1 {
+            return Err(Error::Inference(format!("unexpected output shape {shape:?}")));
+        }
+        Ok(RawOutput { head: self.head, data: view.iter().copied().collect(), dims: (shape[1], shape[2]) })
+    }
+}
+
+/// Decides from the concrete output shapes what kind of head this is, and rejects the
+/// Ultralytics exports that are not plain detection.
+fn detect_head(plan: &Plan, meta: &ModelMeta) -> std::result::Result<Head, String> {
+    let model = plan.model();
+    let shapes: Vec<Vec<usize>> = model
+        .output_outlets()
+        .map_err(|e| root_cause(&e))?
+        .iter()
+        .map(|o| {
+            let fact = model.outlet_fact(*o).map_err(|e| root_cause(&e))?;
+            fact.shape.as_concrete().map(|s| s.to_vec()).ok_or_else(|| "output shape is not concrete".to_string())
+        })
+        .collect::<std::result::Result<_, String>>()?;
+    let first = shapes.first().ok_or("the model has no outputs")?;
+    if shapes.len() > 1 && shapes[1].len() == 4 {
+        return Err(format!(
+            "it has a second output of shape {:?} (mask prototypes): this is a segmentation export",
+            shapes[1]
+        ));
+    }
+    match first.as_slice() {
+        [1, _] => Err(format!("its output {first:?} is one score per class: this is a classification export")),
+        // A raw head has at least 21 anchors even for a 32x32 input, so 6 columns means NMS is inside.
+        [1, _, 6] => Ok(Head::EndToEnd),
+        [1, c, n] if *c > 4 && n > c => {
+            let nc = c - 4;
+            if !meta.names.is_empty() && meta.names.len() != nc {
+                return Err(format!(
+                    "its output has {nc} class scores but its metadata names {} classes (pose or other head?)",
+                    meta.names.len()
+                ));
+            }
+            Ok(Head::Raw { num_classes: nc })
+        }
+        _ => Err(format!("output shape {first:?} is neither [1, 4+classes, anchors] nor [1, k, 6]")),
+    }
+}
+
+/// The ONNX `metadata_props`, as tract stores them under `onnx.metadata_props.<key>`.
+fn metadata_props(model: &InferenceModel) -> BTreeMap<String, String> {
+    model
+        .properties
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.strip_prefix("onnx.metadata_props.")?;
+            let value = v.try_as_plain_ram().ok()?.to_scalar::<String>().ok()?.clone();
+            Some((key.to_string(), value))
+        })
+        .collect()
+}
+
+/// tract errors chain context; users need the innermost reason and the outer step.
+fn root_cause(e: &TractError) -> String {
+    let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
+    match chain.as_slice() {
+        [] => e.to_string(),
+        [only] => only.clone(),
+        [first, .., last] => format!("{first}: {last}"),
+    }
+}

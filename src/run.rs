@@ -1,0 +1,276 @@
+//! `detect` over many files: decode and letterbox on a rayon pool while the model runs,
+//! write every output atomically, report and skip bad images, and time each stage.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::atomic::{self, Existing};
+use crate::detector::{Detector, Prepared};
+use crate::error::{Error, Result};
+use crate::formats::labelme::{relative_path, LabelmeFile, Shape};
+use crate::formats::yolo::detections_to_txt;
+use crate::image_io::{read_rgb, RgbImage};
+use crate::postprocess::Detection;
+use crate::sources::SourceImage;
+
+/// Where labelme JSON goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JsonMode {
+    Off,
+    /// Under the output folder, mirroring the sources.
+    OutDir,
+    /// Beside each image, for labelme's pre-annotation workflow.
+    Beside,
+}
+
+#[derive(Debug, Clone)]
+pub struct Outputs {
+    pub dir: PathBuf,
+    pub json: JsonMode,
+    pub txt: bool,
+    pub txt_conf: bool,
+    pub img: bool,
+    pub existing: Existing,
+}
+
+/// One image that could not be processed, and why.
+#[derive(Debug, Clone, Serialize)]
+pub struct Failure {
+    pub path: PathBuf,
+    pub reason: String,
+}
+
+/// Mean milliseconds per image for each stage.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageMs {
+    pub decode: f64,
+    pub preprocess: f64,
+    pub inference: f64,
+    pub postprocess: f64,
+    pub write: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub images: usize,
+    pub processed: usize,
+    pub failed: usize,
+    pub detections: usize,
+    pub per_class: BTreeMap<String, usize>,
+    pub mean_ms: StageMs,
+    pub wall_s: f64,
+    pub images_per_s: f64,
+    pub failures: Vec<Failure>,
+    pub output_dir: PathBuf,
+}
+
+/// Checks before any work that the output folder can be created and written to.
+pub fn check_writable(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let probe = dir.join(format!(".qdet-write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| Error::io(dir, e))?;
+    std::fs::remove_file(&probe).map_err(|e| Error::io(dir, e))
+}
+
+struct Decoded {
+    index: usize,
+    image: RgbImage,
+    prepared: Prepared,
+    decode_ms: f64,
+    preprocess_ms: f64,
+}
+
+/// Runs detection on every source image. `on_event` is called once per image (for a
+/// progress bar) with the failure, if any. Per-image problems never stop the run.
+pub fn run(
+    det: &Detector,
+    images: &[SourceImage],
+    out: &Outputs,
+    on_event: &(dyn Fn(Option<&Failure>) + Sync),
+) -> Summary {
+    let start = Instant::now();
+    let mut failures = Vec::new();
+    let mut per_class: BTreeMap<String, usize> = BTreeMap::new();
+    let mut totals = StageMs::default();
+    let mut processed = 0usize;
+    let mut detections = 0usize;
+    let mut timed_n = 0usize;
+
+    // Bounded queue: decoding runs ahead of inference by a few images, not the whole folder.
+    let (tx, rx) = mpsc::sync_channel::<std::result::Result<Decoded, Failure>>(rayon::current_num_threads() * 2);
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            images.par_iter().enumerate().for_each_with(tx, |tx, (index, src)| {
+                let t0 = Instant::now();
+                let msg = match read_rgb(&src.path) {
+                    Ok(image) => {
+                        let t1 = Instant::now();
+                        let prepared = det.prepare(&image);
+                        Ok(Decoded {
+                            index,
+                            image,
+                            prepared,
+                            decode_ms: ms(t1 - t0),
+                            preprocess_ms: ms(t1.elapsed()),
+                        })
+                    }
+                    Err(e) => Err(Failure { path: src.path.clone(), reason: reason_of(&e) }),
+                };
+                // The receiver only goes away if the main loop panicked.
+                let _ = tx.send(msg);
+            });
+        });
+        for msg in rx {
+            let d = match msg {
+                Ok(d) => d,
+                Err(f) => {
+                    on_event(Some(&f));
+                    failures.push(f);
+                    continue;
+                }
+            };
+            let src = &images[d.index];
+            let t0 = Instant::now();
+            let raw = match det.infer(&d.prepared) {
+                Ok(r) => r,
+                Err(e) => {
+                    let f = Failure { path: src.path.clone(), reason: e.to_string() };
+                    on_event(Some(&f));
+                    failures.push(f);
+                    continue;
+                }
+            };
+            let t1 = Instant::now();
+            let dets = det.postprocess(&raw, &d.prepared.letterbox);
+            let t2 = Instant::now();
+            let written = write_outputs(det, src, d.image, &dets, out);
+            let t3 = Instant::now();
+            totals.decode += d.decode_ms;
+            totals.preprocess += d.preprocess_ms;
+            totals.inference += ms(t1 - t0);
+            totals.postprocess += ms(t2 - t1);
+            totals.write += ms(t3 - t2);
+            timed_n += 1;
+            match written {
+                Ok(()) => {
+                    processed += 1;
+                    detections += dets.len();
+                    for d in &dets {
+                        *per_class.entry(det.label(d.class)).or_default() += 1;
+                    }
+                    on_event(None);
+                }
+                Err(e) => {
+                    let f = Failure { path: src.path.clone(), reason: e.to_string() };
+                    on_event(Some(&f));
+                    failures.push(f);
+                }
+            }
+        }
+    });
+    let timed = timed_n.max(1) as f64;
+    let mean = StageMs {
+        decode: totals.decode / timed,
+        preprocess: totals.preprocess / timed,
+        inference: totals.inference / timed,
+        postprocess: totals.postprocess / timed,
+        write: totals.write / timed,
+    };
+    let wall_s = start.elapsed().as_secs_f64();
+    failures.sort_by(|a, b| a.path.cmp(&b.path));
+    Summary {
+        images: images.len(),
+        processed,
+        failed: failures.len(),
+        detections,
+        per_class,
+        mean_ms: mean,
+        wall_s,
+        images_per_s: if wall_s > 0.0 { processed as f64 / wall_s } else { 0.0 },
+        failures,
+        output_dir: out.dir.clone(),
+    }
+}
+
+fn ms(d: std::time::Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// The reason alone: the path is reported next to it already.
+fn reason_of(e: &Error) -> String {
+    match e {
+        Error::Image { reason, .. } => reason.clone(),
+        Error::Io { source, .. } => source.to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn write_outputs(det: &Detector, src: &SourceImage, mut image: RgbImage, dets: &[Detection], out: &Outputs) -> Result<()> {
+    let (w, h) = (image.width as u32, image.height as u32);
+    let json_path = match out.json {
+        JsonMode::Off => None,
+        JsonMode::OutDir => Some(out.dir.join(&src.rel).with_extension("json")),
+        JsonMode::Beside => Some(src.path.with_extension("json")),
+    };
+    if let Some(json_path) = json_path {
+        let shapes = dets.iter().map(|d| Shape::from_detection(d, det.label(d.class))).collect();
+        let json_dir = absolute(json_path.parent().unwrap_or(Path::new(".")));
+        let image_path = relative_path(&absolute(&src.path), &json_dir);
+        let file = LabelmeFile::new(image_path.to_string_lossy().into_owned(), w, h, shapes);
+        ensure_parent(&json_path)?;
+        atomic::write(&json_path, &file.to_json(), out.existing)?;
+    }
+    if out.txt {
+        let txt_path = out.dir.join("labels").join(&src.rel).with_extension("txt");
+        ensure_parent(&txt_path)?;
+        atomic::write(&txt_path, detections_to_txt(dets, w, h, out.txt_conf).as_bytes(), out.existing)?;
+    }
+    if out.img {
+        crate::draw::annotate(&mut image, dets, |d| format!("{} {:.2}", det.label(d.class), d.score));
+        let img_path = annotated_path(&out.dir.join(&src.rel));
+        ensure_parent(&img_path)?;
+        atomic::write(&img_path, &encode(&image, &img_path)?, out.existing)?;
+    }
+    Ok(())
+}
+
+/// Keeps the source's name where qdet can encode that format, else writes a JPEG.
+fn annotated_path(p: &Path) -> PathBuf {
+    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    if matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "bmp") {
+        p.to_path_buf()
+    } else {
+        p.with_extension(format!("{ext}.jpg"))
+    }
+}
+
+fn encode(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
+    use image::ImageEncoder;
+    let mut buf = Vec::new();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let (w, h) = (img.width as u32, img.height as u32);
+    let rgb = image::ExtendedColorType::Rgb8;
+    let res = match ext.as_str() {
+        "png" => image::codecs::png::PngEncoder::new(&mut buf).write_image(&img.data, w, h, rgb),
+        "bmp" => image::codecs::bmp::BmpEncoder::new(&mut buf).write_image(&img.data, w, h, rgb),
+        _ => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 95).write_image(&img.data, w, h, rgb),
+    };
+    res.map_err(|e| Error::format(path, format!("cannot encode annotated image: {e}")))?;
+    Ok(buf)
+}
+
+fn ensure_parent(p: &Path) -> Result<()> {
+    match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => std::fs::create_dir_all(d).map_err(|e| Error::io(d, e)),
+        _ => Ok(()),
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}

@@ -1,0 +1,135 @@
+//! Turning the SOURCE arguments (files, folders, globs) into a list of images, each with
+//! the relative path its outputs get, so the output tree mirrors the input tree.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Extensions qdet decodes (Ultralytics' IMG_FORMATS minus the ones without a pure-Rust decoder).
+pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "mpo", "png", "bmp", "tif", "tiff", "webp"];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceImage {
+    pub path: PathBuf,
+    /// Path relative to the source root it was found under; outputs are named after it.
+    pub rel: PathBuf,
+}
+
+pub fn is_image(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// Expands sources in order: a file is taken as given (even without an image extension, so
+/// a mislabelled file is reported rather than silently ignored); a folder is walked
+/// recursively for image files; anything else is tried as a glob pattern.
+pub fn collect(sources: &[PathBuf]) -> Result<Vec<SourceImage>> {
+    let mut out = Vec::new();
+    for src in sources {
+        if src.is_file() {
+            let name = src.file_name().map(PathBuf::from).unwrap_or_else(|| src.clone());
+            out.push(SourceImage { path: src.clone(), rel: name });
+        } else if src.is_dir() {
+            let mut found = Vec::new();
+            for entry in walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name() {
+                let entry = entry.map_err(|e| {
+                    let p = e.path().unwrap_or(src).to_path_buf();
+                    Error::format(p, e.to_string())
+                })?;
+                if entry.file_type().is_file() && is_image(entry.path()) {
+                    let rel = entry.path().strip_prefix(src).unwrap_or(entry.path()).to_path_buf();
+                    found.push(SourceImage { path: entry.path().to_path_buf(), rel });
+                }
+            }
+            out.extend(found);
+        } else {
+            out.extend(expand_glob(src)?);
+        }
+    }
+    check_unique(&out)?;
+    Ok(out)
+}
+
+fn expand_glob(pattern: &Path) -> Result<Vec<SourceImage>> {
+    let text = pattern.to_string_lossy();
+    if !text.contains(['*', '?', '[']) {
+        return Err(Error::io(pattern, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
+    }
+    // Outputs mirror the tree below the pattern's literal leading folders.
+    let root: PathBuf = pattern
+        .components()
+        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+        .collect();
+    let paths = glob::glob(&text).map_err(|e| Error::format(pattern, format!("bad glob pattern: {e}")))?;
+    let mut out = Vec::new();
+    for p in paths {
+        let p = p.map_err(|e| Error::io(e.path().to_path_buf(), std::io::Error::other(e.to_string())))?;
+        if p.is_file() {
+            let rel = p.strip_prefix(&root).unwrap_or(&p).to_path_buf();
+            out.push(SourceImage { path: p, rel });
+        }
+    }
+    if out.is_empty() {
+        return Err(Error::format(pattern, "the pattern matches no files"));
+    }
+    Ok(out)
+}
+
+/// Two sources mapping to the same output name would overwrite each other's results.
+fn check_unique(images: &[SourceImage]) -> Result<()> {
+    let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
+    for img in images {
+        let key = img.rel.with_extension("");
+        if let Some(first) = seen.insert(key, &img.path) {
+            return Err(Error::format(
+                &img.path,
+                format!("its outputs would have the same name as those of {}; give the folders separately or rename", first.display()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Ultralytics-style run folder: `base/name`, then `base/name2`, `base/name3`, ...
+pub fn next_run_dir(base: &Path, name: &str) -> PathBuf {
+    let first = base.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (2..).map(|i| base.join(format!("{name}{i}"))).find(|p| !p.exists()).unwrap_or(first)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_files_and_globs_mirror_their_tree() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("imgs/sub")).unwrap();
+        for f in ["imgs/a.jpg", "imgs/sub/b.PNG", "imgs/notes.txt", "c.jpeg"] {
+            std::fs::write(root.join(f), b"x").unwrap();
+        }
+        let got = collect(&[root.join("imgs"), root.join("c.jpeg")]).unwrap();
+        let rels: Vec<_> = got.iter().map(|s| s.rel.clone()).collect();
+        assert_eq!(rels, vec![PathBuf::from("a.jpg"), PathBuf::from("sub/b.PNG"), PathBuf::from("c.jpeg")]);
+        let got = collect(&[root.join("imgs/*/*.PNG")]).unwrap();
+        assert_eq!(got[0].rel, PathBuf::from("sub/b.PNG"));
+        assert!(collect(&[root.join("missing")]).unwrap_err().to_string().contains("missing"));
+        // The same output name twice is refused before any work.
+        let e = collect(&[root.join("imgs"), root.join("imgs/a.jpg")]).unwrap_err();
+        assert!(e.to_string().contains("same name"), "{e}");
+    }
+
+    #[test]
+    fn run_dirs_increment() {
+        let d = tempfile::tempdir().unwrap();
+        assert_eq!(next_run_dir(d.path(), "predict"), d.path().join("predict"));
+        std::fs::create_dir(d.path().join("predict")).unwrap();
+        std::fs::create_dir(d.path().join("predict2")).unwrap();
+        assert_eq!(next_run_dir(d.path(), "predict"), d.path().join("predict3"));
+    }
+}
