@@ -33,9 +33,11 @@ pub fn annotate(img: &mut RgbImage, dets: &[Detection], label: impl Fn(&Detectio
         let (tw, th) = (text.chars().count() * 8 * scale + 2, 8 * scale + 2);
         // Tag above the box when there is room, inside it otherwise.
         let ty = if y1 >= th { y1 - th } else { y1 };
-        fill_rect(img, x1, ty, x1 + tw, ty + th, color);
+        // Shifted left near the right edge so the tag stays readable.
+        let tx = x1.min(img.width.saturating_sub(tw));
+        fill_rect(img, tx, ty, tx + tw, ty + th, color);
         let ink = if luminance(color) > 140.0 { [0, 0, 0] } else { [255, 255, 255] };
-        draw_text(img, x1 + 1, ty + 1, &text, scale, ink);
+        draw_text(img, tx + 1, ty + 1, &text, scale, ink);
     }
 }
 

@@ -13,6 +13,9 @@ pub enum Error {
     #[error("{}: not a YOLOv8 detection model: {reason}", path.display())]
     NotDetect { path: PathBuf, reason: String },
 
+    #[error("{}: unsupported model: {reason}", path.display())]
+    Unsupported { path: PathBuf, reason: String },
+
     #[error("{}: cannot read image: {reason}", path.display())]
     Image { path: PathBuf, reason: String },
 

@@ -7,6 +7,7 @@
 //! [`run`] drives all of it over folders of images.
 
 pub mod atomic;
+pub mod dataset;
 pub mod detector;
 pub mod draw;
 pub mod error;

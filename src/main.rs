@@ -1,5 +1,7 @@
 //! The `qdet` command line: parses flags, builds the library objects once, dispatches.
 
+mod cli_dataset;
+
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,6 +29,12 @@ struct Cli {
 enum Command {
     /// Detect objects in images and write labelme JSON / YOLO txt / annotated images.
     Detect(DetectArgs),
+    /// Convert annotations: labelme JSON, YOLO txt, Pascal VOC XML -> YOLO txt or labelme JSON.
+    Convert(cli_dataset::ConvertArgs),
+    /// Split images and labels into Ultralytics images/{train,val} + labels/{train,val} with a data.yaml.
+    Split(cli_dataset::SplitArgs),
+    /// Make augmented copies of labelme-annotated images, with their shapes moved along.
+    Augment(cli_dataset::AugmentArgs),
 }
 
 #[derive(Args)]
@@ -104,6 +112,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Detect(args) => detect(args),
+        Command::Convert(args) => cli_dataset::convert(args),
+        Command::Split(args) => cli_dataset::split(args),
+        Command::Augment(args) => cli_dataset::augment(args),
     };
     match result {
         Ok(code) => code,

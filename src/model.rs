@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
+use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
+use tract_onnx::tract_core::transform::ModelTransform;
 use tract_onnx::prelude::tract_data::internal::DimLike;
 
 use crate::error::{Error, Result};
@@ -18,7 +20,7 @@ use crate::meta::ModelMeta;
 
 type Plan = Arc<TypedRunnableModel>;
 
-/// Element type of the model's input (and of its float weights).
+/// Element type of the model's input. Float weights of either kind run as f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
     F32,
@@ -75,7 +77,11 @@ impl Model {
             return Err(Error::NotOnnx { path: path.into(), reason: "the file is empty".into() });
         }
         let mut reader = std::io::Cursor::new(&bytes);
+        // Declared output shapes and value_info of dynamic exports name a symbolic batch
+        // that conflicts with the concrete input qdet sets; the shapes are re-derived anyway.
         let source = tract_onnx::onnx()
+            .with_ignore_output_shapes(true)
+            .with_ignore_value_info(true)
             .model_for_read(&mut reader)
             .map_err(|e| Error::NotOnnx { path: path.into(), reason: root_cause(&e) })?;
         let meta = ModelMeta::from_props(metadata_props(&source), path)?;
@@ -86,6 +92,17 @@ impl Model {
             });
         }
         let not_detect = |reason: String| Error::NotDetect { path: path.into(), reason };
+        // Ultralytics' nms=True export pads a data-dependent NonMaxSuppression result to 300
+        // rows with shapes tract fixes at load time, so it fails on the first image with
+        // fewer boxes. qdet runs Ultralytics' NMS itself: the plain export is the one to use.
+        if source.nodes().iter().any(|n| n.op.name() == "NonMaxSuppression") {
+            return Err(Error::Unsupported {
+                path: path.into(),
+                reason: "it was exported with nms=True (NonMaxSuppression inside the graph), which qdet cannot run; \
+                 export it again without nms=True: qdet applies Ultralytics' NMS itself"
+                    .into(),
+            });
+        }
         if source.inputs.len() != 1 {
             return Err(not_detect(format!("expected one image input, found {}", source.inputs.len())));
         }
@@ -143,36 +160,39 @@ impl Model {
         if let Some(p) = plans.get(&size) {
             return Ok(p.clone());
         }
-        let dt = match self.precision {
-            Precision::F32 => f32::datum_type(),
-            Precision::F16 => f16::datum_type(),
+        let fail = |e: TractError| Error::NotDetect {
+            path: self.path.clone(),
+            reason: format!("cannot prepare it for a {}x{} input: {}", size.1, size.0, root_cause(&e)),
         };
-        let plan = self
+        let typed = self
             .source
             .clone()
-            .with_input_fact(0, InferenceFact::dt_shape(dt, [1, 3, size.0, size.1]))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| Error::NotDetect {
-                path: self.path.clone(),
-                reason: format!("cannot prepare it for a {}x{} input: {}", size.1, size.0, root_cause(&e)),
-            })?;
+            .with_input_fact(0, InferenceFact::dt_shape(self.input_type(), [1, 3, size.0, size.1]))
+            .and_then(|m| m.into_typed())
+            .map_err(fail)?;
+        // CPUs without native fp16 arithmetic (x86 before AVX512-FP16) emulate every f16
+        // operation; an fp16 export runs far faster, and closer to the trained weights,
+        // with its weights widened to f32 once here.
+        let typed = FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed).map_err(fail)?;
+        let typed = typed.into_optimized().map_err(fail)?;
+        let plan = typed.into_runnable().map_err(fail)?;
         plans.insert(size, plan.clone());
         Ok(plan)
+    }
+
+    fn input_type(&self) -> DatumType {
+        match self.precision {
+            Precision::F32 => DatumType::F32,
+            Precision::F16 => DatumType::F16,
+        }
     }
 
     /// Runs the model on one letterboxed CHW image (`3 * h * w` floats in 0..1).
     pub fn run(&self, chw: &[f32], size: (usize, usize)) -> Result<RawOutput> {
         let plan = self.plan(size)?;
         let shape = [1, 3, size.0, size.1];
-        let input = match self.precision {
-            Precision::F32 => Tensor::from_shape(&shape, chw),
-            Precision::F16 => {
-                let half: Vec<f16> = chw.iter().map(|&v| f16::from_f32(v)).collect();
-                Tensor::from_shape(&shape, &half)
-            }
-        }
-        .map_err(|e| Error::Inference(root_cause(&e)))?;
+        // The plan's input is f32 even for an fp16-input export (see `plan`).
+        let input = Tensor::from_shape(&shape, chw).map_err(|e| Error::Inference(root_cause(&e)))?;
         let outputs = plan.run(tvec!(input.into())).map_err(|e| Error::Inference(root_cause(&e)))?;
         let out = outputs[0].cast_to::<f32>().map_err(|e| Error::Inference(root_cause(&e)))?;
         let view = out.to_plain_array_view::<f32>().map_err(|e| Error::Inference(root_cause(&e)))?;

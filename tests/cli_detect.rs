@@ -1,0 +1,142 @@
+//! The `qdet detect` binary end to end in temporary folders: outputs, bad files, refusals.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::root;
+use serde_json::Value;
+
+fn qdet(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qdet")).args(args).current_dir(cwd).output().expect("qdet runs")
+}
+
+fn model() -> String {
+    root().join("models/shapes-yolov8n.onnx").to_string_lossy().into_owned()
+}
+
+fn val(name: &str) -> PathBuf {
+    root().join("datasets/shapes/images/val").join(name)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn bad_files_are_reported_and_skipped_and_the_exit_status_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("imgs");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::copy(val("val_0000.jpg"), src.join("good.jpg")).unwrap();
+    std::fs::copy(val("val_0001.jpg"), src.join("sub/good2.jpg")).unwrap();
+    std::fs::write(src.join("zero.jpg"), b"").unwrap();
+    let jpg = std::fs::read(val("val_0002.jpg")).unwrap();
+    std::fs::write(src.join("truncated.jpg"), &jpg[..jpg.len() / 2]).unwrap();
+    std::fs::write(src.join("notes.png"), b"just some text, not an image").unwrap();
+    let png = std::fs::read(root().join("tests/data/odd/rgba.png")).unwrap();
+    std::fs::write(src.join("cut.png"), &png[..png.len() / 3]).unwrap();
+
+    let out = d.path().join("out");
+    let o = qdet(&["detect", "--model", &model(), "imgs", "--out", "out", "--save-txt", "--json"], d.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let summary: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["images"], 6);
+    assert_eq!(summary["processed"], 2);
+    assert_eq!(summary["failed"], 4);
+    let err = stderr(&o);
+    for (name, why) in [("zero.jpg", "empty"), ("truncated.jpg", "truncated"), ("notes.png", "not a supported image"), ("cut.png", "")] {
+        let line = err.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} not reported:\n{err}"));
+        assert!(line.contains(why), "{line}");
+    }
+    // The good images got their outputs, mirrored under OUT.
+    assert!(out.join("good.json").is_file());
+    assert!(out.join("sub/good2.json").is_file());
+    assert!(out.join("labels/sub/good2.txt").is_file());
+    assert!(!out.join("zero.json").exists());
+}
+
+#[test]
+fn labelme_json_points_at_the_image_and_agrees_with_the_yolo_labels() {
+    let d = tempfile::tempdir().unwrap();
+    let o = qdet(
+        &["detect", "--model", &model(), val("val_0003.jpg").to_str().unwrap(), "--out", "o", "--save-txt", "--save-conf", "--save-img"],
+        d.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let j: Value = serde_json::from_slice(&std::fs::read(d.path().join("o/val_0003.json")).unwrap()).unwrap();
+    // labelme resolves imagePath against the JSON's folder.
+    let img = d.path().join("o").join(j["imagePath"].as_str().unwrap());
+    assert_eq!(std::fs::canonicalize(img).unwrap(), std::fs::canonicalize(val("val_0003.jpg")).unwrap());
+    assert_eq!(j["imageData"], Value::Null);
+    let (w, h) = (j["imageWidth"].as_f64().unwrap(), j["imageHeight"].as_f64().unwrap());
+    let shapes = j["shapes"].as_array().unwrap();
+    assert!(!shapes.is_empty());
+    let txt = std::fs::read_to_string(d.path().join("o/labels/val_0003.txt")).unwrap();
+    let lines: Vec<Vec<f64>> = txt.lines().map(|l| l.split(' ').map(|v| v.parse().unwrap()).collect()).collect();
+    assert_eq!(lines.len(), shapes.len());
+    let names = ["circle", "square", "triangle", "star", "hexagon", "cross"];
+    for (s, l) in shapes.iter().zip(&lines) {
+        assert_eq!(s["label"], names[l[0] as usize]);
+        assert_eq!(s["shape_type"], "rectangle");
+        let p = s["points"].as_array().unwrap();
+        let (x1, y1) = (p[0][0].as_f64().unwrap(), p[0][1].as_f64().unwrap());
+        let (x2, y2) = (p[1][0].as_f64().unwrap(), p[1][1].as_f64().unwrap());
+        assert!((l[1] - (x1 + x2) / 2.0 / w).abs() < 1e-5 && (l[3] - (x2 - x1) / w).abs() < 1e-5);
+        assert!((l[2] - (y1 + y2) / 2.0 / h).abs() < 1e-5 && (l[4] - (y2 - y1) / h).abs() < 1e-5);
+        assert!((l[5] - s["score"].as_f64().unwrap()).abs() < 1e-5);
+    }
+    let drawn = image::open(d.path().join("o/val_0003.jpg")).unwrap();
+    assert_eq!((drawn.width() as f64, drawn.height() as f64), (w, h));
+}
+
+#[test]
+fn beside_mode_never_overwrites_an_existing_annotation_unless_asked() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(val("val_0004.jpg"), d.path().join("a.jpg")).unwrap();
+    std::fs::copy(val("val_0005.jpg"), d.path().join("b.jpg")).unwrap();
+    let mine = b"{\"hand\": \"made\"}";
+    std::fs::write(d.path().join("a.json"), mine).unwrap();
+    let o = qdet(&["detect", "--model", &model(), ".", "--beside"], d.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("a.json: already exists"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(d.path().join("a.json")).unwrap(), mine);
+    let b: Value = serde_json::from_slice(&std::fs::read(d.path().join("b.json")).unwrap()).unwrap();
+    assert_eq!(b["imagePath"], "b.jpg");
+    let o = qdet(&["detect", "--model", &model(), ".", "--beside", "--overwrite"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let a: Value = serde_json::from_slice(&std::fs::read(d.path().join("a.json")).unwrap()).unwrap();
+    assert_eq!(a["imagePath"], "a.jpg");
+}
+
+#[test]
+fn unwritable_output_fails_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("file"), b"x").unwrap();
+    // A folder cannot be created below a regular file, whoever runs the test (root included).
+    let o = qdet(&["detect", "--model", &model(), val("val_0000.jpg").to_str().unwrap(), "--out", "file/out"], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("file/out"), "{}", stderr(&o));
+}
+
+#[test]
+fn default_output_folder_increments_like_ultralytics() {
+    let d = tempfile::tempdir().unwrap();
+    let img = val("val_0000.jpg");
+    for _ in 0..2 {
+        let o = qdet(&["detect", "--model", &model(), img.to_str().unwrap()], d.path());
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    assert!(d.path().join("runs/detect/predict/val_0000.json").is_file());
+    assert!(d.path().join("runs/detect/predict2/val_0000.json").is_file());
+}
+
+#[test]
+fn model_errors_exit_1_with_the_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let seg = root().join("tests/data/models/segment.onnx");
+    let o = qdet(&["detect", "--model", seg.to_str().unwrap(), val("val_0000.jpg").to_str().unwrap()], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("segment.onnx") && stderr(&o).contains("segment"), "{}", stderr(&o));
+}
