@@ -140,3 +140,29 @@ fn model_errors_exit_1_with_the_reason() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("segment.onnx") && stderr(&o).contains("segment"), "{}", stderr(&o));
 }
+
+#[test]
+fn model_without_metadata_labels_by_id_or_by_names_file() {
+    use prost::Message;
+    let d = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(root().join("models/shapes-yolov8n.onnx")).unwrap();
+    let mut proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    assert!(!proto.metadata_props.is_empty());
+    proto.metadata_props.clear();
+    std::fs::write(d.path().join("bare.onnx"), proto.encode_to_vec()).unwrap();
+    let img = val("val_0000.jpg");
+    let labels = |out: &str| -> Vec<String> {
+        let j: Value = serde_json::from_slice(&std::fs::read(d.path().join(out).join("val_0000.json")).unwrap()).unwrap();
+        j["shapes"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap().to_string()).collect()
+    };
+    let o = qdet(&["detect", "--model", "bare.onnx", img.to_str().unwrap(), "--out", "ids"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ids = labels("ids");
+    assert!(!ids.is_empty() && ids.iter().all(|l| l.parse::<usize>().is_ok()), "{ids:?}");
+    let yaml = root().join("datasets/shapes/data.yaml");
+    let o = qdet(&["detect", "--model", "bare.onnx", img.to_str().unwrap(), "--out", "named", "--names", yaml.to_str().unwrap()], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let names = ["circle", "square", "triangle", "star", "hexagon", "cross"];
+    let want: Vec<String> = ids.iter().map(|i| names[i.parse::<usize>().unwrap()].to_string()).collect();
+    assert_eq!(labels("named"), want);
+}
