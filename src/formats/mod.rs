@@ -1,4 +1,4 @@
-//! Annotation file formats: labelme JSON and YOLO txt.
+//! Annotation file formats: labelme JSON, YOLO txt and Pascal VOC XML.
 
 pub mod labelme;
 pub mod voc;
