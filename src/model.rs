@@ -173,7 +173,12 @@ impl Model {
         // CPUs without native fp16 arithmetic (x86 before AVX512-FP16) emulate every f16
         // operation; an fp16 export runs far faster, and closer to the trained weights,
         // with its weights widened to f32 once here.
-        let typed = FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed).map_err(fail)?;
+        let has_f16 = typed.nodes().iter().any(|n| n.outputs.iter().any(|o| o.fact.datum_type == DatumType::F16));
+        let typed = if has_f16 {
+            FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed).map_err(fail)?
+        } else {
+            typed
+        };
         let typed = typed.into_optimized().map_err(fail)?;
         let plan = typed.into_runnable().map_err(fail)?;
         plans.insert(size, plan.clone());

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
@@ -85,24 +85,38 @@ struct Decoded {
     preprocess_ms: f64,
 }
 
-/// Runs detection on every source image. `on_event` is called once per image (for a
-/// progress bar) with the failure, if any. Per-image problems never stop the run.
+/// Per-run totals, merged across inference workers.
+#[derive(Default)]
+struct Acc {
+    failures: Vec<Failure>,
+    per_class: BTreeMap<String, usize>,
+    totals: StageMs,
+    processed: usize,
+    detections: usize,
+    timed: usize,
+}
+
+/// Runs detection on every source image. `inflight` images go through inference at once
+/// (each on one tract thread when above 1); decoding runs ahead on the rayon pool.
+/// `on_event` is called once per image (for a progress bar) with the failure, if any.
+/// Per-image problems never stop the run.
 pub fn run(
     det: &Detector,
     images: &[SourceImage],
     out: &Outputs,
+    inflight: usize,
     on_event: &(dyn Fn(Option<&Failure>) + Sync),
 ) -> Summary {
     let start = Instant::now();
-    let mut failures = Vec::new();
-    let mut per_class: BTreeMap<String, usize> = BTreeMap::new();
-    let mut totals = StageMs::default();
-    let mut processed = 0usize;
-    let mut detections = 0usize;
-    let mut timed_n = 0usize;
+    let acc = Mutex::new(Acc::default());
+    let fail = |f: Failure| {
+        on_event(Some(&f));
+        lock(&acc).failures.push(f);
+    };
 
     // Bounded queue: decoding runs ahead of inference by a few images, not the whole folder.
     let (tx, rx) = mpsc::sync_channel::<std::result::Result<Decoded, Failure>>(rayon::current_num_threads() * 2);
+    let rx = Mutex::new(rx);
     std::thread::scope(|scope| {
         scope.spawn(move || {
             images.par_iter().enumerate().for_each_with(tx, |tx, (index, src)| {
@@ -121,59 +135,61 @@ pub fn run(
                     }
                     Err(e) => Err(Failure { path: src.path.clone(), reason: reason_of(&e) }),
                 };
-                // The receiver only goes away if the main loop panicked.
+                // The receivers only go away if an inference worker panicked.
                 let _ = tx.send(msg);
             });
         });
-        for msg in rx {
-            let d = match msg {
-                Ok(d) => d,
-                Err(f) => {
-                    on_event(Some(&f));
-                    failures.push(f);
-                    continue;
-                }
-            };
-            let src = &images[d.index];
-            let t0 = Instant::now();
-            let raw = match det.infer(&d.prepared) {
-                Ok(r) => r,
-                Err(e) => {
-                    let f = Failure { path: src.path.clone(), reason: e.to_string() };
-                    on_event(Some(&f));
-                    failures.push(f);
-                    continue;
-                }
-            };
-            let t1 = Instant::now();
-            let dets = det.postprocess(&raw, &d.prepared.letterbox);
-            let t2 = Instant::now();
-            let written = write_outputs(det, src, d.image, &dets, out);
-            let t3 = Instant::now();
-            totals.decode += d.decode_ms;
-            totals.preprocess += d.preprocess_ms;
-            totals.inference += ms(t1 - t0);
-            totals.postprocess += ms(t2 - t1);
-            totals.write += ms(t3 - t2);
-            timed_n += 1;
-            match written {
-                Ok(()) => {
-                    processed += 1;
-                    detections += dets.len();
-                    for d in &dets {
-                        *per_class.entry(det.label(d.class)).or_default() += 1;
+        for _ in 0..inflight.max(1) {
+            scope.spawn(|| loop {
+                // The lock is held only while taking the next image off the queue.
+                let Ok(msg) = lock(&rx).recv() else { break };
+                let d = match msg {
+                    Ok(d) => d,
+                    Err(f) => {
+                        fail(f);
+                        continue;
                     }
-                    on_event(None);
+                };
+                let src = &images[d.index];
+                let t0 = Instant::now();
+                let raw = match det.infer(&d.prepared) {
+                    Ok(r) => r,
+                    Err(e) => {
+                        fail(Failure { path: src.path.clone(), reason: e.to_string() });
+                        continue;
+                    }
+                };
+                let t1 = Instant::now();
+                let dets = det.postprocess(&raw, &d.prepared.letterbox);
+                let t2 = Instant::now();
+                let written = write_outputs(det, src, d.image, &dets, out);
+                let t3 = Instant::now();
+                {
+                    let mut a = lock(&acc);
+                    a.totals.decode += d.decode_ms;
+                    a.totals.preprocess += d.preprocess_ms;
+                    a.totals.inference += ms(t1 - t0);
+                    a.totals.postprocess += ms(t2 - t1);
+                    a.totals.write += ms(t3 - t2);
+                    a.timed += 1;
+                    if written.is_ok() {
+                        a.processed += 1;
+                        a.detections += dets.len();
+                        for d in &dets {
+                            *a.per_class.entry(det.label(d.class)).or_default() += 1;
+                        }
+                    }
                 }
-                Err(e) => {
-                    let f = Failure { path: src.path.clone(), reason: e.to_string() };
-                    on_event(Some(&f));
-                    failures.push(f);
+                match written {
+                    Ok(()) => on_event(None),
+                    Err(e) => fail(Failure { path: src.path.clone(), reason: e.to_string() }),
                 }
-            }
+            });
         }
     });
-    let timed = timed_n.max(1) as f64;
+    let Acc { mut failures, per_class, totals, processed, detections, timed } =
+        acc.into_inner().unwrap_or_else(|p| p.into_inner());
+    let timed = timed.max(1) as f64;
     let mean = StageMs {
         decode: totals.decode / timed,
         preprocess: totals.preprocess / timed,
@@ -195,6 +211,11 @@ pub fn run(
         failures,
         output_dir: out.dir.clone(),
     }
+}
+
+/// A poisoned lock only means another worker panicked; its data is still consistent.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn ms(d: std::time::Duration) -> f64 {
