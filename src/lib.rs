@@ -16,6 +16,7 @@ pub mod image_io;
 pub mod jpeg;
 pub mod letterbox;
 pub mod meta;
+pub mod metrics;
 pub mod model;
 pub mod nms;
 pub mod postprocess;
@@ -23,5 +24,6 @@ pub mod pylit;
 pub mod resize;
 pub mod run;
 pub mod sources;
+pub mod val;
 
 pub use error::{Error, Result};

@@ -1,6 +1,7 @@
 //! The `qdet` command line: parses flags, builds the library objects once, dispatches.
 
 mod cli_dataset;
+mod cli_val;
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -36,6 +37,7 @@ enum Command {
     /// Make augmented copies of labelme-annotated images, with their shapes moved along.
     Augment(cli_dataset::AugmentArgs),
     /// Score a model on a labelled dataset split: P, R, mAP50, mAP50-95 as Ultralytics computes them.
+    Val(cli_val::ValArgs),
 }
 
 #[derive(Args)]
@@ -119,6 +121,7 @@ fn main() -> ExitCode {
         Command::Convert(args) => cli_dataset::convert(args),
         Command::Split(args) => cli_dataset::split(args),
         Command::Augment(args) => cli_dataset::augment(args),
+        Command::Val(args) => cli_val::val(args),
     };
     match result {
         Ok(code) => code,

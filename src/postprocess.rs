@@ -87,6 +87,96 @@ fn decode_raw(out: &RawOutput, nc: usize, opts: &NmsOptions) -> Vec<Detection> {
     nms(&boxes, &scores, opts.iou).into_iter().take(opts.max_det).map(|i| cands[i]).collect()
 }
 
+/// Detections in model-input pixels, best first, with every class scoring above `opts.conf`
+/// a candidate of its own: Ultralytics' `non_max_suppression(multi_label=True)`, which
+/// `yolo val` uses (predict keeps one label per box, see [`decode`]). Candidates are
+/// enumerated as `torch.where(scores > conf)` does, anchor by anchor and classes ascending,
+/// which fixes the order of equal scores in NMS. End-to-end heads have no per-class scores
+/// and are filtered as in [`decode`].
+pub fn decode_multi_label(out: &RawOutput, opts: &NmsOptions) -> Vec<Detection> {
+    // `multi_label &= nc > 1` in Ultralytics; with one class both ways give the same boxes.
+    let Head::Raw { num_classes: nc } = out.head else {
+        return decode_end2end(out, opts);
+    };
+    let (rows, n) = out.dims;
+    debug_assert_eq!(rows, 4 + nc);
+    let at = |r: usize, i: usize| out.data[r * n + i];
+    let mut cands: Vec<Detection> = Vec::new();
+    for i in 0..n {
+        let mut bbox = None;
+        for c in 0..nc {
+            let s = at(4 + c, i);
+            if !(s > opts.conf) || !opts.wants(c) {
+                continue;
+            }
+            let b = *bbox.get_or_insert_with(|| {
+                let (cx, cy, hw, hh) = (at(0, i), at(1, i), at(2, i) / 2.0, at(3, i) / 2.0);
+                [cx - hw, cy - hh, cx + hw, cy + hh]
+            });
+            cands.push(Detection { bbox: b, score: s, class: c });
+        }
+    }
+    if cands.len() > MAX_NMS {
+        cands.sort_by(|a, b| descending(a.score, b.score));
+        cands.truncate(MAX_NMS);
+    }
+    class_aware_nms(&cands, opts).into_iter().take(opts.max_det).map(|i| cands[i]).collect()
+}
+
+/// torchvision NMS over class-offset boxes (Ultralytics' `boxes + cls * max_wh`), returning
+/// kept indices best first. At val's conf 0.001 there are thousands of candidates, so when
+/// the offsets provably keep classes apart the greedy pass runs class by class; the IoUs are
+/// still computed on the offset float32 coordinates, so the result is the same.
+fn class_aware_nms(cands: &[Detection], opts: &NmsOptions) -> Vec<usize> {
+    let offset = |d: &Detection| if opts.agnostic { 0.0 } else { d.class as f32 * MAX_WH };
+    let boxes: Vec<[f32; 4]> = cands
+        .iter()
+        .map(|d| {
+            let o = offset(d);
+            [d.bbox[0] + o, d.bbox[1] + o, d.bbox[2] + o, d.bbox[3] + o]
+        })
+        .collect();
+    let scores: Vec<f32> = cands.iter().map(|d| d.score).collect();
+    if opts.agnostic || !classes_cannot_overlap(cands) {
+        return nms(&boxes, &scores, opts.iou);
+    }
+    // Rank in the global stable score order: the order torchvision visits boxes in.
+    let mut order: Vec<usize> = (0..cands.len()).collect();
+    order.sort_by(|&a, &b| descending(scores[a], scores[b]));
+    let mut rank = vec![0usize; cands.len()];
+    for (r, &i) in order.iter().enumerate() {
+        rank[i] = r;
+    }
+    let mut groups: std::collections::BTreeMap<usize, Vec<usize>> = std::collections::BTreeMap::new();
+    for &i in &order {
+        groups.entry(cands[i].class).or_default().push(i);
+    }
+    let mut keep = Vec::new();
+    for members in groups.values() {
+        let b: Vec<[f32; 4]> = members.iter().map(|&i| boxes[i]).collect();
+        let s: Vec<f32> = members.iter().map(|&i| scores[i]).collect();
+        // Members are already in descending order, which nms' stable sort keeps.
+        keep.extend(nms(&b, &s, opts.iou).into_iter().map(|k| members[k]));
+    }
+    keep.sort_by_key(|&i| rank[i]);
+    keep
+}
+
+/// Whether two boxes of different classes can never overlap once offset by `class * MAX_WH`:
+/// true when all boxes fit in a span narrower than the offset (with a pixel to spare for
+/// float32 rounding at large offsets).
+fn classes_cannot_overlap(cands: &[Detection]) -> bool {
+    let (mut lo, mut hi) = (f32::INFINITY, f32::NEG_INFINITY);
+    for d in cands {
+        if !d.bbox.iter().all(|v| v.is_finite()) {
+            return false;
+        }
+        lo = lo.min(d.bbox[0]).min(d.bbox[1]);
+        hi = hi.max(d.bbox[2]).max(d.bbox[3]);
+    }
+    cands.is_empty() || hi - lo < MAX_WH - 1.0
+}
+
 fn decode_end2end(out: &RawOutput, opts: &NmsOptions) -> Vec<Detection> {
     let (k, cols) = out.dims;
     (0..k)
@@ -140,6 +230,66 @@ mod tests {
         assert_eq!(d.iter().map(|d| d.class).collect::<Vec<_>>(), vec![1]);
         let d = decode(&out, &NmsOptions { max_det: 1, ..Default::default() });
         assert_eq!(d.len(), 1);
+    }
+
+    #[test]
+    fn multi_label_makes_one_candidate_per_class_above_conf() {
+        let out = raw(&[
+            [50.0, 50.0, 20.0, 20.0, 0.9, 0.6],  // both classes, same box: both kept (other class)
+            [52.0, 50.0, 20.0, 20.0, 0.7, 0.05], // class 0 suppressed by anchor 0; class 1 below conf
+            [10.0, 10.0, 4.0, 4.0, 0.25, 0.3],   // class 0 exactly at conf: dropped (strict >)
+        ]);
+        let opts = NmsOptions { conf: 0.25, ..Default::default() };
+        let d = decode_multi_label(&out, &opts);
+        let got: Vec<(usize, f32)> = d.iter().map(|d| (d.class, d.score)).collect();
+        assert_eq!(got, vec![(0, 0.9), (1, 0.6), (1, 0.3)]);
+        assert_eq!(d[0].bbox, d[1].bbox);
+        // Predict's single-label decode keeps only the best class of anchor 0.
+        let single: Vec<usize> = decode(&out, &opts).iter().map(|d| d.class).collect();
+        assert_eq!(single, vec![0, 1]);
+        // Agnostic: the class-1 copy of anchor 0 is suppressed by its class-0 copy.
+        let d = decode_multi_label(&out, &NmsOptions { agnostic: true, ..opts.clone() });
+        assert_eq!(d.iter().map(|d| (d.class, d.score)).collect::<Vec<_>>(), vec![(0, 0.9), (1, 0.3)]);
+        let d = decode_multi_label(&out, &NmsOptions { max_det: 2, classes: Some(vec![1]), ..opts });
+        assert_eq!(d.iter().map(|d| (d.class, d.score)).collect::<Vec<_>>(), vec![(1, 0.6), (1, 0.3)]);
+    }
+
+    /// The class-by-class pass must keep exactly what one pass over offset boxes keeps.
+    #[test]
+    fn per_class_nms_equals_global_nms_on_offset_boxes() {
+        // A small LCG: deterministic clustered boxes with many overlaps and equal scores.
+        let mut state = 12345u64;
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((state >> 33) as f32) / (1u64 << 31) as f32
+        };
+        for nc in [2usize, 5] {
+            let cands: Vec<Detection> = (0..400)
+                .map(|_| {
+                    let (x, y) =
+                        ((next() * 8.0).floor() * 30.0 + next() * 6.0, (next() * 4.0).floor() * 30.0 + next() * 6.0);
+                    let (w, h) = (20.0 + next() * 10.0, 20.0 + next() * 10.0);
+                    let score = (next() * 20.0).floor() / 20.0 + 0.01;
+                    Detection { bbox: [x, y, x + w, y + h], score, class: (next() * nc as f32) as usize % nc }
+                })
+                .collect();
+            let opts = NmsOptions { iou: 0.5, ..Default::default() };
+            let boxes: Vec<[f32; 4]> = cands
+                .iter()
+                .map(|d| {
+                    let o = d.class as f32 * MAX_WH;
+                    [d.bbox[0] + o, d.bbox[1] + o, d.bbox[2] + o, d.bbox[3] + o]
+                })
+                .collect();
+            let scores: Vec<f32> = cands.iter().map(|d| d.score).collect();
+            let global = nms(&boxes, &scores, opts.iou);
+            assert!(global.len() > 20 && global.len() < 300, "{}", global.len());
+            assert!(classes_cannot_overlap(&cands));
+            assert_eq!(class_aware_nms(&cands, &opts), global);
+        }
+        // A box wider than the offset: the global pass is used.
+        let huge = [Detection { bbox: [-10.0, 0.0, 8000.0, 10.0], score: 0.5, class: 0 }];
+        assert!(!classes_cannot_overlap(&huge));
     }
 
     #[test]

@@ -1,0 +1,180 @@
+//! `qdet val`: flags in, the library's [`qdet::val::run`] in between, Ultralytics' table out.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use qdet::model::Model;
+use qdet::val::{self, ValOptions, ValReport};
+
+use crate::EXIT_SOME_FAILED;
+
+/// Problems listed in the text output before the rest is only counted (`--json` lists all).
+const MAX_LISTED: usize = 50;
+
+#[derive(Args)]
+pub struct ValArgs {
+    /// Ultralytics YOLOv8 detection ONNX export.
+    #[arg(long)]
+    model: PathBuf,
+    /// Ultralytics dataset yaml (`path`, `val`/`test`/`train`, `names` or `nc`).
+    #[arg(long)]
+    data: PathBuf,
+    /// Inference size for dynamic models (one number; `H,W` uses the larger); static models
+    /// run at their own size [default: the model's metadata imgsz, else 640].
+    #[arg(long, value_parser = crate::parse_imgsz)]
+    imgsz: Option<(usize, usize)>,
+    /// Confidence threshold (strictly above).
+    #[arg(long, default_value_t = val::DEFAULT_CONF)]
+    conf: f32,
+    /// NMS IoU threshold.
+    #[arg(long, default_value_t = val::DEFAULT_IOU)]
+    iou: f32,
+    /// At most this many detections per image [default: 300, or the most labels in one image if more].
+    #[arg(long)]
+    max_det: Option<usize>,
+    /// Which split of the yaml to score.
+    #[arg(long, default_value = "val")]
+    split: String,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Worker threads for decoding and inference [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
+    if !(0.0..=1.0).contains(&a.conf) || !(0.0..=1.0).contains(&a.iou) {
+        bail!("--conf and --iou must be between 0 and 1");
+    }
+    if a.max_det == Some(0) {
+        bail!("--max-det must be at least 1");
+    }
+    let data = val::load_data(&a.data, &a.split).context("reading the dataset")?;
+    let imgsz = a.imgsz.map(|(h, w)| h.max(w));
+    let n_images = val::list_images(&data.sources).context("listing the images")?.len();
+    let inflight = crate::setup_threads(a.threads, None, n_images)?;
+    let model = Model::load(&a.model, imgsz.map(|n| (n, n))).context("loading the model")?;
+    if let (Some(size), Some(n)) = (model.fixed_size, imgsz) {
+        if size != (n, n) {
+            eprintln!("qdet: note: --imgsz {n} ignored: the model's input is fixed at {}x{}", size.1, size.0);
+        }
+    }
+    let bar = crate::progress_bar(n_images as u64);
+    let opts = ValOptions { conf: a.conf, iou: a.iou, max_det: a.max_det, imgsz, inflight };
+    let report = val::run(&model, &data, &opts, &|problem| {
+        if let Some(p) = problem {
+            bar.suspend(|| eprintln!("qdet: skipped {p}"));
+        }
+        bar.inc(1);
+    })
+    .context("validating")?;
+    bar.finish_and_clear();
+    let text = if a.json { serde_json::to_string_pretty(&report)? + "\n" } else { table(&report) };
+    // A closed stdout (`| head`) is the reader's choice, not an error.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e).context("writing the results"),
+        _ => {}
+    }
+    if !a.json {
+        print_notes(&report);
+    }
+    Ok(if report.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_SOME_FAILED) })
+}
+
+/// Python's `"%.3g"`.
+fn g3(v: f64) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return if v == 0.0 { "0".into() } else { v.to_string() };
+    }
+    let sci = format!("{v:.2e}");
+    let exp: i32 = sci.split_once('e').and_then(|(_, e)| e.parse().ok()).unwrap_or(0);
+    let trim = |s: &str| {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if !(-4..3).contains(&exp) {
+        let (m, _) = sci.split_once('e').unwrap_or((&sci, ""));
+        return format!("{}e{}{:02}", trim(m), if exp < 0 { '-' } else { '+' }, exp.abs());
+    }
+    let decimals = (2 - exp).max(0) as usize;
+    trim(&format!("{v:.decimals$}"))
+}
+
+/// Ultralytics' table: `%22s` then `%11s` columns, "all" first, then classes with labels.
+fn table(r: &ValReport) -> String {
+    let row = |name: &str, images: usize, inst: usize, v: [f64; 4]| {
+        format!("{name:>22}{images:>11}{inst:>11}{:>11}{:>11}{:>11}{:>11}\n", g3(v[0]), g3(v[1]), g3(v[2]), g3(v[3]))
+    };
+    let mut t = format!(
+        "{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}\n",
+        "Class", "Images", "Instances", "Box(P", "R", "mAP50", "mAP50-95)"
+    );
+    t += &row("all", r.images, r.instances, [r.precision, r.recall, r.map50, r.map50_95]);
+    // Ultralytics lists classes only for multi-class models.
+    if r.nc > 1 {
+        for c in &r.classes {
+            let m = &c.metrics;
+            t += &row(&c.name, m.images, m.instances, [m.precision, m.recall, m.map50, m.map50_95]);
+        }
+    }
+    t
+}
+
+/// Settings, timings and warnings, on stderr below the table.
+fn print_notes(r: &ValReport) {
+    if r.instances == 0 {
+        eprintln!("qdet: warning: no labels found in the '{}' split, cannot compute metrics without labels", r.split);
+    }
+    let input = match r.input {
+        Some((h, w)) => format!("{w}x{h} input"),
+        None => format!("imgsz {} (rectangular inputs)", r.imgsz),
+    };
+    let m = &r.mean_ms;
+    eprintln!(
+        "{input}, conf {}, iou {}, max_det {}; mean ms per image: decode {:.1}, preprocess {:.1}, inference {:.1}, postprocess {:.1}",
+        r.conf, r.iou, r.max_det, m.decode, m.preprocess, m.inference, m.postprocess
+    );
+    // Skipped images were reported as they happened.
+    for p in r.warnings.iter().take(MAX_LISTED) {
+        eprintln!("qdet: warning: {p}");
+    }
+    if r.warnings.len() > MAX_LISTED {
+        eprintln!("qdet: ... and {} more warnings (--json lists all)", r.warnings.len() - MAX_LISTED);
+    }
+    if !r.skipped.is_empty() {
+        eprintln!("{} of {} images were skipped and are not in the scores", r.skipped.len(), r.images_found);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::g3;
+
+    #[test]
+    fn percent_3g_like_python() {
+        for (v, want) in [
+            (0.746, "0.746"),
+            (0.57, "0.57"),
+            (1.0, "1"),
+            (0.0, "0"),
+            (0.12345, "0.123"),
+            (0.9996, "1"),
+            (5e-5, "5e-05"),
+            (0.00012, "0.00012"),
+            (0.0009995, "0.000999"),
+            (0.00099951, "0.001"),
+            (123.4, "123"),
+            (1234.5, "1.23e+03"),
+        ] {
+            assert_eq!(g3(v), want, "{v}");
+        }
+    }
+}
