@@ -65,7 +65,8 @@ fn decode_raw(out: &RawOutput, nc: usize, opts: &NmsOptions) -> Vec<Detection> {
                 class = c;
             }
         }
-        if !(best > opts.conf) || !opts.wants(class) {
+        // NaN scores fail the threshold too.
+        if best.is_nan() || best <= opts.conf || !opts.wants(class) {
             continue;
         }
         let (cx, cy, hw, hh) = (at(0, i), at(1, i), at(2, i) / 2.0, at(3, i) / 2.0);
@@ -106,7 +107,7 @@ pub fn decode_multi_label(out: &RawOutput, opts: &NmsOptions) -> Vec<Detection> 
         let mut bbox = None;
         for c in 0..nc {
             let s = at(4 + c, i);
-            if !(s > opts.conf) || !opts.wants(c) {
+            if s.is_nan() || s <= opts.conf || !opts.wants(c) {
                 continue;
             }
             let b = *bbox.get_or_insert_with(|| {
