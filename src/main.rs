@@ -135,8 +135,8 @@ fn main() -> ExitCode {
 /// Sets up the rayon pool (decoding) and tract's executor (inference); returns how many
 /// images go through inference at once.
 ///
-/// By default every thread gets its own image: on 2 cores that gave 1.45x the images/s of
-/// one image on 2 tract threads for the COCO yolov8n at 640 and 1.71x for the fixture model
+/// By default every thread gets its own image: on 2 cores that gave 1.72x the images/s of
+/// one image on 2 tract threads for the COCO yolov8n at 640 and 1.85x for the fixture model
 /// at 320 (README, "Throughput"), because tract's intra-op threading scales poorly there.
 /// A single image gets all threads instead, for the lowest latency.
 fn setup_threads(threads: Option<usize>, inflight: Option<usize>, images: usize) -> anyhow::Result<usize> {
