@@ -76,16 +76,7 @@ fn decode_raw(out: &RawOutput, nc: usize, opts: &NmsOptions) -> Vec<Detection> {
         cands.sort_by(|a, b| descending(a.score, b.score));
         cands.truncate(MAX_NMS);
     }
-    let offset = |d: &Detection| if opts.agnostic { 0.0 } else { d.class as f32 * MAX_WH };
-    let boxes: Vec<[f32; 4]> = cands
-        .iter()
-        .map(|d| {
-            let o = offset(d);
-            [d.bbox[0] + o, d.bbox[1] + o, d.bbox[2] + o, d.bbox[3] + o]
-        })
-        .collect();
-    let scores: Vec<f32> = cands.iter().map(|d| d.score).collect();
-    nms(&boxes, &scores, opts.iou).into_iter().take(opts.max_det).map(|i| cands[i]).collect()
+    class_aware_nms(&cands, opts).into_iter().take(opts.max_det).map(|i| cands[i]).collect()
 }
 
 /// Detections in model-input pixels, best first, with every class scoring above `opts.conf`
