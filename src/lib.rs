@@ -21,6 +21,7 @@ pub mod model;
 pub mod nms;
 pub mod postprocess;
 pub mod pylit;
+pub mod quant;
 pub mod resize;
 pub mod run;
 pub mod sources;

@@ -1,0 +1,37 @@
+//! Post-training int8 quantization, reproducing PPQ 0.6.6 (`ppq.quantization.observer`).
+//!
+//! # Quantization scheme
+//!
+//! This is the one place that documents it; it states only what [`observers`] implements.
+//!
+//! * **Affine map.** A real value `x` is represented by the integer
+//!   `q = clamp(round_half_even(x / scale) + zero_point, qmin, qmax)` and read back as
+//!   `x' = (q - zero_point) * scale`. Rounding is round-half-to-even, as PPQ's `torch.round`
+//!   (tensors) and `ppq_numerical_round` (`Decimal` `ROUND_HALF_EVEN`, scalars) do.
+//! * **Activations:** per-tensor, asymmetric uint8, `[qmin, qmax] = [0, 255]`
+//!   ([`observers::QuantBounds::ASYM_U8`]). From a calibrated range `[min, max]` (see
+//!   [`observers::minmax_to_scale_offset`], PPQ's function of the same name), computed in f64:
+//!   `min = min(min, 0)`, `max = max(max, 0)` (zero is always representable),
+//!   `scale = max((max - min) / (qmax - qmin), 1e-8)`,
+//!   `zero_point = round_half_even(-min / scale)` (with the f64 scale; PPQ does not clamp it,
+//!   and after the widening to include 0 it lies in `[0, 255]` anyway). The scale is then
+//!   stored as f32.
+//! * **Symmetric int8** (`zero_point = 0`): `scale = max(2 * max(|min|, |max|) / (qmax - qmin), 1e-8)`.
+//!   Note the `2 / (qmax - qmin)`: with the full range `[-128, 127]`
+//!   ([`observers::QuantBounds::SYM_I8`]) this is `absmax / 127.5`; with the narrow range
+//!   `[-127, 127]` ([`observers::QuantBounds::SYM_I8_NARROW`]) it is `absmax / 127`.
+//! * **Weights:** per-output-channel (axis 0) symmetric int8, narrow range `[-127, 127]`
+//!   (PPQ's quantizers differ here; ORT's uses `[-128, 127]`, which the same function supports):
+//!   `scale[c] = max(absmax(W[c]) / 127, 1e-8)`, `zero_point = 0`
+//!   ([`observers::weight_scales_per_channel`]). An all-zero channel gets `scale = 1e-8`.
+//! * **Bias:** int32, `zero_point = 0`, `scale[c] = input_scale * weight_scale[c]` (f32
+//!   product, [`observers::bias_scales`]).
+//!
+//! # Observers (activation range calibration)
+//!
+//! All take one `observe` call per calibration image (PPQ's "batch"), see [`observers`]:
+//! min/max, percentile (PPQ default 0.9999, averaged per image), KL divergence (TensorRT
+//! entropy calibration, two passes, symmetric only as in PPQ) and MSE (histogram grid search,
+//! two passes).
+
+pub mod observers;
