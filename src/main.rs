@@ -1,5 +1,6 @@
 //! The `qdet` command line: parses flags, builds the library objects once, dispatches.
 
+mod cli_calibrate;
 mod cli_dataset;
 mod cli_val;
 
@@ -36,6 +37,8 @@ enum Command {
     Split(cli_dataset::SplitArgs),
     /// Make augmented copies of labelme-annotated images, with their shapes moved along.
     Augment(cli_dataset::AugmentArgs),
+    /// Quantize a model to int8 (QDQ ONNX) from sample images, with per-layer error analysis.
+    Calibrate(cli_calibrate::CalibrateArgs),
     /// Score a model on a labelled dataset split: P, R, mAP50, mAP50-95 as Ultralytics computes them.
     Val(cli_val::ValArgs),
 }
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
         Command::Split(args) => cli_dataset::split(args),
         Command::Augment(args) => cli_dataset::augment(args),
         Command::Val(args) => cli_val::val(args),
+        Command::Calibrate(args) => cli_calibrate::calibrate(args),
     };
     match result {
         Ok(code) => code,

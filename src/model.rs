@@ -18,7 +18,7 @@ use tract_onnx::prelude::tract_data::internal::DimLike;
 use crate::error::{Error, Result};
 use crate::meta::ModelMeta;
 
-type Plan = Arc<TypedRunnableModel>;
+pub(crate) type Plan = Arc<TypedRunnableModel>;
 
 /// Element type of the model's input. Float weights of either kind run as f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,27 +160,10 @@ impl Model {
         if let Some(p) = plans.get(&size) {
             return Ok(p.clone());
         }
-        let fail = |e: TractError| Error::NotDetect {
+        let plan = optimize(&self.source, self.input_type(), size).map_err(|e| Error::NotDetect {
             path: self.path.clone(),
             reason: format!("cannot prepare it for a {}x{} input: {}", size.1, size.0, root_cause(&e)),
-        };
-        let typed = self
-            .source
-            .clone()
-            .with_input_fact(0, InferenceFact::dt_shape(self.input_type(), [1, 3, size.0, size.1]))
-            .and_then(|m| m.into_typed())
-            .map_err(fail)?;
-        // CPUs without native fp16 arithmetic (x86 before AVX512-FP16) emulate every f16
-        // operation; an fp16 export runs far faster, and closer to the trained weights,
-        // with its weights widened to f32 once here.
-        let has_f16 = typed.nodes().iter().any(|n| n.outputs.iter().any(|o| o.fact.datum_type == DatumType::F16));
-        let typed = if has_f16 {
-            FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed).map_err(fail)?
-        } else {
-            typed
-        };
-        let typed = typed.into_optimized().map_err(fail)?;
-        let plan = typed.into_runnable().map_err(fail)?;
+        })?;
         plans.insert(size, plan.clone());
         Ok(plan)
     }
@@ -207,6 +190,20 @@ impl Model {
         }
         Ok(RawOutput { head: self.head, data: view.iter().copied().collect(), dims: (shape[1], shape[2]) })
     }
+}
+
+/// Optimizes a loaded graph for one `[1, 3, h, w]` input of type `input_type`.
+pub(crate) fn optimize(source: &InferenceModel, input_type: DatumType, size: (usize, usize)) -> TractResult<Plan> {
+    let typed = source
+        .clone()
+        .with_input_fact(0, InferenceFact::dt_shape(input_type, [1, 3, size.0, size.1]))?
+        .into_typed()?;
+    // CPUs without native fp16 arithmetic (x86 before AVX512-FP16) emulate every f16
+    // operation; an fp16 export runs far faster, and closer to the trained weights,
+    // with its weights widened to f32 once here.
+    let has_f16 = typed.nodes().iter().any(|n| n.outputs.iter().any(|o| o.fact.datum_type == DatumType::F16));
+    let typed = if has_f16 { FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed)? } else { typed };
+    typed.into_optimized()?.into_runnable()
 }
 
 /// Decides from the concrete output shapes what kind of head this is, and rejects the
@@ -261,7 +258,7 @@ fn metadata_props(model: &InferenceModel) -> BTreeMap<String, String> {
 }
 
 /// tract errors chain context; users need the innermost reason and the outer step.
-fn root_cause(e: &TractError) -> String {
+pub(crate) fn root_cause(e: &TractError) -> String {
     let chain: Vec<String> = e.chain().map(|c| c.to_string()).collect();
     match chain.as_slice() {
         [] => e.to_string(),

@@ -34,4 +34,10 @@
 //! entropy calibration, two passes, symmetric only as in PPQ) and MSE (histogram grid search,
 //! two passes).
 
+pub mod analysis;
+pub mod calibrate;
 pub mod observers;
+pub mod proto;
+pub mod qdq;
+pub mod runner;
+pub mod sites;

@@ -1,0 +1,205 @@
+//! `qdet calibrate`: flags in, [`qdet::quant::calibrate`] in between, the QDQ model, the
+//! report and the error-analysis tables out.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Mutex;
+
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+
+use qdet::atomic::{self, Existing};
+use qdet::quant::analysis::bar;
+use qdet::quant::calibrate::{self, Event, Method, Options, Report};
+use qdet::quant::proto;
+use qdet::quant::sites::NamePattern;
+
+use crate::EXIT_SOME_FAILED;
+
+/// Rows of each error table printed (the report JSON has them all).
+const TABLE_ROWS: usize = 12;
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MethodArg {
+    Minmax,
+    Percentile,
+    Kl,
+    Mse,
+}
+
+#[derive(Args)]
+pub struct CalibrateArgs {
+    /// Ultralytics YOLOv8 detection ONNX export, fp32, opset 13 or later.
+    #[arg(long)]
+    model: PathBuf,
+    /// Calibration images: files, folders (walked recursively) or glob patterns.
+    #[arg(long, required = true, num_args = 1..)]
+    images: Vec<PathBuf>,
+    /// Where to write the QDQ ONNX model (never the input model).
+    #[arg(long)]
+    out: PathBuf,
+    /// Activation range observer (PPQ's).
+    #[arg(long, value_enum, default_value = "percentile")]
+    method: MethodArg,
+    /// Use the first N images (sorted by path) [default: all].
+    #[arg(long)]
+    num: Option<usize>,
+    /// Keep matching Conv nodes in float: a glob on the whole node name, or text found in
+    /// it (`model.22` keeps the detect head float). Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    exclude: Vec<String>,
+    /// Keep the K convs the layerwise analysis finds most sensitive in float.
+    #[arg(long, value_name = "K", default_value_t = 0)]
+    auto_exclude: usize,
+    /// Shift each quantized conv's bias per channel to cancel its mean output error on the
+    /// calibration images.
+    #[arg(long)]
+    bias_correct: bool,
+    /// Weight bits: 8 stores [-127, 127]; 7 stores [-63, 63].
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(7..=8))]
+    weight_bits: u32,
+    /// Images used by the error analysis (graphwise and layerwise); 0 skips it.
+    #[arg(long, default_value_t = 8)]
+    analysis_images: usize,
+    /// Write the calibration report (ranges, scales, per-conv errors) to this JSON file.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Inference size for dynamic models, `640` or `H,W` [default: the model's metadata imgsz, else 640].
+    #[arg(long, value_parser = crate::parse_imgsz)]
+    imgsz: Option<(usize, usize)>,
+    /// Replace an existing --out / --report file.
+    #[arg(long)]
+    overwrite: bool,
+    /// Worker threads [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
+pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
+    if same_file(&a.model, &a.out) {
+        bail!("--out {} is the input model: qdet never overwrites the model it calibrates", a.out.display());
+    }
+    let existing = if a.overwrite { Existing::Overwrite } else { Existing::Keep };
+    for p in std::iter::once(&a.out).chain(&a.report) {
+        if !a.overwrite && p.exists() {
+            bail!("{} already exists (pass --overwrite to replace it)", p.display());
+        }
+    }
+    let exclude = a.exclude.iter().map(|p| NamePattern::parse(p)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    for dir in &a.images {
+        if !dir.exists() && !dir.to_string_lossy().contains(['*', '?', '[']) {
+            bail!("{}: no such calibration folder or file", dir.display());
+        }
+    }
+    let images: Vec<PathBuf> =
+        qdet::sources::collect(&a.images).context("collecting calibration images")?.into_iter().map(|s| s.path).collect();
+    if images.is_empty() {
+        bail!("no images found in {}", a.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+    }
+    let inflight = crate::setup_threads(a.threads, None, images.len())?;
+    let method = match a.method {
+        MethodArg::Minmax => Method::Minmax,
+        MethodArg::Percentile => Method::Percentile,
+        MethodArg::Kl => Method::Kl,
+        MethodArg::Mse => Method::Mse,
+    };
+    let opts = Options {
+        method,
+        num: a.num,
+        exclude,
+        weight_bits: a.weight_bits,
+        bias_correct: a.bias_correct,
+        analysis_images: a.analysis_images,
+        auto_exclude: a.auto_exclude,
+        imgsz: a.imgsz,
+        inflight,
+    };
+    let bar = Mutex::new(crate::progress_bar(0));
+    let on_event = |e: Event| {
+        let bar = bar.lock().unwrap_or_else(|p| p.into_inner());
+        match e {
+            Event::Stage(name, n) => {
+                bar.set_position(0);
+                bar.set_length(n as u64);
+                bar.set_message(name);
+            }
+            Event::Step(failure) => {
+                if let Some(f) = failure {
+                    bar.suspend(|| eprintln!("qdet: skipped {}: {}", f.path.display(), f.reason));
+                }
+                bar.inc(1);
+            }
+        }
+    };
+    let done = calibrate::calibrate(&a.model, &images, &opts, &on_event).with_context(|| format!("calibrating {}", a.model.display()))?;
+    bar.lock().unwrap_or_else(|p| p.into_inner()).finish_and_clear();
+    atomic::write(&a.out, &proto::encode(&done.model), existing).context("writing the quantized model")?;
+    if let Some(path) = &a.report {
+        let json = serde_json::to_string_pretty(&done.report)? + "\n";
+        atomic::write(path, json.as_bytes(), existing).context("writing the report")?;
+    }
+    print_tables(&done.report);
+    let r = &done.report;
+    let quantized = r.convs.iter().filter(|c| c.quantized).count();
+    eprintln!(
+        "qdet: {} of {} convs quantized ({}, {}-bit weights{}), {} images at {}x{}, {:.1} ms/image for statistics, {:.1} s in all; wrote {}",
+        quantized,
+        r.convs.len(),
+        r.method.name(),
+        r.weight_bits,
+        if r.bias_correct { ", bias-corrected" } else { "" },
+        r.images,
+        r.input_size[1],
+        r.input_size[0],
+        r.ms_per_image,
+        r.seconds,
+        a.out.display()
+    );
+    if !r.skipped.is_empty() {
+        eprintln!("qdet: {} images skipped:", r.skipped.len());
+        for f in &r.skipped {
+            eprintln!("  {}: {}", f.path.display(), f.reason);
+        }
+    }
+    Ok(if r.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_SOME_FAILED) })
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// The two error tables, worst first, each row with a bar scaled to the worst.
+fn print_tables(r: &Report) {
+    let mut graphwise: Vec<(&str, f64, f64)> =
+        r.convs.iter().filter_map(|c| c.graphwise.map(|g| (c.name.as_str(), g.nsr, g.cosine))).collect();
+    graphwise.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if let Some(&(_, worst, _)) = graphwise.first() {
+        println!("Graphwise error (all quantized, each conv output vs float), worst {} of {}:", TABLE_ROWS.min(graphwise.len()), graphwise.len());
+        println!("  {:<44} {:>9} {:>9}", "conv", "NSR", "cosine");
+        for (name, nsr, cos) in graphwise.iter().take(TABLE_ROWS) {
+            println!("  {name:<44} {nsr:>9.5} {cos:>9.5} {}", bar(*nsr, worst, 24));
+        }
+    }
+    let mut layerwise: Vec<(&str, f64, f64, f64)> = r
+        .convs
+        .iter()
+        .filter_map(|c| c.layerwise.map(|l| (c.name.as_str(), l.key(), l.scores.nsr, l.boxes.nsr)))
+        .collect();
+    layerwise.sort_by(|a, b| b.1.total_cmp(&a.1));
+    if let Some(&(_, worst, _, _)) = layerwise.first() {
+        println!("Layerwise sensitivity (only this conv quantized, model output vs float), worst {} of {}:", TABLE_ROWS.min(layerwise.len()), layerwise.len());
+        println!("  {:<44} {:>11} {:>11}", "conv", "score NSR", "box NSR");
+        for (name, key, scores, boxes) in layerwise.iter().take(TABLE_ROWS) {
+            println!("  {name:<44} {scores:>11.3e} {boxes:>11.3e} {}", bar(*key, worst, 24));
+        }
+    }
+    if let Some(o) = r.output_error {
+        println!(
+            "Model output, all quantized vs float: scores NSR {:.3e} (cosine {:.5}), boxes NSR {:.3e} (cosine {:.6})",
+            o.scores.nsr, o.scores.cosine, o.boxes.nsr, o.boxes.cosine
+        );
+    }
+}

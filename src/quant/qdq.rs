@@ -1,0 +1,125 @@
+//! Writing the scheme of [`crate::quant`] as a standard QDQ ONNX graph: each quantized
+//! activation gets one QuantizeLinear/DequantizeLinear pair right after it is produced, each
+//! quantized Conv reads it through the DequantizeLinear and reads its int8 weights and int32
+//! bias through their own DequantizeLinear (per output channel, `axis = 0`). Tensor and node
+//! names follow ONNX Runtime's quantizer (`<tensor>_quantized`, `<tensor>_DequantizeLinear`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use tract_onnx::pb;
+
+use super::observers::{self, QuantBounds, QuantParams};
+use super::proto;
+use super::sites::ConvSite;
+
+/// QuantizeLinear/DequantizeLinear with `axis` need opset 13; raising an older model's opset
+/// would change other ops' semantics, so older exports are refused.
+pub const MIN_OPSET: i64 = 13;
+
+/// One Conv's weights and bias in integers.
+#[derive(Debug, Clone)]
+pub struct QuantizedConv {
+    pub weight_q: Vec<i8>,
+    pub weight_scales: Vec<f32>,
+    pub bias_q: Option<Vec<i32>>,
+    pub bias_scales: Vec<f32>,
+}
+
+/// Weights per output channel with `bounds`; bias as int32 at `input_scale * weight_scale`.
+pub fn quantize_conv(weight: &[f32], bias: Option<&[f32]>, out_channels: usize, input_scale: f32, bounds: QuantBounds) -> QuantizedConv {
+    let weight_scales = observers::weight_scales_per_channel(weight, out_channels, bounds);
+    let per = weight.len() / out_channels;
+    let weight_q = weight
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| observers::quantize(w, QuantParams { scale: weight_scales[i / per], zero_point: 0 }, bounds) as i8)
+        .collect();
+    let bias_scales = observers::bias_scales(input_scale, &weight_scales);
+    let bias_q = bias.map(|b| {
+        b.iter()
+            .zip(&bias_scales)
+            .map(|(&b, &s)| (f64::from(b) / f64::from(s)).round_ties_even().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32)
+            .collect()
+    });
+    QuantizedConv { weight_q, weight_scales, bias_q, bias_scales }
+}
+
+/// `base` with `convs` (site, its integers) quantized and every tensor of `acts` given a Q/DQ
+/// pair. Activations no quantized Conv reads are left alone. Deterministic: the same inputs
+/// give the same message, field for field.
+pub fn build(base: &pb::ModelProto, convs: &[(&ConvSite, &QuantizedConv)], acts: &BTreeMap<String, QuantParams>) -> pb::ModelProto {
+    let mut model = base.clone();
+    let Some(graph) = model.graph.as_mut() else { return model };
+    let by_node: HashMap<usize, (&ConvSite, &QuantizedConv)> = convs.iter().map(|&(s, q)| (s.node_index, (s, q))).collect();
+    let read: BTreeSet<&str> = convs.iter().map(|(s, _)| s.input.as_str()).collect();
+    let acts: BTreeMap<&str, QuantParams> =
+        acts.iter().filter(|(t, _)| read.contains(t.as_str())).map(|(t, p)| (t.as_str(), *p)).collect();
+
+    let mut inits: Vec<pb::TensorProto> = Vec::new();
+    let mut nodes: Vec<pb::NodeProto> = Vec::new();
+    let quantize_act = |tensor: &str, nodes: &mut Vec<pb::NodeProto>, inits: &mut Vec<pb::TensorProto>| {
+        let Some(p) = acts.get(tensor) else { return };
+        let (scale, zp) = (format!("{tensor}_scale"), format!("{tensor}_zero_point"));
+        inits.push(proto::f32_tensor(&scale, &[], &[p.scale]));
+        inits.push(proto::u8_tensor(&zp, &[], &[p.zero_point.clamp(0, 255) as u8]));
+        let (q, dq) = (format!("{tensor}_quantized"), format!("{tensor}_dequantized"));
+        nodes.push(proto::node("QuantizeLinear", &format!("{tensor}_QuantizeLinear"), &[tensor, &scale, &zp], &[&q], vec![]));
+        nodes.push(proto::node("DequantizeLinear", &format!("{tensor}_DequantizeLinear"), &[&q, &scale, &zp], &[&dq], vec![]));
+    };
+
+    for input in &graph.input {
+        quantize_act(&input.name, &mut nodes, &mut inits);
+    }
+    let mut replaced: BTreeSet<String> = BTreeSet::new();
+    for (i, node) in graph.node.iter().enumerate() {
+        let mut node = node.clone();
+        if let Some((site, q)) = by_node.get(&i) {
+            let oc = site.out_channels() as i64;
+            let w = &site.weight;
+            inits.push(proto::i8_tensor(&format!("{w}_quantized"), &site.weight_dims, &q.weight_q));
+            inits.push(proto::f32_tensor(&format!("{w}_scale"), &[oc], &q.weight_scales));
+            inits.push(proto::i8_tensor(&format!("{w}_zero_point"), &[oc], &vec![0; oc as usize]));
+            nodes.push(dequantize(w));
+            node.input[0] = format!("{}_dequantized", site.input);
+            node.input[1] = format!("{w}_dequantized");
+            replaced.insert(w.clone());
+            if let (Some(b), Some(bq)) = (&site.bias, &q.bias_q) {
+                inits.push(proto::i32_tensor(&format!("{b}_quantized"), &[oc], bq));
+                inits.push(proto::f32_tensor(&format!("{b}_scale"), &[oc], &q.bias_scales));
+                inits.push(proto::i32_tensor(&format!("{b}_zero_point"), &[oc], &vec![0; oc as usize]));
+                nodes.push(dequantize(b));
+                node.input[2] = format!("{b}_dequantized");
+                replaced.insert(b.clone());
+            }
+        }
+        let outputs = node.output.clone();
+        nodes.push(node);
+        for out in &outputs {
+            quantize_act(out, &mut nodes, &mut inits);
+        }
+    }
+    graph.initializer.retain(|t| !replaced.contains(&t.name));
+    graph.initializer.extend(inits);
+    graph.node = nodes;
+    model
+}
+
+fn dequantize(tensor: &str) -> pb::NodeProto {
+    proto::node(
+        "DequantizeLinear",
+        &format!("{tensor}_DequantizeLinear"),
+        &[&format!("{tensor}_quantized"), &format!("{tensor}_scale"), &format!("{tensor}_zero_point")],
+        &[&format!("{tensor}_dequantized")],
+        vec![proto::int_attr("axis", 0)],
+    )
+}
+
+/// Sets or adds `metadata_props` entries, keeping the model's own order.
+pub fn set_metadata(model: &mut pb::ModelProto, entries: &[(&str, String)]) {
+    for (key, value) in entries {
+        match model.metadata_props.iter_mut().find(|p| p.key == *key) {
+            Some(p) => p.value = value.clone(),
+            None => model.metadata_props.push(pb::StringStringEntryProto { key: key.to_string(), value: value.clone() }),
+        }
+    }
+}
