@@ -166,20 +166,20 @@ impl Observer {
         }
     }
 
-    /// Observed (min, max) and the uint8 parameters.
-    fn result(&self) -> std::result::Result<((f32, f32), QuantParams), ObserverError> {
+    /// The uint8 parameters.
+    fn params(&self) -> std::result::Result<QuantParams, ObserverError> {
         let u8b = QuantBounds::ASYM_U8;
         match self {
-            Observer::Minmax(o) => Ok((o.range().map(|r| (r.min, r.max))?, o.params(u8b)?)),
-            Observer::Percentile(o) => Ok((o.range().map(|r| (r.min, r.max))?, o.params(u8b)?)),
-            Observer::Mse(o) => Ok((o.hist.range().map(|r| (r.min, r.max))?, o.params()?)),
+            Observer::Minmax(o) => o.params(u8b),
+            Observer::Percentile(o) => o.params(u8b),
+            Observer::Mse(o) => o.params(),
             Observer::Kl(o) => {
                 // PPQ's KL is symmetric: it finds a threshold T for |x| on 128 levels. The
                 // scheme's uint8 grid takes it as a clip on both sides of the observed range.
                 let r = o.hist.range()?;
                 let t = o.params(QuantBounds::SYM_I8)?.scale as f64 * 128.0;
                 let (lo, hi) = (f64::from(r.min).max(-t), f64::from(r.max).min(t));
-                Ok(((r.min, r.max), super::observers::minmax_to_scale_offset(lo, hi, u8b)))
+                Ok(super::observers::minmax_to_scale_offset(lo, hi, u8b))
             }
         }
     }
@@ -316,6 +316,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     analysis::set_outputs(&mut stats_model, &internal);
     let stats_runner = GraphRunner::new(&stats_model, model_path)?;
     let mut observers: Vec<Observer> = tensors.iter().map(|_| Observer::new(opts.method)).collect();
+    let mut observed: Vec<MinMaxObserver> = vec![MinMaxObserver::new(); tensors.len()];
     let passes = if matches!(opts.method, Method::Kl | Method::Mse) { 2 } else { 1 };
     let t_stats = Instant::now();
     let mut good = setup.images.clone();
@@ -325,9 +326,12 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         let work = |p: &Prepared| stats_runner.run(&p.chw, p.letterbox.out).map(|o| (p.chw.clone(), o));
         let failed = setup.pass(&good, work, |_, (chw, outputs): (Vec<f32>, Vec<Output>)| {
             let mut next = outputs.iter();
-            for (t, obs) in tensors.iter().zip(observers.iter_mut()) {
+            for (k, (t, obs)) in tensors.iter().zip(observers.iter_mut()).enumerate() {
                 let values = if input_names.contains(t.as_str()) { &chw } else { &next.next().ok_or_else(|| Error::Inference("missing output".into()))?.data };
                 obs.observe(values).map_err(|e| Error::Inference(format!("statistics of {t}: {e}")))?;
+                if pass == 0 {
+                    observed[k].observe(values).map_err(|e| Error::Inference(format!("statistics of {t}: {e}")))?;
+                }
             }
             Ok(())
         })?;
@@ -346,8 +350,11 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     let ms_per_image = t_stats.elapsed().as_secs_f64() * 1e3 / good.len() as f64;
     let mut tensor_reports = Vec::new();
     let mut acts: BTreeMap<String, QuantParams> = BTreeMap::new();
-    for (t, o) in tensors.iter().zip(&observers) {
-        let ((min, max), p) = o.result().map_err(|e| Error::Inference(format!("range of {t}: {e}")))?;
+    for ((t, o), mm) in tensors.iter().zip(&observers).zip(&observed) {
+        let range_err = |e: ObserverError| Error::Inference(format!("range of {t}: {e}"));
+        let p = o.params().map_err(range_err)?;
+        let r = mm.range().map_err(range_err)?;
+        let (min, max) = (r.min, r.max);
         tensor_reports.push(TensorReport {
             name: t.clone(),
             observed_min: min,

@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Reference detections from Ultralytics for qdet's parity tests.
 
-Usage: ultralytics_reference.py MODEL.onnx OUT.json IMAGE_OR_DIR... [--conf 0.25] [--iou 0.7] [--imgsz N]
+Usage: ultralytics_reference.py MODEL.onnx OUT.json IMAGE_OR_DIR... [--conf 0.25] [--iou 0.7] [--imgsz N] [--ort-exact]
 Runs `YOLO(model).predict` (ONNX Runtime backend, CPU) image by image and writes, per image
 path (as given, relative to the current folder), the original size and every detection:
 class, confidence and xyxy box in source pixels.
+
+--ort-exact turns ONNX Runtime's graph optimizations off (ORT_DISABLE_ALL): for a QDQ model
+this gives the exact semantics of the file (QuantizeLinear/DequantizeLinear in float) instead
+of ORT's fused integer kernels, whose 16-bit saturation on AVX2 moves scores by up to 0.5.
 """
 import argparse
 import json
@@ -16,6 +20,19 @@ from ultralytics import YOLO
 EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 
 
+def exact_onnxruntime():
+    import onnxruntime as ort
+
+    init = ort.InferenceSession.__init__
+
+    def patched(self, path, sess_options=None, *args, **kw):
+        so = sess_options or ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        init(self, path, so, *args, **kw)
+
+    ort.InferenceSession.__init__ = patched
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("model")
@@ -24,7 +41,10 @@ def main():
     ap.add_argument("--conf", type=float, default=0.25)
     ap.add_argument("--iou", type=float, default=0.7)
     ap.add_argument("--imgsz", type=int, default=None)
+    ap.add_argument("--ort-exact", action="store_true")
     a = ap.parse_args()
+    if a.ort_exact:
+        exact_onnxruntime()
     files = []
     for s in a.sources:
         files += sorted(p for p in s.rglob("*") if p.suffix.lower() in EXTS) if s.is_dir() else [s]
@@ -44,6 +64,7 @@ def main():
         "ultralytics": ultralytics.__version__,
         "conf": a.conf,
         "iou": a.iou,
+        "ort_exact": a.ort_exact,
         "images": images,
     }
     a.out.parent.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,234 @@
+//! `qdet calibrate` on the fixture model and calibration images.
+//!
+//! Activation ranges are checked against ONNX Runtime running the same float model on the
+//! same letterboxed images (tests/data/quant/calib_ranges.json, from
+//!   tools/parity/ort_calib_ranges.py models/shapes-yolov8n.onnx calibration \
+//!       tests/data/quant/calib_ranges.json
+//! ); the observers themselves are checked against PPQ in tests/quant_observers.rs.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use common::root;
+use qdet::model::Model;
+use qdet::quant::calibrate::{calibrate, Calibrated, Method, Options};
+use qdet::quant::observers::{minmax_to_scale_offset, QuantBounds};
+use qdet::quant::proto::{self, ModelProto};
+use tract_onnx::pb::TensorProto;
+use qdet::quant::sites::{self, NamePattern};
+use qdet::val::{load_data, ValOptions};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Ranges {
+    tensors: BTreeMap<String, RefRange>,
+}
+
+#[derive(Deserialize)]
+struct RefRange {
+    min: f32,
+    max: f32,
+    percentile_min: f32,
+    percentile_max: f32,
+}
+
+fn model_path() -> PathBuf {
+    root().join("models/shapes-yolov8n.onnx")
+}
+
+fn images() -> Vec<PathBuf> {
+    let found = qdet::sources::collect(&[root().join("calibration")]).unwrap();
+    found.into_iter().map(|s| s.path).collect()
+}
+
+fn options(method: Method) -> Options {
+    Options {
+        method,
+        num: None,
+        exclude: Vec::new(),
+        weight_bits: 8,
+        bias_correct: false,
+        analysis_images: 0,
+        auto_exclude: 0,
+        imgsz: None,
+        inflight: 2,
+    }
+}
+
+fn run(opts: &Options) -> Calibrated {
+    calibrate(&model_path(), &images(), opts, &|_| {}).unwrap()
+}
+
+fn ranges() -> Ranges {
+    let text = std::fs::read_to_string(root().join("tests/data/quant/calib_ranges.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// tract and ONNX Runtime sum in different orders: activations differ by ~1e-6 relative.
+fn assert_close(what: &str, got: f32, want: f32, span: f32) {
+    assert!((got - want).abs() <= 1e-4 * span.max(1.0), "{what}: {got} vs ONNX Runtime {want}");
+}
+
+fn check_params(done: &Calibrated, expected_range: impl Fn(&RefRange) -> (f32, f32)) {
+    let reference = ranges();
+    assert_eq!(done.report.tensors.len(), 58, "every Conv input except the DFL's");
+    for t in &done.report.tensors {
+        let r = reference.tensors.get(&t.name).unwrap_or_else(|| panic!("{} not in the reference", t.name));
+        let span = r.max - r.min;
+        assert_close(&format!("{} min", t.name), t.observed_min, r.min, span);
+        assert_close(&format!("{} max", t.name), t.observed_max, r.max, span);
+        let (lo, hi) = expected_range(r);
+        let want = minmax_to_scale_offset(f64::from(lo), f64::from(hi), QuantBounds::ASYM_U8);
+        assert!((t.scale / want.scale - 1.0).abs() < 1e-4, "{}: scale {} vs {}", t.name, t.scale, want.scale);
+        assert!((t.zero_point - want.zero_point).abs() <= 1, "{}: zero point {} vs {}", t.name, t.zero_point, want.zero_point);
+    }
+}
+
+fn initializers(m: &ModelProto) -> HashMap<&str, &TensorProto> {
+    m.graph.as_ref().unwrap().initializer.iter().map(|t| (t.name.as_str(), t)).collect()
+}
+
+fn i8s(t: &TensorProto) -> Vec<i8> {
+    assert_eq!(t.data_type, 3, "{} is not INT8", t.name);
+    t.raw_data.iter().map(|&b| b as i8).collect()
+}
+
+fn i32s(t: &TensorProto) -> Vec<i32> {
+    assert_eq!(t.data_type, 6, "{} is not INT32", t.name);
+    t.raw_data.chunks_exact(4).map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+}
+
+fn f32s(t: &TensorProto) -> Vec<f32> {
+    proto::f32_values(t).unwrap_or_else(|| panic!("{} is not FLOAT", t.name))
+}
+
+#[test]
+fn minmax_ranges_match_onnx_runtime_and_the_file_is_reproducible() {
+    let done = run(&options(Method::Minmax));
+    check_params(&done, |r| (r.min, r.max));
+    // The image input is 0..1 on every letterboxed image: scale 1/255, zero point 0.
+    let input = done.report.tensors.iter().find(|t| t.name == "images").unwrap();
+    assert_eq!((input.scale, input.zero_point), ((1.0f64 / 255.0) as f32, 0));
+    let again = run(&options(Method::Minmax));
+    assert!(proto::encode(&done.model) == proto::encode(&again.model), "two runs wrote different files");
+    check_scheme(&done.model, 8);
+}
+
+#[test]
+fn percentile_ranges_match_onnx_runtime() {
+    let done = run(&options(Method::Percentile));
+    check_params(&done, |r| (r.percentile_min, r.percentile_max));
+}
+
+/// The written graph against the scheme in src/quant/mod.rs, by hand: per-channel weight
+/// scales absmax / qmax, weights round(w / scale), bias round(b / (input_scale * weight_scale)).
+fn check_scheme(m: &ModelProto, weight_bits: u32) {
+    let float = proto::read_model(&model_path()).unwrap();
+    let qmax = ((1 << (weight_bits - 1)) - 1) as f32;
+    assert_eq!(proto::opset(m), 17);
+    // Ultralytics' metadata is kept, value for value, and qdet's keys are added.
+    let meta: HashMap<&str, &str> = m.metadata_props.iter().map(|p| (p.key.as_str(), p.value.as_str())).collect();
+    for p in &float.metadata_props {
+        assert_eq!(meta.get(p.key.as_str()), Some(&p.value.as_str()), "metadata {}", p.key);
+    }
+    assert!(meta["qdet.quantization"].contains("uint8 per-tensor asymmetric"));
+    let g = m.graph.as_ref().unwrap();
+    let count = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
+    assert_eq!(count("QuantizeLinear"), 58);
+    assert_eq!(count("DequantizeLinear"), 58 + 63 + 63);
+    assert_eq!(count("Conv"), 64);
+    let inits = initializers(m);
+    let float_inits = initializers(&float);
+    for site in sites::conv_sites(&float) {
+        let node = g.node.iter().find(|n| n.name == site.name).unwrap();
+        if site.dfl {
+            assert_eq!(node.input, vec![site.input.clone(), site.weight.clone()], "the DFL conv stays float");
+            continue;
+        }
+        let w = &site.weight;
+        assert_eq!(node.input[0], format!("{}_dequantized", site.input));
+        assert_eq!(node.input[1], format!("{w}_dequantized"));
+        let dq = g.node.iter().find(|n| n.output == [format!("{w}_dequantized")]).unwrap();
+        assert_eq!(proto::attr_int(dq, "axis"), Some(0));
+        let wf = f32s(float_inits[w.as_str()]);
+        let wq = i8s(inits[format!("{w}_quantized").as_str()]);
+        let ws = f32s(inits[format!("{w}_scale").as_str()]);
+        assert_eq!(i8s(inits[format!("{w}_zero_point").as_str()]), vec![0; ws.len()]);
+        let per = wf.len() / ws.len();
+        for (c, chunk) in wf.chunks(per).enumerate() {
+            let absmax = chunk.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+            assert!((ws[c] - absmax / qmax).abs() <= 1e-6 * ws[c], "{w}[{c}] scale");
+            for (k, &v) in chunk.iter().enumerate() {
+                let q = wq[c * per + k];
+                assert!(f32::from(q).abs() <= qmax && (f32::from(q) * ws[c] - v).abs() <= 0.5001 * ws[c], "{w}[{c}][{k}]");
+            }
+        }
+        let b = site.bias.as_ref().unwrap();
+        let in_scale = f32s(inits[format!("{}_scale", site.input).as_str()])[0];
+        let bq = i32s(inits[format!("{b}_quantized").as_str()]);
+        for (c, &v) in f32s(float_inits[b.as_str()]).iter().enumerate() {
+            assert_eq!(bq[c], (f64::from(v) / f64::from(in_scale * ws[c])).round_ties_even() as i32, "{b}[{c}]");
+        }
+    }
+}
+
+#[test]
+fn int8_model_keeps_the_float_accuracy() {
+    // Default settings, as `qdet calibrate --model --images --out` runs them.
+    let done = run(&options(Method::Mse));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("int8.onnx");
+    std::fs::write(&path, proto::encode(&done.model)).unwrap();
+    let model = Model::load(&path, None).unwrap();
+    let data = load_data(&root().join("datasets/shapes/data.yaml"), "val").unwrap();
+    let report = qdet::val::run(&model, &data, &ValOptions { inflight: 2, ..ValOptions::default() }, &|_| {}).unwrap();
+    // yolo val on the float model (tests/data/parity/shapes-val-metrics.json): 0.67187.
+    #[derive(Deserialize)]
+    struct Float {
+        map50_95: f64,
+    }
+    let text = std::fs::read_to_string(root().join("tests/data/parity/shapes-val-metrics.json")).unwrap();
+    let float: Float = serde_json::from_str(&text).unwrap();
+    let loss = float.map50_95 - report.map50_95;
+    assert!(loss < 0.01, "int8 mAP50-95 {:.4} is {:.4} below float {:.4}", report.map50_95, loss, float.map50_95);
+}
+
+#[test]
+fn analysis_ranks_layers_and_auto_exclude_keeps_the_worst_float() {
+    let opts = Options {
+        num: Some(16),
+        analysis_images: 2,
+        auto_exclude: 2,
+        bias_correct: true,
+        exclude: vec![NamePattern::parse("/model.22/cv2.0/*").unwrap()],
+        ..options(Method::Minmax)
+    };
+    let done = run(&opts);
+    let r = &done.report;
+    assert_eq!((r.images, r.analysis_images), (16, 2));
+    let candidates: Vec<_> = r.convs.iter().filter(|c| c.layerwise.is_some()).collect();
+    // 64 convs minus the DFL and the 3 convs of /model.22/cv2.0.
+    assert_eq!(candidates.len(), 60);
+    for c in r.convs.iter().filter(|c| c.name.starts_with("/model.22/cv2.0/")) {
+        assert_eq!((c.quantized, c.kept_float.as_deref()), (false, Some("--exclude")));
+    }
+    let mut ranked = candidates.clone();
+    ranked.sort_by(|a, b| b.layerwise.unwrap().key().total_cmp(&a.layerwise.unwrap().key()));
+    for (rank, c) in ranked.iter().enumerate() {
+        let kept = c.kept_float.as_deref().is_some_and(|k| k.starts_with("--auto-exclude"));
+        assert_eq!(kept, rank < 2, "{} (rank {})", c.name, rank + 1);
+        assert_eq!(c.quantized, rank >= 2);
+        // Graphwise errors and bias shifts exist exactly for what was quantized.
+        assert_eq!(c.graphwise.is_some(), c.quantized, "{}", c.name);
+        assert_eq!(c.bias_shift_max.is_some(), c.quantized, "{}", c.name);
+    }
+    let g = done.model.graph.as_ref().unwrap();
+    for c in r.convs.iter().filter(|c| !c.quantized) {
+        let node = g.node.iter().find(|n| n.name == c.name).unwrap();
+        assert!(node.input.iter().all(|i| !i.ends_with("_dequantized")), "{} reads quantized tensors", c.name);
+    }
+    let out = r.output_error.unwrap();
+    assert!(out.scores.cosine > 0.99 && out.boxes.cosine > 0.999, "{out:?}");
+}
