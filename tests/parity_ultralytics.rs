@@ -58,3 +58,46 @@ fn dynamic_export_matches_ultralytics() {
 fn fp16_export_matches_ultralytics() {
     check("tests/data/parity/shapes-fp16.json", "models/variants/shapes-yolov8n-fp16.onnx");
 }
+
+/// The int8 QDQ file `qdet calibrate` writes (models/shapes-yolov8n.int8.onnx, default
+/// settings) against ONNX Runtime running it with graph optimizations off, i.e. the exact
+/// semantics of the file (tests/data/parity/shapes-int8-ort.json, from
+/// `ultralytics_reference.py models/shapes-yolov8n.int8.onnx ... datasets/shapes/images/val --ort-exact`).
+///
+/// Both run the Q/DQ steps in float, and their float sums differ by ~1e-6; an activation that
+/// close to a rounding boundary lands one uint8 step apart, and such steps compound through
+/// the 58 quantized tensors (measured on one image: 1 of 409600 values differs after layer 0,
+/// a quarter of them by layer 15, up to 13 steps in the head). So exact agreement is not the
+/// bar: issue 4's tolerances (2 px, 0.02) for nearly all detections, and every confident one
+/// found by both at the same place.
+#[test]
+fn int8_qdq_model_matches_onnx_runtime() {
+    let reference = load_reference("tests/data/parity/shapes-int8-ort.json");
+    let model = root().join("models/shapes-yolov8n.int8.onnx");
+    let det = Detector::load(&model, None, NmsOptions { conf: reference.conf, ..Default::default() }).unwrap();
+    let (mut total, mut unmatched, mut weak) = (0, 0, Vec::new());
+    for (rel, want) in &reference.images {
+        let path = root().join(rel);
+        let got = det.detect(&read_rgb(&path).unwrap()).unwrap();
+        let problems = compare(&path, &got, &want.detections, reference.conf, 2.0, 0.02);
+        total += want.detections.len();
+        unmatched += problems.iter().filter(|p| p.contains(": reference ")).count();
+        for r in want.detections.iter().filter(|r| r.conf >= 0.5) {
+            let best = got.iter().filter(|d| d.class == r.class).map(|d| (iou(&d.bbox, &r.bbox), (d.score - r.conf).abs())).fold((0.0f32, 1.0f32), |a, b| if b.0 > a.0 { b } else { a });
+            if best.0 < 0.9 || best.1 > 0.05 {
+                weak.push(format!("{rel}: {r:?} best partner IoU {:.3}, conf diff {:.3}", best.0, best.1));
+            }
+        }
+    }
+    eprintln!("int8 vs ONNX Runtime: {unmatched} of {total} detections without a partner within 2 px / 0.02");
+    assert!(total > 500, "the reference holds {total} detections");
+    assert!(unmatched * 100 <= total * 3, "{unmatched} of {total} ONNX Runtime detections have no qdet partner within 2 px / 0.02");
+    assert!(weak.is_empty(), "confident detections apart:\n{}", weak.join("\n"));
+}
+
+fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
+    let w = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
+    let h = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
+    let inter = w * h;
+    inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+}
