@@ -24,15 +24,31 @@
 //!   (PPQ's quantizers differ here; ORT's uses `[-128, 127]`, which the same function supports):
 //!   `scale[c] = max(absmax(W[c]) / 127, 1e-8)`, `zero_point = 0`
 //!   ([`observers::weight_scales_per_channel`]). An all-zero channel gets `scale = 1e-8`.
+//!   With 7-bit weights (`--weight-bits 7`) the range is `[-63, 63]`, `scale = absmax / 63`:
+//!   then a u8 x s8 pair sum stays below 2^15 (`2 * 255 * 63 = 32130`), so kernels built on
+//!   AVX2's saturating `vpmaddubsw` stay exact.
+//!   Quantized weights are `clamp(round_half_even(w / scale[c]), qmin, qmax)`.
 //! * **Bias:** int32, `zero_point = 0`, `scale[c] = input_scale * weight_scale[c]` (f32
-//!   product, [`observers::bias_scales`]).
+//!   product, [`observers::bias_scales`]), `bias_q = round_half_even(b / scale[c])` in f64.
+//!
+//! # Which tensors
+//!
+//! Every Conv with float initializer weights ([`sites`]) is quantized, except the DFL decode
+//! conv of the detect head (the Conv reading a Softmax), `--exclude` matches and
+//! `--auto-exclude` picks. Its input activation is quantized once per tensor, even when
+//! several Convs read it (one QuantizeLinear/DequantizeLinear pair right after the producer,
+//! [`qdq`]). Conv outputs, SiLU, Concat, Split, MaxPool, Resize, Add and the head decode stay
+//! float: a kernel computes `acc = sum((x_q - zp) * w_q)` in int32, then
+//! `y = acc * input_scale * weight_scale[c] + bias_q[c] * bias_scale[c]` in float.
 //!
 //! # Observers (activation range calibration)
 //!
 //! All take one `observe` call per calibration image (PPQ's "batch"), see [`observers`]:
 //! min/max, percentile (PPQ default 0.9999, averaged per image), KL divergence (TensorRT
 //! entropy calibration, two passes, symmetric only as in PPQ) and MSE (histogram grid search,
-//! two passes).
+//! two passes). KL's threshold `T` (found for symmetric int8, `T = scale * 128`) becomes the
+//! uint8 range `[max(min, -T), min(max, T)]` of the observed `[min, max]`, through
+//! `minmax_to_scale_offset` ([`calibrate`]).
 
 pub mod analysis;
 pub mod calibrate;

@@ -32,7 +32,7 @@ impl ConvSite {
     }
 }
 
-/// The first op of [`QUANTIZED_OPS`] found in the graph.
+/// The first quantized op (QuantizeLinear, QLinearConv, ...) found in the graph.
 pub fn quantized_op(model: &pb::ModelProto) -> Option<&str> {
     let graph = model.graph.as_ref()?;
     graph.node.iter().map(|n| n.op_type.as_str()).find(|op| QUANTIZED_OPS.contains(op))
