@@ -14,6 +14,7 @@ pub mod error;
 pub mod formats;
 pub mod image_io;
 pub mod jpeg;
+pub mod kernels;
 pub mod letterbox;
 pub mod meta;
 pub mod metrics;

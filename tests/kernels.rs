@@ -1,0 +1,137 @@
+//! qdet's integer convolution kernels: every SIMD micro-kernel against its scalar twin on the
+//! same packed operands, and every whole convolution against a naive direct convolution in
+//! i64, on random shapes (odd channel counts, 1x1 and 3x3, stride 1 and 2, padding, tiny and
+//! larger images). Integers must be identical, not close.
+
+use qdet::dataset::rng::Rng;
+use qdet::kernels::conv::{ConvShape, Epilogue, QConv};
+use qdet::kernels::{pack, tile, Isa, MR, NR};
+
+fn available() -> Vec<Isa> {
+    let isas: Vec<Isa> = Isa::all().into_iter().filter(|i| i.available()).collect();
+    eprintln!("kernels on this CPU: {isas:?}");
+    isas
+}
+
+fn weights(rng: &mut Rng, n: usize, max_abs: i32) -> Vec<i8> {
+    (0..n).map(|_| (rng.below(2 * max_abs as u64 + 1) as i32 - max_abs) as i8).collect()
+}
+
+fn pixels(rng: &mut Rng, n: usize) -> Vec<u8> {
+    (0..n).map(|_| rng.below(256) as u8).collect()
+}
+
+/// Direct convolution, zero point subtracted from every tap (padding reads `zp`: real 0).
+fn reference(s: &ConvShape, x: &[u8], zp: u8, w: &[i8]) -> Vec<i32> {
+    let (oh, ow) = (s.out_h(), s.out_w());
+    let mut out = vec![0i32; s.out_c * oh * ow];
+    for c in 0..s.out_c {
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = 0i64;
+                for ci in 0..s.in_c {
+                    for ky in 0..s.kh {
+                        for kx in 0..s.kw {
+                            let iy = (oy * s.stride.0 + ky * s.dilation.0) as isize - s.pad[0] as isize;
+                            let ix = (ox * s.stride.1 + kx * s.dilation.1) as isize - s.pad[1] as isize;
+                            let inside = iy >= 0 && ix >= 0 && (iy as usize) < s.in_h && (ix as usize) < s.in_w;
+                            let v = if inside { x[(ci * s.in_h + iy as usize) * s.in_w + ix as usize] } else { zp };
+                            let wv = w[((c * s.in_c + ci) * s.kh + ky) * s.kw + kx];
+                            acc += (i64::from(v) - i64::from(zp)) * i64::from(wv);
+                        }
+                    }
+                }
+                out[(c * oh + oy) * ow + ox] = i32::try_from(acc).unwrap();
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn simd_tiles_equal_their_scalar_twins() {
+    let mut rng = Rng::for_item(7, "tiles", 0);
+    for isa in available() {
+        let max_abs = if isa.exact_for(127) { 128 } else { 63 };
+        for kg in [1usize, 2, 3, 7, 64, 577] {
+            let k = kg * isa.k_group();
+            let out_c = MR;
+            let mut w = weights(&mut rng, out_c * k, max_abs);
+            // The extremes, where a 16-bit intermediate would saturate.
+            w[0] = -(max_abs.min(128)) as i8;
+            if max_abs < 128 {
+                w[1] = max_abs as i8;
+            }
+            let packed = pack::PackedWeights::new(isa, &w, out_c, k);
+            let mut panel = vec![0u8; pack::panel_bytes(isa, k)];
+            let (g, two) = (isa.k_group(), pack::is_two_bytes(isa));
+            for kk in 0..k {
+                for j in 0..NR {
+                    let v = if kk < 2 { 255 } else { rng.below(256) as u8 };
+                    pack::put(&mut panel, g, two, kk, j, v);
+                }
+            }
+            let init: [i32; MR * NR] = std::array::from_fn(|i| i as i32 * 1000 - 7);
+            let (mut simd, mut twin) = (init, init);
+            tile(isa, kg, packed.tile(0), &panel, &mut simd);
+            tile(isa.twin(), kg, packed.tile(0), &panel, &mut twin);
+            assert_eq!(simd, twin, "{isa:?}, {kg} groups");
+        }
+    }
+}
+
+#[test]
+fn convolutions_equal_a_direct_convolution() {
+    let mut rng = Rng::for_item(11, "conv", 0);
+    let isas = available();
+    let mut cases = 0;
+    for &(in_c, out_c) in &[(1usize, 1usize), (3, 16), (5, 7), (16, 33), (17, 4), (32, 64)] {
+        for &(kh, kw) in &[(1usize, 1usize), (3, 3), (1, 3)] {
+            for stride in [1usize, 2] {
+                for &pad in &[[0usize; 4], [1, 1, 1, 1], [0, 1, 2, 0]] {
+                    for &(in_h, in_w) in &[(1usize, 1usize), (2, 3), (7, 5), (20, 20), (33, 17)] {
+                        if in_h + pad[0] + pad[2] < kh || in_w + pad[1] + pad[3] < kw {
+                            continue;
+                        }
+                        let s = ConvShape { in_c, in_h, in_w, out_c, kh, kw, stride: (stride, stride), pad, dilation: (1, 1) };
+                        let x = pixels(&mut rng, in_c * in_h * in_w);
+                        let zp = rng.below(256) as u8;
+                        for &isa in &isas {
+                            let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+                            let w = weights(&mut rng, out_c * s.k(), max_abs);
+                            let want = reference(&s, &x, zp, &w);
+                            let got = QConv::new(s, &w, isa).run_i32(&x, zp);
+                            assert_eq!(got, want, "{isa:?} {s:?} zp {zp}");
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases > 1000, "{cases} cases");
+}
+
+/// The float epilogue against the same formula written out: `(acc) * scale + bias`, SiLU.
+#[test]
+fn float_epilogue_applies_scale_bias_and_silu() {
+    let mut rng = Rng::for_item(13, "epilogue", 0);
+    let s = ConvShape { in_c: 8, in_h: 9, in_w: 11, out_c: 6, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
+    let x = pixels(&mut rng, 8 * 9 * 11);
+    let w = weights(&mut rng, 6 * s.k(), 63);
+    let scale: Vec<f32> = (0..6).map(|c| 1e-4 * (c + 1) as f32).collect();
+    let bias: Vec<f32> = (0..6).map(|c| c as f32 * 0.25 - 0.6).collect();
+    let acc = reference(&s, &x, 37, &w);
+    for isa in available() {
+        let conv = QConv::new(s, &w, isa);
+        for silu in [false, true] {
+            let got = conv.run_f32(&x, 37, Epilogue { scale: &scale, bias: &bias, silu });
+            for (i, (&g, &a)) in got.iter().zip(&acc).enumerate() {
+                let c = i / (9 * 11);
+                let y = a as f32 * scale[c] + bias[c];
+                let want = if silu { y / (1.0 + (-y).exp()) } else { y };
+                assert_eq!(g.to_bits(), want.to_bits(), "{isa:?} silu={silu} at {i}");
+            }
+        }
+    }
+}
