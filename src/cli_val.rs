@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use qdet::model::Model;
+use qdet::model::{Int8, Model};
 use qdet::val::{self, ValOptions, ValReport};
 
 use crate::EXIT_SOME_FAILED;
@@ -45,6 +45,10 @@ pub struct ValArgs {
     /// Worker threads for decoding and inference [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// Run a QDQ model's quantized convs as its float graph (Q/DQ simulated) instead of on
+    /// qdet's integer kernels.
+    #[arg(long)]
+    simulate_qdq: bool,
 }
 
 pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
@@ -58,7 +62,8 @@ pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
     let imgsz = a.imgsz.map(|(h, w)| h.max(w));
     let n_images = val::list_images(&data.sources).context("listing the images")?.len();
     let inflight = crate::setup_threads(a.threads, None, n_images)?;
-    let model = Model::load(&a.model, imgsz.map(|n| (n, n))).context("loading the model")?;
+    let int8 = if a.simulate_qdq { Int8::Simulated } else { Int8::Native };
+    let model = Model::load_with(&a.model, imgsz.map(|n| (n, n)), int8).context("loading the model")?;
     if let (Some(size), Some(n)) = (model.fixed_size, imgsz) {
         if size != (n, n) {
             eprintln!("qdet: note: --imgsz {n} ignored: the model's input is fixed at {}x{}", size.1, size.0);

@@ -13,6 +13,7 @@ pub mod draw;
 pub mod error;
 pub mod formats;
 pub mod image_io;
+pub mod int8;
 pub mod jpeg;
 pub mod kernels;
 pub mod letterbox;

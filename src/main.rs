@@ -96,6 +96,10 @@ struct DetectArgs {
     /// Worker threads for decoding and inference [default: all cores].
     #[arg(long)]
     threads: Option<usize>,
+    /// Run a QDQ model's quantized convs as its float graph (Q/DQ simulated) instead of on
+    /// qdet's integer kernels.
+    #[arg(long)]
+    simulate_qdq: bool,
     /// Images in inference at once, each on threads/inflight tract threads [default: one per thread].
     #[arg(long)]
     inflight: Option<usize>,
@@ -154,6 +158,7 @@ fn setup_threads(threads: Option<usize>, inflight: Option<usize>, images: usize)
     if per_image > 1 {
         use tract_linalg::multithread::{set_default_executor, Executor};
         set_default_executor(Executor::multithread(per_image));
+        qdet::kernels::threads::set_threads(per_image);
     }
     Ok(inflight)
 }
@@ -168,7 +173,9 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
         bail!("no images found in {}", a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     let inflight = setup_threads(a.threads, a.inflight, images.len())?;
-    let mut det = Detector::load(&a.model, a.imgsz, nms).context("loading the model")?;
+    let int8 = if a.simulate_qdq { qdet::model::Int8::Simulated } else { qdet::model::Int8::Native };
+    let model = qdet::model::Model::load_with(&a.model, a.imgsz, int8).context("loading the model")?;
+    let mut det = Detector::new(model, a.imgsz, nms);
     if let Some(names) = &a.names {
         det.names = qdet::meta::read_names_file(names).context("reading class names")?;
     }

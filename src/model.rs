@@ -46,6 +46,16 @@ pub struct RawOutput {
     pub dims: (usize, usize),
 }
 
+/// How the quantized Convs of a QDQ model run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Int8 {
+    /// On qdet's integer kernels ([`crate::int8`]).
+    #[default]
+    Native,
+    /// As the file's float graph: QuantizeLinear/DequantizeLinear steps simulated in float.
+    Simulated,
+}
+
 pub struct Model {
     path: PathBuf,
     pub meta: ModelMeta,
@@ -55,6 +65,10 @@ pub struct Model {
     pub head: Head,
     source: InferenceModel,
     plans: Mutex<HashMap<(usize, usize), Plan>>,
+    /// Quantized Convs the integer kernels run (empty for float models and `Int8::Simulated`).
+    int8_convs: Arc<Vec<crate::int8::spec::QConvSpec>>,
+    /// Convs replaced in the last plan built, SiLUs fused, kernel.
+    int8_report: Mutex<Option<crate::int8::op::PatchReport>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -72,6 +86,11 @@ impl Model {
     /// Loads and validates a model. `probe_size` is the input size used to check the output
     /// shape of a dynamic model (usually the `--imgsz` the caller will run at).
     pub fn load(path: &Path, probe_size: Option<(usize, usize)>) -> Result<Model> {
+        Model::load_with(path, probe_size, Int8::Native)
+    }
+
+    /// [`Model::load`], choosing how a QDQ model's quantized Convs run.
+    pub fn load_with(path: &Path, probe_size: Option<(usize, usize)>, int8: Int8) -> Result<Model> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         if bytes.is_empty() {
             return Err(Error::NotOnnx { path: path.into(), reason: "the file is empty".into() });
@@ -128,6 +147,15 @@ impl Model {
             .or(probe_size)
             .or(meta.imgsz.map(|(h, w)| (h as usize, w as usize)))
             .unwrap_or((640, 640));
+        let has_qdq = source.nodes().iter().any(|n| n.op.name() == "QuantizeLinear");
+        let int8_convs = if has_qdq && int8 == Int8::Native {
+            use prost::Message;
+            let proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
+                .map_err(|e| Error::NotOnnx { path: path.into(), reason: e.to_string() })?;
+            crate::int8::spec::quantized_convs(&proto)
+        } else {
+            Vec::new()
+        };
         let mut model = Model {
             path: path.into(),
             meta,
@@ -136,6 +164,8 @@ impl Model {
             head: Head::EndToEnd,
             source,
             plans: Mutex::new(HashMap::new()),
+            int8_convs: Arc::new(int8_convs),
+            int8_report: Mutex::new(None),
         };
         let plan = model.plan(probe)?;
         model.head = detect_head(&plan, &model.meta).map_err(not_detect)?;
@@ -160,12 +190,29 @@ impl Model {
         if let Some(p) = plans.get(&size) {
             return Ok(p.clone());
         }
-        let plan = optimize(&self.source, self.input_type(), size).map_err(|e| Error::NotDetect {
+        let specs = self.int8_convs.clone();
+        let report = Mutex::new(None);
+        let patch = |typed: &mut TypedModel| -> TractResult<()> {
+            if !specs.is_empty() {
+                *report.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::int8::op::patch(typed, &specs)?);
+            }
+            Ok(())
+        };
+        let plan = optimize_with(&self.source, self.input_type(), size, &patch).map_err(|e| Error::NotDetect {
             path: self.path.clone(),
             reason: format!("cannot prepare it for a {}x{} input: {}", size.1, size.0, root_cause(&e)),
         })?;
         plans.insert(size, plan.clone());
+        if let Some(r) = report.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            *self.int8_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
+        }
         Ok(plan)
+    }
+
+    /// For a QDQ model on the integer kernels: how many Convs they run, how many SiLUs are
+    /// fused, and which kernel (from the latest plan built).
+    pub fn int8_report(&self) -> Option<crate::int8::op::PatchReport> {
+        self.int8_report.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn input_type(&self) -> DatumType {
@@ -192,8 +239,14 @@ impl Model {
     }
 }
 
-/// Optimizes a loaded graph for one `[1, 3, h, w]` input of type `input_type`.
-pub(crate) fn optimize(source: &InferenceModel, input_type: DatumType, size: (usize, usize)) -> TractResult<Plan> {
+/// Optimizes a loaded graph for one `[1, 3, h, w]` input of type `input_type`, with `patch`
+/// applied to the typed model before tract optimizes it.
+pub(crate) fn optimize_with(
+    source: &InferenceModel,
+    input_type: DatumType,
+    size: (usize, usize),
+    patch: &dyn Fn(&mut TypedModel) -> TractResult<()>,
+) -> TractResult<Plan> {
     let typed = source
         .clone()
         .with_input_fact(0, InferenceFact::dt_shape(input_type, [1, 3, size.0, size.1]))?
@@ -202,7 +255,8 @@ pub(crate) fn optimize(source: &InferenceModel, input_type: DatumType, size: (us
     // operation; an fp16 export runs far faster, and closer to the trained weights,
     // with its weights widened to f32 once here.
     let has_f16 = typed.nodes().iter().any(|n| n.outputs.iter().any(|o| o.fact.datum_type == DatumType::F16));
-    let typed = if has_f16 { FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed)? } else { typed };
+    let mut typed = if has_f16 { FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed)? } else { typed };
+    patch(&mut typed)?;
     typed.into_optimized()?.into_runnable()
 }
 

@@ -16,7 +16,7 @@ use std::path::Path;
 
 use common::root;
 use qdet::image_io::upright_dimensions;
-use qdet::model::Model;
+use qdet::model::{Int8, Model};
 use qdet::val::{label_path, load_data, parse_labels, rect_input, run, ValGeometry, ValOptions};
 use serde::Deserialize;
 
@@ -79,7 +79,32 @@ fn dynamic_export_val_metrics_match_ultralytics() {
     check_metrics(DYNAMIC_REF, "models/variants/shapes-yolov8n-dynamic.onnx", Some(480));
 }
 
+/// The int8 QDQ fixture (`qdet calibrate`'s default output) on qdet's integer kernels against
+/// `yolo val` running the file on ONNX Runtime with graph optimizations off
+/// (tests/data/parity/shapes-int8-val-metrics.json, `val_reference.py ... --ort-exact`), and
+/// against tract's float simulation of the same file: issue 4 asks for 0.003.
+#[test]
+fn int8_val_metrics_match_onnx_runtime_and_the_float_simulation() {
+    // Per class, fewer predictions decide each number, so the engines' one-step rounding
+    // differences (see int8_native_matches_onnx_runtime) move them more: measured 0.020 (P)
+    // and 0.006 (mAP50-95) at most; the overall row stays within the fp32 tolerance.
+    check_metrics_within("tests/data/parity/shapes-int8-val-metrics.json", "models/shapes-yolov8n.int8.onnx", None, METRIC_TOL, 0.03);
+    let data = load_data(&root().join("datasets/shapes/data.yaml"), "val").unwrap();
+    let path = root().join("models/shapes-yolov8n.int8.onnx");
+    let map = |int8| {
+        let model = Model::load_with(&path, None, int8).unwrap();
+        run(&model, &data, &ValOptions { inflight: 2, ..ValOptions::default() }, &|_| {}).unwrap().map50_95
+    };
+    let (native, simulated) = (map(Int8::Native), map(Int8::Simulated));
+    eprintln!("int8 mAP50-95: native {native:.5}, simulated {simulated:.5}");
+    assert!((native - simulated).abs() <= 0.003, "native {native:.5} vs simulated {simulated:.5}");
+}
+
 fn check_metrics(reference_file: &str, model: &str, imgsz: Option<usize>) {
+    check_metrics_within(reference_file, model, imgsz, METRIC_TOL, METRIC_TOL)
+}
+
+fn check_metrics_within(reference_file: &str, model: &str, imgsz: Option<usize>, all_tol: f64, class_tol: f64) {
     let want = reference(reference_file);
     let model = Model::load(&root().join(model), imgsz.map(|n| (n, n))).expect("fixture model loads");
     let data = load_data(&root().join("datasets/shapes/data.yaml"), "val").expect("fixture dataset");
@@ -93,7 +118,7 @@ fn check_metrics(reference_file: &str, model: &str, imgsz: Option<usize>) {
         let d = (g - w).abs();
         let worst = diffs.entry(what).or_default();
         *worst = worst.max(d);
-        if d > METRIC_TOL {
+        if d > if row == "all" { all_tol } else { class_tol } {
             problems.push(format!("{row} {what}: qdet {g:.5} vs Ultralytics {w:.5}"));
         }
     };

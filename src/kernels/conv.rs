@@ -74,39 +74,85 @@ impl QConv {
     }
 
     /// Packs pixels `p0 .. p0 + NR` into one panel; padding and pixels past the image read `zp`
-    /// (real 0.0; the latter are dropped anyway).
+    /// (real 0.0; the latter are dropped anyway). Gathers one `k` row of `NR` pixels at a time
+    /// (a straight copy when the panel lies inside one output row and the image), then
+    /// interleaves `G` rows into the layout of [`pack`].
     fn pack_panel(&self, x: &[u8], zp: u8, p0: usize, panel: &mut [u8]) {
         let s = &self.shape;
-        let (ow, op) = (s.out_w(), s.out_h() * s.out_w());
+        let (ow, op) = (s.out_w().max(1), s.out_h() * s.out_w());
         let isa = self.weights.isa;
-        let (g, two) = (isa.k_group(), pack::is_two_bytes(isa));
-        panel.fill(0);
+        let g = isa.k_group();
+        let two = pack::is_two_bytes(isa);
+        let (ih, iw) = (s.in_h as isize, s.in_w as isize);
+        let (sy, sx) = (s.stride.0 as isize, s.stride.1 as isize);
+        let (oy0, ox0) = (p0 / ow, p0 % ow);
+        // All NR pixels real and in one output row: one input row per k, stride sx apart.
+        let one_row = ox0 + NR <= ow && p0 + NR <= op;
         let mut base = [(0isize, 0isize, false); NR];
         for (j, b) in base.iter_mut().enumerate() {
             let p = p0 + j;
-            *b = (
-                ((p / ow.max(1)) * s.stride.0) as isize - s.pad[0] as isize,
-                ((p % ow.max(1)) * s.stride.1) as isize - s.pad[1] as isize,
-                p < op,
-            );
+            *b = ((p / ow) as isize * sy - s.pad[0] as isize, (p % ow) as isize * sx - s.pad[1] as isize, p < op);
         }
-        let (ih, iw) = (s.in_h as isize, s.in_w as isize);
+        let mut rows = [[zp; NR]; 4];
+        let k = s.k();
+        let kg = k.div_ceil(g);
         let mut kk = 0;
-        for c in 0..s.in_c {
-            let plane = &x[c * s.in_h * s.in_w..][..s.in_h * s.in_w];
-            for ky in 0..s.kh {
-                for kx in 0..s.kw {
-                    let (dy, dx) = ((ky * s.dilation.0) as isize, (kx * s.dilation.1) as isize);
-                    for (j, &(by, bx, real)) in base.iter().enumerate() {
-                        let (iy, ix) = (by + dy, bx + dx);
-                        let v = if real && iy >= 0 && iy < ih && ix >= 0 && ix < iw {
-                            plane[(iy * iw + ix) as usize]
-                        } else {
-                            zp
-                        };
-                        pack::put(panel, g, two, kk, j, v);
-                    }
+        for group in 0..kg {
+            for row in rows.iter_mut().take(g) {
+                if kk >= k {
+                    *row = [0; NR];
                     kk += 1;
+                    continue;
+                }
+                let c = kk / (s.kh * s.kw);
+                let (ky, kx) = ((kk / s.kw) % s.kh, kk % s.kw);
+                let plane = &x[c * s.in_h * s.in_w..][..s.in_h * s.in_w];
+                let (dy, dx) = ((ky * s.dilation.0) as isize, (kx * s.dilation.1) as isize);
+                if one_row {
+                    let iy = oy0 as isize * sy - s.pad[0] as isize + dy;
+                    let ix0 = ox0 as isize * sx - s.pad[1] as isize + dx;
+                    let ix_last = ix0 + (NR as isize - 1) * sx;
+                    if iy < 0 || iy >= ih {
+                        *row = [zp; NR];
+                    } else if ix0 >= 0 && ix_last < iw {
+                        let line = &plane[(iy * iw + ix0) as usize..][..(ix_last - ix0) as usize + 1];
+                        if sx == 1 {
+                            row.copy_from_slice(&line[..NR]);
+                        } else {
+                            for (j, v) in row.iter_mut().enumerate() {
+                                *v = line[j * sx as usize];
+                            }
+                        }
+                    } else {
+                        let line = &plane[(iy * iw) as usize..][..s.in_w];
+                        for (j, v) in row.iter_mut().enumerate() {
+                            let ix = ix0 + j as isize * sx;
+                            *v = if ix >= 0 && ix < iw { line[ix as usize] } else { zp };
+                        }
+                    }
+                } else {
+                    for (v, &(by, bx, real)) in row.iter_mut().zip(&base) {
+                        let (iy, ix) = (by + dy, bx + dx);
+                        *v = if real && iy >= 0 && iy < ih && ix >= 0 && ix < iw { plane[(iy * iw + ix) as usize] } else { zp };
+                    }
+                }
+                kk += 1;
+            }
+            if two {
+                let out = &mut panel[group * NR * 4..][..NR * 4];
+                for j in 0..NR {
+                    out[4 * j] = rows[0][j];
+                    out[4 * j + 1] = 0;
+                    out[4 * j + 2] = rows[1][j];
+                    out[4 * j + 3] = 0;
+                }
+            } else {
+                let out = &mut panel[group * NR * 4..][..NR * 4];
+                for j in 0..NR {
+                    out[4 * j] = rows[0][j];
+                    out[4 * j + 1] = rows[1][j];
+                    out[4 * j + 2] = rows[2][j];
+                    out[4 * j + 3] = rows[3][j];
                 }
             }
         }
@@ -116,35 +162,44 @@ impl QConv {
     pub fn run_i32(&self, x: &[u8], zp: u8) -> Vec<i32> {
         let op = self.shape.out_h() * self.shape.out_w();
         let mut out = vec![0i32; self.shape.out_c * op];
-        self.for_each_block(x, zp, |p0, n, acc_of| {
-            for c in 0..self.shape.out_c {
-                let row = &mut out[c * op + p0..][..n];
-                for (j, o) in row.iter_mut().enumerate() {
-                    *o = acc_of(c, j);
-                }
-            }
-        });
+        let step = NR * BLOCK_PANELS;
+        for p0 in (0..op).step_by(step) {
+            let n = (op - p0).min(step);
+            self.block(x, zp, p0, n, |c, j0, acc| out[c * op + p0 + j0..][..acc.len()].copy_from_slice(acc));
+        }
         out
     }
 
     /// Float outputs `[out_c][oh * ow]`: `(acc - zp * sum(w)) * scale[c] + bias[c]`, then SiLU
-    /// if asked.
+    /// if asked. Blocks of pixels run in parallel on the kernels' own pool, if one is set
+    /// ([`super::threads`]).
     pub fn run_f32(&self, x: &[u8], zp: u8, e: Epilogue) -> Vec<f32> {
         let op = self.shape.out_h() * self.shape.out_w();
         let oc = self.shape.out_c;
-        let blocks: Vec<(usize, Vec<f32>)> = (0..op.div_ceil(NR * BLOCK_PANELS))
-            .into_par_iter()
-            .map(|b| {
-                let p0 = b * NR * BLOCK_PANELS;
-                let n = (op - p0).min(NR * BLOCK_PANELS);
+        let step = NR * BLOCK_PANELS;
+        let run_block = |b: usize| {
+                let p0 = b * step;
+                let n = (op - p0).min(step);
                 let mut local = vec![0f32; oc * n];
-                self.block(x, zp, p0, n, &mut |c, j, acc| {
-                    let y = acc as f32 * e.scale[c] + e.bias[c];
-                    local[c * n + j] = if e.silu { y / (1.0 + (-y).exp()) } else { y };
+                self.block(x, zp, p0, n, |c, j0, acc| {
+                    let (sc, bi) = (e.scale[c], e.bias[c]);
+                    let dst = &mut local[c * n + j0..][..acc.len()];
+                    for (d, &a) in dst.iter_mut().zip(acc) {
+                        *d = a as f32 * sc + bi;
+                    }
+                    if e.silu {
+                        for d in dst.iter_mut() {
+                            *d /= 1.0 + (-*d).exp();
+                        }
+                    }
                 });
                 (p0, local)
-            })
-            .collect();
+        };
+        let n_blocks = op.div_ceil(step);
+        let blocks: Vec<(usize, Vec<f32>)> = match super::threads::pool() {
+            Some(pool) => pool.install(|| (0..n_blocks).into_par_iter().map(run_block).collect()),
+            None => (0..n_blocks).map(run_block).collect(),
+        };
         let mut out = vec![0f32; oc * op];
         for (p0, local) in blocks {
             let n = local.len() / oc.max(1);
@@ -155,21 +210,9 @@ impl QConv {
         out
     }
 
-    fn for_each_block(&self, x: &[u8], zp: u8, mut f: impl FnMut(usize, usize, &dyn Fn(usize, usize) -> i32)) {
-        let op = self.shape.out_h() * self.shape.out_w();
-        let oc = self.shape.out_c;
-        for b in 0..op.div_ceil(NR * BLOCK_PANELS) {
-            let p0 = b * NR * BLOCK_PANELS;
-            let n = (op - p0).min(NR * BLOCK_PANELS);
-            let mut local = vec![0i32; oc * n];
-            self.block(x, zp, p0, n, &mut |c, j, acc| local[c * n + j] = acc);
-            f(p0, n, &|c, j| local[c * n + j]);
-        }
-    }
-
-    /// Runs every channel tile over the `n` pixels from `p0`, calling `emit(c, j, acc)` with the
-    /// zero-point-corrected sum of channel `c`, pixel `p0 + j`.
-    fn block(&self, x: &[u8], zp: u8, p0: usize, n: usize, emit: &mut dyn FnMut(usize, usize, i32)) {
+    /// Runs every channel tile over the `n` pixels from `p0`, calling `emit(c, j0, acc)` with the
+    /// zero-point-corrected sums of channel `c` for pixels `p0 + j0 ..`.
+    fn block(&self, x: &[u8], zp: u8, p0: usize, n: usize, mut emit: impl FnMut(usize, usize, &[i32])) {
         let isa = self.weights.isa;
         let k = self.shape.k();
         let kg = pack::groups(isa, k);
@@ -185,15 +228,16 @@ impl QConv {
             for (i, panel) in packed.chunks(pb).enumerate() {
                 let mut acc = [0i32; MR * NR];
                 tile(isa, kg, w, panel, &mut acc);
+                let valid = NR.min(n - i * NR);
                 for r in 0..MR {
                     let c = t * MR + r;
                     if c >= self.shape.out_c {
                         break;
                     }
                     let corr = zp * self.weights.sums[c];
-                    for j in 0..NR.min(n - i * NR) {
-                        emit(c, i * NR + j, acc[r * NR + j] - corr);
-                    }
+                    let row = &mut acc[r * NR..][..valid];
+                    row.iter_mut().for_each(|a| *a -= corr);
+                    emit(c, i * NR, row);
                 }
             }
         }

@@ -20,6 +20,7 @@
 pub mod conv;
 pub mod pack;
 pub mod scalar;
+pub mod threads;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 

@@ -9,7 +9,7 @@ use tract_onnx::prelude::*;
 
 use super::proto::ModelProto;
 use crate::error::{Error, Result};
-use crate::model::{optimize, root_cause, Plan};
+use crate::model::{optimize_with, root_cause, Plan};
 
 /// One output tensor, flattened.
 #[derive(Debug, Clone)]
@@ -30,6 +30,8 @@ pub struct GraphRunner {
     path: PathBuf,
     source: InferenceModel,
     plans: Mutex<HashMap<(usize, usize), Plan>>,
+    /// Quantized Convs to run on the integer kernels (empty: the graph as written).
+    int8: Vec<crate::int8::spec::QConvSpec>,
 }
 
 impl GraphRunner {
@@ -40,7 +42,14 @@ impl GraphRunner {
             .with_ignore_value_info(true)
             .model_for_proto_model(proto)
             .map_err(|e| Error::NotOnnx { path: path.into(), reason: root_cause(&e) })?;
-        Ok(GraphRunner { path: path.into(), source, plans: Mutex::new(HashMap::new()) })
+        Ok(GraphRunner { path: path.into(), source, plans: Mutex::new(HashMap::new()), int8: Vec::new() })
+    }
+
+    /// A QDQ graph with its quantized Convs on qdet's integer kernels, as `detect` runs it.
+    pub fn native(proto: &ModelProto, path: &Path) -> Result<GraphRunner> {
+        let mut r = GraphRunner::new(proto, path)?;
+        r.int8 = crate::int8::spec::quantized_convs(proto);
+        Ok(r)
     }
 
     fn plan(&self, size: (usize, usize)) -> Result<Plan> {
@@ -48,7 +57,14 @@ impl GraphRunner {
         if let Some(p) = plans.get(&size) {
             return Ok(p.clone());
         }
-        let plan = optimize(&self.source, DatumType::F32, size).map_err(|e| Error::Unsupported {
+        let specs = &self.int8;
+        let patch = |m: &mut TypedModel| -> TractResult<()> {
+            if !specs.is_empty() {
+                crate::int8::op::patch(m, specs)?;
+            }
+            Ok(())
+        };
+        let plan = optimize_with(&self.source, DatumType::F32, size, &patch).map_err(|e| Error::Unsupported {
             path: self.path.clone(),
             reason: format!("cannot prepare its graph for a {}x{} input: {}", size.1, size.0, root_cause(&e)),
         })?;

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Ultralytics' validation metrics for a model and dataset, for qdet's `val` parity test.
 
-Usage: val_reference.py MODEL.onnx DATA.yaml OUT.json [--imgsz N] [--split val] [--conf 0.001] [--iou 0.7]
+Usage: val_reference.py MODEL.onnx DATA.yaml OUT.json [--imgsz N] [--split val] [--conf 0.001] [--iou 0.7] [--ort-exact]
 
 Runs `YOLO(model).val(data=..., batch=1, device="cpu", plots=False, conf=..., iou=...)` (ONNX
 Runtime) and writes the "all" row (P, R, mAP50, mAP75, mAP50-95), every class row, and per
@@ -13,6 +13,7 @@ The split's folders are linked into a temporary dataset first, so that
   * a relative `path:` is resolved as qdet resolves it (beside the yaml, then from the current
     folder); Ultralytics alone would look only in the current folder and its datasets_dir.
 Only folder splits are supported here (not .txt image lists).
+--ort-exact turns ONNX Runtime's graph optimizations off: the exact semantics of a QDQ file.
 """
 import argparse
 import json
@@ -94,7 +95,13 @@ def main():
     ap.add_argument("--split", default="val")
     ap.add_argument("--conf", type=float, default=0.001)
     ap.add_argument("--iou", type=float, default=0.7)
+    ap.add_argument("--ort-exact", action="store_true")
     a = ap.parse_args()
+    if a.ort_exact:
+        sys.path.insert(0, str(Path(__file__).parent))
+        from ultralytics_reference import exact_onnxruntime
+
+        exact_onnxruntime()
 
     root, folders, names = resolve_split(a.data, a.split)
     per_image = {}

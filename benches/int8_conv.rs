@@ -1,0 +1,91 @@
+//! qdet's int8 convolution kernels against tract's f32 convolution on the same shapes (layers
+//! of the COCO yolov8n at 640), one thread. Throughput is in multiply-adds: criterion's
+//! "elem/s" is MAC/s. Shapes: (in_c, out_c, k, stride, input side).
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use qdet::kernels::conv::{ConvShape, Epilogue, QConv};
+use qdet::kernels::Isa;
+use qdet::quant::proto;
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+
+const SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
+    ("model.1 3x3 s2 16->32 @320", 16, 32, 3, 2, 320),
+    ("model.2.m.0 3x3 16->16 @160", 16, 16, 3, 1, 160),
+    ("model.4.cv1 1x1 64->64 @80", 64, 64, 1, 1, 80),
+    ("model.7 3x3 s2 128->256 @40", 128, 256, 3, 2, 40),
+];
+
+fn shape(in_c: usize, out_c: usize, k: usize, stride: usize, side: usize) -> ConvShape {
+    let p = k / 2;
+    ConvShape { in_c, in_h: side, in_w: side, out_c, kh: k, kw: k, stride: (stride, stride), pad: [p; 4], dilation: (1, 1) }
+}
+
+/// A one-Conv ONNX model, optimized by tract.
+fn tract_conv(s: &ConvShape) -> Arc<TypedRunnableModel> {
+    let w: Vec<f32> = (0..s.out_c * s.k()).map(|i| ((i * 7919) % 255) as f32 / 255.0 - 0.5).collect();
+    let b: Vec<f32> = vec![0.1; s.out_c];
+    let ints = |name: &str, v: Vec<i64>| pb::AttributeProto {
+        name: name.into(),
+        r#type: pb::attribute_proto::AttributeType::Ints as i32,
+        ints: v,
+        ..Default::default()
+    };
+    let (k, st, p) = (s.kh as i64, s.stride.0 as i64, s.pad[0] as i64);
+    let conv = proto::node("Conv", "conv", &["images", "w", "b"], &["y"], vec![ints("kernel_shape", vec![k, k]), ints("strides", vec![st, st]), ints("pads", vec![p; 4])]);
+    let dim = |d: i64| pb::tensor_shape_proto::Dimension { value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)), ..Default::default() };
+    let input = pb::ValueInfoProto {
+        name: "images".into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: 1,
+                shape: Some(pb::TensorShapeProto { dim: vec![dim(1), dim(s.in_c as i64), dim(s.in_h as i64), dim(s.in_w as i64)] }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let graph = pb::GraphProto {
+        node: vec![conv],
+        initializer: vec![proto::f32_tensor("w", &[s.out_c as i64, s.in_c as i64, k, k], &w), proto::f32_tensor("b", &[s.out_c as i64], &b)],
+        input: vec![input],
+        output: vec![proto::output("y")],
+        ..Default::default()
+    };
+    let model = pb::ModelProto {
+        ir_version: 8,
+        opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: 17 }],
+        graph: Some(graph),
+        ..Default::default()
+    };
+    tract_onnx::onnx().model_for_proto_model(&model).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable()).expect("tract runs the conv")
+}
+
+fn benches(c: &mut Criterion) {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().unwrap();
+    let mut g = c.benchmark_group("conv");
+    g.sample_size(10);
+    for &(name, in_c, out_c, k, stride, side) in SHAPES {
+        let s = shape(in_c, out_c, k, stride, side);
+        g.throughput(Throughput::Elements(s.macs()));
+        let xf: Vec<f32> = (0..in_c * side * side).map(|i| (i % 251) as f32 / 251.0).collect();
+        let plan = tract_conv(&s);
+        let input = Tensor::from_shape(&[1, in_c, side, side], &xf).unwrap();
+        g.bench_function(BenchmarkId::new("tract_f32", name), |b| b.iter(|| plan.run(tvec!(input.clone().into())).unwrap()));
+        let xq: Vec<u8> = (0..in_c * side * side).map(|i| (i % 251) as u8).collect();
+        let scale = vec![1e-3f32; out_c];
+        let bias = vec![0.1f32; out_c];
+        for isa in [Isa::ScalarQuads, Isa::Avx2Madd16, Isa::Avx2Maddubs, Isa::AvxVnni].into_iter().filter(|i| i.available()) {
+            let w: Vec<i8> = (0..out_c * s.k()).map(|i| ((i * 7919) % 127) as i8 - 63).collect();
+            let conv = QConv::new(s, &w, isa);
+            let e = Epilogue { scale: &scale, bias: &bias, silu: false };
+            g.bench_with_input(BenchmarkId::new(format!("int8_{isa:?}"), name), &xq, |b, x| {
+                b.iter(|| pool.install(|| conv.run_f32(x, 3, e)))
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(int8, benches);
+criterion_main!(int8);

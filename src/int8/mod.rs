@@ -1,0 +1,8 @@
+//! Native int8 execution of QDQ models: each quantized Conv of the file (the pattern
+//! `QuantizeLinear -> DequantizeLinear -> Conv`, int8 weights and int32 bias through their own
+//! DequantizeLinear, as `qdet calibrate` and ONNX Runtime write it) runs on qdet's integer
+//! kernels ([`crate::kernels`]) instead of tract's float convolution. tract keeps the rest of
+//! the graph. A Conv followed by SiLU (`x * sigmoid(x)`) gets it fused into the epilogue.
+
+pub mod op;
+pub mod spec;

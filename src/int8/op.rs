@@ -1,0 +1,146 @@
+//! The tract op that runs one quantized Conv on qdet's kernels, and the graph patch that puts
+//! it in place of tract's `QuantizeLinear -> DequantizeLinear -> Conv [-> Sigmoid, Mul]`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+
+use super::spec::QConvSpec;
+use crate::kernels::conv::{Epilogue, QConv};
+use crate::kernels::Isa;
+
+/// `uint8 [1, C, H, W]` in, float `[1, OC, OH, OW]` out (after SiLU when `silu`).
+#[derive(Debug, Clone)]
+pub struct QConvOp {
+    conv: Arc<QConv>,
+    zero_point: u8,
+    scales: Arc<Vec<f32>>,
+    bias: Arc<Vec<f32>>,
+    silu: bool,
+}
+
+impl PartialEq for QConvOp {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.conv, &other.conv) && self.silu == other.silu
+    }
+}
+
+impl Eq for QConvOp {}
+
+impl Op for QConvOp {
+    fn name(&self) -> StaticName {
+        "QdetConvU8".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!("{:?}, {:?}, silu={}", self.conv.weights.isa, self.conv.shape, self.silu)])
+    }
+
+    fn as_typed(&self) -> Option<&dyn TypedOp> {
+        Some(self)
+    }
+}
+
+impl EvalOp for QConvOp {
+    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
+        Ok(Some(EvalOp::eval(self, &EvalContext::out_of_plan(), inputs)?))
+    }
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let x = inputs[0].try_as_plain_ram()?.as_slice::<u8>()?;
+        let s = &self.conv.shape;
+        ensure!(x.len() == s.in_c * s.in_h * s.in_w, "QdetConvU8: input of {} values for {:?}", x.len(), s);
+        let e = Epilogue { scale: &self.scales, bias: &self.bias, silu: self.silu };
+        let y = self.conv.run_f32(x, self.zero_point, e);
+        Ok(tvec!(Tensor::from_shape(&[1, s.out_c, s.out_h(), s.out_w()], &y)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for QConvOp {
+    fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let s = &self.conv.shape;
+        Ok(tvec!(f32::fact([1, s.out_c, s.out_h(), s.out_w()])))
+    }
+
+    fn as_op(&self) -> &dyn Op {
+        self
+    }
+
+    fn as_op_mut(&mut self) -> &mut dyn Op {
+        self
+    }
+}
+
+/// What [`patch`] did.
+#[derive(Debug, Clone, Default)]
+pub struct PatchReport {
+    pub replaced: usize,
+    pub silu_fused: usize,
+    pub isa: Option<Isa>,
+}
+
+/// Replaces, in a typed (not yet optimized, concrete-shaped) model, every Conv of `specs`
+/// that reads a `QuantizeLinearU8 -> DequantizeLinearF32` pair with a [`QConvOp`] reading the
+/// uint8 tensor; a following `Sigmoid` + `Mul(conv, sigmoid)` is folded in.
+pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchReport> {
+    let by_name: HashMap<&str, &QConvSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
+    let mut report = PatchReport::default();
+    let conv_ids: Vec<usize> = model.nodes().iter().filter(|n| by_name.contains_key(n.name.as_str()) && n.op.name() == "Conv").map(|n| n.id).collect();
+    for id in conv_ids {
+        let node = model.node(id);
+        let spec = by_name[node.name.as_str()];
+        let dq = model.node(node.inputs[0].node);
+        if dq.op.name() != "DequantizeLinearF32" {
+            continue;
+        }
+        let q_outlet = dq.inputs[0];
+        if model.node(q_outlet.node).op.name() != "QuantizeLinearU8" {
+            continue;
+        }
+        let fact = model.outlet_fact(q_outlet)?;
+        let Some(shape) = fact.shape.as_concrete().map(|s| s.to_vec()) else { continue };
+        if shape.len() != 4 || shape[0] != 1 || fact.datum_type != DatumType::U8 {
+            continue;
+        }
+        let conv_shape = spec.shape(shape[1], shape[2], shape[3]);
+        if spec.weights.len() != conv_shape.out_c * conv_shape.k() {
+            continue;
+        }
+        let max_abs = spec.weights.iter().map(|&w| i32::from(w).abs()).max().unwrap_or(0);
+        let isa = Isa::best(max_abs);
+        report.isa = Some(isa);
+        // Conv -> Sigmoid, Mul(conv, sigmoid): SiLU, when nothing else reads the conv.
+        let conv_out = OutletId::new(id, 0);
+        let succ: Vec<usize> = model.outlet_successors(conv_out).iter().map(|i| i.node).collect();
+        let silu_mul = (|| {
+            if succ.len() != 2 {
+                return None;
+            }
+            let sig = succ.iter().copied().find(|&s| model.node(s).op.name() == "Sigmoid")?;
+            let mul = succ.iter().copied().find(|&s| s != sig)?;
+            let m = model.node(mul);
+            let sig_out = model.outlet_successors(OutletId::new(sig, 0));
+            let reads = |o: OutletId| m.inputs.contains(&o);
+            (m.op.name() == "Mul" && reads(conv_out) && reads(OutletId::new(sig, 0)) && sig_out.len() == 1).then_some(mul)
+        })();
+        let op = QConvOp {
+            conv: Arc::new(QConv::new(conv_shape, &spec.weights, isa)),
+            zero_point: spec.input_zero_point,
+            scales: Arc::new(spec.output_scales()),
+            bias: Arc::new(spec.bias.clone()),
+            silu: silu_mul.is_some(),
+        };
+        let name = format!("{}.qdet", spec.name);
+        let mut p = TypedModelPatch::default();
+        let tap = p.tap_model(model, q_outlet)?;
+        let out = p.wire_node(name, op, &[tap])?[0];
+        let replaced = silu_mul.map_or(conv_out, |m| OutletId::new(m, 0));
+        p.shunt_outside(model, replaced, out)?;
+        p.apply(model)?;
+        report.replaced += 1;
+        report.silu_fused += usize::from(silu_mul.is_some());
+    }
+    Ok(report)
+}
