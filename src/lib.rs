@@ -21,6 +21,7 @@ pub mod meta;
 pub mod metrics;
 pub mod model;
 pub mod nms;
+pub mod ops;
 pub mod postprocess;
 pub mod pylit;
 pub mod quant;

@@ -1,5 +1,6 @@
 //! The `qdet` command line: parses flags, builds the library objects once, dispatches.
 
+mod cli_bench;
 mod cli_calibrate;
 mod cli_dataset;
 mod cli_val;
@@ -37,6 +38,8 @@ enum Command {
     Split(cli_dataset::SplitArgs),
     /// Make augmented copies of labelme-annotated images, with their shapes moved along.
     Augment(cli_dataset::AugmentArgs),
+    /// Time models on this machine: latency per stage (p50/p90/p99) and the ratio between them.
+    Bench(cli_bench::BenchArgs),
     /// Quantize a model to int8 (QDQ ONNX) from sample images, with per-layer error analysis.
     Calibrate(cli_calibrate::CalibrateArgs),
     /// Score a model on a labelled dataset split: P, R, mAP50, mAP50-95 as Ultralytics computes them.
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
         Command::Augment(args) => cli_dataset::augment(args),
         Command::Val(args) => cli_val::val(args),
         Command::Calibrate(args) => cli_calibrate::calibrate(args),
+        Command::Bench(args) => cli_bench::bench(args),
     };
     match result {
         Ok(code) => code,

@@ -222,6 +222,24 @@ impl Model {
         }
     }
 
+    /// Runs one image like [`Model::run`] and adds each node's time to `profile`, keyed by the
+    /// op's name (`Conv`, `QdetConvU8`, `QuantizeLinearU8`, ...).
+    pub fn run_profiled(&self, chw: &[f32], size: (usize, usize), profile: &mut BTreeMap<String, std::time::Duration>) -> Result<()> {
+        let plan = self.plan(size)?;
+        let fail = |e: TractError| Error::Inference(root_cause(&e));
+        let input = Tensor::from_shape(&[1, 3, size.0, size.1], chw).map_err(fail)?;
+        let mut state = plan.spawn().map_err(fail)?;
+        state
+            .run_plan_with_eval(tvec!(input.into()), |ctx, st, node, inputs| {
+                let t = std::time::Instant::now();
+                let out = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
+                *profile.entry(node.op().name().to_string()).or_default() += t.elapsed();
+                out
+            })
+            .map_err(fail)?;
+        Ok(())
+    }
+
     /// Runs the model on one letterboxed CHW image (`3 * h * w` floats in 0..1).
     pub fn run(&self, chw: &[f32], size: (usize, usize)) -> Result<RawOutput> {
         let plan = self.plan(size)?;
@@ -256,6 +274,7 @@ pub(crate) fn optimize_with(
     // with its weights widened to f32 once here.
     let has_f16 = typed.nodes().iter().any(|n| n.outputs.iter().any(|o| o.fact.datum_type == DatumType::F16));
     let mut typed = if has_f16 { FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed)? } else { typed };
+    crate::ops::softmax::patch(&mut typed)?;
     patch(&mut typed)?;
     typed.into_optimized()?.into_runnable()
 }

@@ -135,3 +135,24 @@ fn float_epilogue_applies_scale_bias_and_silu() {
         }
     }
 }
+
+/// The AVX2 compilation of QuantizeLinear against the portable one, on values around every
+/// rounding tie and past both ends of the range.
+#[test]
+fn quantize_simd_equals_scalar() {
+    let mut rng = Rng::for_item(17, "quantize", 0);
+    let scale = 0.037f32;
+    let mut x: Vec<f32> = (0..10_000).map(|_| (rng.uniform() as f32 - 0.3) * 12.0).collect();
+    x.extend((-300..300).map(|k| (k as f32 + 0.5) * scale));
+    x.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.0, -0.0]);
+    for zp in [0u8, 7, 128, 255] {
+        let (mut a, mut b) = (vec![0u8; x.len()], vec![0u8; x.len()]);
+        qdet::kernels::quantize::quantize(&x, scale, zp, &mut a);
+        qdet::kernels::quantize::quantize_scalar(&x, scale, zp, &mut b);
+        assert_eq!(a, b, "zero point {zp}");
+        for (i, &v) in x.iter().enumerate().filter(|(_, v)| v.is_finite()) {
+            let want = ((v / scale).round_ties_even() + f32::from(zp)).clamp(0.0, 255.0) as u8;
+            assert_eq!(a[i], want, "{v}");
+        }
+    }
+}

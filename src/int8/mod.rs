@@ -5,4 +5,5 @@
 //! the graph. A Conv followed by SiLU (`x * sigmoid(x)`) gets it fused into the epilogue.
 
 pub mod op;
+pub mod quantize;
 pub mod spec;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+use super::quantize::QuantizeU8;
 use super::spec::QConvSpec;
 use crate::kernels::conv::{Epilogue, QConv};
 use crate::kernels::Isa;
@@ -83,10 +84,12 @@ pub struct PatchReport {
 
 /// Replaces, in a typed (not yet optimized, concrete-shaped) model, every Conv of `specs`
 /// that reads a `QuantizeLinearU8 -> DequantizeLinearF32` pair with a [`QConvOp`] reading the
-/// uint8 tensor; a following `Sigmoid` + `Mul(conv, sigmoid)` is folded in.
+/// uint8 tensor; a following `Sigmoid` + `Mul(conv, sigmoid)` is folded in, and the
+/// QuantizeLinear feeding it becomes [`QuantizeU8`].
 pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchReport> {
     let by_name: HashMap<&str, &QConvSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut report = PatchReport::default();
+    let mut quantizers: Vec<(usize, f32, u8)> = Vec::new();
     let conv_ids: Vec<usize> = model.nodes().iter().filter(|n| by_name.contains_key(n.name.as_str()) && n.op.name() == "Conv").map(|n| n.id).collect();
     for id in conv_ids {
         let node = model.node(id);
@@ -141,6 +144,21 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
         p.apply(model)?;
         report.replaced += 1;
         report.silu_fused += usize::from(silu_mul.is_some());
+        if !quantizers.iter().any(|q| q.0 == q_outlet.node) {
+            quantizers.push((q_outlet.node, spec.input_scale, spec.input_zero_point));
+        }
+    }
+    for (id, scale, zero_point) in quantizers {
+        let node = model.node(id);
+        let (input, name) = (node.inputs[0], format!("{}.qdet", node.name));
+        if model.outlet_fact(input)?.datum_type != DatumType::F32 {
+            continue;
+        }
+        let mut p = TypedModelPatch::default();
+        let tap = p.tap_model(model, input)?;
+        let out = p.wire_node(name, QuantizeU8 { scale, zero_point }, &[tap])?[0];
+        p.shunt_outside(model, OutletId::new(id, 0), out)?;
+        p.apply(model)?;
     }
     Ok(report)
 }

@@ -19,6 +19,7 @@
 
 pub mod conv;
 pub mod pack;
+pub mod quantize;
 pub mod scalar;
 pub mod threads;
 #[cfg(target_arch = "x86_64")]

@@ -1,0 +1,187 @@
+//! `qdet bench`: latency on the box itself, where there is no cargo. One image in flight, the
+//! given threads inside it; warm-up runs excluded; p50/p90/p99 per stage and the ratio of
+//! each model to the first.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Serialize;
+
+use qdet::detector::Detector;
+use qdet::image_io::{read_rgb, RgbImage};
+use qdet::model::Model;
+use qdet::postprocess::NmsOptions;
+
+#[derive(Args)]
+pub struct BenchArgs {
+    /// Models to time (repeatable); ratios are against the first.
+    #[arg(long = "model", required = true)]
+    models: Vec<PathBuf>,
+    /// Images to cycle through (files, folders, globs) [default: one mid-gray image of the
+    /// model's input size].
+    #[arg(long)]
+    images: Vec<PathBuf>,
+    /// Threads inside each inference [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Timed runs per model.
+    #[arg(long, default_value_t = 30)]
+    runs: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Also time every op of the inference (mean ms per run, by op).
+    #[arg(long)]
+    profile: bool,
+    /// Print the results as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Serialize, Clone, Copy)]
+struct Percentiles {
+    p50_ms: f64,
+    p90_ms: f64,
+    p99_ms: f64,
+}
+
+#[derive(Serialize)]
+struct ModelResult {
+    path: PathBuf,
+    preprocess: Percentiles,
+    inference: Percentiles,
+    postprocess: Percentiles,
+    total: Percentiles,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile_ms: Option<BTreeMap<String, f64>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    int8_kernel: Option<String>,
+}
+
+/// Nearest-rank percentile of sorted `v`.
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1]
+}
+
+fn percentiles(mut v: Vec<f64>) -> Percentiles {
+    v.sort_by(f64::total_cmp);
+    Percentiles { p50_ms: percentile(&v, 50.0), p90_ms: percentile(&v, 90.0), p99_ms: percentile(&v, 99.0) }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    crate::setup_threads(a.threads, Some(1), 1)?;
+    let mut images: Vec<(PathBuf, RgbImage)> = Vec::new();
+    if !a.images.is_empty() {
+        for src in qdet::sources::collect(&a.images).context("collecting images")? {
+            match read_rgb(&src.path) {
+                Ok(img) => images.push((src.path, img)),
+                Err(e) => eprintln!("qdet: skipped {e}"),
+            }
+        }
+        if images.is_empty() {
+            bail!("no readable images in {}", a.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        }
+    }
+    let mut results = Vec::new();
+    for path in &a.models {
+        let model = Model::load(path, None).with_context(|| format!("loading {}", path.display()))?;
+        let det = Detector::new(model, None, NmsOptions::default());
+        let gray;
+        let imgs: Vec<&RgbImage> = if images.is_empty() {
+            let (h, w) = det.target();
+            gray = RgbImage { width: w, height: h, data: vec![114; w * h * 3] };
+            vec![&gray]
+        } else {
+            images.iter().map(|(_, i)| i).collect()
+        };
+        let (mut pre, mut inf, mut post, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut profile: BTreeMap<String, Duration> = BTreeMap::new();
+        for i in 0..a.warmup + a.runs {
+            let img = imgs[i % imgs.len()];
+            let t0 = Instant::now();
+            let p = det.prepare(img);
+            let t1 = Instant::now();
+            let raw = det.infer(&p).with_context(|| format!("running {}", path.display()))?;
+            let t2 = Instant::now();
+            let dets = det.postprocess(&raw, &p.letterbox);
+            let t3 = Instant::now();
+            std::hint::black_box(dets);
+            if i >= a.warmup {
+                pre.push(ms(t1 - t0));
+                inf.push(ms(t2 - t1));
+                post.push(ms(t3 - t2));
+                total.push(ms(t3 - t0));
+                if a.profile {
+                    det.model.run_profiled(&p.chw, p.letterbox.out, &mut profile)?;
+                }
+            }
+        }
+        let runs = a.runs as f64;
+        results.push(ModelResult {
+            path: path.clone(),
+            preprocess: percentiles(pre),
+            inference: percentiles(inf),
+            postprocess: percentiles(post),
+            total: percentiles(total),
+            profile_ms: a.profile.then(|| profile.into_iter().map(|(k, v)| (k, ms(v) / runs)).collect()),
+            int8_kernel: det.model.int8_report().and_then(|r| r.isa).map(|i| format!("{i:?}")),
+        });
+    }
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&results)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    println!("{} timed runs per model after {} warm-up, {threads} thread(s), one image in flight", a.runs, a.warmup);
+    println!("{:<40} {:>10} {:>22} {:>22} {:>22} {:>8}", "model", "stage", "p50 ms", "p90 ms", "p99 ms", "ratio");
+    let base = results.first().map(|r| (r.inference.p50_ms, r.total.p50_ms));
+    for r in &results {
+        let name = r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for (stage, p) in [("preprocess", r.preprocess), ("inference", r.inference), ("postprocess", r.postprocess), ("total", r.total)] {
+            let ratio = match (stage, base) {
+                ("inference", Some((b, _))) => format!("{:.2}x", p.p50_ms / b),
+                ("total", Some((_, b))) => format!("{:.2}x", p.p50_ms / b),
+                _ => String::new(),
+            };
+            println!("{name:<40} {stage:>10} {:>22.2} {:>22.2} {:>22.2} {ratio:>8}", p.p50_ms, p.p90_ms, p.p99_ms);
+        }
+        if let Some(k) = &r.int8_kernel {
+            println!("{name:<40} int8 convs on the {k} kernel");
+        }
+        if let Some(prof) = &r.profile_ms {
+            let mut ops: Vec<(&String, &f64)> = prof.iter().collect();
+            ops.sort_by(|a, b| b.1.total_cmp(a.1));
+            let sum: f64 = prof.values().sum();
+            for (op, t) in ops.iter().take(12) {
+                println!("{name:<40} {op:>24} {t:>10.2} ms {:>5.1}%", 100.0 * **t / sum);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Nearest rank, by hand: of 1..=10, p50 is the 5th value, p90 the 9th, p99 the 10th.
+    #[test]
+    fn nearest_rank_percentiles() {
+        let p = percentiles((1..=10).rev().map(f64::from).collect());
+        assert_eq!((p.p50_ms, p.p90_ms, p.p99_ms), (5.0, 9.0, 10.0));
+        let one = percentiles(vec![3.5]);
+        assert_eq!((one.p50_ms, one.p90_ms, one.p99_ms), (3.5, 3.5, 3.5));
+    }
+}

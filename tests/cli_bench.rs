@@ -1,0 +1,37 @@
+//! `qdet bench --json`: one object per model, with its path and p50/p90/p99 per stage.
+
+mod common;
+
+use std::process::Command;
+
+use common::root;
+
+#[test]
+fn bench_json_has_every_stage_for_every_model() {
+    let fp32 = root().join("models/shapes-yolov8n.onnx");
+    let int8 = root().join("models/shapes-yolov8n.int8.onnx");
+    let images = root().join("datasets/shapes/images/val/val_0000.jpg");
+    let o = Command::new(env!("CARGO_BIN_EXE_qdet"))
+        .args(["bench", "--model"])
+        .arg(&fp32)
+        .arg("--model")
+        .arg(&int8)
+        .arg("--images")
+        .arg(&images)
+        .args(["--runs", "3", "--warmup", "1", "--threads", "1", "--json"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let models = v.as_array().unwrap();
+    assert_eq!(models.len(), 2);
+    for (m, path) in models.iter().zip([&fp32, &int8]) {
+        assert_eq!(m["path"].as_str().unwrap(), path.to_str().unwrap());
+        for stage in ["preprocess", "inference", "postprocess"] {
+            let p: Vec<f64> = ["p50_ms", "p90_ms", "p99_ms"].iter().map(|k| m[stage][k].as_f64().unwrap()).collect();
+            assert!(p[0] > 0.0 && p[0] <= p[1] && p[1] <= p[2], "{stage}: {p:?}");
+        }
+    }
+    assert!(models[0]["int8_kernel"].is_null());
+    assert!(models[1]["int8_kernel"].is_string(), "the QDQ model runs on an integer kernel");
+}

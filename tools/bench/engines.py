@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Issue 4's table: qdet fp32 and int8 against ONNX Runtime fp32 and int8, 1 and 2 threads,
+measured back to back in one run on the same images (inference only, batch 1, p50 of the
+timed runs after warm-up).
+
+Usage: engines.py FP32.onnx CALIB_DIR IMAGES_DIR [--runs 15] [--qdet target/release/qdet] [--out DIR]
+Makes qdet's int8 model with `qdet calibrate` (default settings) and ONNX Runtime's with
+quantize_static (QDQ, per-channel, Conv only, tools/quant/ort_quantize_static.py), both from
+CALIB_DIR; times qdet with `qdet bench --json` and ONNX Runtime (default graph optimizations,
+its fused int8 kernels) on IMAGES_DIR letterboxed as qdet does.
+"""
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnxruntime as ort
+from ultralytics.data.augment import LetterBox
+
+EXTS = {".jpg", ".jpeg", ".png", ".bmp"}
+
+
+def ort_p50(model, images, threads, runs, warmup=3):
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    s = ort.InferenceSession(str(model), so, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    times = []
+    for i in range(warmup + runs):
+        x = images[i % len(images)]
+        t = time.perf_counter()
+        s.run(None, {name: x})
+        if i >= warmup:
+            times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)
+
+
+def qdet_p50(qdet, model, images_dir, threads, runs):
+    out = subprocess.run([qdet, "bench", "--model", str(model), "--images", str(images_dir), "--threads", str(threads),
+                          "--runs", str(runs), "--json"], check=True, capture_output=True, text=True).stdout
+    r = json.loads(out)[0]
+    return r["inference"]["p50_ms"], r.get("int8_kernel")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", type=Path)
+    ap.add_argument("calib", type=Path)
+    ap.add_argument("images", type=Path)
+    ap.add_argument("--runs", type=int, default=15)
+    ap.add_argument("--qdet", default="target/release/qdet")
+    ap.add_argument("--out", type=Path, default=Path("target/engines"))
+    a = ap.parse_args()
+    a.out.mkdir(parents=True, exist_ok=True)
+    q_int8 = a.out / "qdet.int8.onnx"
+    o_int8 = a.out / "ort.int8.onnx"
+    subprocess.run([a.qdet, "calibrate", "--model", str(a.model), "--images", str(a.calib), "--out", str(q_int8),
+                    "--analysis-images", "0", "--overwrite"], check=True, capture_output=True)
+    subprocess.run([sys.executable, str(Path(__file__).parent.parent / "quant/ort_quantize_static.py"), str(a.model),
+                    str(a.calib), str(o_int8)], check=True, capture_output=True)
+    size = tuple(ort.InferenceSession(str(a.model)).get_inputs()[0].shape[2:])
+    images = []
+    for f in sorted(p for p in a.images.rglob("*") if p.suffix.lower() in EXTS):
+        lb = LetterBox(new_shape=size, auto=False, stride=32)(image=cv2.imread(str(f)))
+        images.append(np.ascontiguousarray(lb[..., ::-1].transpose(2, 0, 1)[None].astype(np.float32) / 255.0))
+    rows = {}
+    kernel = None
+    for t in (1, 2):
+        rows[("ORT fp32", t)] = ort_p50(a.model, images, t, a.runs)
+        rows[("ORT int8", t)] = ort_p50(o_int8, images, t, a.runs)
+        rows[("qdet fp32", t)] = qdet_p50(a.qdet, a.model, a.images, t, a.runs)[0]
+        rows[("qdet int8", t)], kernel = qdet_p50(a.qdet, q_int8, a.images, t, a.runs)
+    print(f"{a.model.name}, input {size[1]}x{size[0]}, {len(images)} images, p50 of {a.runs} runs; qdet int8 kernel: {kernel}")
+    print("| engine | 1 thread | 2 threads |")
+    print("|---|---|---|")
+    for e in ("ORT fp32", "ORT int8", "qdet fp32", "qdet int8"):
+        print(f"| {e} | {rows[(e, 1)]:.1f} ms | {rows[(e, 2)]:.1f} ms |")
+    for t in (1, 2):
+        q = rows[("qdet int8", t)]
+        print(f"{t} thread(s): qdet int8 / ORT fp32 = {q / rows[('ORT fp32', t)]:.2f} (target <= 0.55), "
+              f"/ ORT int8 = {q / rows[('ORT int8', t)]:.2f} (target <= 0.75), / qdet fp32 = {q / rows[('qdet fp32', t)]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
