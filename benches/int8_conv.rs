@@ -78,7 +78,7 @@ fn benches(c: &mut Criterion) {
         for isa in [Isa::ScalarQuads, Isa::Avx2Madd16, Isa::Avx2Maddubs, Isa::AvxVnni].into_iter().filter(|i| i.available()) {
             let w: Vec<i8> = (0..out_c * s.k()).map(|i| ((i * 7919) % 127) as i8 - 63).collect();
             let conv = QConv::new(s, &w, isa);
-            let e = Epilogue { scale: &scale, bias: &bias, silu: false };
+            let e = Epilogue { scale: &scale, bias: &bias, silu: true };
             g.bench_with_input(BenchmarkId::new(format!("int8_{isa:?}"), name), &xq, |b, x| {
                 b.iter(|| pool.install(|| conv.run_f32(x, 3, e)))
             });

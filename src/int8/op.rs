@@ -55,7 +55,9 @@ impl EvalOp for QConvOp {
         ensure!(x.len() == s.in_c * s.in_h * s.in_w, "QdetConvU8: input of {} values for {:?}", x.len(), s);
         let e = Epilogue { scale: &self.scales, bias: &self.bias, silu: self.silu };
         let y = self.conv.run_f32(x, self.zero_point, e);
-        Ok(tvec!(Tensor::from_shape(&[1, s.out_c, s.out_h(), s.out_w()], &y)?.into_tvalue()))
+        // Moves the buffer into the tensor (from_shape would copy it).
+        let y = tract_ndarray::Array4::from_shape_vec((1, s.out_c, s.out_h(), s.out_w()), y)?;
+        Ok(tvec!(y.into_tensor().into_tvalue()))
     }
 }
 

@@ -60,6 +60,9 @@ pub struct Epilogue<'a> {
 pub struct QConv {
     pub shape: ConvShape,
     pub weights: PackedWeights,
+    /// Per reduction index `k = (c, ky, kx)`: offset of plane `c` in the input and the tap's
+    /// `(dy, dx)`, so packing needs no divisions.
+    taps: Vec<(usize, isize, isize)>,
 }
 
 impl QConv {
@@ -70,13 +73,21 @@ impl QConv {
     pub fn new(shape: ConvShape, w: &[i8], isa: Isa) -> QConv {
         let weights = PackedWeights::new(isa, w, shape.out_c, shape.k());
         assert!(isa.exact_for(weights.max_abs), "{isa:?} is not exact for weights up to {}", weights.max_abs);
-        QConv { shape, weights }
+        let mut taps = Vec::with_capacity(shape.k());
+        for c in 0..shape.in_c {
+            for ky in 0..shape.kh {
+                for kx in 0..shape.kw {
+                    taps.push((c * shape.in_h * shape.in_w, (ky * shape.dilation.0) as isize, (kx * shape.dilation.1) as isize));
+                }
+            }
+        }
+        QConv { shape, weights, taps }
     }
 
     /// Packs pixels `p0 .. p0 + NR` into one panel; padding and pixels past the image read `zp`
-    /// (real 0.0; the latter are dropped anyway). Gathers one `k` row of `NR` pixels at a time
-    /// (a straight copy when the panel lies inside one output row and the image), then
-    /// interleaves `G` rows into the layout of [`pack`].
+    /// (real 0.0; the latter are dropped anyway). Gathers one `k` row of `NR` pixels at a time,
+    /// by runs of pixels in one output row (a straight copy where a run's taps lie inside the
+    /// image), then interleaves `G` rows into the layout of [`pack`].
     fn pack_panel(&self, x: &[u8], zp: u8, p0: usize, panel: &mut [u8]) {
         let s = &self.shape;
         let (ow, op) = (s.out_w().max(1), s.out_h() * s.out_w());
@@ -85,14 +96,20 @@ impl QConv {
         let two = pack::is_two_bytes(isa);
         let (ih, iw) = (s.in_h as isize, s.in_w as isize);
         let (sy, sx) = (s.stride.0 as isize, s.stride.1 as isize);
-        let (oy0, ox0) = (p0 / ow, p0 % ow);
-        // All NR pixels real and in one output row: one input row per k, stride sx apart.
-        let one_row = ox0 + NR <= ow && p0 + NR <= op;
-        let mut base = [(0isize, 0isize, false); NR];
-        for (j, b) in base.iter_mut().enumerate() {
+        // A 1x1 stride-1 unpadded conv reads pixel p at input pixel p: rows are slices.
+        let pointwise = s.kh == 1 && s.kw == 1 && s.stride == (1, 1) && s.pad == [0; 4] && p0 + NR <= op;
+        // The panel's pixels as runs within one output row: (first j, length, oy, ox).
+        let mut runs = [(0usize, 0usize, 0isize, 0isize); NR];
+        let mut n_runs = 0;
+        let mut j = 0;
+        while j < NR && p0 + j < op {
             let p = p0 + j;
-            *b = ((p / ow) as isize * sy - s.pad[0] as isize, (p % ow) as isize * sx - s.pad[1] as isize, p < op);
+            let len = (ow - p % ow).min(NR - j).min(op - p);
+            runs[n_runs] = (j, len, (p / ow) as isize, (p % ow) as isize);
+            n_runs += 1;
+            j += len;
         }
+        let real = j;
         let mut rows = [[zp; NR]; 4];
         let k = s.k();
         let kg = k.div_ceil(g);
@@ -104,57 +121,50 @@ impl QConv {
                     kk += 1;
                     continue;
                 }
-                let c = kk / (s.kh * s.kw);
-                let (ky, kx) = ((kk / s.kw) % s.kh, kk % s.kw);
-                let plane = &x[c * s.in_h * s.in_w..][..s.in_h * s.in_w];
-                let (dy, dx) = ((ky * s.dilation.0) as isize, (kx * s.dilation.1) as isize);
-                if one_row {
-                    let iy = oy0 as isize * sy - s.pad[0] as isize + dy;
-                    let ix0 = ox0 as isize * sx - s.pad[1] as isize + dx;
-                    let ix_last = ix0 + (NR as isize - 1) * sx;
-                    if iy < 0 || iy >= ih {
-                        *row = [zp; NR];
-                    } else if ix0 >= 0 && ix_last < iw {
-                        let line = &plane[(iy * iw + ix0) as usize..][..(ix_last - ix0) as usize + 1];
-                        if sx == 1 {
-                            row.copy_from_slice(&line[..NR]);
-                        } else {
-                            for (j, v) in row.iter_mut().enumerate() {
-                                *v = line[j * sx as usize];
-                            }
-                        }
-                    } else {
-                        let line = &plane[(iy * iw) as usize..][..s.in_w];
-                        for (j, v) in row.iter_mut().enumerate() {
-                            let ix = ix0 + j as isize * sx;
-                            *v = if ix >= 0 && ix < iw { line[ix as usize] } else { zp };
-                        }
-                    }
+                let (offset, dy, dx) = self.taps[kk];
+                let plane = &x[offset..][..s.in_h * s.in_w];
+                if pointwise {
+                    row.copy_from_slice(&plane[p0..p0 + NR]);
                 } else {
-                    for (v, &(by, bx, real)) in row.iter_mut().zip(&base) {
-                        let (iy, ix) = (by + dy, bx + dx);
-                        *v = if real && iy >= 0 && iy < ih && ix >= 0 && ix < iw { plane[(iy * iw + ix) as usize] } else { zp };
+                    row[real..].fill(zp);
+                    for &(j0, len, oy, ox) in &runs[..n_runs] {
+                        let out = &mut row[j0..j0 + len];
+                        let iy = oy * sy - s.pad[0] as isize + dy;
+                        let ix0 = ox * sx - s.pad[1] as isize + dx;
+                        let ix_last = ix0 + (len as isize - 1) * sx;
+                        if iy < 0 || iy >= ih {
+                            out.fill(zp);
+                            continue;
+                        }
+                        // Taps left of the image, inside it, right of it.
+                        let lo = if ix0 >= 0 { 0 } else { ((-ix0 + sx - 1) / sx) as usize }.min(len);
+                        let hi = if ix_last < iw {
+                            len
+                        } else if ix0 > iw - 1 {
+                            0
+                        } else {
+                            (((iw - 1 - ix0) / sx + 1) as usize).min(len)
+                        };
+                        out[..lo].fill(zp);
+                        if hi > lo {
+                            out[hi..].fill(zp);
+                            let start = ix0 + lo as isize * sx;
+                            let line = &plane[(iy * iw + start) as usize..][..(hi - lo - 1) * sx as usize + 1];
+                            if sx == 1 {
+                                out[lo..hi].copy_from_slice(line);
+                            } else {
+                                for (t, v) in out[lo..hi].iter_mut().enumerate() {
+                                    *v = line[t * sx as usize];
+                                }
+                            }
+                        } else {
+                            out[lo..].fill(zp);
+                        }
                     }
                 }
                 kk += 1;
             }
-            if two {
-                let out = &mut panel[group * NR * 4..][..NR * 4];
-                for j in 0..NR {
-                    out[4 * j] = rows[0][j];
-                    out[4 * j + 1] = 0;
-                    out[4 * j + 2] = rows[1][j];
-                    out[4 * j + 3] = 0;
-                }
-            } else {
-                let out = &mut panel[group * NR * 4..][..NR * 4];
-                for j in 0..NR {
-                    out[4 * j] = rows[0][j];
-                    out[4 * j + 1] = rows[1][j];
-                    out[4 * j + 2] = rows[2][j];
-                    out[4 * j + 3] = rows[3][j];
-                }
-            }
+            pack::interleave(two, &rows, &mut panel[group * NR * 4..][..NR * 4]);
         }
     }
 
@@ -187,12 +197,10 @@ impl QConv {
                     for (d, &a) in dst.iter_mut().zip(acc) {
                         *d = a as f32 * sc + bi;
                     }
-                    if e.silu {
-                        for d in dst.iter_mut() {
-                            *d /= 1.0 + (-*d).exp();
-                        }
-                    }
                 });
+                if e.silu {
+                    super::silu::silu(&mut local);
+                }
                 (p0, local)
         };
         let n_blocks = op.div_ceil(step);

@@ -21,9 +21,10 @@ pub mod conv;
 pub mod pack;
 pub mod quantize;
 pub mod scalar;
+pub mod silu;
 pub mod threads;
 #[cfg(target_arch = "x86_64")]
-mod x86;
+pub mod x86;
 
 /// Output channels per micro-kernel tile.
 pub const MR: usize = 4;

@@ -87,3 +87,43 @@ pub fn put(panel: &mut [u8], isa_group: usize, two_bytes: bool, kk: usize, j: us
 pub fn is_two_bytes(isa: Isa) -> bool {
     value_bytes(isa) == 2
 }
+
+/// Quads: `out[4 * j + t] = rows[t][j]`.
+pub fn interleave4_scalar(rows: &[[u8; NR]; 4], out: &mut [u8]) {
+    for j in 0..NR {
+        for t in 0..4 {
+            out[4 * j + t] = rows[t][j];
+        }
+    }
+}
+
+/// Pairs of little-endian i16: `(rows[0][j], rows[1][j])`, zero-extended.
+pub fn interleave2_scalar(rows: &[[u8; NR]; 4], out: &mut [u8]) {
+    for j in 0..NR {
+        out[4 * j] = rows[0][j];
+        out[4 * j + 1] = 0;
+        out[4 * j + 2] = rows[1][j];
+        out[4 * j + 3] = 0;
+    }
+}
+
+/// One group of `NR` pixels: [`interleave4_scalar`] or, for the pairs layout,
+/// [`interleave2_scalar`], with SSE2 on x86_64.
+pub fn interleave(two_bytes: bool, rows: &[[u8; NR]; 4], out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if two_bytes {
+            super::x86::interleave2(rows, out)
+        } else {
+            super::x86::interleave4(rows, out)
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        if two_bytes {
+            interleave2_scalar(rows, out)
+        } else {
+            interleave4_scalar(rows, out)
+        }
+    }
+}

@@ -11,10 +11,12 @@ const ROUND: f32 = 12_582_912.0;
 fn quantize_body(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
     let zp = f32::from(zero_point);
     for (o, &v) in out.iter_mut().zip(x) {
-        // Clamped first: anything past +-512 saturates anyway, and NaN becomes 0.
+        // Clamped first: anything past +-512 saturates anyway.
         let q = (v / scale).clamp(-512.0, 512.0);
         let r = (q + ROUND) - ROUND;
-        *o = (r + zp).clamp(0.0, 255.0) as u8;
+        // An integral value in [0, 255] plus 2^23 holds itself in the low mantissa byte: no
+        // float-to-int conversion, which Rust's saturating `as` would keep scalar.
+        *o = ((r + zp).clamp(0.0, 255.0) + 8_388_608.0).to_bits() as u8;
     }
 }
 

@@ -117,3 +117,41 @@ unsafe fn vnni(kg: usize, w: *const u8, x: *const u8, acc: &mut [i32; MR * NR]) 
         store_acc(acc, &a);
     }
 }
+
+/// `out[4 * j + t] = rows[t][j]`: four k-rows of a panel into quads (SSE2, part of x86_64).
+/// Twin: [`super::pack::interleave4_scalar`].
+pub fn interleave4(rows: &[[u8; NR]; 4], out: &mut [u8]) {
+    assert!(out.len() >= 4 * NR);
+    // SAFETY: SSE2 is part of x86_64; `rows` holds 4 x 16 readable bytes and `out` at least
+    // 64 writable bytes (asserted); loadu/storeu have no alignment requirement.
+    unsafe {
+        let r = |t: usize| _mm_loadu_si128(rows[t].as_ptr() as *const __m128i);
+        let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
+        let (lo01, hi01) = (_mm_unpacklo_epi8(r0, r1), _mm_unpackhi_epi8(r0, r1));
+        let (lo23, hi23) = (_mm_unpacklo_epi8(r2, r3), _mm_unpackhi_epi8(r2, r3));
+        let p = out.as_mut_ptr() as *mut __m128i;
+        _mm_storeu_si128(p, _mm_unpacklo_epi16(lo01, lo23));
+        _mm_storeu_si128(p.add(1), _mm_unpackhi_epi16(lo01, lo23));
+        _mm_storeu_si128(p.add(2), _mm_unpacklo_epi16(hi01, hi23));
+        _mm_storeu_si128(p.add(3), _mm_unpackhi_epi16(hi01, hi23));
+    }
+}
+
+/// `out` as i16 pairs: `(rows[0][j], rows[1][j])` zero-extended (SSE2). Twin:
+/// [`super::pack::interleave2_scalar`].
+pub fn interleave2(rows: &[[u8; NR]; 4], out: &mut [u8]) {
+    assert!(out.len() >= 4 * NR);
+    // SAFETY: as in `interleave4`.
+    unsafe {
+        let zero = _mm_setzero_si128();
+        let r0 = _mm_loadu_si128(rows[0].as_ptr() as *const __m128i);
+        let r1 = _mm_loadu_si128(rows[1].as_ptr() as *const __m128i);
+        let (a_lo, a_hi) = (_mm_unpacklo_epi8(r0, zero), _mm_unpackhi_epi8(r0, zero));
+        let (b_lo, b_hi) = (_mm_unpacklo_epi8(r1, zero), _mm_unpackhi_epi8(r1, zero));
+        let p = out.as_mut_ptr() as *mut __m128i;
+        _mm_storeu_si128(p, _mm_unpacklo_epi16(a_lo, b_lo));
+        _mm_storeu_si128(p.add(1), _mm_unpackhi_epi16(a_lo, b_lo));
+        _mm_storeu_si128(p.add(2), _mm_unpacklo_epi16(a_hi, b_hi));
+        _mm_storeu_si128(p.add(3), _mm_unpackhi_epi16(a_hi, b_hi));
+    }
+}
