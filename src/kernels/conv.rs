@@ -175,7 +175,7 @@ impl QConv {
         let step = NR * BLOCK_PANELS;
         for p0 in (0..op).step_by(step) {
             let n = (op - p0).min(step);
-            self.block(x, zp, p0, n, |c, j0, acc| out[c * op + p0 + j0..][..acc.len()].copy_from_slice(acc));
+            self.block(x, zp, p0, n, &mut Vec::new(), |c, j0, acc| out[c * op + p0 + j0..][..acc.len()].copy_from_slice(acc));
         }
         out
     }
@@ -187,32 +187,49 @@ impl QConv {
         let op = self.shape.out_h() * self.shape.out_w();
         let oc = self.shape.out_c;
         let step = NR * BLOCK_PANELS;
-        let run_block = |b: usize| {
-                let p0 = b * step;
-                let n = (op - p0).min(step);
-                let mut local = vec![0f32; oc * n];
-                self.block(x, zp, p0, n, |c, j0, acc| {
-                    let (sc, bi) = (e.scale[c], e.bias[c]);
-                    let dst = &mut local[c * n + j0..][..acc.len()];
-                    for (d, &a) in dst.iter_mut().zip(acc) {
-                        *d = a as f32 * sc + bi;
-                    }
-                });
-                if e.silu {
-                    super::silu::silu(&mut local);
-                }
-                (p0, local)
-        };
         let n_blocks = op.div_ceil(step);
-        let blocks: Vec<(usize, Vec<f32>)> = match super::threads::pool() {
-            Some(pool) => pool.install(|| (0..n_blocks).into_par_iter().map(run_block).collect()),
-            None => (0..n_blocks).map(run_block).collect(),
-        };
         let mut out = vec![0f32; oc * op];
-        for (p0, local) in blocks {
-            let n = local.len() / oc.max(1);
-            for c in 0..oc {
-                out[c * op + p0..][..n].copy_from_slice(&local[c * n..][..n]);
+        // Writes one block's outputs into `dst` (`oc` rows of `stride`, from column `at`).
+        let run_block = |b: usize, dst: &mut [f32], stride: usize, at: usize, packed: &mut Vec<u8>| {
+            let p0 = b * step;
+            let n = (op - p0).min(step);
+            self.block(x, zp, p0, n, packed, |c, j0, acc| {
+                let (sc, bi) = (e.scale[c], e.bias[c]);
+                for (d, &a) in dst[c * stride + at + j0..][..acc.len()].iter_mut().zip(acc) {
+                    *d = a as f32 * sc + bi;
+                }
+            });
+            if e.silu {
+                for c in 0..oc {
+                    super::silu::silu(&mut dst[c * stride + at..][..n]);
+                }
+            }
+        };
+        match super::threads::pool() {
+            Some(pool) => {
+                let blocks: Vec<(usize, Vec<f32>)> = pool.install(|| {
+                    (0..n_blocks)
+                        .into_par_iter()
+                        .map(|b| {
+                            let n = (op - b * step).min(step);
+                            let mut local = vec![0f32; oc * n];
+                            run_block(b, &mut local, n, 0, &mut Vec::new());
+                            (b * step, local)
+                        })
+                        .collect()
+                });
+                for (p0, local) in blocks {
+                    let n = local.len() / oc.max(1);
+                    for c in 0..oc {
+                        out[c * op + p0..][..n].copy_from_slice(&local[c * n..][..n]);
+                    }
+                }
+            }
+            None => {
+                let mut packed = Vec::new();
+                for b in 0..n_blocks {
+                    run_block(b, &mut out, op, b * step, &mut packed);
+                }
             }
         }
         out
@@ -220,13 +237,14 @@ impl QConv {
 
     /// Runs every channel tile over the `n` pixels from `p0`, calling `emit(c, j0, acc)` with the
     /// zero-point-corrected sums of channel `c` for pixels `p0 + j0 ..`.
-    fn block(&self, x: &[u8], zp: u8, p0: usize, n: usize, mut emit: impl FnMut(usize, usize, &[i32])) {
+    /// `packed` is scratch for the packed panels, reused across blocks.
+    fn block(&self, x: &[u8], zp: u8, p0: usize, n: usize, packed: &mut Vec<u8>, mut emit: impl FnMut(usize, usize, &[i32])) {
         let isa = self.weights.isa;
         let k = self.shape.k();
         let kg = pack::groups(isa, k);
         let pb = pack::panel_bytes(isa, k);
         let panels = n.div_ceil(NR);
-        let mut packed = vec![0u8; panels * pb];
+        packed.resize(panels * pb, 0);
         for (i, panel) in packed.chunks_mut(pb).enumerate() {
             self.pack_panel(x, zp, p0 + i * NR, panel);
         }
