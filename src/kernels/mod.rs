@@ -74,9 +74,20 @@ impl Isa {
     }
 
     /// The fastest exact kernel on this CPU for weights up to `max_abs_weight`.
+    /// `QDET_KERNEL=vnni|maddubs|madd16|scalar` narrows the choice (to measure the path
+    /// another CPU would take); a kernel that is unavailable or inexact is still skipped.
     pub fn best(max_abs_weight: i32) -> Isa {
+        let wanted = std::env::var("QDET_KERNEL").ok();
+        let allowed = |i: &Isa| match wanted.as_deref() {
+            None => true,
+            Some("vnni") => *i == Isa::AvxVnni,
+            Some("maddubs") => *i == Isa::Avx2Maddubs,
+            Some("madd16") => *i == Isa::Avx2Madd16,
+            Some(_) => false,
+        };
         [Isa::AvxVnni, Isa::Avx2Maddubs, Isa::Avx2Madd16]
             .into_iter()
+            .filter(allowed)
             .find(|i| i.available() && i.exact_for(max_abs_weight))
             .unwrap_or(Isa::ScalarQuads)
     }
