@@ -148,7 +148,9 @@ impl Model {
             .or(meta.imgsz.map(|(h, w)| (h as usize, w as usize)))
             .unwrap_or((640, 640));
         let has_qdq = source.nodes().iter().any(|n| n.op.name() == "QuantizeLinear");
-        let int8_convs = if has_qdq && int8 == Int8::Native {
+        // Without AVX2 the portable kernel is about 8x slower than tract's float path: simulate.
+        let kernels_fast = crate::kernels::Isa::Avx2Madd16.available();
+        let int8_convs = if has_qdq && int8 == Int8::Native && kernels_fast {
             use prost::Message;
             let proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
                 .map_err(|e| Error::NotOnnx { path: path.into(), reason: e.to_string() })?;
