@@ -148,7 +148,7 @@ pub fn weight_scales_per_channel(
 ) -> Vec<f32> {
     assert!(bounds.symmetric, "weights are quantized symmetrically");
     assert!(
-        out_channels > 0 && !weights.is_empty() && weights.len() % out_channels == 0,
+        out_channels > 0 && !weights.is_empty() && weights.len().is_multiple_of(out_channels),
         "weight length {} is not a multiple of {} channels",
         weights.len(),
         out_channels
