@@ -26,22 +26,27 @@
 //! A label file Ultralytics would reject makes qdet skip the image too, but qdet says which
 //! line is wrong and exits with status 2.
 
-use std::path::{Path, PathBuf, MAIN_SEPARATOR};
+mod data;
+mod geometry;
+mod labels;
+
+pub use data::{label_path, list_images, load_data, DataConfig};
+pub use geometry::{rect_input, ValGeometry};
+pub use labels::{parse_labels, GtLabel, Labels};
+
+use std::path::PathBuf;
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
 use rayon::prelude::*;
 use serde::Serialize;
-use yaml_rust2::{Yaml, YamlLoader};
 
 use crate::dataset::Problem;
 use crate::error::{Error, Result};
-use crate::image_io::{read_rgb, RgbImage};
-use crate::letterbox::Letterbox;
+use crate::image_io::read_rgb;
 use crate::metrics::{match_boxes, ClassMetrics, Correct, DetStats};
 use crate::model::{Model, RawOutput};
 use crate::postprocess::{decode_multi_label, NmsOptions};
-use crate::resize::resize_linear_u8c3;
 
 /// Ultralytics' `IMG_FORMATS`: these are listed as images (the ones qdet cannot decode are
 /// then reported, rather than silently left out of the score).
@@ -55,439 +60,6 @@ pub const DEFAULT_CONF: f32 = 0.001;
 pub const DEFAULT_IOU: f32 = 0.7;
 /// `check_image` rejects images smaller than this in either dimension.
 const MIN_IMAGE_SIDE: usize = 10;
-/// Rectangular val batches pad by half a stride (`build_yolo_dataset`, mode="val").
-const RECT_PAD: f64 = 0.5;
-/// `verify_image_label`'s tolerance on normalized coordinates.
-const COORD_MAX: f32 = 1.01;
-const NEG_TOL: f32 = -0.01;
-
-/// A dataset yaml read for one split.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DataConfig {
-    pub yaml: PathBuf,
-    /// The dataset root the split paths were resolved against.
-    pub root: PathBuf,
-    /// Class names by id (`names`, or `class_0`... when only `nc` is given).
-    pub names: Vec<String>,
-    pub split: String,
-    /// The split's folders and/or `.txt` image lists, resolved.
-    pub sources: Vec<PathBuf>,
-}
-
-/// Reads an Ultralytics dataset yaml and resolves `split` (`val`, `test`, `train`, ...).
-pub fn load_data(yaml: &Path, split: &str) -> Result<DataConfig> {
-    let text = std::fs::read_to_string(yaml).map_err(|e| Error::io(yaml, e))?;
-    let bad = |reason: String| Error::format(yaml, reason);
-    let docs = YamlLoader::load_from_str(&text).map_err(|e| bad(format!("invalid YAML: {e}")))?;
-    let doc = docs.first().filter(|d| matches!(d, Yaml::Hash(_))).ok_or_else(|| bad("not a YAML mapping".into()))?;
-
-    let nc = match &doc["nc"] {
-        Yaml::BadValue | Yaml::Null => None,
-        Yaml::Integer(n) if *n >= 0 => Some(*n as usize),
-        Yaml::Real(r) => r.parse::<f64>().ok().filter(|v| v.fract() == 0.0 && *v >= 0.0).map(|v| v as usize),
-        Yaml::String(s) => s.trim().parse::<usize>().ok(),
-        _ => None,
-    };
-    if !matches!(&doc["nc"], Yaml::BadValue) && nc.is_none() {
-        return Err(bad("'nc' must be a whole number".into()));
-    }
-    let names = match &doc["names"] {
-        Yaml::BadValue | Yaml::Null => match nc {
-            Some(n) => (0..n).map(|i| format!("class_{i}")).collect(),
-            None => return Err(bad("either 'names' or 'nc' is required".into())),
-        },
-        _ => crate::meta::names_from_yaml(&text).map_err(bad)?,
-    };
-    if let Some(n) = nc.filter(|&n| n != names.len()) {
-        return Err(bad(format!("'names' has {} entries but 'nc' is {n}", names.len())));
-    }
-
-    // Ultralytics renames `validation:` to `val:`.
-    let mut entry = &doc[split];
-    if matches!(entry, Yaml::BadValue) && split == "val" {
-        entry = &doc["validation"];
-    }
-    let entries: Vec<String> = match entry {
-        Yaml::String(s) if !s.is_empty() => vec![s.clone()],
-        Yaml::Array(items) if !items.is_empty() => items
-            .iter()
-            .map(|y| y.as_str().map(str::to_string).ok_or_else(|| bad(format!("'{split}' entries must be paths"))))
-            .collect::<Result<_>>()?,
-        Yaml::BadValue | Yaml::Null => return Err(bad(format!("no '{split}:' images in this dataset"))),
-        _ => return Err(bad(format!("'{split}' must be a path or a list of paths"))),
-    };
-
-    let root = dataset_root(yaml, doc["path"].as_str())?;
-    let sources = entries
-        .iter()
-        .map(|e| {
-            let mut p = root.join(e);
-            // check_det_dataset: a missing "../x" is retried as "x" under the root.
-            if !p.exists() {
-                if let Some(rest) = e.strip_prefix("../") {
-                    p = root.join(rest);
-                }
-            }
-            if !p.exists() {
-                return Err(bad(format!("'{split}' path {} does not exist", root.join(e).display())));
-            }
-            // Path.resolve(), as Ultralytics: labels are then looked up beside the real folder.
-            std::fs::canonicalize(&p).map_err(|err| Error::io(&p, err))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    Ok(DataConfig { yaml: yaml.to_path_buf(), root, names, split: split.to_string(), sources })
-}
-
-/// The dataset root: `path:` (beside the yaml, else from the current folder as Ultralytics
-/// reads it), or the yaml's folder when `path:` is absent or empty.
-fn dataset_root(yaml: &Path, path: Option<&str>) -> Result<PathBuf> {
-    let yaml_dir = match yaml.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let Some(p) = path.filter(|p| !p.is_empty()) else {
-        return Ok(yaml_dir);
-    };
-    let p = Path::new(p);
-    if p.is_absolute() {
-        return Ok(p.to_path_buf());
-    }
-    // components() drops the "." of `path: .`, so the root prints as the yaml's folder.
-    let beside: PathBuf = yaml_dir.join(p).components().collect();
-    if beside.exists() {
-        Ok(beside)
-    } else if p.exists() {
-        Ok(p.to_path_buf())
-    } else {
-        Err(Error::format(
-            yaml,
-            format!(
-                "dataset path {:?} exists neither beside the yaml ({}) nor in the current folder",
-                p,
-                beside.display()
-            ),
-        ))
-    }
-}
-
-fn has_image_ext(s: &str) -> bool {
-    // `x.rpartition(".")[-1].lower() in IMG_FORMATS`, on the whole path string.
-    let ext = s.rsplit('.').next().unwrap_or("");
-    s.contains('.') && IMG_FORMATS.contains(&ext.to_ascii_lowercase().as_str())
-}
-
-/// The split's images as `get_img_files` lists them: folders walked recursively (hidden
-/// names skipped, as Python's glob does), `.txt` lists read line by line, then sorted.
-pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut found: Vec<PathBuf> = Vec::new();
-    for src in sources {
-        if src.is_dir() {
-            let walker = walkdir::WalkDir::new(src)
-                .follow_links(true)
-                .into_iter()
-                .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
-            for entry in walker {
-                let entry = entry.map_err(|e| Error::format(e.path().unwrap_or(src).to_path_buf(), e.to_string()))?;
-                if entry.file_type().is_file() && has_image_ext(&entry.file_name().to_string_lossy()) {
-                    found.push(entry.path().to_path_buf());
-                }
-            }
-        } else if src.is_file() {
-            let text = std::fs::read_to_string(src).map_err(|e| Error::io(src, e))?;
-            let parent = src.parent().unwrap_or(Path::new(""));
-            for line in split_lines(text.trim_start_matches('\u{feff}').trim()) {
-                let p = if let Some(rest) = line.strip_prefix("./") {
-                    parent.join(rest)
-                } else if Path::new(line).is_relative() && parent.join(line).exists() {
-                    parent.join(line)
-                } else {
-                    PathBuf::from(line)
-                };
-                if has_image_ext(line) {
-                    found.push(p);
-                }
-            }
-        } else {
-            return Err(Error::io(src, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
-        }
-    }
-    // Python sorts the path strings.
-    found.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
-    Ok(found)
-}
-
-/// Python's `str.splitlines()` line boundaries.
-fn split_lines(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        match rest
-            .find(['\n', '\r', '\u{0b}', '\u{0c}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{85}', '\u{2028}', '\u{2029}'])
-        {
-            Some(i) => {
-                out.push(&rest[..i]);
-                let c = rest[i..].chars().next().unwrap_or('\n');
-                let mut skip = c.len_utf8();
-                if c == '\r' && rest[i + 1..].starts_with('\n') {
-                    skip += 1;
-                }
-                rest = &rest[i + skip..];
-            }
-            None => {
-                out.push(rest);
-                break;
-            }
-        }
-    }
-    out
-}
-
-/// `img2label_paths`: the last `/images/` becomes `/labels/`, the extension `.txt`.
-pub fn label_path(image: &Path) -> PathBuf {
-    let s = image.to_string_lossy();
-    let (sa, sb) =
-        (format!("{MAIN_SEPARATOR}images{MAIN_SEPARATOR}"), format!("{MAIN_SEPARATOR}labels{MAIN_SEPARATOR}"));
-    let swapped = match s.rfind(&sa) {
-        Some(i) => format!("{}{}{}", &s[..i], sb, &s[i + sa.len()..]),
-        None => s.into_owned(),
-    };
-    let stem = match swapped.rfind('.') {
-        Some(i) => &swapped[..i],
-        None => &swapped,
-    };
-    PathBuf::from(format!("{stem}.txt"))
-}
-
-/// One ground-truth box as Ultralytics keeps it: class and normalized float32 `cx, cy, w, h`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct GtLabel {
-    pub class: usize,
-    pub xywh: [f32; 4],
-}
-
-/// A label file's boxes, and how many exact duplicate rows were dropped.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Labels {
-    pub boxes: Vec<GtLabel>,
-    pub duplicates: usize,
-}
-
-/// One parsed row: class (float, as numpy holds it), box, line number, and for polygon rows
-/// the points (duplicates are judged on those).
-struct Row {
-    cls: f32,
-    xywh: [f32; 4],
-    line: usize,
-    key: Vec<f32>,
-}
-
-/// Parses a YOLO label file with `verify_image_label`'s rules; an error names the first
-/// offending line. `nc` is the dataset's class count.
-pub fn parse_labels(text: &str, path: &Path, nc: usize) -> std::result::Result<Labels, Problem> {
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<(usize, Vec<&str>)> = split_lines(text)
-        .into_iter()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.split_whitespace().collect::<Vec<_>>()))
-        .filter(|(_, f)| !f.is_empty())
-        .collect();
-    let at = |line: usize, reason: String| Problem::at_line(path, line, reason);
-    let number = |line: usize, s: &str| -> std::result::Result<f32, Problem> {
-        // numpy parses to double, then stores float32.
-        match s.parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(v as f32),
-            _ => Err(at(line, format!("{s:?} is not a finite number"))),
-        }
-    };
-    // More than 6 values on any line: the file holds polygons (segments).
-    let polygons = lines.iter().any(|(_, f)| f.len() > 6);
-    let mut rows = Vec::with_capacity(lines.len());
-    for (line, f) in &lines {
-        let line = *line;
-        let cls = number(line, f[0])?;
-        let vals = f[1..].iter().map(|s| number(line, s)).collect::<std::result::Result<Vec<f32>, Problem>>()?;
-        let (xywh, key) = if polygons {
-            if f.len() == 5 {
-                return Err(at(line, "a box row in a file of polygon rows (Ultralytics rejects the mix)".into()));
-            }
-            if vals.is_empty() || vals.len() % 2 != 0 {
-                return Err(at(
-                    line,
-                    format!("{} coordinates; a polygon row is `class x1 y1 x2 y2 ...` (pairs)", vals.len()),
-                ));
-            }
-            // segments2boxes: the polygon's bounding box, then xyxy2xywh, in float32.
-            let (mut x1, mut y1, mut x2, mut y2) = (f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY);
-            for p in vals.chunks(2) {
-                (x1, x2) = (x1.min(p[0]), x2.max(p[0]));
-                (y1, y2) = (y1.min(p[1]), y2.max(p[1]));
-            }
-            ([(x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1, y2 - y1], vals.clone())
-        } else {
-            if f.len() != 5 {
-                return Err(at(
-                    line,
-                    format!("{} values; a label row is `class x_center y_center width height`", f.len()),
-                ));
-            }
-            ([vals[0], vals[1], vals[2], vals[3]], vals.clone())
-        };
-        rows.push(Row { cls, xywh, line, key });
-    }
-    for r in &rows {
-        // The asserts of verify_image_label, row by row.
-        if let Some(v) = r.xywh.iter().find(|&&v| v > COORD_MAX) {
-            return Err(at(
-                r.line,
-                format!("coordinate {v} is above 1.01: YOLO labels are fractions of the image size"),
-            ));
-        }
-        if let Some(v) = std::iter::once(&r.cls).chain(&r.xywh).find(|&&v| v < NEG_TOL) {
-            return Err(at(r.line, format!("negative value {v}")));
-        }
-        if r.xywh[2] < 0.0 || r.xywh[3] < 0.0 {
-            return Err(at(r.line, format!("negative width or height ({} x {})", r.xywh[2], r.xywh[3])));
-        }
-        if r.cls.fract() != 0.0 {
-            return Err(at(r.line, format!("class {} is not a whole number", r.cls)));
-        }
-        if r.cls as usize >= nc {
-            return Err(at(
-                r.line,
-                format!(
-                    "class {} is not one of the dataset's {nc} classes (0-{})",
-                    r.cls as usize,
-                    nc.saturating_sub(1)
-                ),
-            ));
-        }
-    }
-    // np.unique(lb, axis=0): exact duplicate rows go, and the survivors come out sorted.
-    let n = rows.len();
-    let mut order: Vec<usize> = (0..n).collect();
-    let row_key = |r: &Row| -> Vec<f32> { std::iter::once(r.cls).chain(r.key.iter().copied()).collect() };
-    let keys: Vec<Vec<f32>> = rows.iter().map(row_key).collect();
-    // Values are finite, so partial_cmp is total here; -0.0 == 0.0 as in numpy.
-    let cmp = |a: &Vec<f32>, b: &Vec<f32>| {
-        a.iter()
-            .zip(b)
-            .map(|(x, y)| x.partial_cmp(y).unwrap_or(std::cmp::Ordering::Equal))
-            .find(|o| o.is_ne())
-            .unwrap_or(a.len().cmp(&b.len()))
-    };
-    order.sort_by(|&a, &b| cmp(&keys[a], &keys[b]).then(a.cmp(&b)));
-    order.dedup_by(|b, a| keys[*a] == keys[*b]);
-    let duplicates = n - order.len();
-    if duplicates == 0 {
-        order = (0..n).collect();
-    }
-    let boxes = order.iter().map(|&i| GtLabel { class: rows[i].cls as usize, xywh: rows[i].xywh }).collect();
-    Ok(Labels { boxes, duplicates })
-}
-
-/// Where Ultralytics' val dataloader puts an image inside the model input.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct ValGeometry {
-    /// Source `(height, width)` after EXIF orientation.
-    pub src: (usize, usize),
-    /// After `load_image`: the long side at `imgsz`, the other rounded up.
-    pub loaded: (usize, usize),
-    /// `LetterBox(new_shape, scaleup=False)` applied to the loaded image (`src` = `loaded`).
-    pub letterbox: Letterbox,
-    /// LetterBox's scale (at most 1).
-    pub ratio: f64,
-}
-
-impl ValGeometry {
-    /// `load_image(rect_mode=True)` to `imgsz`, then `LetterBox(input, scaleup=False)`.
-    pub fn new(src: (usize, usize), input: (usize, usize), imgsz: usize) -> ValGeometry {
-        let (h0, w0) = src;
-        let r = imgsz as f64 / h0.max(w0) as f64;
-        let loaded = if r != 1.0 {
-            let up = |v: usize| ((v as f64 * r).ceil() as usize).clamp(1, imgsz);
-            (up(h0), up(w0))
-        } else {
-            src
-        };
-        let (h1, w1) = (loaded.0 as f64, loaded.1 as f64);
-        let ratio = (input.0 as f64 / h1).min(input.1 as f64 / w1).min(1.0);
-        let unpad_w = ((w1 * ratio).round_ties_even() as usize).max(1);
-        let unpad_h = ((h1 * ratio).round_ties_even() as usize).max(1);
-        let dw = (input.1 as f64 - unpad_w as f64) / 2.0;
-        let dh = (input.0 as f64 - unpad_h as f64) / 2.0;
-        let py_round = |v: f64| v.round_ties_even().max(0.0) as usize;
-        let (top, bottom) = (py_round(dh - 0.1), py_round(dh + 0.1));
-        let (left, right) = (py_round(dw - 0.1), py_round(dw + 0.1));
-        let letterbox = Letterbox {
-            src: loaded,
-            unpad: (unpad_h, unpad_w),
-            top,
-            left,
-            out: (unpad_h + top + bottom, unpad_w + left + right),
-        };
-        ValGeometry { src, loaded, letterbox, ratio }
-    }
-
-    /// Model input size `(height, width)`.
-    pub fn input(&self) -> (usize, usize) {
-        self.letterbox.out
-    }
-
-    /// The planar 0..1 input tensor, resized with OpenCV's INTER_LINEAR as Ultralytics does.
-    pub fn prepare(&self, img: &RgbImage) -> Vec<f32> {
-        debug_assert_eq!((img.height, img.width), self.src);
-        let mut chw = Vec::new();
-        if self.letterbox.unpad == self.loaded {
-            // LetterBox does not resize: one resize, src -> loaded, then padding.
-            Letterbox { src: self.src, unpad: self.loaded, ..self.letterbox }.apply(img, &mut chw);
-        } else {
-            // A non-square input can shrink the loaded image once more: two resizes, as in Python.
-            let (h, w) = self.loaded;
-            let loaded =
-                RgbImage { width: w, height: h, data: resize_linear_u8c3(&img.data, img.width, img.height, w, h) };
-            self.letterbox.apply(&loaded, &mut chw);
-        }
-        chw
-    }
-
-    /// A label's box in model-input pixels, through the same float32 steps as Ultralytics:
-    /// `xywh2xyxy`, `denormalize` to the loaded image, `scale`, `add_padding` (LetterBox),
-    /// `xyxy2xywh` and a division by the input size (Format), `xywh2xyxy` times the input size
-    /// (_prepare_batch). Python scalars meet float32 arrays as float32 (NumPy 2 promotion).
-    pub fn label_box(&self, l: &GtLabel) -> [f32; 4] {
-        let [cx, cy, w, h] = l.xywh;
-        let xyxy = |cx: f32, cy: f32, w: f32, h: f32| {
-            let (hw, hh) = (w / 2.0, h / 2.0);
-            [cx - hw, cy - hh, cx + hw, cy + hh]
-        };
-        let b = xyxy(cx, cy, w, h);
-        let (lw, lh) = (self.loaded.1 as f32, self.loaded.0 as f32);
-        let r = self.ratio as f32;
-        let (pl, pt) = (self.letterbox.left as f32, self.letterbox.top as f32);
-        let b = [b[0] * lw * r + pl, b[1] * lh * r + pt, b[2] * lw * r + pl, b[3] * lh * r + pt];
-        // Format normalizes in torch by division (`bboxes[:, [0, 2]] /= w`).
-        let (iw, ih) = (self.letterbox.out.1 as f32, self.letterbox.out.0 as f32);
-        let n = [(b[0] + b[2]) / 2.0 / iw, (b[1] + b[3]) / 2.0 / ih, (b[2] - b[0]) / iw, (b[3] - b[1]) / ih];
-        let b = xyxy(n[0], n[1], n[2], n[3]);
-        [b[0] * iw, b[1] * ih, b[2] * iw, b[3] * ih]
-    }
-}
-
-/// The rectangular input Ultralytics' val uses for a dynamic model with `batch=1`
-/// (`BaseDataset.set_rectangle`): the aspect ratio kept, each side rounded up to a stride
-/// multiple after adding half a stride.
-pub fn rect_input(src: (usize, usize), imgsz: usize, stride: usize) -> (usize, usize) {
-    let ar = src.0 as f64 / src.1 as f64;
-    let shape = if ar < 1.0 {
-        [ar, 1.0]
-    } else if ar > 1.0 {
-        [1.0, 1.0 / ar]
-    } else {
-        [1.0, 1.0]
-    };
-    let side = |s: f64| ((s * imgsz as f64 / stride as f64 + RECT_PAD).ceil() as usize) * stride;
-    (side(shape[0]), side(shape[1]))
-}
 
 #[derive(Debug, Clone)]
 pub struct ValOptions {
@@ -807,6 +379,8 @@ fn show(paths: &[PathBuf]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::path::{Path, MAIN_SEPARATOR};
+
     use super::*;
 
     fn parse(text: &str) -> std::result::Result<Labels, Problem> {
@@ -932,3 +506,4 @@ mod tests {
         assert!(load_data(&yaml, "val").unwrap_err().to_string().contains("'nc' is 2"));
     }
 }
+
