@@ -113,22 +113,28 @@ fn convolutions_equal_a_direct_convolution() {
 }
 
 /// The float epilogue against the same formula written out: `acc * scale + bias`, then the
-/// SiLU of `qdet::kernels::silu` (its accuracy is checked below).
+/// SiLU of `qdet::kernels::silu` (its accuracy is checked below). The kernels' own thread pool
+/// is switched on here, so the 1200 output pixels run as five blocks in parallel and are
+/// assembled from per-block buffers (the path of `--threads 2 --inflight 1`).
 #[test]
 fn float_epilogue_applies_scale_bias_and_silu() {
+    qdet::kernels::threads::set_threads(2);
+    assert!(qdet::kernels::threads::pool().is_some());
     let mut rng = Rng::for_item(13, "epilogue", 0);
-    let s = ConvShape { in_c: 8, in_h: 9, in_w: 11, out_c: 6, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
-    let x = pixels(&mut rng, 8 * 9 * 11);
-    let w = weights(&mut rng, 6 * s.k(), 63);
+    let (h, w) = (40, 30);
+    let s = ConvShape { in_c: 8, in_h: h, in_w: w, out_c: 6, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
+    let x = pixels(&mut rng, 8 * h * w);
+    let wq = weights(&mut rng, 6 * s.k(), 63);
     let scale: Vec<f32> = (0..6).map(|c| 1e-4 * (c + 1) as f32).collect();
     let bias: Vec<f32> = (0..6).map(|c| c as f32 * 0.25 - 0.6).collect();
-    let acc = reference(&s, &x, 37, &w);
+    let acc = reference(&s, &x, 37, &wq);
     for isa in available() {
-        let conv = QConv::new(s, &w, isa);
+        let conv = QConv::new(s, &wq, isa);
         for silu in [false, true] {
             let got = conv.run_f32(&x, 37, Epilogue { scale: &scale, bias: &bias, silu });
+            assert_eq!(got.len(), acc.len());
             for (i, (&g, &a)) in got.iter().zip(&acc).enumerate() {
-                let c = i / (9 * 11);
+                let c = i / (h * w);
                 let y = a as f32 * scale[c] + bias[c];
                 let want = if silu {
                     let mut v = [y];
