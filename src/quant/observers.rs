@@ -74,6 +74,13 @@ pub struct Range {
     pub max: f32,
 }
 
+impl Range {
+    /// [`minmax_to_scale_offset`] of this range.
+    pub fn params(self, bounds: QuantBounds) -> QuantParams {
+        minmax_to_scale_offset(f64::from(self.min), f64::from(self.max), bounds)
+    }
+}
+
 /// Per-tensor quantization parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QuantParams {
@@ -190,12 +197,7 @@ impl MinMaxObserver {
     }
 
     pub fn params(&self, bounds: QuantBounds) -> Result<QuantParams> {
-        let r = self.range()?;
-        Ok(minmax_to_scale_offset(
-            f64::from(r.min),
-            f64::from(r.max),
-            bounds,
-        ))
+        Ok(self.range()?.params(bounds))
     }
 }
 
@@ -255,12 +257,7 @@ impl PercentileObserver {
     }
 
     pub fn params(&self, bounds: QuantBounds) -> Result<QuantParams> {
-        let r = self.range()?;
-        Ok(minmax_to_scale_offset(
-            f64::from(r.min),
-            f64::from(r.max),
-            bounds,
-        ))
+        Ok(self.range()?.params(bounds))
     }
 }
 
