@@ -5,7 +5,7 @@
 
 use qdet::dataset::rng::Rng;
 use qdet::kernels::conv::{ConvShape, Epilogue, QConv};
-use qdet::kernels::{pack, tile, Isa, MR, NR};
+use qdet::kernels::{pack, tile, Isa, GROUP_BYTES, OC_BLOCK, PX, WGROUP_BYTES};
 
 fn available() -> Vec<Isa> {
     let isas: Vec<Isa> = Isa::all().into_iter().filter(|i| i.available()).collect();
@@ -48,34 +48,50 @@ fn reference(s: &ConvShape, x: &[u8], zp: u8, w: &[i8]) -> Vec<i32> {
     out
 }
 
+/// Random operands in the layouts of `qdet::kernels::pack`: pixel groups of 4 u8 or 2 u16
+/// (below 256), weight groups of 16 x (4 i8 or 2 i16) in `[-max_abs, max_abs]`.
+fn layout_bytes(rng: &mut Rng, isa: Isa, n: usize, weights: bool, max_abs: i32) -> Vec<u8> {
+    let vb = isa.value_bytes();
+    let mut out = vec![0u8; n];
+    for v in out.chunks_exact_mut(vb) {
+        let value: i32 = if weights { rng.below(2 * max_abs as u64 + 1) as i32 - max_abs } else { rng.below(256) as i32 };
+        if vb == 2 {
+            v.copy_from_slice(&(value as i16).to_le_bytes());
+        } else {
+            v[0] = value as u8;
+        }
+    }
+    out
+}
+
 #[test]
 fn simd_tiles_equal_their_scalar_twins() {
     let mut rng = Rng::for_item(7, "tiles", 0);
     for isa in available() {
-        let max_abs = if isa.exact_for(127) { 128 } else { 63 };
-        for kg in [1usize, 2, 3, 7, 64, 577] {
-            let k = kg * isa.k_group();
-            let out_c = MR;
-            let mut w = weights(&mut rng, out_c * k, max_abs);
-            // The extremes, where a 16-bit intermediate would saturate.
-            w[0] = -(max_abs.min(128)) as i8;
-            if max_abs < 128 {
-                w[1] = max_abs as i8;
-            }
-            let packed = pack::PackedWeights::new(isa, &w, out_c, k);
-            let mut panel = vec![0u8; pack::panel_bytes(isa, k)];
-            let (g, two) = (isa.k_group(), pack::is_two_bytes(isa));
-            for kk in 0..k {
-                for j in 0..NR {
-                    let v = if kk < 2 { 255 } else { rng.below(256) as u8 };
-                    pack::put(&mut panel, g, two, kk, j, v);
+        let max_abs = if isa.exact_for(128) { 128 } else { 63 };
+        for groups in [1usize, 2, 3, 7, 64, 145] {
+            for n_taps in [1usize, 2, 9] {
+                for n in 1..=PX {
+                    // Pixels `step` apart (stride 1 or 2), taps anywhere after them.
+                    let step = groups * GROUP_BYTES * (1 + rng.below(2) as usize);
+                    let span = (n - 1) * step + groups * GROUP_BYTES;
+                    let taps: Vec<usize> = (0..n_taps).map(|t| t * span + 4 * rng.below(8) as usize).collect();
+                    let base = 4 * rng.below(4) as usize;
+                    let len = base + taps.iter().max().unwrap() + span;
+                    let mut x = layout_bytes(&mut rng, isa, len, false, 0);
+                    let mut w = layout_bytes(&mut rng, isa, n_taps * groups * WGROUP_BYTES, true, max_abs);
+                    // The extremes, where a 16-bit intermediate would saturate.
+                    let vb = isa.value_bytes();
+                    x[base..base + GROUP_BYTES].iter_mut().step_by(vb).for_each(|v| *v = 255);
+                    let wmin = (-max_abs.min(128) as i16).to_le_bytes();
+                    w[..GROUP_BYTES].chunks_exact_mut(vb).for_each(|v| v.copy_from_slice(&wmin[..vb]));
+                    let init: Vec<[i32; OC_BLOCK]> = (0..n).map(|j| std::array::from_fn(|o| (j * 16 + o) as i32 * 1000 - 7)).collect();
+                    let (mut simd, mut twin) = (init.clone(), init);
+                    tile(isa, &x, base, step, &taps, groups, &w, &mut simd);
+                    tile(isa.twin(), &x, base, step, &taps, groups, &w, &mut twin);
+                    assert_eq!(simd, twin, "{isa:?}, {groups} groups, {n_taps} taps, {n} pixels");
                 }
             }
-            let init: [i32; MR * NR] = std::array::from_fn(|i| i as i32 * 1000 - 7);
-            let (mut simd, mut twin) = (init, init);
-            tile(isa, kg, packed.tile(0), &panel, &mut simd);
-            tile(isa.twin(), kg, packed.tile(0), &panel, &mut twin);
-            assert_eq!(simd, twin, "{isa:?}, {kg} groups");
         }
     }
 }
@@ -191,19 +207,19 @@ fn silu_simd_equals_scalar_and_is_accurate() {
     }
 }
 
-/// The SSE2 interleaves of the packing against their scalar twins.
+/// The SSE2 interleaves of the image layout against their scalar twins.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_interleave_equals_scalar() {
     let mut rng = Rng::for_item(19, "interleave", 0);
     for _ in 0..100 {
-        let rows: [[u8; NR]; 4] = std::array::from_fn(|_| std::array::from_fn(|_| rng.below(256) as u8));
-        let (mut a, mut b) = ([0u8; 4 * NR], [0u8; 4 * NR]);
-        qdet::kernels::x86::interleave4(&rows, &mut a);
-        pack::interleave4_scalar(&rows, &mut b);
+        let rows: [[u8; 16]; 4] = std::array::from_fn(|_| std::array::from_fn(|_| rng.below(256) as u8));
+        let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+        qdet::kernels::x86::interleave4([&rows[0], &rows[1], &rows[2], &rows[3]], &mut a);
+        pack::interleave4_scalar([&rows[0], &rows[1], &rows[2], &rows[3]], &mut b);
         assert_eq!(a, b);
-        qdet::kernels::x86::interleave2(&rows, &mut a);
-        pack::interleave2_scalar(&rows, &mut b);
+        qdet::kernels::x86::interleave2([&rows[0], &rows[1]], &mut a);
+        pack::interleave2_scalar([&rows[0], &rows[1]], &mut b);
         assert_eq!(a, b);
     }
 }

@@ -36,7 +36,7 @@ impl Op for QConvOp {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, {:?}, silu={}", self.conv.weights.isa, self.conv.shape, self.silu)])
+        Ok(vec![format!("{:?}, {:?}, silu={}", self.conv.isa(), self.conv.shape, self.silu)])
     }
 
     fn as_typed(&self) -> Option<&dyn TypedOp> {
@@ -54,10 +54,10 @@ impl EvalOp for QConvOp {
         let s = &self.conv.shape;
         ensure!(x.len() == s.in_c * s.in_h * s.in_w, "QdetConvU8: input of {} values for {:?}", x.len(), s);
         let e = Epilogue { scale: &self.scales, bias: &self.bias, silu: self.silu };
-        let y = self.conv.run_f32(x, self.zero_point, e);
-        // Moves the buffer into the tensor (from_shape would copy it).
-        let y = tract_ndarray::Array4::from_shape_vec((1, s.out_c, s.out_h(), s.out_w()), y)?;
-        Ok(tvec!(y.into_tensor().into_tvalue()))
+        // Written in place: building the tensor from a Vec would copy it.
+        let mut y = Tensor::zero::<f32>(&[1, s.out_c, s.out_h(), s.out_w()])?;
+        self.conv.run_f32_into(x, self.zero_point, e, y.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
+        Ok(tvec!(y.into_tvalue()))
     }
 }
 

@@ -1,13 +1,19 @@
-//! A whole 2-D convolution (group 1) from the micro-kernels: im2col packing of blocks of output
-//! pixels, every channel tile over each block, zero-point correction and the float epilogue.
+//! A whole 2-D convolution (group 1) from the micro-kernels: the padded channels-last image,
+//! every channel block over each output row, zero-point correction and the float epilogue.
+
+use std::cell::Cell;
+use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::pack::{self, PackedWeights};
-use super::{tile, Isa, MR, NR};
+use super::{tile, Isa, OC_BLOCK, PX};
 
-/// Pixels per block: one block's packed panels stay in L2 while every channel tile reads them.
-const BLOCK_PANELS: usize = 16;
+thread_local! {
+    /// The padded image of the last convolution on this thread, kept for its allocation:
+    /// a fresh buffer per layer cost page faults on every image.
+    static IMAGE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
 
 /// Shape of a convolution on one image (NCHW, batch 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +66,11 @@ pub struct Epilogue<'a> {
 pub struct QConv {
     pub shape: ConvShape,
     pub weights: PackedWeights,
-    /// Per reduction index `k = (c, ky, kx)`: offset of plane `c` in the input and the tap's
-    /// `(dy, dx)`, so packing needs no divisions.
-    taps: Vec<(usize, isize, isize)>,
+    /// Byte offset of each tap `(ky, kx)` from its output pixel's top-left input pixel in the
+    /// padded image.
+    taps: Vec<usize>,
+    /// k-groups per tap.
+    groups: usize,
 }
 
 impl QConv {
@@ -71,201 +79,121 @@ impl QConv {
     /// # Panics
     /// If `isa` is not exact for these weights (see [`Isa::exact_for`]) or `w` has the wrong size.
     pub fn new(shape: ConvShape, w: &[i8], isa: Isa) -> QConv {
-        let weights = PackedWeights::new(isa, w, shape.out_c, shape.k());
+        let weights = PackedWeights::new(isa, w, &shape);
         assert!(isa.exact_for(weights.max_abs), "{isa:?} is not exact for weights up to {}", weights.max_abs);
-        let mut taps = Vec::with_capacity(shape.k());
-        for c in 0..shape.in_c {
-            for ky in 0..shape.kh {
-                for kx in 0..shape.kw {
-                    taps.push((c * shape.in_h * shape.in_w, (ky * shape.dilation.0) as isize, (kx * shape.dilation.1) as isize));
-                }
+        let px = pack::padded_channels(isa, shape.in_c) * isa.value_bytes();
+        let wp = shape.in_w + shape.pad[1] + shape.pad[3];
+        let mut taps = Vec::with_capacity(shape.kh * shape.kw);
+        for ky in 0..shape.kh {
+            for kx in 0..shape.kw {
+                taps.push((ky * shape.dilation.0 * wp + kx * shape.dilation.1) * px);
             }
         }
-        QConv { shape, weights, taps }
+        let groups = pack::padded_channels(isa, shape.in_c) / isa.k_group();
+        QConv { shape, weights, taps, groups }
     }
 
-    /// Packs pixels `p0 .. p0 + NR` into one panel; padding and pixels past the image read `zp`
-    /// (real 0.0; the latter are dropped anyway). Gathers one `k` row of `NR` pixels at a time,
-    /// by runs of pixels in one output row (a straight copy where a run's taps lie inside the
-    /// image), then interleaves `G` rows into the layout of [`pack`].
-    fn pack_panel(&self, x: &[u8], zp: u8, p0: usize, panel: &mut [u8]) {
+    pub fn isa(&self) -> Isa {
+        self.weights.isa
+    }
+
+    /// Computes output rows `rows` of every channel block and calls `emit(oy, block, sums)`
+    /// with the zero-point-corrected sums of that row, `sums[ox][o]` for channel
+    /// `block * OC_BLOCK + o`. `img` is the padded image, `acc` scratch.
+    fn rows(&self, img: &[u8], zp: u8, rows: Range<usize>, acc: &mut Vec<[i32; OC_BLOCK]>, mut emit: impl FnMut(usize, usize, &[[i32; OC_BLOCK]])) {
         let s = &self.shape;
-        let (ow, op) = (s.out_w().max(1), s.out_h() * s.out_w());
-        let isa = self.weights.isa;
-        let g = isa.k_group();
-        let two = pack::is_two_bytes(isa);
-        let (ih, iw) = (s.in_h as isize, s.in_w as isize);
-        let (sy, sx) = (s.stride.0 as isize, s.stride.1 as isize);
-        // A 1x1 stride-1 unpadded conv reads pixel p at input pixel p: rows are slices.
-        let pointwise = s.kh == 1 && s.kw == 1 && s.stride == (1, 1) && s.pad == [0; 4] && p0 + NR <= op;
-        // The panel's pixels as runs within one output row: (first j, length, oy, ox).
-        let mut runs = [(0usize, 0usize, 0isize, 0isize); NR];
-        let mut n_runs = 0;
-        let mut j = 0;
-        while j < NR && p0 + j < op {
-            let p = p0 + j;
-            let len = (ow - p % ow).min(NR - j).min(op - p);
-            runs[n_runs] = (j, len, (p / ow) as isize, (p % ow) as isize);
-            n_runs += 1;
-            j += len;
-        }
-        let real = j;
-        let mut rows = [[zp; NR]; 4];
-        let k = s.k();
-        let kg = k.div_ceil(g);
-        let mut kk = 0;
-        for group in 0..kg {
-            for row in rows.iter_mut().take(g) {
-                if kk >= k {
-                    *row = [0; NR];
-                    kk += 1;
-                    continue;
+        let isa = self.isa();
+        let px = pack::padded_channels(isa, s.in_c) * isa.value_bytes();
+        let row_bytes = (s.in_w + s.pad[1] + s.pad[3]) * px;
+        let step = s.stride.1 * px;
+        acc.resize(s.out_w(), [0; OC_BLOCK]);
+        for oy in rows {
+            let base = oy * s.stride.0 * row_bytes;
+            for b in 0..self.weights.blocks() {
+                let w = self.weights.block(b);
+                // Starting from -zp * sum(w) subtracts the zero point for free.
+                let start: [i32; OC_BLOCK] = std::array::from_fn(|o| -i32::from(zp) * self.weights.sums[b * OC_BLOCK + o]);
+                acc.fill(start);
+                for (i, chunk) in acc.chunks_mut(PX).enumerate() {
+                    tile(isa, img, base + i * PX * step, step, &self.taps, self.groups, w, chunk);
                 }
-                let (offset, dy, dx) = self.taps[kk];
-                let plane = &x[offset..][..s.in_h * s.in_w];
-                if pointwise {
-                    row.copy_from_slice(&plane[p0..p0 + NR]);
-                } else {
-                    row[real..].fill(zp);
-                    for &(j0, len, oy, ox) in &runs[..n_runs] {
-                        let out = &mut row[j0..j0 + len];
-                        let iy = oy * sy - s.pad[0] as isize + dy;
-                        let ix0 = ox * sx - s.pad[1] as isize + dx;
-                        let ix_last = ix0 + (len as isize - 1) * sx;
-                        if iy < 0 || iy >= ih {
-                            out.fill(zp);
-                            continue;
-                        }
-                        // Taps left of the image, inside it, right of it.
-                        let lo = if ix0 >= 0 { 0 } else { ((-ix0 + sx - 1) / sx) as usize }.min(len);
-                        let hi = if ix_last < iw {
-                            len
-                        } else if ix0 > iw - 1 {
-                            0
-                        } else {
-                            (((iw - 1 - ix0) / sx + 1) as usize).min(len)
-                        };
-                        out[..lo].fill(zp);
-                        if hi > lo {
-                            out[hi..].fill(zp);
-                            let start = ix0 + lo as isize * sx;
-                            let line = &plane[(iy * iw + start) as usize..][..(hi - lo - 1) * sx as usize + 1];
-                            if sx == 1 {
-                                out[lo..hi].copy_from_slice(line);
-                            } else {
-                                for (t, v) in out[lo..hi].iter_mut().enumerate() {
-                                    *v = line[t * sx as usize];
-                                }
-                            }
-                        } else {
-                            out[lo..].fill(zp);
-                        }
-                    }
-                }
-                kk += 1;
+                emit(oy, b, acc);
             }
-            pack::interleave(two, &rows, &mut panel[group * NR * 4..][..NR * 4]);
         }
     }
 
     /// Exact `sum_k (x[k] - zp) * w[c][k]` for every channel and output pixel, `[out_c][oh * ow]`.
     pub fn run_i32(&self, x: &[u8], zp: u8) -> Vec<i32> {
-        let op = self.shape.out_h() * self.shape.out_w();
-        let mut out = vec![0i32; self.shape.out_c * op];
-        let step = NR * BLOCK_PANELS;
-        for p0 in (0..op).step_by(step) {
-            let n = (op - p0).min(step);
-            self.block(x, zp, p0, n, &mut Vec::new(), |c, j0, acc| out[c * op + p0 + j0..][..acc.len()].copy_from_slice(acc));
-        }
+        let s = &self.shape;
+        let (oc, op, ow) = (s.out_c, s.out_h() * s.out_w(), s.out_w());
+        let mut out = vec![0i32; oc * op];
+        let mut img = Vec::new();
+        pack::image(self.isa(), s, x, zp, &mut img);
+        self.rows(&img, zp, 0..s.out_h(), &mut Vec::new(), |oy, b, sums| {
+            for c in b * OC_BLOCK..((b + 1) * OC_BLOCK).min(oc) {
+                for (ox, a) in sums.iter().enumerate() {
+                    out[c * op + oy * ow + ox] = a[c % OC_BLOCK];
+                }
+            }
+        });
         out
     }
 
     /// Float outputs `[out_c][oh * ow]`: `(acc - zp * sum(w)) * scale[c] + bias[c]`, then SiLU
-    /// if asked. Blocks of pixels run in parallel on the kernels' own pool, if one is set
-    /// ([`super::threads`]).
+    /// if asked.
     pub fn run_f32(&self, x: &[u8], zp: u8, e: Epilogue) -> Vec<f32> {
-        let op = self.shape.out_h() * self.shape.out_w();
-        let oc = self.shape.out_c;
-        let step = NR * BLOCK_PANELS;
-        let n_blocks = op.div_ceil(step);
-        let mut out = vec![0f32; oc * op];
-        // Writes one block's outputs into `dst` (`oc` rows of `stride`, from column `at`).
-        let run_block = |b: usize, dst: &mut [f32], stride: usize, at: usize, packed: &mut Vec<u8>| {
-            let p0 = b * step;
-            let n = (op - p0).min(step);
-            self.block(x, zp, p0, n, packed, |c, j0, acc| {
-                let (sc, bi) = (e.scale[c], e.bias[c]);
-                for (d, &a) in dst[c * stride + at + j0..][..acc.len()].iter_mut().zip(acc) {
-                    *d = a as f32 * sc + bi;
-                }
-            });
-            if e.silu {
-                for c in 0..oc {
-                    super::silu::silu(&mut dst[c * stride + at..][..n]);
-                }
-            }
-        };
-        match super::threads::pool() {
-            Some(pool) => {
-                let blocks: Vec<(usize, Vec<f32>)> = pool.install(|| {
-                    (0..n_blocks)
-                        .into_par_iter()
-                        .map(|b| {
-                            let n = (op - b * step).min(step);
-                            let mut local = vec![0f32; oc * n];
-                            run_block(b, &mut local, n, 0, &mut Vec::new());
-                            (b * step, local)
-                        })
-                        .collect()
-                });
-                for (p0, local) in blocks {
-                    let n = local.len() / oc.max(1);
-                    for c in 0..oc {
-                        out[c * op + p0..][..n].copy_from_slice(&local[c * n..][..n]);
-                    }
-                }
-            }
-            None => {
-                let mut packed = Vec::new();
-                for b in 0..n_blocks {
-                    run_block(b, &mut out, op, b * step, &mut packed);
-                }
-            }
-        }
+        let s = &self.shape;
+        let mut out = vec![0f32; s.out_c * s.out_h() * s.out_w()];
+        self.run_f32_into(x, zp, e, &mut out);
         out
     }
 
-    /// Runs every channel tile over the `n` pixels from `p0`, calling `emit(c, j0, acc)` with the
-    /// zero-point-corrected sums of channel `c` for pixels `p0 + j0 ..`.
-    /// `packed` is scratch for the packed panels, reused across blocks.
-    fn block(&self, x: &[u8], zp: u8, p0: usize, n: usize, packed: &mut Vec<u8>, mut emit: impl FnMut(usize, usize, &[i32])) {
-        let isa = self.weights.isa;
-        let k = self.shape.k();
-        let kg = pack::groups(isa, k);
-        let pb = pack::panel_bytes(isa, k);
-        let panels = n.div_ceil(NR);
-        packed.resize(panels * pb, 0);
-        for (i, panel) in packed.chunks_mut(pb).enumerate() {
-            self.pack_panel(x, zp, p0 + i * NR, panel);
+    /// [`QConv::run_f32`] into `out`. Bands of output rows run in parallel on the kernels' own
+    /// pool, if one is set ([`super::threads`]), each writing its rows of every channel.
+    ///
+    /// # Panics
+    /// If `out` is not `out_c * oh * ow` long.
+    pub fn run_f32_into(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [f32]) {
+        let s = &self.shape;
+        let (oc, oh, ow) = (s.out_c, s.out_h(), s.out_w());
+        assert_eq!(out.len(), oc * oh * ow, "output is not out_c x oh x ow");
+        if out.is_empty() {
+            return;
         }
-        let zp = i32::from(zp);
-        for t in 0..self.shape.out_c.div_ceil(MR) {
-            let w = self.weights.tile(t);
-            for (i, panel) in packed.chunks(pb).enumerate() {
-                let mut acc = [0i32; MR * NR];
-                tile(isa, kg, w, panel, &mut acc);
-                let valid = NR.min(n - i * NR);
-                for r in 0..MR {
-                    let c = t * MR + r;
-                    if c >= self.shape.out_c {
-                        break;
-                    }
-                    let corr = zp * self.weights.sums[c];
-                    let row = &mut acc[r * NR..][..valid];
-                    row.iter_mut().for_each(|a| *a -= corr);
-                    emit(c, i * NR, row);
-                }
+        let mut img = IMAGE.take();
+        pack::image(self.isa(), s, x, zp, &mut img);
+        let pool = super::threads::pool();
+        let bands = pool.map_or(1, |p| (4 * p.current_num_threads()).min(oh));
+        let bands: Vec<Range<usize>> = (0..bands).map(|i| i * oh / bands..(i + 1) * oh / bands).collect();
+        // Each band's rows of every channel, as disjoint slices of `out`.
+        let mut slices: Vec<Vec<&mut [f32]>> = bands.iter().map(|_| Vec::with_capacity(oc)).collect();
+        for channel in out.chunks_mut(oh * ow) {
+            let mut rest = channel;
+            for (band, r) in slices.iter_mut().zip(&bands) {
+                let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * ow);
+                band.push(mine);
+                rest = next;
             }
         }
+        let run_band = |r: Range<usize>, mut dst: Vec<&mut [f32]>| {
+            let first = r.start;
+            self.rows(&img, zp, r, &mut Vec::new(), |oy, b, sums| {
+                for c in b * OC_BLOCK..((b + 1) * OC_BLOCK).min(oc) {
+                    let (sc, bi, o) = (e.scale[c], e.bias[c], c % OC_BLOCK);
+                    let row = &mut dst[c][(oy - first) * ow..][..ow];
+                    for (d, a) in row.iter_mut().zip(sums) {
+                        *d = a[o] as f32 * sc + bi;
+                    }
+                    if e.silu {
+                        super::silu::silu(row);
+                    }
+                }
+            });
+        };
+        match pool {
+            Some(pool) => pool.install(|| bands.into_par_iter().zip(slices).for_each(|(r, d)| run_band(r, d))),
+            None => bands.into_iter().zip(slices).for_each(|(r, d)| run_band(r, d)),
+        }
+        IMAGE.set(img);
     }
 }

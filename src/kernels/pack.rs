@@ -1,129 +1,155 @@
-//! Packed operands of the micro-kernels.
+//! The layouts the micro-kernels read.
 //!
-//! `k` runs in groups of `G` = [`Isa::k_group`] values that share one 32-bit lane: quads of
-//! u8/i8, or pairs of i16 (little-endian). A weight tile holds `MR` channels per group, a
-//! pixel panel `NR` pixels per group, so one 32-bit load broadcasts a channel's group and one
-//! 32-byte load fetches 8 pixels' groups. `k` beyond the real `K` is zero weights (and zero
-//! pixels), channels beyond `out_c` zero weights, pixels beyond the image are computed and
-//! dropped.
+//! * Image ([`image`]): channels-last with the convolution's padding, `[hp][wp][cp]` values,
+//!   `cp` the channels rounded up to whole groups of [`Isa::k_group`]. Values are u8 for
+//!   quads and little-endian u16 for pairs, so a pixel's k-group is always 4 bytes. Padding
+//!   holds the zero point (real 0.0); the lanes of the rounding-up channels hold anything,
+//!   their weights are zero.
+//! * Weights ([`PackedWeights`]): per block of [`OC_BLOCK`] output channels, per tap
+//!   `(ky, kx)`, per k-group: `OC_BLOCK` x `G` values (i8, or little-endian i16 for pairs),
+//!   64 bytes, two 32-byte vectors for channels 0..8 and 8..16. Channels past `out_c` and
+//!   past `in_c` are zero weights.
 
-use super::{Isa, MR, NR};
+use super::conv::ConvShape;
+use super::{Isa, OC_BLOCK, WGROUP_BYTES};
 
-/// Bytes per value in the packed layout.
-fn value_bytes(isa: Isa) -> usize {
-    if isa.k_group() == 2 { 2 } else { 1 }
-}
-
-/// Number of k-groups for `k` values.
-pub fn groups(isa: Isa, k: usize) -> usize {
-    k.div_ceil(isa.k_group())
+/// Channels after rounding up to whole k-groups.
+pub fn padded_channels(isa: Isa, in_c: usize) -> usize {
+    in_c.next_multiple_of(isa.k_group())
 }
 
 #[derive(Debug, Clone)]
 pub struct PackedWeights {
     pub isa: Isa,
     pub out_c: usize,
-    pub k: usize,
-    /// Tiles of `MR` channels, each `groups * MR * G` values.
+    /// Bytes of one block of `OC_BLOCK` channels: `taps * groups * 64`.
+    pub block_bytes: usize,
     pub data: Vec<u8>,
-    /// `sum_k w[c][k]`, for the zero-point correction.
+    /// `sum_k w[c][k]`, for the zero-point correction; zero past `out_c`.
     pub sums: Vec<i32>,
     /// Largest `|w|`, to check the kernel is exact for these weights.
     pub max_abs: i32,
 }
 
 impl PackedWeights {
-    /// `w` is `[out_c][k]`, row-major.
-    pub fn new(isa: Isa, w: &[i8], out_c: usize, k: usize) -> PackedWeights {
-        assert_eq!(w.len(), out_c * k, "weights are not out_c x k");
-        let g = isa.k_group();
-        let kg = groups(isa, k);
-        let vb = value_bytes(isa);
-        let tiles = out_c.div_ceil(MR);
-        let tile_bytes = kg * MR * g * vb;
-        let mut data = vec![0u8; tiles * tile_bytes];
+    /// `w` is `[out_c][in_c][kh][kw]`, row-major, as in ONNX.
+    pub fn new(isa: Isa, w: &[i8], s: &ConvShape) -> PackedWeights {
+        let (out_c, in_c, kh, kw) = (s.out_c, s.in_c, s.kh, s.kw);
+        assert_eq!(w.len(), out_c * in_c * kh * kw, "weights are not out_c x in_c x kh x kw");
+        let (g, vb) = (isa.k_group(), isa.value_bytes());
+        let groups = padded_channels(isa, in_c) / g;
+        let block_bytes = kh * kw * groups * WGROUP_BYTES;
+        let blocks = out_c.div_ceil(OC_BLOCK);
+        let mut data = vec![0u8; blocks * block_bytes];
+        let mut sums = vec![0i32; blocks * OC_BLOCK];
         for c in 0..out_c {
-            let (t, r) = (c / MR, c % MR);
-            for (kk, &v) in w[c * k..][..k].iter().enumerate() {
-                let at = t * tile_bytes + ((kk / g) * MR + r) * g * vb + (kk % g) * vb;
-                if vb == 2 {
-                    data[at..at + 2].copy_from_slice(&i16::from(v).to_le_bytes());
-                } else {
-                    data[at] = v as u8;
+            let (b, o) = (c / OC_BLOCK, c % OC_BLOCK);
+            for ci in 0..in_c {
+                for t in 0..kh * kw {
+                    let v = w[(c * in_c + ci) * kh * kw + t];
+                    let at = b * block_bytes + (t * groups + ci / g) * WGROUP_BYTES + (o * g + ci % g) * vb;
+                    if vb == 2 {
+                        data[at..at + 2].copy_from_slice(&i16::from(v).to_le_bytes());
+                    } else {
+                        data[at] = v as u8;
+                    }
+                    sums[c] += i32::from(v);
                 }
             }
         }
-        let sums = w.chunks(k.max(1)).map(|row| row.iter().map(|&v| i32::from(v)).sum()).collect();
         let max_abs = w.iter().map(|&v| i32::from(v).abs()).max().unwrap_or(0);
-        PackedWeights { isa, out_c, k, data, sums, max_abs }
+        PackedWeights { isa, out_c, block_bytes, data, sums, max_abs }
     }
 
-    pub fn tile_bytes(&self) -> usize {
-        groups(self.isa, self.k) * MR * self.isa.k_group() * value_bytes(self.isa)
+    pub fn blocks(&self) -> usize {
+        self.out_c.div_ceil(OC_BLOCK)
     }
 
-    pub fn tile(&self, t: usize) -> &[u8] {
-        &self.data[t * self.tile_bytes()..][..self.tile_bytes()]
-    }
-}
-
-/// Bytes of one packed pixel panel for `k` values.
-pub fn panel_bytes(isa: Isa, k: usize) -> usize {
-    groups(isa, k) * NR * isa.k_group() * value_bytes(isa)
-}
-
-/// Writes value `v` (a u8 pixel) for `(kk, j)` of a panel.
-#[inline(always)]
-pub fn put(panel: &mut [u8], isa_group: usize, two_bytes: bool, kk: usize, j: usize, v: u8) {
-    let idx = ((kk / isa_group) * NR + j) * isa_group + kk % isa_group;
-    if two_bytes {
-        panel[2 * idx] = v;
-        panel[2 * idx + 1] = 0;
-    } else {
-        panel[idx] = v;
+    pub fn block(&self, b: usize) -> &[u8] {
+        &self.data[b * self.block_bytes..][..self.block_bytes]
     }
 }
 
-pub fn is_two_bytes(isa: Isa) -> bool {
-    value_bytes(isa) == 2
+/// Writes the padded channels-last image of `x` (`[in_c][in_h][in_w]` u8) for `s` into `out`,
+/// reusing its allocation. Interior pixels go 16 at a time through an SSE2 interleave.
+pub fn image(isa: Isa, s: &ConvShape, x: &[u8], zp: u8, out: &mut Vec<u8>) {
+    assert_eq!(x.len(), s.in_c * s.in_h * s.in_w, "image is not in_c x in_h x in_w");
+    let (g, vb) = (isa.k_group(), isa.value_bytes());
+    let px = padded_channels(isa, s.in_c) * vb;
+    let (hp, wp) = (s.in_h + s.pad[0] + s.pad[2], s.in_w + s.pad[1] + s.pad[3]);
+    let row_bytes = wp * px;
+    out.resize(hp * row_bytes, 0);
+    let fill = |dst: &mut [u8]| {
+        if vb == 1 {
+            dst.fill(zp)
+        } else {
+            dst.chunks_exact_mut(2).for_each(|v| v.copy_from_slice(&[zp, 0]))
+        }
+    };
+    fill(&mut out[..s.pad[0] * row_bytes]);
+    fill(&mut out[(s.pad[0] + s.in_h) * row_bytes..]);
+    let plane = s.in_h * s.in_w;
+    for y in 0..s.in_h {
+        let row = &mut out[(s.pad[0] + y) * row_bytes..][..row_bytes];
+        fill(&mut row[..s.pad[1] * px]);
+        fill(&mut row[(s.pad[1] + s.in_w) * px..]);
+        let row = &mut row[s.pad[1] * px..][..s.in_w * px];
+        let src = |c: usize, x0: usize| -> &[u8; 16] { x[c * plane + y * s.in_w + x0..][..16].try_into().expect("16 bytes") };
+        for c0 in (0..s.in_c).step_by(g) {
+            let mut x0 = 0;
+            if c0 + g <= s.in_c {
+                let mut q = [0u8; 64];
+                while x0 + 16 <= s.in_w {
+                    if g == 4 {
+                        interleave4([src(c0, x0), src(c0 + 1, x0), src(c0 + 2, x0), src(c0 + 3, x0)], &mut q);
+                    } else {
+                        interleave2([src(c0, x0), src(c0 + 1, x0)], &mut q);
+                    }
+                    for (j, v) in q.chunks_exact(4).enumerate() {
+                        row[(x0 + j) * px + c0 * vb..][..4].copy_from_slice(v);
+                    }
+                    x0 += 16;
+                }
+            }
+            for xx in x0..s.in_w {
+                for c in c0..(c0 + g).min(s.in_c) {
+                    let at = xx * px + c * vb;
+                    row[at] = x[c * plane + y * s.in_w + xx];
+                    if vb == 2 {
+                        row[at + 1] = 0;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Quads: `out[4 * j + t] = rows[t][j]`.
-pub fn interleave4_scalar(rows: &[[u8; NR]; 4], out: &mut [u8]) {
-    for j in 0..NR {
+pub fn interleave4_scalar(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
+    for j in 0..16 {
         for t in 0..4 {
             out[4 * j + t] = rows[t][j];
         }
     }
 }
 
-/// Pairs of little-endian i16: `(rows[0][j], rows[1][j])`, zero-extended.
-pub fn interleave2_scalar(rows: &[[u8; NR]; 4], out: &mut [u8]) {
-    for j in 0..NR {
-        out[4 * j] = rows[0][j];
-        out[4 * j + 1] = 0;
-        out[4 * j + 2] = rows[1][j];
-        out[4 * j + 3] = 0;
+/// Pairs of little-endian u16: `(rows[0][j], rows[1][j])`, zero-extended.
+pub fn interleave2_scalar(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
+    for j in 0..16 {
+        out[4 * j..4 * j + 4].copy_from_slice(&[rows[0][j], 0, rows[1][j], 0]);
     }
 }
 
-/// One group of `NR` pixels: [`interleave4_scalar`] or, for the pairs layout,
-/// [`interleave2_scalar`], with SSE2 on x86_64.
-pub fn interleave(two_bytes: bool, rows: &[[u8; NR]; 4], out: &mut [u8]) {
+fn interleave4(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
     #[cfg(target_arch = "x86_64")]
-    {
-        if two_bytes {
-            super::x86::interleave2(rows, out)
-        } else {
-            super::x86::interleave4(rows, out)
-        }
-    }
+    super::x86::interleave4(rows, out);
     #[cfg(not(target_arch = "x86_64"))]
-    {
-        if two_bytes {
-            interleave2_scalar(rows, out)
-        } else {
-            interleave4_scalar(rows, out)
-        }
-    }
+    interleave4_scalar(rows, out);
+}
+
+fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
+    #[cfg(target_arch = "x86_64")]
+    super::x86::interleave2(rows, out);
+    #[cfg(not(target_arch = "x86_64"))]
+    interleave2_scalar(rows, out);
 }

@@ -1,129 +1,109 @@
 //! AVX2 and VNNI micro-kernels (x86_64). Each is the SIMD form of a twin in
-//! [`super::scalar`]; callers go through [`super::tile`], which checks the CPU features.
+//! [`super::scalar`]; callers go through [`super::tile`], which checks the CPU features and
+//! the operand lengths.
 
 use std::arch::x86_64::*;
 
-use super::{MR, NR};
+use super::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
 pub fn vnni_available() -> bool {
     std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
-/// `acc += madd16(w, x)` over `kg` k-pairs (twin: [`super::scalar::tile_pairs`]).
-pub fn tile_madd16(kg: usize, w: &[u8], x: &[u8], acc: &mut [i32; MR * NR]) {
-    debug_assert!(w.len() >= kg * MR * 4 && x.len() >= kg * NR * 4);
-    // SAFETY: `tile` checked AVX2 is available and the operand lengths for `kg` groups.
-    unsafe { madd16(kg, w.as_ptr(), x.as_ptr(), acc) }
-}
-
-/// `acc += maddubs(x, w)` over `kg` k-quads (twin: [`super::scalar::tile_quads`]); exact for
-/// `|w| <= 63` only.
-pub fn tile_maddubs(kg: usize, w: &[u8], x: &[u8], acc: &mut [i32; MR * NR]) {
-    debug_assert!(w.len() >= kg * MR * 4 && x.len() >= kg * NR * 4);
-    // SAFETY: `tile` checked AVX2 is available and the operand lengths for `kg` groups.
-    unsafe { maddubs(kg, w.as_ptr(), x.as_ptr(), acc) }
-}
-
-/// `acc += dpbusd(x, w)` over `kg` k-quads (twin: [`super::scalar::tile_quads`]).
-pub fn tile_vnni(kg: usize, w: &[u8], x: &[u8], acc: &mut [i32; MR * NR]) {
-    debug_assert!(w.len() >= kg * MR * 4 && x.len() >= kg * NR * 4);
-    // SAFETY: `tile` checked AVX512-VNNI and AVX512-VL are available and the operand lengths.
-    unsafe { vnni(kg, w.as_ptr(), x.as_ptr(), acc) }
-}
-
-/// Loads the tile's accumulators: row `r` is two 8-lane vectors (pixels 0..8, 8..16).
-#[inline(always)]
-unsafe fn load_acc(acc: &[i32; MR * NR]) -> [[__m256i; 2]; MR] {
-    let p = acc.as_ptr();
-    // SAFETY: `MR * NR` i32 are readable; loadu has no alignment requirement.
-    unsafe {
-        std::array::from_fn(|r| {
-            [_mm256_loadu_si256(p.add(r * NR) as *const __m256i), _mm256_loadu_si256(p.add(r * NR + 8) as *const __m256i)]
-        })
+/// Runs one tile of 1 to [`super::PX`] pixels on a SIMD `isa`. `x` starts at the tile's
+/// first pixel.
+pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], acc: &mut [[i32; OC_BLOCK]]) {
+    match acc.len() {
+        1 => run::<1>(isa, x, step, taps, groups, w, acc),
+        2 => run::<2>(isa, x, step, taps, groups, w, acc),
+        3 => run::<3>(isa, x, step, taps, groups, w, acc),
+        4 => run::<4>(isa, x, step, taps, groups, w, acc),
+        5 => run::<5>(isa, x, step, taps, groups, w, acc),
+        6 => run::<6>(isa, x, step, taps, groups, w, acc),
+        n => panic!("a tile has 1 to {} pixels, not {n}", super::PX),
     }
 }
 
-#[inline(always)]
-unsafe fn store_acc(acc: &mut [i32; MR * NR], v: &[[__m256i; 2]; MR]) {
-    let p = acc.as_mut_ptr();
-    for (r, row) in v.iter().enumerate() {
-        // SAFETY: `MR * NR` i32 are writable; storeu has no alignment requirement.
-        unsafe {
-            _mm256_storeu_si256(p.add(r * NR) as *mut __m256i, row[0]);
-            _mm256_storeu_si256(p.add(r * NR + 8) as *mut __m256i, row[1]);
+fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], acc: &mut [[i32; OC_BLOCK]]) {
+    let acc: &mut [[i32; OC_BLOCK]; P] = acc.try_into().expect("tile() dispatches on the length");
+    let (x, w) = (x.as_ptr(), w.as_ptr());
+    // SAFETY: `super::tile` checked that this CPU has the ISA's features and that every read,
+    // up to `(P - 1) * step + max(taps) + groups * 4` bytes of `x` and
+    // `taps.len() * groups * 64` bytes of `w`, is in bounds.
+    unsafe {
+        match isa {
+            Isa::AvxVnni => vnni::<P>(x, step, taps, groups, w, acc),
+            Isa::Avx2Maddubs => maddubs::<P>(x, step, taps, groups, w, acc),
+            Isa::Avx2Madd16 => madd16::<P>(x, step, taps, groups, w, acc),
+            Isa::ScalarPairs | Isa::ScalarQuads => unreachable!("scalar kernels are not in this module"),
         }
     }
 }
 
-#[target_feature(enable = "avx2")]
-unsafe fn madd16(kg: usize, w: *const u8, x: *const u8, acc: &mut [i32; MR * NR]) {
-    // SAFETY: the caller guarantees AVX2 and `kg * MR * 4` bytes at `w`, `kg * NR * 4` at `x`.
-    unsafe {
-        let mut a = load_acc(acc);
-        for g in 0..kg {
-            let xp = x.add(g * NR * 4);
-            let x0 = _mm256_loadu_si256(xp as *const __m256i);
-            let x1 = _mm256_loadu_si256(xp.add(32) as *const __m256i);
-            let wp = w.add(g * MR * 4) as *const i32;
-            for (r, row) in a.iter_mut().enumerate() {
-                let wb = _mm256_set1_epi32(wp.add(r).read_unaligned());
-                row[0] = _mm256_add_epi32(row[0], _mm256_madd_epi16(wb, x0));
-                row[1] = _mm256_add_epi32(row[1], _mm256_madd_epi16(wb, x1));
+/// The loop the three kernels share: per tap and k-group, two weight vectors (channels 0..8,
+/// 8..16) and one 32-bit broadcast per pixel, folded into the accumulators by `$mac`.
+macro_rules! kernel_loop {
+    ($x:ident, $step:ident, $taps:ident, $groups:ident, $w:ident, $acc:ident, |$a:ident, $b:ident, $wv:ident| $mac:expr) => {{
+        let mut acc_v: [[__m256i; 2]; P] = std::array::from_fn(|j| {
+            let p = $acc[j].as_ptr() as *const __m256i;
+            [_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))]
+        });
+        let offsets: [usize; P] = std::array::from_fn(|j| j * $step);
+        let mut wp = $w;
+        for &tap in $taps {
+            let xt = $x.add(tap);
+            for g in 0..$groups {
+                let w0 = _mm256_loadu_si256(wp as *const __m256i);
+                let w1 = _mm256_loadu_si256(wp.add(32) as *const __m256i);
+                wp = wp.add(WGROUP_BYTES);
+                let xg = xt.add(g * GROUP_BYTES);
+                for j in 0..P {
+                    let $b = _mm256_set1_epi32((xg.add(offsets[j]) as *const i32).read_unaligned());
+                    let ($a, $wv) = (acc_v[j][0], w0);
+                    acc_v[j][0] = $mac;
+                    let ($a, $wv) = (acc_v[j][1], w1);
+                    acc_v[j][1] = $mac;
+                }
             }
         }
-        store_acc(acc, &a);
-    }
+        for j in 0..P {
+            let p = $acc[j].as_mut_ptr() as *mut __m256i;
+            _mm256_storeu_si256(p, acc_v[j][0]);
+            _mm256_storeu_si256(p.add(1), acc_v[j][1]);
+        }
+    }};
 }
 
+/// `acc += dpbusd(x, w)`: four u8 x s8 products per lane (twin: [`super::scalar::tile_quads`]).
+#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+unsafe fn vnni<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, acc: &mut [[i32; OC_BLOCK]; P]) {
+    // SAFETY: the caller guarantees the features and the reads (see `run`).
+    unsafe { kernel_loop!(x, step, taps, groups, w, acc, |a, b, wv| _mm256_dpbusd_epi32(a, b, wv)) }
+}
+
+/// `acc += maddubs(x, w)` widened to i32 (twin: [`super::scalar::tile_quads`]); exact for
+/// `|w| <= 63` only.
 #[target_feature(enable = "avx2")]
-unsafe fn maddubs(kg: usize, w: *const u8, x: *const u8, acc: &mut [i32; MR * NR]) {
-    // SAFETY: the caller guarantees AVX2 and `kg * MR * 4` bytes at `w`, `kg * NR * 4` at `x`.
+unsafe fn maddubs<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, acc: &mut [[i32; OC_BLOCK]; P]) {
+    // SAFETY: the caller guarantees AVX2 and the reads (see `run`).
     unsafe {
         let ones = _mm256_set1_epi16(1);
-        let mut a = load_acc(acc);
-        for g in 0..kg {
-            let xp = x.add(g * NR * 4);
-            let x0 = _mm256_loadu_si256(xp as *const __m256i);
-            let x1 = _mm256_loadu_si256(xp.add(32) as *const __m256i);
-            let wp = w.add(g * MR * 4) as *const i32;
-            for (r, row) in a.iter_mut().enumerate() {
-                let wb = _mm256_set1_epi32(wp.add(r).read_unaligned());
-                let p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(x0, wb), ones);
-                let p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(x1, wb), ones);
-                row[0] = _mm256_add_epi32(row[0], p0);
-                row[1] = _mm256_add_epi32(row[1], p1);
-            }
-        }
-        store_acc(acc, &a);
+        kernel_loop!(x, step, taps, groups, w, acc, |a, b, wv| _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(b, wv), ones)))
     }
 }
 
-#[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-unsafe fn vnni(kg: usize, w: *const u8, x: *const u8, acc: &mut [i32; MR * NR]) {
-    // SAFETY: the caller guarantees the features and `kg * MR * 4` bytes at `w`, `kg * NR * 4` at `x`.
-    unsafe {
-        let mut a = load_acc(acc);
-        for g in 0..kg {
-            let xp = x.add(g * NR * 4);
-            let x0 = _mm256_loadu_si256(xp as *const __m256i);
-            let x1 = _mm256_loadu_si256(xp.add(32) as *const __m256i);
-            let wp = w.add(g * MR * 4) as *const i32;
-            for (r, row) in a.iter_mut().enumerate() {
-                let wb = _mm256_set1_epi32(wp.add(r).read_unaligned());
-                row[0] = _mm256_dpbusd_epi32(row[0], x0, wb);
-                row[1] = _mm256_dpbusd_epi32(row[1], x1, wb);
-            }
-        }
-        store_acc(acc, &a);
-    }
+/// `acc += madd16(x, w)` on u16/i16 pairs (twin: [`super::scalar::tile_pairs`]).
+#[target_feature(enable = "avx2")]
+unsafe fn madd16<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, acc: &mut [[i32; OC_BLOCK]; P]) {
+    // SAFETY: the caller guarantees AVX2 and the reads (see `run`).
+    unsafe { kernel_loop!(x, step, taps, groups, w, acc, |a, b, wv| _mm256_add_epi32(a, _mm256_madd_epi16(b, wv))) }
 }
 
-/// `out[4 * j + t] = rows[t][j]`: four k-rows of a panel into quads (SSE2, part of x86_64).
-/// Twin: [`super::pack::interleave4_scalar`].
-pub fn interleave4(rows: &[[u8; NR]; 4], out: &mut [u8]) {
-    assert!(out.len() >= 4 * NR);
-    // SAFETY: SSE2 is part of x86_64; `rows` holds 4 x 16 readable bytes and `out` at least
-    // 64 writable bytes (asserted); loadu/storeu have no alignment requirement.
+/// `out[4 * j + t] = rows[t][j]`: 16 pixels of four channel planes into channels-last quads
+/// (SSE2, part of x86_64). Twin: [`super::pack::interleave4_scalar`].
+pub fn interleave4(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
+    // SAFETY: SSE2 is part of x86_64; each row is 16 readable bytes and `out` 64 writable
+    // ones; loadu/storeu have no alignment requirement.
     unsafe {
         let r = |t: usize| _mm_loadu_si128(rows[t].as_ptr() as *const __m128i);
         let (r0, r1, r2, r3) = (r(0), r(1), r(2), r(3));
@@ -137,10 +117,9 @@ pub fn interleave4(rows: &[[u8; NR]; 4], out: &mut [u8]) {
     }
 }
 
-/// `out` as i16 pairs: `(rows[0][j], rows[1][j])` zero-extended (SSE2). Twin:
-/// [`super::pack::interleave2_scalar`].
-pub fn interleave2(rows: &[[u8; NR]; 4], out: &mut [u8]) {
-    assert!(out.len() >= 4 * NR);
+/// 16 pixels of two channel planes as little-endian u16 pairs `(rows[0][j], rows[1][j])`
+/// (SSE2). Twin: [`super::pack::interleave2_scalar`].
+pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
     // SAFETY: as in `interleave4`.
     unsafe {
         let zero = _mm_setzero_si128();
