@@ -30,9 +30,10 @@ impl EvalOp for QuantizeU8 {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = inputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
-        let mut out = vec![0u8; x.len()];
-        crate::kernels::quantize::quantize(x, self.scale, self.zero_point, &mut out);
-        Ok(tvec!(Tensor::from_shape(inputs[0].shape(), &out)?.into_tvalue()))
+        // Written in place: building the tensor from a Vec would copy it.
+        let mut out = Tensor::zero::<u8>(inputs[0].shape())?;
+        crate::kernels::quantize::quantize(x, self.scale, self.zero_point, out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?);
+        Ok(tvec!(out.into_tvalue()))
     }
 }
 

@@ -71,7 +71,8 @@ impl PackedWeights {
 }
 
 /// Writes the padded channels-last image of `x` (`[in_c][in_h][in_w]` u8) for `s` into `out`,
-/// reusing its allocation. Interior pixels go 16 at a time through an SSE2 interleave.
+/// reusing its allocation. Rows of 16 pixels or more go 16 at a time through an SSE2
+/// interleave.
 pub fn image(isa: Isa, s: &ConvShape, x: &[u8], zp: u8, out: &mut Vec<u8>) {
     assert_eq!(x.len(), s.in_c * s.in_h * s.in_w, "image is not in_c x in_h x in_w");
     let (g, vb) = (isa.k_group(), isa.value_bytes());
@@ -96,27 +97,35 @@ pub fn image(isa: Isa, s: &ConvShape, x: &[u8], zp: u8, out: &mut Vec<u8>) {
         let row = &mut row[s.pad[1] * px..][..s.in_w * px];
         let src = |c: usize, x0: usize| -> &[u8; 16] { x[c * plane + y * s.in_w + x0..][..16].try_into().expect("16 bytes") };
         for c0 in (0..s.in_c).step_by(g) {
-            let mut x0 = 0;
-            if c0 + g <= s.in_c {
+            // A partial last group repeats its last channel: those lanes have zero weights.
+            let ch = |t: usize| (c0 + t).min(s.in_c - 1);
+            if s.in_w >= 16 {
                 let mut q = [0u8; 64];
-                while x0 + 16 <= s.in_w {
+                let mut x0 = 0;
+                loop {
+                    // The last 16 pixels end at the row's end, overlapping the previous ones.
+                    let at = x0.min(s.in_w - 16);
                     if g == 4 {
-                        interleave4([src(c0, x0), src(c0 + 1, x0), src(c0 + 2, x0), src(c0 + 3, x0)], &mut q);
+                        interleave4([src(ch(0), at), src(ch(1), at), src(ch(2), at), src(ch(3), at)], &mut q);
                     } else {
-                        interleave2([src(c0, x0), src(c0 + 1, x0)], &mut q);
+                        interleave2([src(ch(0), at), src(ch(1), at)], &mut q);
                     }
                     for (j, v) in q.chunks_exact(4).enumerate() {
-                        row[(x0 + j) * px + c0 * vb..][..4].copy_from_slice(v);
+                        row[(at + j) * px + c0 * vb..][..4].copy_from_slice(v);
+                    }
+                    if at + 16 == s.in_w {
+                        break;
                     }
                     x0 += 16;
                 }
-            }
-            for xx in x0..s.in_w {
-                for c in c0..(c0 + g).min(s.in_c) {
-                    let at = xx * px + c * vb;
-                    row[at] = x[c * plane + y * s.in_w + xx];
-                    if vb == 2 {
-                        row[at + 1] = 0;
+            } else {
+                for xx in 0..s.in_w {
+                    for t in 0..g {
+                        let at = xx * px + (c0 + t) * vb;
+                        row[at] = x[ch(t) * plane + y * s.in_w + xx];
+                        if vb == 2 {
+                            row[at + 1] = 0;
+                        }
                     }
                 }
             }
