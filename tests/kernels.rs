@@ -130,8 +130,9 @@ fn convolutions_equal_a_direct_convolution() {
 
 /// The float epilogue against the same formula written out: `acc * scale + bias`, then the
 /// SiLU of `qdet::kernels::silu` (its accuracy is checked below). The kernels' own thread pool
-/// is switched on here, so the 1200 output pixels run as five blocks in parallel and are
-/// assembled from per-block buffers (the path of `--threads 2 --inflight 1`).
+/// is switched on here, so the 40 output rows run as bands in parallel, each writing its rows
+/// of every channel (the path of `--threads 2 --inflight 1`). The uint8 output, requantized
+/// in the epilogue, must equal QuantizeLinear of the float one.
 #[test]
 fn float_epilogue_applies_scale_bias_and_silu() {
     qdet::kernels::threads::set_threads(2);
@@ -161,6 +162,17 @@ fn float_epilogue_applies_scale_bias_and_silu() {
                 };
                 assert_eq!(g.to_bits(), want.to_bits(), "{isa:?} silu={silu} at {i}");
             }
+            // Requantized in the epilogue: QuantizeLinear of those floats, value for value.
+            // A quantizer calibrated on these outputs by min/max.
+            let (lo, hi) = got.iter().fold((0f32, 0f32), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            let q_scale = (hi - lo) / 255.0;
+            let q_zp = (-lo / q_scale).round() as u8;
+            let mut want = vec![0u8; got.len()];
+            qdet::kernels::quantize::quantize_scalar(&got, q_scale, q_zp, &mut want);
+            let mut fused = vec![0u8; got.len()];
+            conv.run_u8_into(&x, 37, Epilogue { scale: &scale, bias: &bias, silu }, (q_scale, q_zp), &mut fused);
+            assert_eq!(fused, want, "{isa:?} silu={silu} requantized");
+            assert!(want.iter().any(|&v| v < 5) && want.iter().any(|&v| v > 250), "the values span the uint8 range");
         }
     }
 }

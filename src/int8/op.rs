@@ -12,7 +12,8 @@ use super::spec::QConvSpec;
 use crate::kernels::conv::{Epilogue, QConv};
 use crate::kernels::Isa;
 
-/// `uint8 [1, C, H, W]` in, float `[1, OC, OH, OW]` out (after SiLU when `silu`).
+/// `uint8 [1, C, H, W]` in, float `[1, OC, OH, OW]` out (after SiLU when `silu`), or that
+/// output quantized to uint8 with `requant`'s scale and zero point.
 #[derive(Debug, Clone)]
 pub struct QConvOp {
     conv: Arc<QConv>,
@@ -20,11 +21,12 @@ pub struct QConvOp {
     scales: Arc<Vec<f32>>,
     bias: Arc<Vec<f32>>,
     silu: bool,
+    requant: Option<(f32, u8)>,
 }
 
 impl PartialEq for QConvOp {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.conv, &other.conv) && self.silu == other.silu
+        Arc::ptr_eq(&self.conv, &other.conv) && self.silu == other.silu && self.requant == other.requant
     }
 }
 
@@ -36,7 +38,7 @@ impl Op for QConvOp {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, {:?}, silu={}", self.conv.isa(), self.conv.shape, self.silu)])
+        Ok(vec![format!("{:?}, {:?}, silu={}, requant={:?}", self.conv.isa(), self.conv.shape, self.silu, self.requant)])
     }
 
     fn as_typed(&self) -> Option<&dyn TypedOp> {
@@ -55,8 +57,19 @@ impl EvalOp for QConvOp {
         ensure!(x.len() == s.in_c * s.in_h * s.in_w, "QdetConvU8: input of {} values for {:?}", x.len(), s);
         let e = Epilogue { scale: &self.scales, bias: &self.bias, silu: self.silu };
         // Written in place: building the tensor from a Vec would copy it.
-        let mut y = Tensor::zero::<f32>(&[1, s.out_c, s.out_h(), s.out_w()])?;
-        self.conv.run_f32_into(x, self.zero_point, e, y.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
+        let shape = [1, s.out_c, s.out_h(), s.out_w()];
+        let y = match self.requant {
+            None => {
+                let mut y = Tensor::zero::<f32>(&shape)?;
+                self.conv.run_f32_into(x, self.zero_point, e, y.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
+                y
+            }
+            Some(q) => {
+                let mut y = Tensor::zero::<u8>(&shape)?;
+                self.conv.run_u8_into(x, self.zero_point, e, q, y.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?);
+                y
+            }
+        };
         Ok(tvec!(y.into_tvalue()))
     }
 }
@@ -64,7 +77,8 @@ impl EvalOp for QConvOp {
 impl TypedOp for QConvOp {
     fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let s = &self.conv.shape;
-        Ok(tvec!(f32::fact([1, s.out_c, s.out_h(), s.out_w()])))
+        let shape = [1, s.out_c, s.out_h(), s.out_w()];
+        Ok(tvec!(if self.requant.is_some() { u8::fact(shape) } else { f32::fact(shape) }))
     }
 
     fn as_op(&self) -> &dyn Op {
@@ -81,6 +95,8 @@ impl TypedOp for QConvOp {
 pub struct PatchReport {
     pub replaced: usize,
     pub silu_fused: usize,
+    /// Convs whose only reader was a QuantizeLinear, now writing its uint8 output.
+    pub requant_fused: usize,
     pub isa: Option<Isa>,
 }
 
@@ -136,6 +152,7 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
             scales: Arc::new(spec.output_scales()),
             bias: Arc::new(spec.bias.clone()),
             silu: silu_mul.is_some(),
+            requant: None,
         };
         let name = format!("{}.qdet", spec.name);
         let mut p = TypedModelPatch::default();
@@ -162,5 +179,30 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
         p.shunt_outside(model, OutletId::new(id, 0), out)?;
         p.apply(model)?;
     }
+    fuse_requantization(model, &mut report)?;
     Ok(report)
+}
+
+/// A [`QConvOp`] read only by a [`QuantizeU8`] takes over the quantization, so its float
+/// output is never written.
+fn fuse_requantization(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
+    let outputs = model.output_outlets()?.to_vec();
+    let quantizers: Vec<usize> = model.nodes().iter().filter(|n| n.op_is::<QuantizeU8>()).map(|n| n.id).collect();
+    for q in quantizers {
+        let node = model.node(q);
+        let input = node.inputs[0];
+        let (Some(conv), Some(quant)) = (model.node(input.node).op_as::<QConvOp>(), node.op_as::<QuantizeU8>()) else { continue };
+        if conv.requant.is_some() || model.outlet_successors(input).len() != 1 || outputs.contains(&input) {
+            continue;
+        }
+        let op = QConvOp { requant: Some((quant.scale, quant.zero_point)), ..conv.clone() };
+        let (conv_input, name) = (model.node(input.node).inputs[0], format!("{}.requant", model.node(input.node).name));
+        let mut p = TypedModelPatch::default();
+        let tap = p.tap_model(model, conv_input)?;
+        let out = p.wire_node(name, op, &[tap])?[0];
+        p.shunt_outside(model, OutletId::new(q, 0), out)?;
+        p.apply(model)?;
+        report.requant_fused += 1;
+    }
+    Ok(())
 }

@@ -148,12 +148,28 @@ impl QConv {
         out
     }
 
-    /// [`QConv::run_f32`] into `out`. Bands of output rows run in parallel on the kernels' own
-    /// pool, if one is set ([`super::threads`]), each writing its rows of every channel.
+    /// [`QConv::run_f32`] into `out`.
     ///
     /// # Panics
     /// If `out` is not `out_c * oh * ow` long.
     pub fn run_f32_into(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [f32]) {
+        self.run_into(x, zp, e, out, |y, dst| dst.copy_from_slice(y));
+    }
+
+    /// The float outputs of [`QConv::run_f32`] quantized to uint8 with `scale` and
+    /// `zero_point` ([`super::quantize`]), row by row while they are in cache: the same values
+    /// as quantizing the float tensor afterwards, without writing and reading it.
+    ///
+    /// # Panics
+    /// If `out` is not `out_c * oh * ow` long.
+    pub fn run_u8_into(&self, x: &[u8], zp: u8, e: Epilogue, (scale, zero_point): (f32, u8), out: &mut [u8]) {
+        self.run_into(x, zp, e, out, |y, dst| super::quantize::quantize(y, scale, zero_point, dst));
+    }
+
+    /// Runs the convolution and its float epilogue one output row of one channel at a time
+    /// and hands each row to `store`. Bands of output rows run in parallel on the kernels' own
+    /// pool, if one is set ([`super::threads`]), each writing its rows of every channel.
+    fn run_into<T: Send>(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [T], store: impl Fn(&[f32], &mut [T]) + Sync) {
         let s = &self.shape;
         let (oc, oh, ow) = (s.out_c, s.out_h(), s.out_w());
         assert_eq!(out.len(), oc * oh * ow, "output is not out_c x oh x ow");
@@ -166,7 +182,7 @@ impl QConv {
         let bands = pool.map_or(1, |p| (4 * p.current_num_threads()).min(oh));
         let bands: Vec<Range<usize>> = (0..bands).map(|i| i * oh / bands..(i + 1) * oh / bands).collect();
         // Each band's rows of every channel, as disjoint slices of `out`.
-        let mut slices: Vec<Vec<&mut [f32]>> = bands.iter().map(|_| Vec::with_capacity(oc)).collect();
+        let mut slices: Vec<Vec<&mut [T]>> = bands.iter().map(|_| Vec::with_capacity(oc)).collect();
         for channel in out.chunks_mut(oh * ow) {
             let mut rest = channel;
             for (band, r) in slices.iter_mut().zip(&bands) {
@@ -175,18 +191,19 @@ impl QConv {
                 rest = next;
             }
         }
-        let run_band = |r: Range<usize>, mut dst: Vec<&mut [f32]>| {
+        let run_band = |r: Range<usize>, mut dst: Vec<&mut [T]>| {
             let first = r.start;
+            let mut y = vec![0f32; ow];
             self.rows(&img, zp, r, &mut Vec::new(), |oy, b, sums| {
                 for c in b * OC_BLOCK..((b + 1) * OC_BLOCK).min(oc) {
                     let (sc, bi, o) = (e.scale[c], e.bias[c], c % OC_BLOCK);
-                    let row = &mut dst[c][(oy - first) * ow..][..ow];
-                    for (d, a) in row.iter_mut().zip(sums) {
-                        *d = a[o] as f32 * sc + bi;
+                    for (v, a) in y.iter_mut().zip(sums) {
+                        *v = a[o] as f32 * sc + bi;
                     }
                     if e.silu {
-                        super::silu::silu(row);
+                        super::silu::silu(&mut y);
                     }
+                    store(&y, &mut dst[c][(oy - first) * ow..][..ow]);
                 }
             });
         };

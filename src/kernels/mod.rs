@@ -17,8 +17,9 @@
 //! * [`Isa::Avx2Maddubs`]: `vpmaddubsw` multiplies u8 x s8 and adds pairs into a *saturating*
 //!   i16; exact only with 7-bit weights (`|w| <= 63`: `2 * 255 * 63 < 2^15`), which
 //!   `--weight-bits 7` produces.
-//! * [`Isa::AvxVnni`]: `vpdpbusd` (AVX512-VNNI/VL) sums four u8 x s8 products into i32 without
-//!   intermediate rounding: exact for any int8 weights.
+//! * [`Isa::AvxVnni`], [`Isa::Avx512Vnni`]: `vpdpbusd` (AVX512-VNNI, on 256-bit or 512-bit
+//!   vectors) sums four u8 x s8 products into i32 without intermediate rounding: exact for
+//!   any int8 weights.
 
 pub mod conv;
 pub mod pack;
@@ -48,7 +49,10 @@ pub enum Isa {
     ScalarQuads,
     Avx2Madd16,
     Avx2Maddubs,
+    /// `vpdpbusd` on 256-bit vectors.
     AvxVnni,
+    /// `vpdpbusd` on 512-bit vectors.
+    Avx512Vnni,
 }
 
 impl Isa {
@@ -56,7 +60,7 @@ impl Isa {
     pub fn k_group(self) -> usize {
         match self {
             Isa::ScalarPairs | Isa::Avx2Madd16 => 2,
-            Isa::ScalarQuads | Isa::Avx2Maddubs | Isa::AvxVnni => 4,
+            Isa::ScalarQuads | Isa::Avx2Maddubs | Isa::AvxVnni | Isa::Avx512Vnni => 4,
         }
     }
 
@@ -73,6 +77,8 @@ impl Isa {
             Isa::Avx2Madd16 | Isa::Avx2Maddubs => std::arch::is_x86_feature_detected!("avx2"),
             #[cfg(target_arch = "x86_64")]
             Isa::AvxVnni => x86::vnni_available(),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => x86::vnni512_available(),
             #[cfg(not(target_arch = "x86_64"))]
             _ => false,
         }
@@ -87,18 +93,19 @@ impl Isa {
     }
 
     /// The fastest exact kernel on this CPU for weights up to `max_abs_weight`.
-    /// `QDET_KERNEL=vnni|maddubs|madd16|scalar` narrows the choice (to measure the path
+    /// `QDET_KERNEL=vnni512|vnni|maddubs|madd16|scalar` narrows the choice (to measure the path
     /// another CPU would take); a kernel that is unavailable or inexact is still skipped.
     pub fn best(max_abs_weight: i32) -> Isa {
         let wanted = std::env::var("QDET_KERNEL").ok();
         let allowed = |i: &Isa| match wanted.as_deref() {
             None => true,
+            Some("vnni512") => *i == Isa::Avx512Vnni,
             Some("vnni") => *i == Isa::AvxVnni,
             Some("maddubs") => *i == Isa::Avx2Maddubs,
             Some("madd16") => *i == Isa::Avx2Madd16,
             Some(_) => false,
         };
-        [Isa::AvxVnni, Isa::Avx2Maddubs, Isa::Avx2Madd16]
+        [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2Maddubs, Isa::Avx2Madd16]
             .into_iter()
             .filter(allowed)
             .find(|i| i.available() && i.exact_for(max_abs_weight))
@@ -113,8 +120,8 @@ impl Isa {
         }
     }
 
-    pub fn all() -> [Isa; 5] {
-        [Isa::ScalarPairs, Isa::ScalarQuads, Isa::Avx2Madd16, Isa::Avx2Maddubs, Isa::AvxVnni]
+    pub fn all() -> [Isa; 6] {
+        [Isa::ScalarPairs, Isa::ScalarQuads, Isa::Avx2Madd16, Isa::Avx2Maddubs, Isa::AvxVnni, Isa::Avx512Vnni]
     }
 }
 

@@ -10,6 +10,10 @@ pub fn vnni_available() -> bool {
     std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl")
 }
 
+pub fn vnni512_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512f")
+}
+
 /// Runs one tile of 1 to [`super::PX`] pixels on a SIMD `isa`. `x` starts at the tile's
 /// first pixel.
 pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], acc: &mut [[i32; OC_BLOCK]]) {
@@ -32,6 +36,7 @@ fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: 
     // `taps.len() * groups * 64` bytes of `w`, is in bounds.
     unsafe {
         match isa {
+            Isa::Avx512Vnni => vnni512::<P>(x, step, taps, groups, w, acc),
             Isa::AvxVnni => vnni::<P>(x, step, taps, groups, w, acc),
             Isa::Avx2Maddubs => maddubs::<P>(x, step, taps, groups, w, acc),
             Isa::Avx2Madd16 => madd16::<P>(x, step, taps, groups, w, acc),
@@ -79,6 +84,34 @@ macro_rules! kernel_loop {
 unsafe fn vnni<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, acc: &mut [[i32; OC_BLOCK]; P]) {
     // SAFETY: the caller guarantees the features and the reads (see `run`).
     unsafe { kernel_loop!(x, step, taps, groups, w, acc, |a, b, wv| _mm256_dpbusd_epi32(a, b, wv)) }
+}
+
+/// `acc += dpbusd(x, w)` with 512-bit vectors: one vector holds the block's 16 channels, so
+/// a k-group is one weight load and one instruction per pixel (twin:
+/// [`super::scalar::tile_quads`]).
+#[target_feature(enable = "avx512f,avx512vnni")]
+unsafe fn vnni512<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, acc: &mut [[i32; OC_BLOCK]; P]) {
+    // SAFETY: the caller guarantees the features and the reads (see `run`).
+    unsafe {
+        let mut acc_v: [__m512i; P] = std::array::from_fn(|j| _mm512_loadu_si512(acc[j].as_ptr() as *const _));
+        let offsets: [usize; P] = std::array::from_fn(|j| j * step);
+        let mut wp = w;
+        for &tap in taps {
+            let xt = x.add(tap);
+            for g in 0..groups {
+                let wv = _mm512_loadu_si512(wp as *const _);
+                wp = wp.add(WGROUP_BYTES);
+                let xg = xt.add(g * GROUP_BYTES);
+                for j in 0..P {
+                    let b = _mm512_set1_epi32((xg.add(offsets[j]) as *const i32).read_unaligned());
+                    acc_v[j] = _mm512_dpbusd_epi32(acc_v[j], b, wv);
+                }
+            }
+        }
+        for j in 0..P {
+            _mm512_storeu_si512(acc[j].as_mut_ptr() as *mut _, acc_v[j]);
+        }
+    }
 }
 
 /// `acc += maddubs(x, w)` widened to i32 (twin: [`super::scalar::tile_quads`]); exact for
