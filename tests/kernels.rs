@@ -235,3 +235,33 @@ fn simd_interleave_equals_scalar() {
         assert_eq!(a, b);
     }
 }
+
+/// The epilogue's SIMD steps against their scalar twins: scale and bias (the same floats,
+/// bit for bit) and the transposes from pixel-major tiles to channel rows, for row lengths
+/// around the 8- and 16-pixel steps and partial channel blocks.
+#[test]
+fn epilogue_simd_equals_scalar() {
+    use qdet::kernels::epilogue::{scale_bias, scale_bias_scalar, transpose_scalar, Lane};
+    let mut rng = Rng::for_item(23, "epilogue-simd", 0);
+    for n in [1usize, 7, 8, 9, 15, 16, 17, 40, 83] {
+        let acc: Vec<[i32; OC_BLOCK]> = (0..n).map(|_| std::array::from_fn(|_| rng.below(1 << 24) as i32 - (1 << 23))).collect();
+        let scale: [f32; OC_BLOCK] = std::array::from_fn(|_| rng.uniform() as f32 * 1e-3);
+        let bias: [f32; OC_BLOCK] = std::array::from_fn(|_| rng.uniform() as f32 - 0.5);
+        let (mut a, mut b) = (vec![0f32; n * OC_BLOCK], vec![0f32; n * OC_BLOCK]);
+        scale_bias(&acc, &scale, &bias, &mut a);
+        scale_bias_scalar(&acc, &scale, &bias, &mut b);
+        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "scale_bias, {n} pixels");
+        let bytes: Vec<u8> = (0..n * OC_BLOCK).map(|_| rng.below(256) as u8).collect();
+        for channels in [1usize, 5, 8, 9, 16] {
+            fn check<T: Lane + PartialEq + std::fmt::Debug>(t: &[T], n: usize, channels: usize) {
+                let (mut simd, mut twin) = (vec![vec![T::default(); n]; channels], vec![vec![T::default(); n]; channels]);
+                T::transpose(t, &mut simd.iter_mut().map(|r| r.as_mut_slice()).collect::<Vec<_>>());
+                transpose_scalar(t, &mut twin.iter_mut().map(|r| r.as_mut_slice()).collect::<Vec<_>>());
+                assert_eq!(simd, twin, "{n} pixels, {channels} channels");
+                assert_eq!(twin[channels - 1][n - 1], t[OC_BLOCK * (n - 1) + channels - 1]);
+            }
+            check(&a, n, channels);
+            check(&bytes, n, channels);
+        }
+    }
+}

@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::epilogue::Lane;
 use super::pack::{self, PackedWeights};
 use super::{tile, Isa, OC_BLOCK, PX};
 
@@ -153,7 +154,7 @@ impl QConv {
     /// # Panics
     /// If `out` is not `out_c * oh * ow` long.
     pub fn run_f32_into(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [f32]) {
-        self.run_into(x, zp, e, out, |y, dst| dst.copy_from_slice(y));
+        self.run_into(x, zp, e, out, |y, t| t.copy_from_slice(y));
     }
 
     /// The float outputs of [`QConv::run_f32`] quantized to uint8 with `scale` and
@@ -163,13 +164,15 @@ impl QConv {
     /// # Panics
     /// If `out` is not `out_c * oh * ow` long.
     pub fn run_u8_into(&self, x: &[u8], zp: u8, e: Epilogue, (scale, zero_point): (f32, u8), out: &mut [u8]) {
-        self.run_into(x, zp, e, out, |y, dst| super::quantize::quantize(y, scale, zero_point, dst));
+        self.run_into(x, zp, e, out, |y, t| super::quantize::quantize(y, scale, zero_point, t));
     }
 
-    /// Runs the convolution and its float epilogue one output row of one channel at a time
-    /// and hands each row to `store`. Bands of output rows run in parallel on the kernels' own
-    /// pool, if one is set ([`super::threads`]), each writing its rows of every channel.
-    fn run_into<T: Send>(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [T], store: impl Fn(&[f32], &mut [T]) + Sync) {
+    /// Runs the convolution and its float epilogue one output row of one channel block at a
+    /// time, `convert`s the row's floats to `T` (both pixel-major, 16 channels a pixel) and
+    /// writes each channel's row into `out`. Bands of output rows run in parallel on the
+    /// kernels' own pool, if one is set ([`super::threads`]), each writing its rows of every
+    /// channel.
+    fn run_into<T: Lane>(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [T], convert: impl Fn(&[f32], &mut [T]) + Sync) {
         let s = &self.shape;
         let (oc, oh, ow) = (s.out_c, s.out_h(), s.out_w());
         assert_eq!(out.len(), oc * oh * ow, "output is not out_c x oh x ow");
@@ -193,18 +196,25 @@ impl QConv {
         }
         let run_band = |r: Range<usize>, mut dst: Vec<&mut [T]>| {
             let first = r.start;
-            let mut y = vec![0f32; ow];
+            // One row of one channel block, pixel-major like the accumulators, as floats and
+            // as `T`.
+            let (mut y, mut t) = (vec![0f32; ow * OC_BLOCK], vec![T::default(); ow * OC_BLOCK]);
             self.rows(&img, zp, r, &mut Vec::new(), |oy, b, sums| {
-                for c in b * OC_BLOCK..((b + 1) * OC_BLOCK).min(oc) {
-                    let (sc, bi, o) = (e.scale[c], e.bias[c], c % OC_BLOCK);
-                    for (v, a) in y.iter_mut().zip(sums) {
-                        *v = a[o] as f32 * sc + bi;
-                    }
-                    if e.silu {
-                        super::silu::silu(&mut y);
-                    }
-                    store(&y, &mut dst[c][(oy - first) * ow..][..ow]);
+                let channels = b * OC_BLOCK..((b + 1) * OC_BLOCK).min(oc);
+                // Channels past `out_c` have zero sums; scale and bias 0 keep them finite.
+                let lane = |v: &[f32], o: usize| v.get(b * OC_BLOCK + o).copied().unwrap_or(0.0);
+                let scale: [f32; OC_BLOCK] = std::array::from_fn(|o| lane(e.scale, o));
+                let bias: [f32; OC_BLOCK] = std::array::from_fn(|o| lane(e.bias, o));
+                super::epilogue::scale_bias(sums, &scale, &bias, &mut y);
+                if e.silu {
+                    super::silu::silu(&mut y);
                 }
+                convert(&y, &mut t);
+                let mut rows: [&mut [T]; OC_BLOCK] = Default::default();
+                for (row, d) in rows.iter_mut().zip(&mut dst[channels.clone()]) {
+                    *row = &mut d[(oy - first) * ow..][..ow];
+                }
+                T::transpose(&t, &mut rows[..channels.len()]);
             });
         };
         match pool {

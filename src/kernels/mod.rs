@@ -22,6 +22,7 @@
 //!   any int8 weights.
 
 pub mod conv;
+pub mod epilogue;
 pub mod pack;
 pub mod quantize;
 pub mod scalar;

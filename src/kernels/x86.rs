@@ -167,3 +167,115 @@ pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
         _mm_storeu_si128(p.add(3), _mm_unpackhi_epi16(a_hi, b_hi));
     }
 }
+
+/// `out[16 j + o] = acc[j][o] as f32 * scale[o] + bias[o]`, one pixel's 16 channels in two
+/// 8-lane vectors (twin: [`super::epilogue::scale_bias_scalar`]).
+pub(super) fn scale_bias(acc: &[[i32; OC_BLOCK]], scale: &[f32; OC_BLOCK], bias: &[f32; OC_BLOCK], out: &mut [f32]) {
+    assert!(std::arch::is_x86_feature_detected!("avx2") && out.len() == acc.len() * OC_BLOCK);
+    // SAFETY: AVX2 is available and `out` holds 16 floats per pixel of `acc` (asserted).
+    unsafe { scale_bias_avx2(acc, scale, bias, out) }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn scale_bias_avx2(acc: &[[i32; OC_BLOCK]], scale: &[f32; OC_BLOCK], bias: &[f32; OC_BLOCK], out: &mut [f32]) {
+    // SAFETY: the caller guarantees AVX2 and 16 floats of `out` per pixel; loadu/storeu have
+    // no alignment requirement.
+    unsafe {
+        let (s0, s1) = (_mm256_loadu_ps(scale.as_ptr()), _mm256_loadu_ps(scale.as_ptr().add(8)));
+        let (b0, b1) = (_mm256_loadu_ps(bias.as_ptr()), _mm256_loadu_ps(bias.as_ptr().add(8)));
+        for (j, a) in acc.iter().enumerate() {
+            let p = a.as_ptr() as *const __m256i;
+            let y0 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p)), s0), b0);
+            let y1 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p.add(1))), s1), b1);
+            let q = out.as_mut_ptr().add(j * OC_BLOCK);
+            _mm256_storeu_ps(q, y0);
+            _mm256_storeu_ps(q.add(8), y1);
+        }
+    }
+}
+
+/// `rows[o][j] = t[16 j + o]`: one row per channel from pixel-major floats, 8 pixels at a time
+/// through 8x8 AVX2 transposes (twin: [`super::epilogue::transpose_scalar`]).
+pub(super) fn transpose_f32(t: &[f32], rows: &mut [&mut [f32]]) {
+    let n = rows.first().map_or(0, |r| r.len());
+    assert!(std::arch::is_x86_feature_detected!("avx2"));
+    assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);
+    let full = n / 8 * 8;
+    // SAFETY: AVX2 is available; every read is below `16 * full <= t.len()` and every write
+    // below `full <= rows[o].len()` (asserted).
+    unsafe { transpose_f32_avx2(t, rows, full) }
+    for (o, row) in rows.iter_mut().enumerate() {
+        for j in full..n {
+            row[j] = t[OC_BLOCK * j + o];
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn transpose_f32_avx2(t: &[f32], rows: &mut [&mut [f32]], full: usize) {
+    // SAFETY: the caller guarantees AVX2 and the bounds; loadu/storeu need no alignment.
+    unsafe {
+        for j0 in (0..full).step_by(8) {
+            for h in 0..2 {
+                if 8 * h >= rows.len() {
+                    break;
+                }
+                let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(t.as_ptr().add(OC_BLOCK * (j0 + i) + 8 * h)));
+                let lo = |a, b| _mm256_unpacklo_ps(a, b);
+                let hi = |a, b| _mm256_unpackhi_ps(a, b);
+                let (t0, t1, t2, t3) = (lo(r[0], r[1]), hi(r[0], r[1]), lo(r[2], r[3]), hi(r[2], r[3]));
+                let (t4, t5, t6, t7) = (lo(r[4], r[5]), hi(r[4], r[5]), lo(r[6], r[7]), hi(r[6], r[7]));
+                let (u0, u1) = (_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2));
+                let (u2, u3) = (_mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3));
+                let (u4, u5) = (_mm256_shuffle_ps::<0x44>(t4, t6), _mm256_shuffle_ps::<0xEE>(t4, t6));
+                let (u6, u7) = (_mm256_shuffle_ps::<0x44>(t5, t7), _mm256_shuffle_ps::<0xEE>(t5, t7));
+                let c = [
+                    _mm256_permute2f128_ps::<0x20>(u0, u4),
+                    _mm256_permute2f128_ps::<0x20>(u1, u5),
+                    _mm256_permute2f128_ps::<0x20>(u2, u6),
+                    _mm256_permute2f128_ps::<0x20>(u3, u7),
+                    _mm256_permute2f128_ps::<0x31>(u0, u4),
+                    _mm256_permute2f128_ps::<0x31>(u1, u5),
+                    _mm256_permute2f128_ps::<0x31>(u2, u6),
+                    _mm256_permute2f128_ps::<0x31>(u3, u7),
+                ];
+                for (o, v) in c.into_iter().enumerate() {
+                    if let Some(row) = rows.get_mut(8 * h + o) {
+                        _mm256_storeu_ps(row.as_mut_ptr().add(j0), v);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `rows[o][j] = t[16 j + o]` for bytes, 16 pixels at a time through a 16x16 SSE2 transpose:
+/// four rounds of the perfect shuffle `x'[2k], x'[2k+1] = unpack_lo/hi(x[k], x[k+8])` (twin:
+/// [`super::epilogue::transpose_scalar`]).
+pub(super) fn transpose_u8(t: &[u8], rows: &mut [&mut [u8]]) {
+    let n = rows.first().map_or(0, |r| r.len());
+    assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);
+    let full = n / 16 * 16;
+    for j0 in (0..full).step_by(16) {
+        // SAFETY: SSE2 is part of x86_64; reads are below `16 * full <= t.len()` and writes
+        // below `full <= rows[o].len()` (asserted); loadu/storeu need no alignment.
+        unsafe {
+            let mut x: [__m128i; 16] = std::array::from_fn(|i| _mm_loadu_si128(t.as_ptr().add(OC_BLOCK * (j0 + i)) as *const __m128i));
+            for _ in 0..4 {
+                let y = x;
+                for k in 0..8 {
+                    x[2 * k] = _mm_unpacklo_epi8(y[k], y[k + 8]);
+                    x[2 * k + 1] = _mm_unpackhi_epi8(y[k], y[k + 8]);
+                }
+            }
+            for (o, row) in rows.iter_mut().enumerate() {
+                _mm_storeu_si128(row.as_mut_ptr().add(j0) as *mut __m128i, x[o]);
+            }
+        }
+    }
+    for (o, row) in rows.iter_mut().enumerate() {
+        for j in full..n {
+            row[j] = t[OC_BLOCK * j + o];
+        }
+    }
+}
