@@ -32,7 +32,7 @@ impl EvalOp for QuantizeU8 {
         let x = inputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
         // Written in place: building the tensor from a Vec would copy it.
         let mut out = Tensor::zero::<u8>(inputs[0].shape())?;
-        crate::kernels::quantize::quantize(x, self.scale, self.zero_point, out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?);
+        crate::kernels::quantize::quantize_parallel(x, self.scale, self.zero_point, out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?);
         Ok(tvec!(out.into_tvalue()))
     }
 }

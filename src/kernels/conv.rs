@@ -154,7 +154,7 @@ impl QConv {
     /// # Panics
     /// If `out` is not `out_c * oh * ow` long.
     pub fn run_f32_into(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [f32]) {
-        self.run_into(x, zp, e, out, |y, t| t.copy_from_slice(y));
+        self.run_into(x, zp, e, out, |y, _| y);
     }
 
     /// The float outputs of [`QConv::run_f32`] quantized to uint8 with `scale` and
@@ -164,15 +164,19 @@ impl QConv {
     /// # Panics
     /// If `out` is not `out_c * oh * ow` long.
     pub fn run_u8_into(&self, x: &[u8], zp: u8, e: Epilogue, (scale, zero_point): (f32, u8), out: &mut [u8]) {
-        self.run_into(x, zp, e, out, |y, t| super::quantize::quantize(y, scale, zero_point, t));
+        self.run_into(x, zp, e, out, |y, t| {
+            super::quantize::quantize(y, scale, zero_point, t);
+            t
+        });
     }
 
     /// Runs the convolution and its float epilogue one output row of one channel block at a
-    /// time, `convert`s the row's floats to `T` (both pixel-major, 16 channels a pixel) and
+    /// time, `convert`s the row's floats to `T` (both pixel-major, 16 channels a pixel; the
+    /// floats themselves, or scratch it fills) and
     /// writes each channel's row into `out`. Bands of output rows run in parallel on the
     /// kernels' own pool, if one is set ([`super::threads`]), each writing its rows of every
     /// channel.
-    fn run_into<T: Lane>(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [T], convert: impl Fn(&[f32], &mut [T]) + Sync) {
+    fn run_into<T: Lane>(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [T], convert: impl for<'a> Fn(&'a [f32], &'a mut [T]) -> &'a [T] + Sync) {
         let s = &self.shape;
         let (oc, oh, ow) = (s.out_c, s.out_h(), s.out_w());
         assert_eq!(out.len(), oc * oh * ow, "output is not out_c x oh x ow");
@@ -209,12 +213,12 @@ impl QConv {
                 if e.silu {
                     super::silu::silu(&mut y);
                 }
-                convert(&y, &mut t);
+                let t = convert(&y, &mut t);
                 let mut rows: [&mut [T]; OC_BLOCK] = Default::default();
                 for (row, d) in rows.iter_mut().zip(&mut dst[channels.clone()]) {
                     *row = &mut d[(oy - first) * ow..][..ow];
                 }
-                T::transpose(&t, &mut rows[..channels.len()]);
+                T::transpose(t, &mut rows[..channels.len()]);
             });
         };
         match pool {

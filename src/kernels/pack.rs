@@ -10,6 +10,8 @@
 //!   64 bytes, two 32-byte vectors for channels 0..8 and 8..16. Channels past `out_c` and
 //!   past `in_c` are zero weights.
 
+use rayon::prelude::*;
+
 use super::conv::ConvShape;
 use super::{Isa, OC_BLOCK, WGROUP_BYTES};
 
@@ -90,8 +92,8 @@ pub fn image(isa: Isa, s: &ConvShape, x: &[u8], zp: u8, out: &mut Vec<u8>) {
     fill(&mut out[..s.pad[0] * row_bytes]);
     fill(&mut out[(s.pad[0] + s.in_h) * row_bytes..]);
     let plane = s.in_h * s.in_w;
-    for y in 0..s.in_h {
-        let row = &mut out[(s.pad[0] + y) * row_bytes..][..row_bytes];
+    let interior = &mut out[s.pad[0] * row_bytes..][..s.in_h * row_bytes];
+    let fill_row = |y: usize, row: &mut [u8]| {
         fill(&mut row[..s.pad[1] * px]);
         fill(&mut row[(s.pad[1] + s.in_w) * px..]);
         let row = &mut row[s.pad[1] * px..][..s.in_w * px];
@@ -130,6 +132,10 @@ pub fn image(isa: Isa, s: &ConvShape, x: &[u8], zp: u8, out: &mut Vec<u8>) {
                 }
             }
         }
+    };
+    match super::threads::pool() {
+        Some(pool) if s.in_h > 1 => pool.install(|| interior.par_chunks_mut(row_bytes).enumerate().with_min_len(4).for_each(|(y, row)| fill_row(y, row))),
+        _ => interior.chunks_mut(row_bytes).enumerate().for_each(|(y, row)| fill_row(y, row)),
     }
 }
 
