@@ -8,7 +8,7 @@ use rayon::prelude::*;
 
 use super::epilogue::Lane;
 use super::pack::{self, PackedWeights};
-use super::{tile, Isa, OC_BLOCK, PX};
+use super::{tile, Isa, OC_BLOCK};
 
 thread_local! {
     /// The padded image of the last convolution on this thread, kept for its allocation:
@@ -107,6 +107,7 @@ impl QConv {
         let px = pack::padded_channels(isa, s.in_c) * isa.value_bytes();
         let row_bytes = (s.in_w + s.pad[1] + s.pad[3]) * px;
         let step = s.stride.1 * px;
+        let tp = isa.tile_pixels();
         acc.resize(s.out_w(), [0; OC_BLOCK]);
         for oy in rows {
             let base = oy * s.stride.0 * row_bytes;
@@ -115,8 +116,8 @@ impl QConv {
                 // Starting from -zp * sum(w) subtracts the zero point for free.
                 let start: [i32; OC_BLOCK] = std::array::from_fn(|o| -i32::from(zp) * self.weights.sums[b * OC_BLOCK + o]);
                 acc.fill(start);
-                for (i, chunk) in acc.chunks_mut(PX).enumerate() {
-                    tile(isa, img, base + i * PX * step, step, &self.taps, self.groups, w, chunk);
+                for (i, chunk) in acc.chunks_mut(tp).enumerate() {
+                    tile(isa, img, base + i * tp * step, step, &self.taps, self.groups, w, chunk);
                 }
                 emit(oy, b, acc);
             }

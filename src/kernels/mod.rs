@@ -33,9 +33,8 @@ pub mod x86;
 
 /// Output channels per micro-kernel tile: two 8-lane i32 vectors.
 pub const OC_BLOCK: usize = 16;
-/// Most output pixels per micro-kernel tile: 2 x 6 accumulators, 2 weight vectors and a
-/// broadcast fill AVX2's 16 vector registers.
-pub const PX: usize = 6;
+/// Most output pixels per micro-kernel tile (see [`Isa::tile_pixels`]).
+pub const PX: usize = 12;
 /// Bytes of one k-group of one pixel: 4 u8 (quads) or 2 u16 (pairs).
 pub const GROUP_BYTES: usize = 4;
 /// Bytes of one k-group of a packed weight block.
@@ -68,6 +67,18 @@ impl Isa {
     /// Bytes per value in the layouts: 1 (u8/i8) for quads, 2 (u16/i16) for pairs.
     pub fn value_bytes(self) -> usize {
         GROUP_BYTES / self.k_group()
+    }
+
+    /// Output pixels per tile. Each pixel's accumulators are updated once per k-group, so
+    /// their number bounds how many multiply-adds are in flight: 12 zmm accumulators cover
+    /// `vpdpbusd`'s latency on two ports (6 left the 512-bit kernel latency-bound); on
+    /// 256-bit vectors, 2 x 6 accumulators, 2 weight vectors and a broadcast fill AVX2's 16
+    /// registers.
+    pub fn tile_pixels(self) -> usize {
+        match self {
+            Isa::Avx512Vnni => 12,
+            _ => 6,
+        }
     }
 
     /// Whether this CPU can run it.

@@ -24,6 +24,12 @@ pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usiz
         4 => run::<4>(isa, x, step, taps, groups, w, acc),
         5 => run::<5>(isa, x, step, taps, groups, w, acc),
         6 => run::<6>(isa, x, step, taps, groups, w, acc),
+        7 => run::<7>(isa, x, step, taps, groups, w, acc),
+        8 => run::<8>(isa, x, step, taps, groups, w, acc),
+        9 => run::<9>(isa, x, step, taps, groups, w, acc),
+        10 => run::<10>(isa, x, step, taps, groups, w, acc),
+        11 => run::<11>(isa, x, step, taps, groups, w, acc),
+        12 => run::<12>(isa, x, step, taps, groups, w, acc),
         n => panic!("a tile has 1 to {} pixels, not {n}", super::PX),
     }
 }
