@@ -30,6 +30,10 @@ pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usiz
         10 => run::<10>(isa, x, step, taps, groups, w, acc),
         11 => run::<11>(isa, x, step, taps, groups, w, acc),
         12 => run::<12>(isa, x, step, taps, groups, w, acc),
+        13 => run::<13>(isa, x, step, taps, groups, w, acc),
+        14 => run::<14>(isa, x, step, taps, groups, w, acc),
+        15 => run::<15>(isa, x, step, taps, groups, w, acc),
+        16 => run::<16>(isa, x, step, taps, groups, w, acc),
         n => panic!("a tile has 1 to {} pixels, not {n}", super::PX),
     }
 }
