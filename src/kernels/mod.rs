@@ -71,8 +71,8 @@ impl Isa {
 
     /// Output pixels per tile. Each pixel's accumulators are updated once per k-group, so
     /// their number bounds how many multiply-adds are in flight: 16 zmm accumulators cover
-    /// `vpdpbusd`'s latency on two ports (6 left the 512-bit kernel latency-bound; 12 and 16
-    /// measured about 25% and 28% faster end to end); on 256-bit vectors, 2 x 6
+    /// `vpdpbusd`'s latency on two ports (6 left the 512-bit kernel latency-bound: 12 ran the
+    /// whole int8 model about 12% faster, 16 a few % more); on 256-bit vectors, 2 x 6
     /// accumulators, 2 weight vectors and a broadcast fill AVX2's 16 registers.
     pub fn tile_pixels(self) -> usize {
         match self {
