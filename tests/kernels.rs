@@ -177,23 +177,37 @@ fn float_epilogue_applies_scale_bias_and_silu() {
     }
 }
 
-/// The AVX2 compilation of QuantizeLinear against the portable one, on values around every
-/// rounding tie and past both ends of the range.
+/// QuantizeLinear: the SIMD compilations against the portable one, and all against the ONNX
+/// formula with a true division, over scales from 1e-4 to 10, values spread over the whole
+/// uint8 range and beyond, values a few ulp around every rounding tie (where the reciprocal
+/// shortcut must fall back to dividing), and non-finite ones.
 #[test]
 fn quantize_simd_equals_scalar() {
     let mut rng = Rng::for_item(17, "quantize", 0);
-    let scale = 0.037f32;
-    let mut x: Vec<f32> = (0..10_000).map(|_| (rng.uniform() as f32 - 0.3) * 12.0).collect();
-    x.extend((-300..300).map(|k| (k as f32 + 0.5) * scale));
-    x.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.0, -0.0]);
-    for zp in [0u8, 7, 128, 255] {
-        let (mut a, mut b) = (vec![0u8; x.len()], vec![0u8; x.len()]);
-        qdet::kernels::quantize::quantize(&x, scale, zp, &mut a);
-        qdet::kernels::quantize::quantize_scalar(&x, scale, zp, &mut b);
-        assert_eq!(a, b, "zero point {zp}");
-        for (i, &v) in x.iter().enumerate().filter(|(_, v)| v.is_finite()) {
-            let want = ((v / scale).round_ties_even() + f32::from(zp)).clamp(0.0, 255.0) as u8;
-            assert_eq!(a[i], want, "{v}");
+    for round in 0..60 {
+        let scale = if round == 0 { 0.037f32 } else { 10f32.powf(rng.uniform() as f32 * 5.0 - 4.0) };
+        let mut x: Vec<f32> = (0..4_000).map(|_| (rng.uniform() as f32 - 0.3) * 400.0 * scale).collect();
+        for k in -300..300 {
+            let tie = (k as f32 + 0.5) * scale;
+            let mut v = tie;
+            for _ in 0..3 {
+                v = v.next_down();
+            }
+            for _ in 0..7 {
+                x.push(v);
+                v = v.next_up();
+            }
+        }
+        x.extend([f32::NAN, f32::INFINITY, f32::NEG_INFINITY, 1e30, -1e30, 0.0, -0.0]);
+        for zp in [0u8, 7, 128, 255] {
+            let (mut a, mut b) = (vec![0u8; x.len()], vec![0u8; x.len()]);
+            qdet::kernels::quantize::quantize(&x, scale, zp, &mut a);
+            qdet::kernels::quantize::quantize_scalar(&x, scale, zp, &mut b);
+            assert_eq!(a, b, "scale {scale}, zero point {zp}");
+            for (i, &v) in x.iter().enumerate().filter(|(_, v)| v.is_finite()) {
+                let want = ((v / scale).round_ties_even() + f32::from(zp)).clamp(0.0, 255.0) as u8;
+                assert_eq!(a[i], want, "{v} / {scale} + {zp}");
+            }
         }
     }
 }
