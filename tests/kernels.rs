@@ -85,10 +85,11 @@ fn simd_tiles_equal_their_scalar_twins() {
                     x[base..base + GROUP_BYTES].iter_mut().step_by(vb).for_each(|v| *v = 255);
                     let wmin = (-max_abs.min(128) as i16).to_le_bytes();
                     w[..GROUP_BYTES].chunks_exact_mut(vb).for_each(|v| v.copy_from_slice(&wmin[..vb]));
-                    let init: Vec<[i32; OC_BLOCK]> = (0..n).map(|j| std::array::from_fn(|o| (j * 16 + o) as i32 * 1000 - 7)).collect();
-                    let (mut simd, mut twin) = (init.clone(), init);
-                    tile(isa, &x, base, step, &taps, groups, &w, &mut simd);
-                    tile(isa.twin(), &x, base, step, &taps, groups, &w, &mut twin);
+                    let init: [i32; OC_BLOCK] = std::array::from_fn(|o| o as i32 * 1000 - 7);
+                    // Whatever the tiles held before is overwritten.
+                    let (mut simd, mut twin) = (vec![[1; OC_BLOCK]; n], vec![[-1; OC_BLOCK]; n]);
+                    tile(isa, &x, base, step, &taps, groups, &w, &init, &mut simd);
+                    tile(isa.twin(), &x, base, step, &taps, groups, &w, &init, &mut twin);
                     assert_eq!(simd, twin, "{isa:?}, {groups} groups, {n_taps} taps, {n} pixels");
                 }
             }

@@ -115,9 +115,8 @@ impl QConv {
                 let w = self.weights.block(b);
                 // Starting from -zp * sum(w) subtracts the zero point for free.
                 let start: [i32; OC_BLOCK] = std::array::from_fn(|o| -i32::from(zp) * self.weights.sums[b * OC_BLOCK + o]);
-                acc.fill(start);
                 for (i, chunk) in acc.chunks_mut(tp).enumerate() {
-                    tile(isa, img, base + i * tp * step, step, &self.taps, self.groups, w, chunk);
+                    tile(isa, img, base + i * tp * step, step, &self.taps, self.groups, w, &start, chunk);
                 }
                 emit(oy, b, acc);
             }

@@ -138,7 +138,7 @@ impl Isa {
 }
 
 /// One tile: for each pixel `j < acc.len()` (at most [`PX`]) and channel `o` of the block,
-/// `acc[j][o] += sum_t sum_g x[base + j * step + taps[t] + 4 g ..][..4] . w[t][g][o]`
+/// `acc[j][o] = init[o] + sum_t sum_g x[base + j * step + taps[t] + 4 g ..][..4] . w[t][g][o]`
 /// over `groups` k-groups per tap; `x` is a padded image of [`pack::image`] and `w` one weight
 /// block of [`pack::PackedWeights`].
 ///
@@ -146,7 +146,7 @@ impl Isa {
 /// If `isa` is not [`Isa::available`], `acc` is empty or longer than [`PX`], or an operand is
 /// too short for the offsets.
 #[allow(clippy::too_many_arguments)]
-pub fn tile(isa: Isa, x: &[u8], base: usize, step: usize, taps: &[usize], groups: usize, w: &[u8], acc: &mut [[i32; OC_BLOCK]]) {
+pub fn tile(isa: Isa, x: &[u8], base: usize, step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
     let n = acc.len();
     assert!((1..=PX).contains(&n), "a tile has 1 to {PX} pixels, not {n}");
     assert!(w.len() >= taps.len() * groups * WGROUP_BYTES, "weight block too short");
@@ -155,10 +155,10 @@ pub fn tile(isa: Isa, x: &[u8], base: usize, step: usize, taps: &[usize], groups
     assert!(isa.available(), "{isa:?} is not available on this CPU");
     let x = &x[base..];
     match isa {
-        Isa::ScalarPairs => scalar::tile_pairs(x, step, taps, groups, w, acc),
-        Isa::ScalarQuads => scalar::tile_quads(x, step, taps, groups, w, acc),
+        Isa::ScalarPairs => scalar::tile_pairs(x, step, taps, groups, w, init, acc),
+        Isa::ScalarQuads => scalar::tile_quads(x, step, taps, groups, w, init, acc),
         #[cfg(target_arch = "x86_64")]
-        _ => x86::tile(isa, x, step, taps, groups, w, acc),
+        _ => x86::tile(isa, x, step, taps, groups, w, init, acc),
         #[cfg(not(target_arch = "x86_64"))]
         _ => unreachable!("checked by available()"),
     }

@@ -43,7 +43,10 @@ fn quantize_body(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
     }
     let whole = x.len() / CHUNK * CHUNK;
     for (xs, os) in x[..whole].chunks_exact(CHUNK).zip(out[..whole].chunks_exact_mut(CHUNK)) {
-        let q: [f32; CHUNK] = std::array::from_fn(|i| xs[i] * inv);
+        let mut q = [0f32; CHUNK];
+        for (q, &v) in q.iter_mut().zip(xs) {
+            *q = v * inv;
+        }
         let near = q.iter().fold(false, |near, &v| {
             let from_int = (v - ((v + ROUND) - ROUND)).abs();
             near | ((from_int - 0.5).abs() < NEAR_HALF)

@@ -1,11 +1,13 @@
 //! Portable micro-kernels: the twins the SIMD kernels are tested against, and the fallback
-//! on CPUs without them. Same layouts ([`super::pack`]), plain integer arithmetic.
+//! on CPUs without them. Same layouts ([`super::pack`]), plain integer arithmetic; each
+//! starts every pixel's sums at `init`.
 
 use super::{GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
 /// Pairs layout: a pixel's group is two u16 channels, a weight group `OC_BLOCK` x two i16,
 /// little-endian.
-pub fn tile_pairs(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], acc: &mut [[i32; OC_BLOCK]]) {
+pub fn tile_pairs(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+    acc.fill(*init);
     let u16_at = |s: &[u8], i: usize| i32::from(u16::from_le_bytes([s[i], s[i + 1]]));
     let i16_at = |s: &[u8], i: usize| i32::from(i16::from_le_bytes([s[i], s[i + 1]]));
     for (t, &tap) in taps.iter().enumerate() {
@@ -23,7 +25,8 @@ pub fn tile_pairs(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8]
 }
 
 /// Quads layout: a pixel's group is four u8 channels, a weight group `OC_BLOCK` x four i8.
-pub fn tile_quads(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], acc: &mut [[i32; OC_BLOCK]]) {
+pub fn tile_quads(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+    acc.fill(*init);
     for (t, &tap) in taps.iter().enumerate() {
         for g in 0..groups {
             let wg = &w[(t * groups + g) * WGROUP_BYTES..][..WGROUP_BYTES];

@@ -16,29 +16,31 @@ pub fn vnni512_available() -> bool {
 
 /// Runs one tile of 1 to [`super::PX`] pixels on a SIMD `isa`. `x` starts at the tile's
 /// first pixel.
-pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], acc: &mut [[i32; OC_BLOCK]]) {
+#[allow(clippy::too_many_arguments)]
+pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
     match acc.len() {
-        1 => run::<1>(isa, x, step, taps, groups, w, acc),
-        2 => run::<2>(isa, x, step, taps, groups, w, acc),
-        3 => run::<3>(isa, x, step, taps, groups, w, acc),
-        4 => run::<4>(isa, x, step, taps, groups, w, acc),
-        5 => run::<5>(isa, x, step, taps, groups, w, acc),
-        6 => run::<6>(isa, x, step, taps, groups, w, acc),
-        7 => run::<7>(isa, x, step, taps, groups, w, acc),
-        8 => run::<8>(isa, x, step, taps, groups, w, acc),
-        9 => run::<9>(isa, x, step, taps, groups, w, acc),
-        10 => run::<10>(isa, x, step, taps, groups, w, acc),
-        11 => run::<11>(isa, x, step, taps, groups, w, acc),
-        12 => run::<12>(isa, x, step, taps, groups, w, acc),
-        13 => run::<13>(isa, x, step, taps, groups, w, acc),
-        14 => run::<14>(isa, x, step, taps, groups, w, acc),
-        15 => run::<15>(isa, x, step, taps, groups, w, acc),
-        16 => run::<16>(isa, x, step, taps, groups, w, acc),
+        1 => run::<1>(isa, x, step, taps, groups, w, init, acc),
+        2 => run::<2>(isa, x, step, taps, groups, w, init, acc),
+        3 => run::<3>(isa, x, step, taps, groups, w, init, acc),
+        4 => run::<4>(isa, x, step, taps, groups, w, init, acc),
+        5 => run::<5>(isa, x, step, taps, groups, w, init, acc),
+        6 => run::<6>(isa, x, step, taps, groups, w, init, acc),
+        7 => run::<7>(isa, x, step, taps, groups, w, init, acc),
+        8 => run::<8>(isa, x, step, taps, groups, w, init, acc),
+        9 => run::<9>(isa, x, step, taps, groups, w, init, acc),
+        10 => run::<10>(isa, x, step, taps, groups, w, init, acc),
+        11 => run::<11>(isa, x, step, taps, groups, w, init, acc),
+        12 => run::<12>(isa, x, step, taps, groups, w, init, acc),
+        13 => run::<13>(isa, x, step, taps, groups, w, init, acc),
+        14 => run::<14>(isa, x, step, taps, groups, w, init, acc),
+        15 => run::<15>(isa, x, step, taps, groups, w, init, acc),
+        16 => run::<16>(isa, x, step, taps, groups, w, init, acc),
         n => panic!("a tile has 1 to {} pixels, not {n}", super::PX),
     }
 }
 
-fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], acc: &mut [[i32; OC_BLOCK]]) {
+#[allow(clippy::too_many_arguments)]
+fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
     let acc: &mut [[i32; OC_BLOCK]; P] = acc.try_into().expect("tile() dispatches on the length");
     let (x, w) = (x.as_ptr(), w.as_ptr());
     // SAFETY: `super::tile` checked that this CPU has the ISA's features and that every read,
@@ -46,10 +48,10 @@ fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: 
     // `taps.len() * groups * 64` bytes of `w`, is in bounds.
     unsafe {
         match isa {
-            Isa::Avx512Vnni => vnni512::<P>(x, step, taps, groups, w, acc),
-            Isa::AvxVnni => vnni::<P>(x, step, taps, groups, w, acc),
-            Isa::Avx2Maddubs => maddubs::<P>(x, step, taps, groups, w, acc),
-            Isa::Avx2Madd16 => madd16::<P>(x, step, taps, groups, w, acc),
+            Isa::Avx512Vnni => vnni512::<P>(x, step, taps, groups, w, init, acc),
+            Isa::AvxVnni => vnni::<P>(x, step, taps, groups, w, init, acc),
+            Isa::Avx2Maddubs => maddubs::<P>(x, step, taps, groups, w, init, acc),
+            Isa::Avx2Madd16 => madd16::<P>(x, step, taps, groups, w, init, acc),
             Isa::ScalarPairs | Isa::ScalarQuads => unreachable!("scalar kernels are not in this module"),
         }
     }
@@ -58,12 +60,13 @@ fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: 
 /// The loop the three kernels share: per tap and k-group, two weight vectors (channels 0..8,
 /// 8..16) and one 32-bit broadcast per pixel, folded into the accumulators by `$mac`.
 macro_rules! kernel_loop {
-    ($x:ident, $step:ident, $taps:ident, $groups:ident, $w:ident, $acc:ident, |$a:ident, $b:ident, $wv:ident| $mac:expr) => {{
-        let mut acc_v: [[__m256i; 2]; P] = std::array::from_fn(|j| {
-            let p = $acc[j].as_ptr() as *const __m256i;
-            [_mm256_loadu_si256(p), _mm256_loadu_si256(p.add(1))]
-        });
-        let offsets: [usize; P] = std::array::from_fn(|j| j * $step);
+    ($x:ident, $step:ident, $taps:ident, $groups:ident, $w:ident, $init:ident, $acc:ident, |$a:ident, $b:ident, $wv:ident| $mac:expr) => {{
+        let start = [_mm256_loadu_si256($init.as_ptr() as *const __m256i), _mm256_loadu_si256($init.as_ptr().add(8) as *const __m256i)];
+        let mut acc_v: [[__m256i; 2]; P] = [start; P];
+        let mut offsets = [0usize; P];
+        for (j, o) in offsets.iter_mut().enumerate() {
+            *o = j * $step;
+        }
         let mut wp = $w;
         for &tap in $taps {
             let xt = $x.add(tap);
@@ -91,20 +94,26 @@ macro_rules! kernel_loop {
 
 /// `acc += dpbusd(x, w)`: four u8 x s8 products per lane (twin: [`super::scalar::tile_quads`]).
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-unsafe fn vnni<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, acc: &mut [[i32; OC_BLOCK]; P]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn vnni<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
     // SAFETY: the caller guarantees the features and the reads (see `run`).
-    unsafe { kernel_loop!(x, step, taps, groups, w, acc, |a, b, wv| _mm256_dpbusd_epi32(a, b, wv)) }
+    unsafe { kernel_loop!(x, step, taps, groups, w, init, acc, |a, b, wv| _mm256_dpbusd_epi32(a, b, wv)) }
 }
 
 /// `acc += dpbusd(x, w)` with 512-bit vectors: one vector holds the block's 16 channels, so
 /// a k-group is one weight load and one instruction per pixel (twin:
 /// [`super::scalar::tile_quads`]).
 #[target_feature(enable = "avx512f,avx512vnni")]
-unsafe fn vnni512<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, acc: &mut [[i32; OC_BLOCK]; P]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn vnni512<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
     // SAFETY: the caller guarantees the features and the reads (see `run`).
     unsafe {
-        let mut acc_v: [__m512i; P] = std::array::from_fn(|j| _mm512_loadu_si512(acc[j].as_ptr() as *const _));
-        let offsets: [usize; P] = std::array::from_fn(|j| j * step);
+        let start = _mm512_loadu_si512(init.as_ptr() as *const _);
+        let mut acc_v: [__m512i; P] = [start; P];
+        let mut offsets = [0usize; P];
+        for (j, o) in offsets.iter_mut().enumerate() {
+            *o = j * step;
+        }
         let mut wp = w;
         for &tap in taps {
             let xt = x.add(tap);
@@ -127,19 +136,21 @@ unsafe fn vnni512<const P: usize>(x: *const u8, step: usize, taps: &[usize], gro
 /// `acc += maddubs(x, w)` widened to i32 (twin: [`super::scalar::tile_quads`]); exact for
 /// `|w| <= 63` only.
 #[target_feature(enable = "avx2")]
-unsafe fn maddubs<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, acc: &mut [[i32; OC_BLOCK]; P]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn maddubs<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
     // SAFETY: the caller guarantees AVX2 and the reads (see `run`).
     unsafe {
         let ones = _mm256_set1_epi16(1);
-        kernel_loop!(x, step, taps, groups, w, acc, |a, b, wv| _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(b, wv), ones)))
+        kernel_loop!(x, step, taps, groups, w, init, acc, |a, b, wv| _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(b, wv), ones)))
     }
 }
 
 /// `acc += madd16(x, w)` on u16/i16 pairs (twin: [`super::scalar::tile_pairs`]).
 #[target_feature(enable = "avx2")]
-unsafe fn madd16<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, acc: &mut [[i32; OC_BLOCK]; P]) {
+#[allow(clippy::too_many_arguments)]
+unsafe fn madd16<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
     // SAFETY: the caller guarantees AVX2 and the reads (see `run`).
-    unsafe { kernel_loop!(x, step, taps, groups, w, acc, |a, b, wv| _mm256_add_epi32(a, _mm256_madd_epi16(b, wv))) }
+    unsafe { kernel_loop!(x, step, taps, groups, w, init, acc, |a, b, wv| _mm256_add_epi32(a, _mm256_madd_epi16(b, wv))) }
 }
 
 /// `out[4 * j + t] = rows[t][j]`: 16 pixels of four channel planes into channels-last quads
@@ -230,7 +241,10 @@ unsafe fn transpose_f32_avx2(t: &[f32], rows: &mut [&mut [f32]], full: usize) {
                 if 8 * h >= rows.len() {
                     break;
                 }
-                let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(t.as_ptr().add(OC_BLOCK * (j0 + i) + 8 * h)));
+                let mut r = [_mm256_setzero_ps(); 8];
+                for (i, r) in r.iter_mut().enumerate() {
+                    *r = _mm256_loadu_ps(t.as_ptr().add(OC_BLOCK * (j0 + i) + 8 * h));
+                }
                 let lo = |a, b| _mm256_unpacklo_ps(a, b);
                 let hi = |a, b| _mm256_unpackhi_ps(a, b);
                 let (t0, t1, t2, t3) = (lo(r[0], r[1]), hi(r[0], r[1]), lo(r[2], r[3]), hi(r[2], r[3]));
@@ -270,7 +284,10 @@ pub(super) fn transpose_u8(t: &[u8], rows: &mut [&mut [u8]]) {
         // SAFETY: SSE2 is part of x86_64; reads are below `16 * full <= t.len()` and writes
         // below `full <= rows[o].len()` (asserted); loadu/storeu need no alignment.
         unsafe {
-            let mut x: [__m128i; 16] = std::array::from_fn(|i| _mm_loadu_si128(t.as_ptr().add(OC_BLOCK * (j0 + i)) as *const __m128i));
+            let mut x = [_mm_setzero_si128(); 16];
+            for (i, x) in x.iter_mut().enumerate() {
+                *x = _mm_loadu_si128(t.as_ptr().add(OC_BLOCK * (j0 + i)) as *const __m128i);
+            }
             for _ in 0..4 {
                 let y = x;
                 for k in 0..8 {
