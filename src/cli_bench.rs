@@ -60,9 +60,10 @@ struct ModelResult {
     profile_ms: Option<BTreeMap<String, f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernel: Option<String>,
-    /// Integer convs, SiLUs fused into them, convs writing uint8 for the next one.
+    /// Integer convs, SiLUs fused into them, convs writing uint8 for the next one, uint8
+    /// tensors written in their readers' channels-last layout.
     #[serde(skip_serializing_if = "Option::is_none")]
-    int8_fused: Option<[usize; 3]>,
+    int8_fused: Option<[usize; 4]>,
 }
 
 /// Nearest-rank percentile of sorted `v`.
@@ -140,7 +141,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             total: percentiles(total),
             profile_ms: a.profile.then(|| profile.into_iter().map(|(k, v)| (k, ms(v) / runs)).collect()),
             int8_kernel: det.model.int8_report().and_then(|r| r.isa).map(|i| format!("{i:?}")),
-            int8_fused: det.model.int8_report().filter(|r| r.replaced > 0).map(|r| [r.replaced, r.silu_fused, r.requant_fused]),
+            int8_fused: det.model.int8_report().filter(|r| r.replaced > 0).map(|r| [r.replaced, r.silu_fused, r.requant_fused, r.handed_over]),
         });
     }
     if a.json {
@@ -162,8 +163,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             println!("{name:<40} {stage:>10} {:>22.2} {:>22.2} {:>22.2} {ratio:>8}", p.p50_ms, p.p90_ms, p.p99_ms);
         }
         if let Some(k) = &r.int8_kernel {
-            let [convs, silu, requant] = r.int8_fused.unwrap_or_default();
-            println!("{name:<40} {convs} int8 convs on the {k} kernel, {silu} with SiLU fused, {requant} writing uint8 for the next conv");
+            let [convs, silu, requant, packed] = r.int8_fused.unwrap_or_default();
+            println!("{name:<40} {convs} int8 convs on the {k} kernel, {silu} with SiLU fused, {requant} writing uint8 for the next conv, {packed} uint8 tensors in their readers' layout");
         }
         if let Some(prof) = &r.profile_ms {
             let mut ops: Vec<(&String, &f64)> = prof.iter().collect();

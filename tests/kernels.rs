@@ -280,3 +280,35 @@ fn epilogue_simd_equals_scalar() {
         }
     }
 }
+
+/// A requantizing conv writing the next conv's padded channels-last image directly must give
+/// that conv the same input as writing `[C][H][W]` uint8 and packing it: the next conv's
+/// outputs are compared bit for bit, with 20 channels (a second, partial block of 16) and
+/// asymmetric padding.
+#[test]
+fn packed_handover_equals_repacking() {
+    use qdet::kernels::conv::{Input, Output};
+    let mut rng = Rng::for_item(29, "handover", 0);
+    let sa = ConvShape { in_c: 8, in_h: 23, in_w: 19, out_c: 20, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
+    let sb = ConvShape { in_c: 20, in_h: 23, in_w: 19, out_c: 7, kh: 3, kw: 3, stride: (2, 2), pad: [1, 0, 1, 2], dilation: (1, 1) };
+    let x = pixels(&mut rng, 8 * 23 * 19);
+    let scale: Vec<f32> = (0..20).map(|c| 2e-4 * (c + 1) as f32).collect();
+    let bias: Vec<f32> = (0..20).map(|c| c as f32 * 0.1 - 1.0).collect();
+    let ea = Epilogue { scale: &scale, bias: &bias, silu: true };
+    let eb = Epilogue { scale: &scale[..7], bias: &bias[..7], silu: false };
+    let q = (0.02f32, 17u8);
+    for isa in available() {
+        let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+        let a = QConv::new(sa, &weights(&mut rng, 20 * sa.k(), max_abs), isa);
+        let b = QConv::new(sb, &weights(&mut rng, 7 * sb.k(), max_abs), isa);
+        let mut plain = vec![0u8; 20 * 23 * 19];
+        a.run(Input::Nchw(&x), 3, ea, Output::U8(&mut plain, q));
+        let mut packed = vec![0u8; b.layout().len()];
+        a.run(Input::Nchw(&x), 3, ea, Output::Packed(&mut packed, q, b.layout()));
+        let want = b.run_f32(&plain, q.1, eb);
+        let mut got = vec![0f32; want.len()];
+        b.run(Input::Packed(&packed), q.1, eb, Output::F32(&mut got));
+        assert!(plain.iter().any(|&v| v != q.1), "the requantized values vary");
+        assert!(want.iter().zip(&got).all(|(w, g)| w.to_bits() == g.to_bits()), "{isa:?}");
+    }
+}

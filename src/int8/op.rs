@@ -9,11 +9,14 @@ use tract_onnx::tract_core::internal::*;
 
 use super::quantize::QuantizeU8;
 use super::spec::QConvSpec;
-use crate::kernels::conv::{Epilogue, QConv};
+use crate::kernels::conv::{Epilogue, Input, Output, QConv};
+use crate::kernels::pack::Layout;
 use crate::kernels::Isa;
 
 /// `uint8 [1, C, H, W]` in, float `[1, OC, OH, OW]` out (after SiLU when `silu`), or that
-/// output quantized to uint8 with `requant`'s scale and zero point.
+/// output quantized to uint8 with `requant`'s scale and zero point. Between qdet ops the
+/// uint8 tensors may instead be padded channels-last images ([`Layout`]): `packed_in` reads
+/// one, `packed_out` writes the next convs' one.
 #[derive(Debug, Clone)]
 pub struct QConvOp {
     conv: Arc<QConv>,
@@ -22,11 +25,17 @@ pub struct QConvOp {
     bias: Arc<Vec<f32>>,
     silu: bool,
     requant: Option<(f32, u8)>,
+    packed_in: bool,
+    packed_out: Option<Layout>,
 }
 
 impl PartialEq for QConvOp {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.conv, &other.conv) && self.silu == other.silu && self.requant == other.requant
+        Arc::ptr_eq(&self.conv, &other.conv)
+            && self.silu == other.silu
+            && self.requant == other.requant
+            && self.packed_in == other.packed_in
+            && self.packed_out == other.packed_out
     }
 }
 
@@ -54,19 +63,30 @@ impl EvalOp for QConvOp {
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = inputs[0].try_as_plain_ram()?.as_slice::<u8>()?;
         let s = &self.conv.shape;
-        ensure!(x.len() == s.in_c * s.in_h * s.in_w, "QdetConvU8: input of {} values for {:?}", x.len(), s);
+        let input = if self.packed_in {
+            ensure!(x.len() == self.conv.layout().len(), "QdetConvU8: packed input of {} bytes for {:?}", x.len(), self.conv.layout());
+            Input::Packed(x)
+        } else {
+            ensure!(x.len() == s.in_c * s.in_h * s.in_w, "QdetConvU8: input of {} values for {:?}", x.len(), s);
+            Input::Nchw(x)
+        };
         let e = Epilogue { scale: &self.scales, bias: &self.bias, silu: self.silu };
         // Written in place: building the tensor from a Vec would copy it.
         let shape = [1, s.out_c, s.out_h(), s.out_w()];
-        let y = match self.requant {
-            None => {
+        let y = match (self.requant, self.packed_out) {
+            (None, _) => {
                 let mut y = Tensor::zero::<f32>(&shape)?;
-                self.conv.run_f32_into(x, self.zero_point, e, y.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
+                self.conv.run(input, self.zero_point, e, Output::F32(y.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?));
                 y
             }
-            Some(q) => {
+            (Some(q), None) => {
                 let mut y = Tensor::zero::<u8>(&shape)?;
-                self.conv.run_u8_into(x, self.zero_point, e, q, y.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?);
+                self.conv.run(input, self.zero_point, e, Output::U8(y.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?, q));
+                y
+            }
+            (Some(q), Some(l)) => {
+                let mut y = Tensor::zero::<u8>(&[l.len()])?;
+                self.conv.run(input, self.zero_point, e, Output::Packed(y.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?, q, l));
                 y
             }
         };
@@ -78,7 +98,11 @@ impl TypedOp for QConvOp {
     fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         let s = &self.conv.shape;
         let shape = [1, s.out_c, s.out_h(), s.out_w()];
-        Ok(tvec!(if self.requant.is_some() { u8::fact(shape) } else { f32::fact(shape) }))
+        Ok(tvec!(match (self.requant, self.packed_out) {
+            (None, _) => f32::fact(shape),
+            (Some(_), None) => u8::fact(shape),
+            (Some(_), Some(l)) => u8::fact([l.len()]),
+        }))
     }
 
     fn as_op(&self) -> &dyn Op {
@@ -97,6 +121,8 @@ pub struct PatchReport {
     pub silu_fused: usize,
     /// Convs whose only reader was a QuantizeLinear, now writing its uint8 output.
     pub requant_fused: usize,
+    /// Requantizing convs writing their readers' channels-last image.
+    pub handed_over: usize,
     pub isa: Option<Isa>,
 }
 
@@ -153,6 +179,8 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
             bias: Arc::new(spec.bias.clone()),
             silu: silu_mul.is_some(),
             requant: None,
+            packed_in: false,
+            packed_out: None,
         };
         let name = format!("{}.qdet", spec.name);
         let mut p = TypedModelPatch::default();
@@ -180,7 +208,47 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
         p.apply(model)?;
     }
     fuse_requantization(model, &mut report)?;
+    hand_over_packed(model, &mut report)?;
     Ok(report)
+}
+
+/// A requantizing conv whose uint8 output is read only by qdet convs that agree on its
+/// padded channels-last layout (and zero point) writes it in that layout: no transpose on
+/// the way out, no repacking on the way in. (Quantizers doing the same measured no faster:
+/// they still quantize and pack in two passes.)
+fn hand_over_packed(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
+    let outputs = model.output_outlets()?.to_vec();
+    let producers: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_as::<QConvOp>().is_some_and(|c| c.requant.is_some() && c.packed_out.is_none()))
+        .map(|n| n.id)
+        .collect();
+    for id in producers {
+        let out = OutletId::new(id, 0);
+        let Some(zero_point) = model.node(id).op_as::<QConvOp>().and_then(|c| c.requant).map(|r| r.1) else { continue };
+        let readers = model.outlet_successors(out).to_vec();
+        if readers.is_empty() || outputs.contains(&out) {
+            continue;
+        }
+        let layouts: Option<Vec<Layout>> = readers
+            .iter()
+            .map(|r| model.node(r.node).op_as::<QConvOp>().filter(|c| r.slot == 0 && !c.packed_in && c.zero_point == zero_point).map(|c| c.conv.layout()))
+            .collect();
+        let Some(layout) = layouts.and_then(|l| l.windows(2).all(|w| w[0] == w[1]).then(|| l[0])) else { continue };
+        for r in &readers {
+            let node = model.node_mut(r.node);
+            let Some(conv) = node.op_as::<QConvOp>() else { continue };
+            node.op = Box::new(QConvOp { packed_in: true, ..conv.clone() });
+        }
+        let node = model.node_mut(id);
+        if let Some(c) = node.op_as::<QConvOp>() {
+            node.op = Box::new(QConvOp { packed_out: Some(layout), ..c.clone() });
+        }
+        model.set_outlet_fact(out, u8::fact([layout.len()]))?;
+        report.handed_over += 1;
+    }
+    Ok(())
 }
 
 /// A [`QConvOp`] read only by a [`QuantizeU8`] takes over the quantization, so its float

@@ -7,7 +7,7 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::epilogue::Lane;
-use super::pack::{self, PackedWeights};
+use super::pack::{self, Layout, PackedWeights};
 use super::{tile, Isa, OC_BLOCK};
 
 thread_local! {
@@ -60,6 +60,27 @@ pub struct Epilogue<'a> {
     pub bias: &'a [f32],
     /// Apply SiLU (`y * sigmoid(y)`).
     pub silu: bool,
+}
+
+/// A convolution's uint8 input.
+#[derive(Debug, Clone, Copy)]
+pub enum Input<'a> {
+    /// `[in_c][in_h][in_w]`, as in the ONNX graph.
+    Nchw(&'a [u8]),
+    /// Already the padded channels-last image of [`QConv::layout`], from the previous
+    /// convolution or quantizer.
+    Packed(&'a [u8]),
+}
+
+/// Where a convolution's outputs go.
+#[derive(Debug)]
+pub enum Output<'a> {
+    /// Floats `[out_c][oh][ow]`.
+    F32(&'a mut [f32]),
+    /// Requantized with (scale, zero point), `[out_c][oh][ow]`.
+    U8(&'a mut [u8], (f32, u8)),
+    /// Requantized, as the padded channels-last image of the next convolution.
+    Packed(&'a mut [u8], (f32, u8), Layout),
 }
 
 /// A convolution with packed int8 weights, ready to run on uint8 images.
@@ -154,7 +175,7 @@ impl QConv {
     /// # Panics
     /// If `out` is not `out_c * oh * ow` long.
     pub fn run_f32_into(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [f32]) {
-        self.run_into(x, zp, e, out, |y, _| y);
+        self.run(Input::Nchw(x), zp, e, Output::F32(out));
     }
 
     /// The float outputs of [`QConv::run_f32`] quantized to uint8 with `scale` and
@@ -163,31 +184,129 @@ impl QConv {
     ///
     /// # Panics
     /// If `out` is not `out_c * oh * ow` long.
-    pub fn run_u8_into(&self, x: &[u8], zp: u8, e: Epilogue, (scale, zero_point): (f32, u8), out: &mut [u8]) {
-        self.run_into(x, zp, e, out, |y, t| {
-            super::quantize::quantize(y, scale, zero_point, t);
-            t
+    pub fn run_u8_into(&self, x: &[u8], zp: u8, e: Epilogue, requant: (f32, u8), out: &mut [u8]) {
+        self.run(Input::Nchw(x), zp, e, Output::U8(out, requant));
+    }
+
+    /// The image layout this convolution reads ([`pack::image`]).
+    pub fn layout(&self) -> Layout {
+        Layout::of(self.isa(), &self.shape)
+    }
+
+    /// Runs on `x` with zero point `zp` and writes `out`.
+    ///
+    /// # Panics
+    /// If `x` or `out` has the wrong size, or a packed output's layout is not this
+    /// convolution's output shape.
+    pub fn run(&self, x: Input, zp: u8, e: Epilogue, out: Output) {
+        let mut own = Vec::new();
+        let img = match x {
+            Input::Packed(img) => {
+                assert_eq!(img.len(), self.layout().len(), "packed image is not {:?}", self.layout());
+                img
+            }
+            Input::Nchw(x) => {
+                own = IMAGE.take();
+                pack::image(self.isa(), &self.shape, x, zp, &mut own);
+                &own
+            }
+        };
+        match out {
+            Output::F32(out) => self.run_into(img, zp, e, out, |y, _| y),
+            Output::U8(out, (scale, zero_point)) => self.run_into(img, zp, e, out, |y, t| {
+                super::quantize::quantize(y, scale, zero_point, t);
+                t
+            }),
+            Output::Packed(out, requant, layout) => self.run_into_packed(img, zp, e, requant, &layout, out),
+        }
+        if !own.is_empty() {
+            IMAGE.set(own);
+        }
+    }
+
+    /// Output bands: `4 x threads` of the output rows with a pool, else one.
+    fn bands(&self) -> Vec<Range<usize>> {
+        let oh = self.shape.out_h();
+        let n = super::threads::pool().map_or(1, |p| (4 * p.current_num_threads()).min(oh)).max(1);
+        (0..n).map(|i| i * oh / n..(i + 1) * oh / n).collect()
+    }
+
+    /// Runs the band `r` of output rows through the float epilogue (scale, bias, SiLU) and
+    /// hands `emit(oy, block, y)` each row of each channel block, `y[ox * 16 + o]`.
+    fn epilogue_rows(&self, img: &[u8], zp: u8, e: Epilogue, r: Range<usize>, mut emit: impl FnMut(usize, usize, &[f32])) {
+        let ow = self.shape.out_w();
+        let mut y = vec![0f32; ow * OC_BLOCK];
+        self.rows(img, zp, r, &mut Vec::new(), |oy, b, sums| {
+            // Channels past `out_c` have zero sums; scale and bias 0 keep them finite.
+            let lane = |v: &[f32], o: usize| v.get(b * OC_BLOCK + o).copied().unwrap_or(0.0);
+            let scale: [f32; OC_BLOCK] = std::array::from_fn(|o| lane(e.scale, o));
+            let bias: [f32; OC_BLOCK] = std::array::from_fn(|o| lane(e.bias, o));
+            super::epilogue::scale_bias(sums, &scale, &bias, &mut y);
+            if e.silu {
+                super::silu::silu(&mut y);
+            }
+            emit(oy, b, &y);
         });
+    }
+
+    /// Requantized output written as the padded channels-last image `l` of the next
+    /// convolution: a block's 16 channels are contiguous there, so no transpose.
+    fn run_into_packed(&self, img: &[u8], zp: u8, e: Epilogue, (scale, q_zp): (f32, u8), l: &Layout, out: &mut [u8]) {
+        let s = &self.shape;
+        let (oc, ow) = (s.out_c, s.out_w());
+        assert!(l.in_c == oc && l.in_h == s.out_h() && l.in_w == ow, "{l:?} is not the output of {s:?}");
+        let (rb, px, vb) = (l.row_bytes(), l.pixel_bytes(), l.value_bytes);
+        let interior = l.fill_top_bottom(q_zp, out);
+        let bands = self.bands();
+        let mut chunks = Vec::with_capacity(bands.len());
+        let mut rest = interior;
+        for r in &bands {
+            let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * rb);
+            chunks.push(mine);
+            rest = next;
+        }
+        let run_band = |r: Range<usize>, dst: &mut [u8]| {
+            for row in dst.chunks_exact_mut(rb) {
+                l.fill(q_zp, &mut row[..l.pad[1] * px]);
+                l.fill(q_zp, &mut row[(l.pad[1] + ow) * px..]);
+            }
+            let first = r.start;
+            let mut t = vec![0u8; ow * OC_BLOCK];
+            self.epilogue_rows(img, zp, e, r, |oy, b, y| {
+                super::quantize::quantize(y, scale, q_zp, &mut t);
+                let n = (oc - b * OC_BLOCK).min(OC_BLOCK);
+                let row = &mut dst[(oy - first) * rb..][..rb];
+                for (ox, v) in t.chunks_exact(OC_BLOCK).enumerate() {
+                    let at = (l.pad[1] + ox) * px + b * OC_BLOCK * vb;
+                    if vb == 1 {
+                        row[at..at + n].copy_from_slice(&v[..n]);
+                    } else {
+                        for (d, &q) in row[at..at + 2 * n].chunks_exact_mut(2).zip(v) {
+                            d.copy_from_slice(&[q, 0]);
+                        }
+                    }
+                }
+            });
+        };
+        match super::threads::pool() {
+            Some(pool) => pool.install(|| bands.into_par_iter().zip(chunks).for_each(|(r, d)| run_band(r, d))),
+            None => bands.into_iter().zip(chunks).for_each(|(r, d)| run_band(r, d)),
+        }
     }
 
     /// Runs the convolution and its float epilogue one output row of one channel block at a
     /// time, `convert`s the row's floats to `T` (both pixel-major, 16 channels a pixel; the
-    /// floats themselves, or scratch it fills) and
-    /// writes each channel's row into `out`. Bands of output rows run in parallel on the
-    /// kernels' own pool, if one is set ([`super::threads`]), each writing its rows of every
-    /// channel.
-    fn run_into<T: Lane>(&self, x: &[u8], zp: u8, e: Epilogue, out: &mut [T], convert: impl for<'a> Fn(&'a [f32], &'a mut [T]) -> &'a [T] + Sync) {
+    /// floats themselves, or scratch it fills) and writes each channel's row into `out`
+    /// (`[out_c][oh][ow]`). Bands of output rows run in parallel on the kernels' own pool, if
+    /// one is set ([`super::threads`]), each writing its rows of every channel.
+    fn run_into<T: Lane>(&self, img: &[u8], zp: u8, e: Epilogue, out: &mut [T], convert: impl for<'a> Fn(&'a [f32], &'a mut [T]) -> &'a [T] + Sync) {
         let s = &self.shape;
         let (oc, oh, ow) = (s.out_c, s.out_h(), s.out_w());
         assert_eq!(out.len(), oc * oh * ow, "output is not out_c x oh x ow");
         if out.is_empty() {
             return;
         }
-        let mut img = IMAGE.take();
-        pack::image(self.isa(), s, x, zp, &mut img);
-        let pool = super::threads::pool();
-        let bands = pool.map_or(1, |p| (4 * p.current_num_threads()).min(oh));
-        let bands: Vec<Range<usize>> = (0..bands).map(|i| i * oh / bands..(i + 1) * oh / bands).collect();
+        let bands = self.bands();
         // Each band's rows of every channel, as disjoint slices of `out`.
         let mut slices: Vec<Vec<&mut [T]>> = bands.iter().map(|_| Vec::with_capacity(oc)).collect();
         for channel in out.chunks_mut(oh * ow) {
@@ -200,20 +319,10 @@ impl QConv {
         }
         let run_band = |r: Range<usize>, mut dst: Vec<&mut [T]>| {
             let first = r.start;
-            // One row of one channel block, pixel-major like the accumulators, as floats and
-            // as `T`.
-            let (mut y, mut t) = (vec![0f32; ow * OC_BLOCK], vec![T::default(); ow * OC_BLOCK]);
-            self.rows(&img, zp, r, &mut Vec::new(), |oy, b, sums| {
+            let mut t = vec![T::default(); ow * OC_BLOCK];
+            self.epilogue_rows(img, zp, e, r, |oy, b, y| {
                 let channels = b * OC_BLOCK..((b + 1) * OC_BLOCK).min(oc);
-                // Channels past `out_c` have zero sums; scale and bias 0 keep them finite.
-                let lane = |v: &[f32], o: usize| v.get(b * OC_BLOCK + o).copied().unwrap_or(0.0);
-                let scale: [f32; OC_BLOCK] = std::array::from_fn(|o| lane(e.scale, o));
-                let bias: [f32; OC_BLOCK] = std::array::from_fn(|o| lane(e.bias, o));
-                super::epilogue::scale_bias(sums, &scale, &bias, &mut y);
-                if e.silu {
-                    super::silu::silu(&mut y);
-                }
-                let t = convert(&y, &mut t);
+                let t = convert(y, &mut t);
                 let mut rows: [&mut [T]; OC_BLOCK] = Default::default();
                 for (row, d) in rows.iter_mut().zip(&mut dst[channels.clone()]) {
                     *row = &mut d[(oy - first) * ow..][..ow];
@@ -221,10 +330,9 @@ impl QConv {
                 T::transpose(t, &mut rows[..channels.len()]);
             });
         };
-        match pool {
+        match super::threads::pool() {
             Some(pool) => pool.install(|| bands.into_par_iter().zip(slices).for_each(|(r, d)| run_band(r, d))),
             None => bands.into_iter().zip(slices).for_each(|(r, d)| run_band(r, d)),
         }
-        IMAGE.set(img);
     }
 }

@@ -72,41 +72,78 @@ impl PackedWeights {
     }
 }
 
-/// Writes the padded channels-last image of `x` (`[in_c][in_h][in_w]` u8) for `s` into `out`,
-/// reusing its allocation. Rows of 16 pixels or more go 16 at a time through an SSE2
-/// interleave.
-pub fn image(isa: Isa, s: &ConvShape, x: &[u8], zp: u8, out: &mut Vec<u8>) {
-    assert_eq!(x.len(), s.in_c * s.in_h * s.in_w, "image is not in_c x in_h x in_w");
-    let (g, vb) = (isa.k_group(), isa.value_bytes());
-    let px = padded_channels(isa, s.in_c) * vb;
-    let (hp, wp) = (s.in_h + s.pad[0] + s.pad[2], s.in_w + s.pad[1] + s.pad[3]);
-    let row_bytes = wp * px;
-    out.resize(hp * row_bytes, 0);
-    let fill = |dst: &mut [u8]| {
-        if vb == 1 {
+/// The padded channels-last image a convolution reads ([`image`]): what a producer and its
+/// consumers must agree on to hand one over without repacking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Layout {
+    pub k_group: usize,
+    pub value_bytes: usize,
+    pub in_c: usize,
+    pub in_h: usize,
+    pub in_w: usize,
+    /// Top, left, bottom, right.
+    pub pad: [usize; 4],
+}
+
+impl Layout {
+    pub fn of(isa: Isa, s: &ConvShape) -> Layout {
+        Layout { k_group: isa.k_group(), value_bytes: isa.value_bytes(), in_c: s.in_c, in_h: s.in_h, in_w: s.in_w, pad: s.pad }
+    }
+
+    pub fn pixel_bytes(&self) -> usize {
+        self.in_c.next_multiple_of(self.k_group) * self.value_bytes
+    }
+
+    pub fn row_bytes(&self) -> usize {
+        (self.in_w + self.pad[1] + self.pad[3]) * self.pixel_bytes()
+    }
+
+    pub fn len(&self) -> usize {
+        (self.in_h + self.pad[0] + self.pad[2]) * self.row_bytes()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Sets pixels to the zero point `zp` (u8, or little-endian u16 for pairs).
+    pub fn fill(&self, zp: u8, dst: &mut [u8]) {
+        if self.value_bytes == 1 {
             dst.fill(zp)
         } else {
             dst.chunks_exact_mut(2).for_each(|v| v.copy_from_slice(&[zp, 0]))
         }
-    };
-    fill(&mut out[..s.pad[0] * row_bytes]);
-    fill(&mut out[(s.pad[0] + s.in_h) * row_bytes..]);
-    let plane = s.in_h * s.in_w;
-    let interior = &mut out[s.pad[0] * row_bytes..][..s.in_h * row_bytes];
-    let fill_row = |y: usize, row: &mut [u8]| {
-        fill(&mut row[..s.pad[1] * px]);
-        fill(&mut row[(s.pad[1] + s.in_w) * px..]);
-        let row = &mut row[s.pad[1] * px..][..s.in_w * px];
-        let src = |c: usize, x0: usize| -> &[u8; 16] { x[c * plane + y * s.in_w + x0..][..16].try_into().expect("16 bytes") };
-        for c0 in (0..s.in_c).step_by(g) {
+    }
+
+    /// The padding rows above and below; returns the interior rows.
+    pub fn fill_top_bottom<'a>(&self, zp: u8, out: &'a mut [u8]) -> &'a mut [u8] {
+        assert_eq!(out.len(), self.len(), "image is not {self:?}");
+        let rb = self.row_bytes();
+        let (top, rest) = out.split_at_mut(self.pad[0] * rb);
+        let (interior, bottom) = rest.split_at_mut(self.in_h * rb);
+        self.fill(zp, top);
+        self.fill(zp, bottom);
+        interior
+    }
+
+    /// One interior row: its left and right padding, then channel `c`'s pixels from
+    /// `channel_row(c)` (`in_w` bytes), 16 at a time through an SSE2 interleave when the row
+    /// has that many.
+    fn pack_row<'a>(&self, zp: u8, row: &mut [u8], channel_row: impl Fn(usize) -> &'a [u8]) {
+        let (g, vb, px, w) = (self.k_group, self.value_bytes, self.pixel_bytes(), self.in_w);
+        self.fill(zp, &mut row[..self.pad[1] * px]);
+        self.fill(zp, &mut row[(self.pad[1] + w) * px..]);
+        let row = &mut row[self.pad[1] * px..][..w * px];
+        let src = |c: usize, x0: usize| -> &[u8; 16] { channel_row(c)[x0..][..16].try_into().expect("16 bytes") };
+        for c0 in (0..self.in_c).step_by(g) {
             // A partial last group repeats its last channel: those lanes have zero weights.
-            let ch = |t: usize| (c0 + t).min(s.in_c - 1);
-            if s.in_w >= 16 {
+            let ch = |t: usize| (c0 + t).min(self.in_c - 1);
+            if w >= 16 {
                 let mut q = [0u8; 64];
                 let mut x0 = 0;
                 loop {
                     // The last 16 pixels end at the row's end, overlapping the previous ones.
-                    let at = x0.min(s.in_w - 16);
+                    let at = x0.min(w - 16);
                     if g == 4 {
                         interleave4([src(ch(0), at), src(ch(1), at), src(ch(2), at), src(ch(3), at)], &mut q);
                     } else {
@@ -115,16 +152,16 @@ pub fn image(isa: Isa, s: &ConvShape, x: &[u8], zp: u8, out: &mut Vec<u8>) {
                     for (j, v) in q.chunks_exact(4).enumerate() {
                         row[(at + j) * px + c0 * vb..][..4].copy_from_slice(v);
                     }
-                    if at + 16 == s.in_w {
+                    if at + 16 == w {
                         break;
                     }
                     x0 += 16;
                 }
             } else {
-                for xx in 0..s.in_w {
+                for xx in 0..w {
                     for t in 0..g {
                         let at = xx * px + (c0 + t) * vb;
-                        row[at] = x[ch(t) * plane + y * s.in_w + xx];
+                        row[at] = channel_row(ch(t))[xx];
                         if vb == 2 {
                             row[at + 1] = 0;
                         }
@@ -132,11 +169,27 @@ pub fn image(isa: Isa, s: &ConvShape, x: &[u8], zp: u8, out: &mut Vec<u8>) {
                 }
             }
         }
-    };
-    match super::threads::pool() {
-        Some(pool) if s.in_h > 1 => pool.install(|| interior.par_chunks_mut(row_bytes).enumerate().with_min_len(4).for_each(|(y, row)| fill_row(y, row))),
-        _ => interior.chunks_mut(row_bytes).enumerate().for_each(|(y, row)| fill_row(y, row)),
     }
+
+    /// Runs `f(y, row)` on every interior row, split across the kernels' pool if one is set.
+    fn for_each_row(&self, interior: &mut [u8], f: impl Fn(usize, &mut [u8]) + Sync + Send) {
+        let rb = self.row_bytes();
+        match super::threads::pool() {
+            Some(pool) if self.in_h > 1 => pool.install(|| interior.par_chunks_mut(rb).enumerate().with_min_len(4).for_each(|(y, row)| f(y, row))),
+            _ => interior.chunks_mut(rb).enumerate().for_each(|(y, row)| f(y, row)),
+        }
+    }
+}
+
+/// Writes the padded channels-last image of `x` (`[in_c][in_h][in_w]` u8) for `s` into `out`,
+/// reusing its allocation.
+pub fn image(isa: Isa, s: &ConvShape, x: &[u8], zp: u8, out: &mut Vec<u8>) {
+    assert_eq!(x.len(), s.in_c * s.in_h * s.in_w, "image is not in_c x in_h x in_w");
+    let l = Layout::of(isa, s);
+    out.resize(l.len(), 0);
+    let interior = l.fill_top_bottom(zp, out);
+    let (plane, w) = (s.in_h * s.in_w, s.in_w);
+    l.for_each_row(interior, |y, row| l.pack_row(zp, row, |c| &x[c * plane + y * w..][..w]));
 }
 
 /// Quads: `out[4 * j + t] = rows[t][j]`.
