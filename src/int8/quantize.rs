@@ -51,9 +51,93 @@ impl TypedOp for QuantizeU8 {
     }
 }
 
+/// `QuantizeLinear(Concat(x_0, x_1, ...))` along the channels of `[1, C, H, W]` tensors:
+/// each input quantized straight into its channels of the uint8 output, so the float
+/// concatenation is never written (a batch-1 channel concat is contiguous segments).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizeConcatU8 {
+    pub scale: f32,
+    pub zero_point: u8,
+}
+
+impl Eq for QuantizeConcatU8 {}
+
+impl Op for QuantizeConcatU8 {
+    fn name(&self) -> StaticName {
+        "QdetQuantizeConcatU8".into()
+    }
+
+    fn as_typed(&self) -> Option<&dyn TypedOp> {
+        Some(self)
+    }
+}
+
+impl EvalOp for QuantizeConcatU8 {
+    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
+        Ok(Some(EvalOp::eval(self, &EvalContext::out_of_plan(), inputs)?))
+    }
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let first = inputs.first().context("QdetQuantizeConcatU8 without inputs")?;
+        let mut shape = first.shape().to_vec();
+        ensure!(shape.len() == 4 && shape[0] == 1, "QdetQuantizeConcatU8: input of shape {:?}", shape);
+        shape[1] = inputs.iter().map(|x| x.shape().get(1).copied().unwrap_or(0)).sum();
+        let mut out = Tensor::zero::<u8>(&shape)?;
+        let mut plain = out.try_as_plain_ram_mut()?;
+        let mut rest = plain.as_slice_mut::<u8>()?;
+        for x in &inputs {
+            ensure!(x.shape()[2..] == shape[2..], "QdetQuantizeConcatU8: inputs {:?} and {:?}", x.shape(), shape);
+            let x = x.try_as_plain_ram()?.as_slice::<f32>()?;
+            let (mine, next) = std::mem::take(&mut rest).split_at_mut(x.len());
+            crate::kernels::quantize::quantize_parallel(x, self.scale, self.zero_point, mine);
+            rest = next;
+        }
+        drop(plain);
+        Ok(tvec!(out.into_tvalue()))
+    }
+}
+
+impl TypedOp for QuantizeConcatU8 {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
+        shape[1] = inputs.iter().map(|f| f.shape[1].clone()).sum();
+        Ok(tvec!(u8::fact(shape)))
+    }
+
+    fn as_op(&self) -> &dyn Op {
+        self
+    }
+
+    fn as_op_mut(&mut self) -> &mut dyn Op {
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use tract_onnx::prelude::*;
+    use tract_onnx::tract_core::internal::*;
+
+    use super::QuantizeConcatU8;
     use crate::kernels::quantize::quantize;
+
+    /// The fused op against the two steps it replaces: concatenate the floats along the
+    /// channels, then quantize.
+    #[test]
+    fn quantize_concat_equals_concat_then_quantize() -> TractResult<()> {
+        let (h, w) = (3, 5);
+        let a: Vec<f32> = (0..2 * h * w).map(|i| i as f32 * 0.37 - 4.0).collect();
+        let b: Vec<f32> = (0..3 * h * w).map(|i| 6.0 - i as f32 * 0.29).collect();
+        let op = QuantizeConcatU8 { scale: 0.05, zero_point: 100 };
+        let inputs = tvec!(Tensor::from_shape(&[1, 2, h, w], &a)?.into_tvalue(), Tensor::from_shape(&[1, 3, h, w], &b)?.into_tvalue());
+        let out = EvalOp::eval(&op, &EvalContext::out_of_plan(), inputs)?.remove(0);
+        assert_eq!(out.shape(), &[1, 5, h, w]);
+        let mut want = vec![0u8; 5 * h * w];
+        quantize(&[a, b].concat(), 0.05, 100, &mut want);
+        assert_eq!(out.try_as_plain_ram()?.as_slice::<u8>()?, &want[..]);
+        assert!(want.iter().any(|&v| v == 0) && want.iter().any(|&v| v > 200));
+        Ok(())
+    }
 
     /// Against the definition, with ties and the clamps.
     #[test]
