@@ -61,9 +61,9 @@ struct ModelResult {
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernel: Option<String>,
     /// Integer convs, SiLUs fused into them, convs writing uint8 for the next one, uint8
-    /// tensors written in their readers' channels-last layout.
+    /// tensors written in their readers' channels-last layout, Concats quantized in place.
     #[serde(skip_serializing_if = "Option::is_none")]
-    int8_fused: Option<[usize; 4]>,
+    int8_fused: Option<[usize; 5]>,
 }
 
 /// Nearest-rank percentile of sorted `v`.
@@ -141,7 +141,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             total: percentiles(total),
             profile_ms: a.profile.then(|| profile.into_iter().map(|(k, v)| (k, ms(v) / runs)).collect()),
             int8_kernel: det.model.int8_report().and_then(|r| r.isa).map(|i| format!("{i:?}")),
-            int8_fused: det.model.int8_report().filter(|r| r.replaced > 0).map(|r| [r.replaced, r.silu_fused, r.requant_fused, r.handed_over]),
+            int8_fused: det.model.int8_report().filter(|r| r.replaced > 0).map(|r| [r.replaced, r.silu_fused, r.requant_fused, r.handed_over, r.concat_fused]),
         });
     }
     if a.json {
@@ -163,8 +163,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             println!("{name:<40} {stage:>10} {:>22.2} {:>22.2} {:>22.2} {ratio:>8}", p.p50_ms, p.p90_ms, p.p99_ms);
         }
         if let Some(k) = &r.int8_kernel {
-            let [convs, silu, requant, packed] = r.int8_fused.unwrap_or_default();
-            println!("{name:<40} {convs} int8 convs on the {k} kernel, {silu} with SiLU fused, {requant} writing uint8 for the next conv, {packed} uint8 tensors in their readers' layout");
+            let [convs, silu, requant, packed, concat] = r.int8_fused.unwrap_or_default();
+            println!(
+                "{name:<40} {convs} int8 convs on the {k} kernel, {silu} with SiLU fused, {requant} writing uint8 for the next conv, \
+                 {packed} of those in their readers' layout; {concat} Concats quantized in place"
+            );
         }
         if let Some(prof) = &r.profile_ms {
             let mut ops: Vec<(&String, &f64)> = prof.iter().collect();
