@@ -255,7 +255,10 @@ impl Model {
         if shape.len() != 3 || shape[0] != 1 {
             return Err(Error::Inference(format!("unexpected output shape {shape:?}")));
         }
-        Ok(RawOutput { head: self.head, data: view.iter().copied().collect(), dims: (shape[1], shape[2]) })
+        // A contiguous view copies as one block; walking the 700k values with ndarray's
+        // iterator cost about 5% of an int8 inference.
+        let data = view.as_slice().map_or_else(|| view.iter().copied().collect(), <[f32]>::to_vec);
+        Ok(RawOutput { head: self.head, data, dims: (shape[1], shape[2]) })
     }
 }
 

@@ -251,21 +251,65 @@ fn simd_interleave_equals_scalar() {
     }
 }
 
-/// The epilogue's SIMD steps against their scalar twins: scale and bias (the same floats,
-/// bit for bit) and the transposes from pixel-major tiles to channel rows, for row lengths
-/// around the 8- and 16-pixel steps and partial channel blocks.
+/// The epilogue on the widest vectors of this CPU against its portable twin, bit for bit:
+/// floats and requantized bytes, with and without SiLU, for accumulators whose floats span
+/// SiLU's whole range (-100 to 100, past its -87 cut-off), for quotients all within an ulp
+/// or so of a rounding tie (`(m + 0.5) * 0.1` over 0.1), and a
+/// subnormal quantizer scale (no reciprocal). Also the transposes from pixel-major tiles to
+/// channel rows, for row lengths around the 8- and 16-pixel steps and partial channel blocks.
 #[test]
 fn epilogue_simd_equals_scalar() {
-    use qdet::kernels::epilogue::{scale_bias, scale_bias_scalar, transpose_scalar, Lane};
+    use qdet::kernels::epilogue::{row, row_scalar, transpose_scalar, Affine, Dest, Lane};
+    use qdet::kernels::quantize::Quantizer;
     let mut rng = Rng::for_item(23, "epilogue-simd", 0);
+    type Row = fn(&[[i32; OC_BLOCK]], &Affine, Dest);
+    // `row` takes the widest; the narrower SIMD forms are called directly.
+    let mut simd: Vec<(&str, Row)> = vec![("widest", row)];
+    #[cfg(target_arch = "x86_64")]
+    {
+        use qdet::kernels::x86_epilogue as x;
+        fn avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
+            match dest {
+                Dest::F32(out) => x::row_f32_avx2(acc, f, out),
+                Dest::U8(out, q) => x::row_u8_avx2(acc, f, &q, out),
+            }
+        }
+        if x::avx2_available() {
+            simd.push(("avx2", avx2));
+        }
+    }
+    let mut ties = 0;
     for n in [1usize, 7, 8, 9, 15, 16, 17, 40, 83] {
-        let acc: Vec<[i32; OC_BLOCK]> = (0..n).map(|_| std::array::from_fn(|_| rng.below(1 << 24) as i32 - (1 << 23))).collect();
-        let scale: [f32; OC_BLOCK] = std::array::from_fn(|_| rng.uniform() as f32 * 1e-3);
-        let bias: [f32; OC_BLOCK] = std::array::from_fn(|_| rng.uniform() as f32 - 0.5);
-        let (mut a, mut b) = (vec![0f32; n * OC_BLOCK], vec![0f32; n * OC_BLOCK]);
-        scale_bias(&acc, &scale, &bias, &mut a);
-        scale_bias_scalar(&acc, &scale, &bias, &mut b);
-        assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "scale_bias, {n} pixels");
+        for case in 0..4 {
+            let acc: Vec<[i32; OC_BLOCK]> = (0..n).map(|_| std::array::from_fn(|_| rng.below(1 << 24) as i32 - (1 << 23))).collect();
+            let (affine, q) = match case {
+                // Floats from -100 to 100.
+                0 | 1 => (
+                    Affine { scale: std::array::from_fn(|_| 1.2e-5), bias: std::array::from_fn(|_| rng.uniform() as f32 - 0.5), silu: case == 1 },
+                    Quantizer::new(0.4, 100),
+                ),
+                // `(m + 0.5) * 0.1`, rounded, over 0.1: within an ulp or so of a rounding tie,
+                // where the reciprocal shortcut must give way to the division.
+                2 => (Affine { scale: [1e-3; OC_BLOCK], bias: [0.0; OC_BLOCK], silu: false }, Quantizer::new(0.1, 128)),
+                _ => (Affine { scale: std::array::from_fn(|_| rng.uniform() as f32 * 1e-3), bias: [0.5; OC_BLOCK], silu: true }, Quantizer::new(1e-39, 0)),
+            };
+            let acc: Vec<[i32; OC_BLOCK]> = if case == 2 { acc.iter().map(|a| a.map(|v| 50 + 100 * (v % 120))).collect() } else { acc };
+            let (mut b, mut qb) = (vec![[0f32; OC_BLOCK]; n], vec![[0u8; OC_BLOCK]; n]);
+            row_scalar(&acc, &affine, Dest::F32(&mut b));
+            row_scalar(&acc, &affine, Dest::U8(&mut qb, q));
+            let bits = |v: &[[f32; OC_BLOCK]]| v.as_flattened().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            for (name, simd) in &simd {
+                let (mut a, mut qa) = (vec![[0f32; OC_BLOCK]; n], vec![[0u8; OC_BLOCK]; n]);
+                simd(&acc, &affine, Dest::F32(&mut a));
+                simd(&acc, &affine, Dest::U8(&mut qa, q));
+                assert_eq!(bits(&a), bits(&b), "{name} floats, case {case}, {n} pixels");
+                assert_eq!(qa, qb, "{name} bytes, case {case}, {n} pixels");
+            }
+            if case == 2 {
+                ties += b.len() * OC_BLOCK;
+            }
+        }
+        let t: Vec<f32> = (0..n * OC_BLOCK).map(|_| rng.uniform() as f32).collect();
         let bytes: Vec<u8> = (0..n * OC_BLOCK).map(|_| rng.below(256) as u8).collect();
         for channels in [1usize, 5, 8, 9, 16] {
             fn check<T: Lane + PartialEq + std::fmt::Debug>(t: &[T], n: usize, channels: usize) {
@@ -275,10 +319,11 @@ fn epilogue_simd_equals_scalar() {
                 assert_eq!(simd, twin, "{n} pixels, {channels} channels");
                 assert_eq!(twin[channels - 1][n - 1], t[OC_BLOCK * (n - 1) + channels - 1]);
             }
-            check(&a, n, channels);
+            check(&t, n, channels);
             check(&bytes, n, channels);
         }
     }
+    assert!(ties > 1000, "{ties} ties");
 }
 
 /// A requantizing conv writing the next conv's padded channels-last image directly must give

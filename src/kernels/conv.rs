@@ -6,7 +6,8 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::epilogue::Lane;
+use super::epilogue::{Affine, Dest, Lane};
+use super::quantize::Quantizer;
 use super::pack::{self, Layout, PackedWeights};
 use super::{tile, Isa, OC_BLOCK};
 
@@ -212,11 +213,11 @@ impl QConv {
             }
         };
         match out {
-            Output::F32(out) => self.run_into(img, zp, e, out, |y, _| y),
-            Output::U8(out, (scale, zero_point)) => self.run_into(img, zp, e, out, |y, t| {
-                super::quantize::quantize(y, scale, zero_point, t);
-                t
-            }),
+            Output::F32(out) => self.run_into(img, zp, e, out, |t| Dest::F32(t)),
+            Output::U8(out, (scale, zero_point)) => {
+                let q = Quantizer::new(scale, zero_point);
+                self.run_into(img, zp, e, out, |t| Dest::U8(t, q))
+            }
             Output::Packed(out, requant, layout) => self.run_into_packed(img, zp, e, requant, &layout, out),
         }
         if !own.is_empty() {
@@ -231,21 +232,14 @@ impl QConv {
         (0..n).map(|i| i * oh / n..(i + 1) * oh / n).collect()
     }
 
-    /// Runs the band `r` of output rows through the float epilogue (scale, bias, SiLU) and
-    /// hands `emit(oy, block, y)` each row of each channel block, `y[ox * 16 + o]`.
-    fn epilogue_rows(&self, img: &[u8], zp: u8, e: Epilogue, r: Range<usize>, mut emit: impl FnMut(usize, usize, &[f32])) {
-        let ow = self.shape.out_w();
-        let mut y = vec![0f32; ow * OC_BLOCK];
+    /// Runs the band `r` of output rows and calls `emit(oy, block, sums, affine)` with each
+    /// row of each channel block and that block's epilogue constants.
+    fn epilogue_rows(&self, img: &[u8], zp: u8, e: Epilogue, r: Range<usize>, mut emit: impl FnMut(usize, usize, &[[i32; OC_BLOCK]], &Affine)) {
         self.rows(img, zp, r, &mut Vec::new(), |oy, b, sums| {
             // Channels past `out_c` have zero sums; scale and bias 0 keep them finite.
             let lane = |v: &[f32], o: usize| v.get(b * OC_BLOCK + o).copied().unwrap_or(0.0);
-            let scale: [f32; OC_BLOCK] = std::array::from_fn(|o| lane(e.scale, o));
-            let bias: [f32; OC_BLOCK] = std::array::from_fn(|o| lane(e.bias, o));
-            super::epilogue::scale_bias(sums, &scale, &bias, &mut y);
-            if e.silu {
-                super::silu::silu(&mut y);
-            }
-            emit(oy, b, &y);
+            let affine = Affine { scale: std::array::from_fn(|o| lane(e.scale, o)), bias: std::array::from_fn(|o| lane(e.bias, o)), silu: e.silu };
+            emit(oy, b, sums, &affine);
         });
     }
 
@@ -271,14 +265,18 @@ impl QConv {
                 l.fill(q_zp, &mut row[(l.pad[1] + ow) * px..]);
             }
             let first = r.start;
-            let mut t = vec![0u8; ow * OC_BLOCK];
-            self.epilogue_rows(img, zp, e, r, |oy, b, y| {
-                super::quantize::quantize(y, scale, q_zp, &mut t);
+            let q = Quantizer::new(scale, q_zp);
+            let mut t = vec![[0u8; OC_BLOCK]; ow];
+            self.epilogue_rows(img, zp, e, r, |oy, b, sums, affine| {
+                super::epilogue::row(sums, affine, Dest::U8(&mut t, q));
                 let n = (oc - b * OC_BLOCK).min(OC_BLOCK);
                 let row = &mut dst[(oy - first) * rb..][..rb];
-                for (ox, v) in t.chunks_exact(OC_BLOCK).enumerate() {
+                for (ox, v) in t.iter().enumerate() {
                     let at = (l.pad[1] + ox) * px + b * OC_BLOCK * vb;
-                    if vb == 1 {
+                    if vb == 1 && n == OC_BLOCK {
+                        // A whole block: one 16-byte store.
+                        row[at..at + OC_BLOCK].copy_from_slice(v);
+                    } else if vb == 1 {
                         row[at..at + n].copy_from_slice(&v[..n]);
                     } else {
                         for (d, &q) in row[at..at + 2 * n].chunks_exact_mut(2).zip(v) {
@@ -294,12 +292,12 @@ impl QConv {
         }
     }
 
-    /// Runs the convolution and its float epilogue one output row of one channel block at a
-    /// time, `convert`s the row's floats to `T` (both pixel-major, 16 channels a pixel; the
-    /// floats themselves, or scratch it fills) and writes each channel's row into `out`
-    /// (`[out_c][oh][ow]`). Bands of output rows run in parallel on the kernels' own pool, if
-    /// one is set ([`super::threads`]), each writing its rows of every channel.
-    fn run_into<T: Lane>(&self, img: &[u8], zp: u8, e: Epilogue, out: &mut [T], convert: impl for<'a> Fn(&'a [f32], &'a mut [T]) -> &'a [T] + Sync) {
+    /// Runs the convolution and its epilogue one output row of one channel block at a time
+    /// into the pixel-major `dest(scratch)` (floats, or uint8 through a quantizer), then
+    /// transposes each channel's row into `out` (`[out_c][oh][ow]`). Bands of output rows run
+    /// in parallel on the kernels' own pool, if one is set ([`super::threads`]), each writing
+    /// its rows of every channel.
+    fn run_into<T: Lane>(&self, img: &[u8], zp: u8, e: Epilogue, out: &mut [T], dest: impl for<'a> Fn(&'a mut [[T; OC_BLOCK]]) -> Dest<'a> + Sync) {
         let s = &self.shape;
         let (oc, oh, ow) = (s.out_c, s.out_h(), s.out_w());
         assert_eq!(out.len(), oc * oh * ow, "output is not out_c x oh x ow");
@@ -319,15 +317,15 @@ impl QConv {
         }
         let run_band = |r: Range<usize>, mut dst: Vec<&mut [T]>| {
             let first = r.start;
-            let mut t = vec![T::default(); ow * OC_BLOCK];
-            self.epilogue_rows(img, zp, e, r, |oy, b, y| {
+            let mut t = vec![[T::default(); OC_BLOCK]; ow];
+            self.epilogue_rows(img, zp, e, r, |oy, b, sums, affine| {
                 let channels = b * OC_BLOCK..((b + 1) * OC_BLOCK).min(oc);
-                let t = convert(y, &mut t);
+                super::epilogue::row(sums, affine, dest(&mut t));
                 let mut rows: [&mut [T]; OC_BLOCK] = Default::default();
                 for (row, d) in rows.iter_mut().zip(&mut dst[channels.clone()]) {
                     *row = &mut d[(oy - first) * ow..][..ow];
                 }
-                T::transpose(t, &mut rows[..channels.len()]);
+                T::transpose(t.as_flattened(), &mut rows[..channels.len()]);
             });
         };
         match super::threads::pool() {

@@ -1,28 +1,85 @@
-//! `acc * scale + bias` per channel over a row of accumulator tiles (`[pixel][channel]`).
-//! The portable loop is the twin of an AVX2 one that converts, multiplies and adds one
-//! pixel's 16 channels as two vectors: a multiply then an add, never fused, so both give the
-//! same floats (tested), the same as the formula written out per value. (Left to itself, the
-//! compiler vectorized the portable loop across pixels, with gathers.)
+//! The convolution epilogue over one row of accumulator tiles (`[pixel][channel]`, 16
+//! channels a pixel): `acc * scale + bias` per channel, SiLU if asked, and either the floats
+//! or their QuantizeLinear to uint8, all while a pixel's 16 values sit in registers
+//! (separate passes for each step wrote and reread the row). The portable twin here inlines
+//! the per-value steps of [`super::silu`] and [`super::quantize`]; the SIMD forms are in
+//! [`super::x86_epilogue`] and give the same bits (tested).
+//! Also the transposes from those tiles to channel rows.
 
+use super::quantize::Quantizer;
+use super::silu::silu_one;
 use super::OC_BLOCK;
 
-/// The portable twin.
-pub fn scale_bias_scalar(acc: &[[i32; OC_BLOCK]], scale: &[f32; OC_BLOCK], bias: &[f32; OC_BLOCK], out: &mut [f32]) {
-    for (y, a) in out.chunks_exact_mut(OC_BLOCK).zip(acc) {
-        for o in 0..OC_BLOCK {
-            y[o] = a[o] as f32 * scale[o] + bias[o];
+/// One block's per-channel constants.
+#[derive(Debug, Clone, Copy)]
+pub struct Affine {
+    pub scale: [f32; OC_BLOCK],
+    pub bias: [f32; OC_BLOCK],
+    pub silu: bool,
+}
+
+/// Where a row of the epilogue goes.
+pub enum Dest<'a> {
+    F32(&'a mut [[f32; OC_BLOCK]]),
+    U8(&'a mut [[u8; OC_BLOCK]], Quantizer),
+}
+
+#[inline(always)]
+fn pixel<const SILU: bool>(a: &[i32; OC_BLOCK], f: &Affine) -> [f32; OC_BLOCK] {
+    let mut y = [0f32; OC_BLOCK];
+    for o in 0..OC_BLOCK {
+        y[o] = a[o] as f32 * f.scale[o] + f.bias[o];
+        if SILU {
+            y[o] = silu_one(y[o]);
+        }
+    }
+    y
+}
+
+fn scalar_for<const SILU: bool>(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
+    match dest {
+        Dest::F32(out) => {
+            for (y, a) in out.iter_mut().zip(acc) {
+                *y = pixel::<SILU>(a, f);
+            }
+        }
+        Dest::U8(out, q) => {
+            for (t, a) in out.iter_mut().zip(acc) {
+                q.chunk(&pixel::<SILU>(a, f), t);
+            }
         }
     }
 }
 
-/// `out[16 * j + o] = acc[j][o] as f32 * scale[o] + bias[o]`; `out` holds `16 * acc.len()`.
-pub fn scale_bias(acc: &[[i32; OC_BLOCK]], scale: &[f32; OC_BLOCK], bias: &[f32; OC_BLOCK], out: &mut [f32]) {
-    assert_eq!(out.len(), acc.len() * OC_BLOCK, "output is not 16 values per pixel");
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        return super::x86::scale_bias(acc, scale, bias, out);
+/// The portable twin of the AVX-512 and AVX2 epilogues in [`super::x86_epilogue`].
+pub fn row_scalar(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
+    if f.silu {
+        scalar_for::<true>(acc, f, dest)
+    } else {
+        scalar_for::<false>(acc, f, dest)
     }
-    scale_bias_scalar(acc, scale, bias, out)
+}
+
+/// The epilogue of the pixels of `acc` into `dest` (as many pixels as the shorter holds), on
+/// the widest vectors this CPU has.
+pub fn row(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::x86_epilogue as x;
+        if x::avx512_available() {
+            return match dest {
+                Dest::F32(out) => x::row_f32_avx512(acc, f, out),
+                Dest::U8(out, q) => x::row_u8_avx512(acc, f, &q, out),
+            };
+        }
+        if x::avx2_available() {
+            return match dest {
+                Dest::F32(out) => x::row_f32_avx2(acc, f, out),
+                Dest::U8(out, q) => x::row_u8_avx2(acc, f, &q, out),
+            };
+        }
+    }
+    row_scalar(acc, f, dest)
 }
 
 /// `rows[o][j] = t[16 j + o]`: the rows of up to 16 channels from pixel-major values.

@@ -30,6 +30,8 @@ pub mod silu;
 pub mod threads;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_epilogue;
 
 /// Output channels per micro-kernel tile: two 8-lane i32 vectors.
 pub const OC_BLOCK: usize = 16;

@@ -1,18 +1,21 @@
 //! `clamp(round_half_even(x / scale) + zero_point, 0, 255)` over a tensor: ONNX
-//! QuantizeLinear to uint8, exactly, mostly without dividing (see `quantize_body`). One
+//! QuantizeLinear to uint8, exactly, mostly without dividing (see [`Quantizer::chunk`]). One
 //! portable loop, compiled again with AVX2 and AVX-512 so the compiler vectorizes it; every
 //! compilation performs the same IEEE operations in the same order (Rust never contracts to
 //! FMA), so they agree bit for bit (tested, and against the formula with a true division).
 
 /// Adding then subtracting 1.5 * 2^23 rounds an f32 of magnitude below 2^22 to the nearest
 /// integer, ties to even (the FPU's default mode), in two vectorizable adds.
-const ROUND: f32 = 12_582_912.0;
+pub(super) const ROUND: f32 = 12_582_912.0;
 
-/// Chunks of this many values go through the reciprocal together.
-const CHUNK: usize = 16;
+/// Chunks of this many values (one pixel of a channel block) go through the reciprocal
+/// together.
+pub const CHUNK: usize = 16;
 /// A quotient `x * (1 / scale)` this close to a half-integer might round to another integer
-/// than `x / scale`; its chunk is redone with the division (see `quantize_body`).
-const NEAR_HALF: f32 = 1.0 / 4096.0;
+/// than `x / scale`; its chunk is redone with the division (see [`Quantizer::chunk`]).
+pub(super) const NEAR_HALF: f32 = 1.0 / 4096.0;
+/// `v + BYTE_BIAS` holds an integral `v` in [0, 255] in its low mantissa byte.
+pub(super) const BYTE_BIAS: f32 = 8_388_608.0;
 
 /// `clamp(round_half_even(q) + zp, 0, 255)`.
 #[inline(always)]
@@ -21,45 +24,67 @@ fn finish(q: f32, zp: f32) -> u8 {
     let r = (q.clamp(-512.0, 512.0) + ROUND) - ROUND;
     // An integral value in [0, 255] plus 2^23 holds itself in the low mantissa byte: no
     // float-to-int conversion, which Rust's saturating `as` would keep scalar.
-    ((r + zp).clamp(0.0, 255.0) + 8_388_608.0).to_bits() as u8
+    ((r + zp).clamp(0.0, 255.0) + BYTE_BIAS).to_bits() as u8
 }
 
-/// Division is the slow step, so a chunk multiplies by `inv = 1 / scale` instead, unless one
-/// of its quotients lies within `NEAR_HALF` of a half-integer. Elsewhere both give the same
-/// integer: for `|x / scale| < 512`, `x * inv` is within `512 * 2^-23 = 6.1e-5` of the true
-/// quotient (two roundings of 2^-24) and the correctly rounded `x / scale` within
-/// `2^-16 = 1.5e-5`, together less than `NEAR_HALF = 2.4e-4`; beyond 512 both saturate.
-#[inline(always)]
-fn quantize_body(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
-    let zp = f32::from(zero_point);
-    let exact = |x: &[f32], out: &mut [u8]| {
-        for (o, &v) in out.iter_mut().zip(x) {
-            *o = finish(v / scale, zp);
-        }
-    };
-    let inv = 1.0 / scale;
-    if !(scale.is_normal() && inv.is_normal()) {
-        return exact(x, out);
+/// QuantizeLinear with one scale and zero point, for whole tensors ([`quantize`]) and for
+/// the convolution epilogue's 16-channel pixels ([`Quantizer::chunk`]), which must agree.
+#[derive(Debug, Clone, Copy)]
+pub struct Quantizer {
+    pub(super) scale: f32,
+    /// `1 / scale`, when both are normal floats; otherwise every chunk divides.
+    pub(super) inv: Option<f32>,
+    pub(super) zp: f32,
+}
+
+impl Quantizer {
+    pub fn new(scale: f32, zero_point: u8) -> Quantizer {
+        let inv = 1.0 / scale;
+        Quantizer { scale, inv: (scale.is_normal() && inv.is_normal()).then_some(inv), zp: f32::from(zero_point) }
     }
-    let whole = x.len() / CHUNK * CHUNK;
-    for (xs, os) in x[..whole].chunks_exact(CHUNK).zip(out[..whole].chunks_exact_mut(CHUNK)) {
-        let mut q = [0f32; CHUNK];
-        for (q, &v) in q.iter_mut().zip(xs) {
-            *q = v * inv;
+
+    #[inline(always)]
+    fn exact(&self, x: &[f32], out: &mut [u8]) {
+        for (o, &v) in out.iter_mut().zip(x) {
+            *o = finish(v / self.scale, self.zp);
         }
-        let near = q.iter().fold(false, |near, &v| {
-            let from_int = (v - ((v + ROUND) - ROUND)).abs();
-            near | ((from_int - 0.5).abs() < NEAR_HALF)
-        });
+    }
+
+    /// Division is the slow step, so a chunk multiplies by `inv = 1 / scale` instead, unless
+    /// one of its quotients lies within `NEAR_HALF` of a half-integer. Elsewhere both give
+    /// the same integer: for `|x / scale| < 512`, `x * inv` is within `512 * 2^-23 = 6.1e-5`
+    /// of the true quotient (two roundings of 2^-24) and the correctly rounded `x / scale`
+    /// within `2^-16 = 1.5e-5`, together less than `NEAR_HALF = 2.4e-4`; beyond 512 both
+    /// saturate.
+    #[inline(always)]
+    pub fn chunk(&self, x: &[f32; CHUNK], out: &mut [u8; CHUNK]) {
+        let Some(inv) = self.inv else { return self.exact(x, out) };
+        let mut q = [0f32; CHUNK];
+        let mut near = false;
+        for (q, &v) in q.iter_mut().zip(x) {
+            *q = v * inv;
+            let from_int = (*q - ((*q + ROUND) - ROUND)).abs();
+            near |= (from_int - 0.5).abs() < NEAR_HALF;
+        }
         if near {
-            exact(xs, os);
+            self.exact(x, out);
         } else {
-            for (o, &v) in os.iter_mut().zip(&q) {
-                *o = finish(v, zp);
+            for (o, &v) in out.iter_mut().zip(&q) {
+                *o = finish(v, self.zp);
             }
         }
     }
-    exact(&x[whole..], &mut out[whole..]);
+}
+
+#[inline(always)]
+fn quantize_body(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
+    let q = Quantizer::new(scale, zero_point);
+    let (xs, x_rest) = x.as_chunks::<CHUNK>();
+    let (os, out_rest) = out.as_chunks_mut::<CHUNK>();
+    for (x, o) in xs.iter().zip(os) {
+        q.chunk(x, o);
+    }
+    q.exact(x_rest, out_rest);
 }
 
 /// The portable twin.

@@ -6,12 +6,16 @@
 //! exact `fmaf`), and Rust contracts nothing else, so all three agree bit for bit (tested).
 //! It runs over every conv output of the int8 graph: each operation saved counts.
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
+pub(super) const LOG2E: f32 = std::f32::consts::LOG2_E;
 // ln 2 split in two so that n * LN2_HI is exact for |n| < 2^9.
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
+pub(super) const LN2_HI: f32 = 0.693_359_4;
+pub(super) const LN2_LO: f32 = -2.121_944_4e-4;
 /// Adding then subtracting 1.5 * 2^23 rounds to the nearest integer (|x| < 2^22).
-const ROUND: f32 = 12_582_912.0;
+pub(super) const ROUND: f32 = 12_582_912.0;
+/// The polynomial's coefficients, highest degree first (Horner's order).
+pub(super) const POLY: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3, 4.166_579_6e-2, 1.666_666_5e-1, 0.5];
+/// `n + POW2_BIAS` holds `n + 127` in its low mantissa bits (see [`exp_approx`]).
+pub(super) const POW2_BIAS: f32 = 8_388_735.0;
 
 /// `exp(x)` for `x` clamped to [-87, 88] (outside, the result saturates near 0 or f32::MAX).
 #[inline(always)]
@@ -19,25 +23,33 @@ pub fn exp_approx(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = x.mul_add(LOG2E, ROUND) - ROUND;
     let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
-    let mut p = 1.987_569_1e-4f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 0.5);
+    let mut p = POLY[0];
+    for &c in &POLY[1..] {
+        p = p.mul_add(r, c);
+    }
     let e = p.mul_add(r * r, r) + 1.0;
     // 2^n through the exponent bits, n in [-126, 127] after the clamp: n + 127 + 2^23 keeps
     // n + 127 in its low mantissa bits; shifting them into the exponent field avoids a
     // float-to-int conversion, which Rust's saturating `as` would keep scalar.
-    e * f32::from_bits((n + 8_388_735.0).to_bits() << 23)
+    e * f32::from_bits((n + POW2_BIAS).to_bits() << 23)
+}
+
+/// SiLU of one value, for the loops here and the convolution epilogue.
+#[inline(always)]
+pub fn silu_one(y: f32) -> f32 {
+    let s = y / (1.0 + exp_approx(-y));
+    // Below -87 the true value is under 1e-36 but the clamped exp would leave y / 1.6e38.
+    if y < -87.0 {
+        0.0
+    } else {
+        s
+    }
 }
 
 #[inline(always)]
 fn silu_body(v: &mut [f32]) {
     for y in v.iter_mut() {
-        let s = *y / (1.0 + exp_approx(-*y));
-        // Below -87 the true value is under 1e-36 but the clamped exp would leave y / 1.6e38.
-        *y = if *y < -87.0 { 0.0 } else { s };
+        *y = silu_one(*y);
     }
 }
 

@@ -189,32 +189,6 @@ pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
     }
 }
 
-/// `out[16 j + o] = acc[j][o] as f32 * scale[o] + bias[o]`, one pixel's 16 channels in two
-/// 8-lane vectors (twin: [`super::epilogue::scale_bias_scalar`]).
-pub(super) fn scale_bias(acc: &[[i32; OC_BLOCK]], scale: &[f32; OC_BLOCK], bias: &[f32; OC_BLOCK], out: &mut [f32]) {
-    assert!(std::arch::is_x86_feature_detected!("avx2") && out.len() == acc.len() * OC_BLOCK);
-    // SAFETY: AVX2 is available and `out` holds 16 floats per pixel of `acc` (asserted).
-    unsafe { scale_bias_avx2(acc, scale, bias, out) }
-}
-
-#[target_feature(enable = "avx2")]
-unsafe fn scale_bias_avx2(acc: &[[i32; OC_BLOCK]], scale: &[f32; OC_BLOCK], bias: &[f32; OC_BLOCK], out: &mut [f32]) {
-    // SAFETY: the caller guarantees AVX2 and 16 floats of `out` per pixel; loadu/storeu have
-    // no alignment requirement.
-    unsafe {
-        let (s0, s1) = (_mm256_loadu_ps(scale.as_ptr()), _mm256_loadu_ps(scale.as_ptr().add(8)));
-        let (b0, b1) = (_mm256_loadu_ps(bias.as_ptr()), _mm256_loadu_ps(bias.as_ptr().add(8)));
-        for (j, a) in acc.iter().enumerate() {
-            let p = a.as_ptr() as *const __m256i;
-            let y0 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p)), s0), b0);
-            let y1 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_loadu_si256(p.add(1))), s1), b1);
-            let q = out.as_mut_ptr().add(j * OC_BLOCK);
-            _mm256_storeu_ps(q, y0);
-            _mm256_storeu_ps(q.add(8), y1);
-        }
-    }
-}
-
 /// `rows[o][j] = t[16 j + o]`: one row per channel from pixel-major floats, 8 pixels at a time
 /// through 8x8 AVX2 transposes (twin: [`super::epilogue::transpose_scalar`]).
 pub(super) fn transpose_f32(t: &[f32], rows: &mut [&mut [f32]]) {

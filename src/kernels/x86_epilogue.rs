@@ -1,0 +1,281 @@
+//! The convolution epilogue with explicit vectors along a pixel's 16 channels: one zmm on
+//! AVX-512, two ymm halves on AVX2. (Left to itself, the compiler vectorized the portable
+//! loop across pixels, with gathers and scatters.) Each step is the same IEEE operation, in
+//! the same order, as in the scalar twin [`super::epilogue::row_scalar`]: multiply then add
+//! for the scale and bias, fused multiply-adds where [`super::silu::exp_approx`] has
+//! `mul_add`, and `min(hi, max(lo, x))` for `clamp`, operands in the order that passes a NaN
+//! on as `f32::clamp` does. The tests compare the bits.
+
+use std::arch::x86_64::*;
+
+use super::epilogue::Affine;
+use super::quantize::{Quantizer, BYTE_BIAS, NEAR_HALF, ROUND as Q_ROUND};
+use super::silu::{LN2_HI, LN2_LO, LOG2E, POLY, POW2_BIAS, ROUND};
+use super::OC_BLOCK;
+
+pub fn avx512_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
+}
+
+pub fn avx2_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+}
+
+/// Floats `acc * scale + bias` (then SiLU if `f.silu`), 16 channels a pixel, on AVX-512.
+///
+/// # Panics
+/// If the CPU lacks AVX-512F or FMA.
+pub fn row_f32_avx512(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]]) {
+    assert!(avx512_available());
+    // SAFETY: the features are checked above; the function only touches `acc`, `f` and `out`
+    // within their lengths.
+    unsafe { f32_512(acc, f, out) }
+}
+
+/// Those floats quantized with `q`, on AVX-512.
+///
+/// # Panics
+/// If the CPU lacks AVX-512F or FMA.
+pub fn row_u8_avx512(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [[u8; OC_BLOCK]]) {
+    assert!(avx512_available());
+    // SAFETY: as in `row_f32_avx512`.
+    unsafe { u8_512(acc, f, q, out) }
+}
+
+/// [`row_f32_avx512`] in two 8-lane halves per pixel, on AVX2.
+///
+/// # Panics
+/// If the CPU lacks AVX2 or FMA.
+pub fn row_f32_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]]) {
+    assert!(avx2_available());
+    // SAFETY: as in `row_f32_avx512`.
+    unsafe { f32_256(acc, f, out) }
+}
+
+/// [`row_u8_avx512`] on AVX2.
+///
+/// # Panics
+/// If the CPU lacks AVX2 or FMA.
+pub fn row_u8_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [[u8; OC_BLOCK]]) {
+    assert!(avx2_available());
+    // SAFETY: as in `row_f32_avx512`.
+    unsafe { u8_256(acc, f, q, out) }
+}
+
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn f32_512(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]]) {
+    // SAFETY: 16 lanes of `f.scale`, `f.bias`, each `a` and each `y`; unaligned accesses.
+    unsafe {
+        let (s, b) = (_mm512_loadu_ps(f.scale.as_ptr()), _mm512_loadu_ps(f.bias.as_ptr()));
+        for (y, a) in out.iter_mut().zip(acc) {
+            let v = z::affine(_mm512_loadu_si512(a.as_ptr() as *const _), s, b, f.silu);
+            _mm512_storeu_ps(y.as_mut_ptr(), v);
+        }
+    }
+}
+
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn u8_512(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [[u8; OC_BLOCK]]) {
+    // SAFETY: as in `f32_512`; each `t` holds the 16 bytes stored.
+    unsafe {
+        let (s, b) = (_mm512_loadu_ps(f.scale.as_ptr()), _mm512_loadu_ps(f.bias.as_ptr()));
+        for (t, a) in out.iter_mut().zip(acc) {
+            let y = z::affine(_mm512_loadu_si512(a.as_ptr() as *const _), s, b, f.silu);
+            // Each lane's low byte is the value (see `z::finish`).
+            _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(z::quantize(y, q)));
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn f32_256(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]]) {
+    // SAFETY: as in `f32_512`, for lanes 0..8 and 8..16.
+    unsafe {
+        let (s0, s1) = (_mm256_loadu_ps(f.scale.as_ptr()), _mm256_loadu_ps(f.scale.as_ptr().add(8)));
+        let (b0, b1) = (_mm256_loadu_ps(f.bias.as_ptr()), _mm256_loadu_ps(f.bias.as_ptr().add(8)));
+        for (y, a) in out.iter_mut().zip(acc) {
+            let p = a.as_ptr() as *const __m256i;
+            _mm256_storeu_ps(y.as_mut_ptr(), y8::affine(_mm256_loadu_si256(p), s0, b0, f.silu));
+            _mm256_storeu_ps(y.as_mut_ptr().add(8), y8::affine(_mm256_loadu_si256(p.add(1)), s1, b1, f.silu));
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn u8_256(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [[u8; OC_BLOCK]]) {
+    // SAFETY: as in `u8_512`.
+    unsafe {
+        let (s0, s1) = (_mm256_loadu_ps(f.scale.as_ptr()), _mm256_loadu_ps(f.scale.as_ptr().add(8)));
+        let (b0, b1) = (_mm256_loadu_ps(f.bias.as_ptr()), _mm256_loadu_ps(f.bias.as_ptr().add(8)));
+        let low_byte = _mm256_set1_epi32(0xff);
+        for (t, a) in out.iter_mut().zip(acc) {
+            let p = a.as_ptr() as *const __m256i;
+            let lo = y8::quantize(y8::affine(_mm256_loadu_si256(p), s0, b0, f.silu), q);
+            let hi = y8::quantize(y8::affine(_mm256_loadu_si256(p.add(1)), s1, b1, f.silu), q);
+            // Low bytes to u16 then u8; the packs work within 128-bit lanes, so the 64-bit
+            // quarters are put back in order in between.
+            let words = _mm256_packus_epi32(_mm256_and_si256(lo, low_byte), _mm256_and_si256(hi, low_byte));
+            let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(words);
+            let bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256::<1>(words));
+            _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, bytes);
+        }
+    }
+}
+
+/// One 16-lane zmm per pixel.
+mod z {
+    use super::*;
+
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn clamp(x: __m512, lo: f32, hi: f32) -> __m512 {
+        // vmaxps/vminps return their second operand when either is NaN: a NaN x passes.
+        _mm512_min_ps(_mm512_set1_ps(hi), _mm512_max_ps(_mm512_set1_ps(lo), x))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn abs(x: __m512) -> __m512 {
+        _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fff_ffff)))
+    }
+
+    /// [`super::super::silu::silu_one`].
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn silu(y: __m512) -> __m512 {
+        let neg = _mm512_castsi512_ps(_mm512_xor_si512(_mm512_castps_si512(y), _mm512_set1_epi32(i32::MIN)));
+        let x = clamp(neg, -87.0, 88.0);
+        let round = _mm512_set1_ps(ROUND);
+        let n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), round), round);
+        let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x));
+        let mut p = _mm512_set1_ps(POLY[0]);
+        for &c in &POLY[1..] {
+            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+        }
+        let e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0));
+        let pow2 = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(_mm512_add_ps(n, _mm512_set1_ps(POW2_BIAS)))));
+        let s = _mm512_div_ps(y, _mm512_add_ps(_mm512_set1_ps(1.0), _mm512_mul_ps(e, pow2)));
+        let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, _mm512_set1_ps(-87.0));
+        _mm512_maskz_mov_ps(!tiny, s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) fn affine(acc: __m512i, scale: __m512, bias: __m512, with_silu: bool) -> __m512 {
+        let y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale), bias);
+        if with_silu {
+            silu(y)
+        } else {
+            y
+        }
+    }
+
+    /// `finish` of [`super::super::quantize`]: each lane's low byte is the value.
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    fn finish(q: __m512, zp: f32) -> __m512i {
+        let round = _mm512_set1_ps(Q_ROUND);
+        let r = _mm512_sub_ps(_mm512_add_ps(clamp(q, -512.0, 512.0), round), round);
+        _mm512_castps_si512(_mm512_add_ps(clamp(_mm512_add_ps(r, _mm512_set1_ps(zp)), 0.0, 255.0), _mm512_set1_ps(BYTE_BIAS)))
+    }
+
+    /// [`Quantizer::chunk`].
+    #[inline]
+    #[target_feature(enable = "avx512f,fma")]
+    pub(super) fn quantize(y: __m512, q: &Quantizer) -> __m512i {
+        let quot = match q.inv {
+            Some(inv) => {
+                let quot = _mm512_mul_ps(y, _mm512_set1_ps(inv));
+                let round = _mm512_set1_ps(Q_ROUND);
+                let from_int = abs(_mm512_sub_ps(quot, _mm512_sub_ps(_mm512_add_ps(quot, round), round)));
+                let near = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(abs(_mm512_sub_ps(from_int, _mm512_set1_ps(0.5))), _mm512_set1_ps(NEAR_HALF));
+                if near != 0 {
+                    _mm512_div_ps(y, _mm512_set1_ps(q.scale))
+                } else {
+                    quot
+                }
+            }
+            None => _mm512_div_ps(y, _mm512_set1_ps(q.scale)),
+        };
+        finish(quot, q.zp)
+    }
+}
+
+/// Two 8-lane ymm halves per pixel. The reciprocal shortcut is checked per half: for values
+/// it accepts it gives the division's integer, so where the check is made does not change the
+/// result.
+mod y8 {
+    use super::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn clamp(x: __m256, lo: f32, hi: f32) -> __m256 {
+        // As on AVX-512: a NaN x passes.
+        _mm256_min_ps(_mm256_set1_ps(hi), _mm256_max_ps(_mm256_set1_ps(lo), x))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn abs(x: __m256) -> __m256 {
+        _mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7fff_ffff)))
+    }
+
+    /// [`super::super::silu::silu_one`].
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn silu(y: __m256) -> __m256 {
+        let neg = _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(y), _mm256_set1_epi32(i32::MIN)));
+        let x = clamp(neg, -87.0, 88.0);
+        let round = _mm256_set1_ps(ROUND);
+        let n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), round), round);
+        let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x));
+        let mut p = _mm256_set1_ps(POLY[0]);
+        for &c in &POLY[1..] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
+        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(_mm256_add_ps(n, _mm256_set1_ps(POW2_BIAS)))));
+        let s = _mm256_div_ps(y, _mm256_add_ps(_mm256_set1_ps(1.0), _mm256_mul_ps(e, pow2)));
+        let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(y, _mm256_set1_ps(-87.0));
+        _mm256_andnot_ps(tiny, s)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn affine(acc: __m256i, scale: __m256, bias: __m256, with_silu: bool) -> __m256 {
+        let y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), scale), bias);
+        if with_silu {
+            silu(y)
+        } else {
+            y
+        }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn finish(q: __m256, zp: f32) -> __m256i {
+        let round = _mm256_set1_ps(Q_ROUND);
+        let r = _mm256_sub_ps(_mm256_add_ps(clamp(q, -512.0, 512.0), round), round);
+        _mm256_castps_si256(_mm256_add_ps(clamp(_mm256_add_ps(r, _mm256_set1_ps(zp)), 0.0, 255.0), _mm256_set1_ps(BYTE_BIAS)))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn quantize(y: __m256, q: &Quantizer) -> __m256i {
+        let quot = match q.inv {
+            Some(inv) => {
+                let quot = _mm256_mul_ps(y, _mm256_set1_ps(inv));
+                let round = _mm256_set1_ps(Q_ROUND);
+                let from_int = abs(_mm256_sub_ps(quot, _mm256_sub_ps(_mm256_add_ps(quot, round), round)));
+                let near = _mm256_cmp_ps::<_CMP_LT_OQ>(abs(_mm256_sub_ps(from_int, _mm256_set1_ps(0.5))), _mm256_set1_ps(NEAR_HALF));
+                if _mm256_movemask_ps(near) != 0 {
+                    _mm256_div_ps(y, _mm256_set1_ps(q.scale))
+                } else {
+                    quot
+                }
+            }
+            None => _mm256_div_ps(y, _mm256_set1_ps(q.scale)),
+        };
+        finish(quot, q.zp)
+    }
+}
