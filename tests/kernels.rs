@@ -357,3 +357,47 @@ fn packed_handover_equals_repacking() {
         assert!(want.iter().zip(&got).all(|(w, g)| w.to_bits() == g.to_bits()), "{isa:?}");
     }
 }
+
+/// Several outputs from one pass (a conv followed by a channel Split, one slice also
+/// quantized for the next conv) must equal slicing and quantizing the single float output:
+/// 40 channels (a partial third block), a float target over channels 16..40, a uint8 one
+/// over 0..16 and a packed one over 16..40 read by a conv with 24 input channels; on two
+/// threads, so the targets are split into bands.
+#[test]
+fn split_targets_equal_slicing_one_output() {
+    use qdet::kernels::conv::{Input, Output, Target};
+    qdet::kernels::threads::set_threads(2);
+    let mut rng = Rng::for_item(31, "split", 0);
+    let (h, w) = (21, 18);
+    let sa = ConvShape { in_c: 12, in_h: h, in_w: w, out_c: 40, kh: 1, kw: 1, stride: (1, 1), pad: [0; 4], dilation: (1, 1) };
+    let sb = ConvShape { in_c: 24, in_h: h, in_w: w, out_c: 5, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
+    let x = pixels(&mut rng, 12 * h * w);
+    let scale: Vec<f32> = (0..40).map(|c| 1e-3 * (c + 1) as f32).collect();
+    let bias: Vec<f32> = (0..40).map(|c| c as f32 * 0.05 - 1.0).collect();
+    let e = Epilogue { scale: &scale, bias: &bias, silu: true };
+    let eb = Epilogue { scale: &scale[..5], bias: &bias[..5], silu: false };
+    let q = (0.03f32, 11u8);
+    let plane = h * w;
+    for isa in available() {
+        let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+        let a = QConv::new(sa, &weights(&mut rng, 40 * sa.k(), max_abs), isa);
+        let b = QConv::new(sb, &weights(&mut rng, 5 * sb.k(), max_abs), isa);
+        let whole = a.run_f32(&x, 9, e);
+        let mut quantized = vec![0u8; whole.len()];
+        qdet::kernels::quantize::quantize_scalar(&whole, q.0, q.1, &mut quantized);
+        let (mut tail, mut head, mut packed) = (vec![0f32; 24 * plane], vec![0u8; 16 * plane], vec![0u8; b.layout().len()]);
+        let targets = vec![
+            Target { first: 16, out: Output::F32(&mut tail) },
+            Target { first: 0, out: Output::U8(&mut head, q) },
+            Target { first: 16, out: Output::Packed(&mut packed, q, b.layout()) },
+        ];
+        a.run_targets(Input::Nchw(&x), 9, e, targets);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&tail), bits(&whole[16 * plane..]), "{isa:?} float slice");
+        assert_eq!(head, quantized[..16 * plane], "{isa:?} uint8 slice");
+        let want = b.run_f32(&quantized[16 * plane..], q.1, eb);
+        let mut got = vec![0f32; want.len()];
+        b.run(Input::Packed(&packed), q.1, eb, Output::F32(&mut got));
+        assert_eq!(bits(&got), bits(&want), "{isa:?} packed slice read by the next conv");
+    }
+}

@@ -9,14 +9,14 @@ use tract_onnx::tract_core::internal::*;
 
 use super::quantize::{QuantizeConcatU8, QuantizeU8};
 use super::spec::QConvSpec;
-use crate::kernels::conv::{Epilogue, Input, Output, QConv};
+use crate::kernels::conv::{Epilogue, Input, Output, QConv, Target};
 use crate::kernels::pack::Layout;
-use crate::kernels::Isa;
+use crate::kernels::{Isa, OC_BLOCK};
 
-/// `uint8 [1, C, H, W]` in, float `[1, OC, OH, OW]` out (after SiLU when `silu`), or that
-/// output quantized to uint8 with `requant`'s scale and zero point. Between qdet ops the
-/// uint8 tensors may instead be padded channels-last images ([`Layout`]): `packed_in` reads
-/// one, `packed_out` writes the next convs' one.
+/// `uint8 [1, C, H, W]` in; out, one tensor per [`OutSpec`]: a range of the output channels
+/// (after SiLU when `silu`) as floats `[1, n, OH, OW]`, or quantized to uint8. Between qdet
+/// ops the uint8 tensors may instead be padded channels-last images ([`Layout`]):
+/// `packed_in` reads one, a [`OutKind::Packed`] output writes the next convs' one.
 #[derive(Debug, Clone)]
 pub struct QConvOp {
     conv: Arc<QConv>,
@@ -24,18 +24,42 @@ pub struct QConvOp {
     scales: Arc<Vec<f32>>,
     bias: Arc<Vec<f32>>,
     silu: bool,
-    requant: Option<(f32, u8)>,
     packed_in: bool,
-    packed_out: Option<Layout>,
+    outputs: Vec<OutSpec>,
+}
+
+/// One output of a [`QConvOp`]: channels `first..first + channels`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct OutSpec {
+    first: usize,
+    channels: usize,
+    kind: OutKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OutKind {
+    F32,
+    /// Quantized with (scale, zero point), `[1, n, OH, OW]`.
+    U8((f32, u8)),
+    /// Quantized, as the padded channels-last image of the next convs.
+    Packed((f32, u8), Layout),
+}
+
+impl QConvOp {
+    fn fact(&self, o: &OutSpec) -> TypedFact {
+        let s = &self.conv.shape;
+        let shape = [1, o.channels, s.out_h(), s.out_w()];
+        match o.kind {
+            OutKind::F32 => f32::fact(shape),
+            OutKind::U8(_) => u8::fact(shape),
+            OutKind::Packed(_, l) => u8::fact([l.len()]),
+        }
+    }
 }
 
 impl PartialEq for QConvOp {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.conv, &other.conv)
-            && self.silu == other.silu
-            && self.requant == other.requant
-            && self.packed_in == other.packed_in
-            && self.packed_out == other.packed_out
+        Arc::ptr_eq(&self.conv, &other.conv) && self.silu == other.silu && self.packed_in == other.packed_in && self.outputs == other.outputs
     }
 }
 
@@ -47,7 +71,7 @@ impl Op for QConvOp {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, {:?}, silu={}, requant={:?}", self.conv.isa(), self.conv.shape, self.silu, self.requant)])
+        Ok(vec![format!("{:?}, {:?}, silu={}, outputs={:?}", self.conv.isa(), self.conv.shape, self.silu, self.outputs)])
     }
 
     fn as_typed(&self) -> Option<&dyn TypedOp> {
@@ -71,38 +95,35 @@ impl EvalOp for QConvOp {
             Input::Nchw(x)
         };
         let e = Epilogue { scale: &self.scales, bias: &self.bias, silu: self.silu };
-        // Written in place: building the tensor from a Vec would copy it.
-        let shape = [1, s.out_c, s.out_h(), s.out_w()];
-        let y = match (self.requant, self.packed_out) {
-            (None, _) => {
-                let mut y = Tensor::zero::<f32>(&shape)?;
-                self.conv.run(input, self.zero_point, e, Output::F32(y.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?));
-                y
-            }
-            (Some(q), None) => {
-                let mut y = Tensor::zero::<u8>(&shape)?;
-                self.conv.run(input, self.zero_point, e, Output::U8(y.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?, q));
-                y
-            }
-            (Some(q), Some(l)) => {
-                let mut y = Tensor::zero::<u8>(&[l.len()])?;
-                self.conv.run(input, self.zero_point, e, Output::Packed(y.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?, q, l));
-                y
-            }
-        };
-        Ok(tvec!(y.into_tvalue()))
+        // Written in place: building the tensors from Vecs would copy them.
+        let mut tensors: Vec<Tensor> = self
+            .outputs
+            .iter()
+            .map(|o| {
+                let f = self.fact(o);
+                let shape = f.shape.as_concrete().context("QdetConvU8: symbolic output shape")?;
+                Tensor::zero_dt(f.datum_type, shape)
+            })
+            .collect::<TractResult<_>>()?;
+        let mut views = tensors.iter_mut().map(|t| t.try_as_plain_ram_mut()).collect::<TractResult<Vec<_>>>()?;
+        let mut targets = Vec::with_capacity(views.len());
+        for (v, o) in views.iter_mut().zip(&self.outputs) {
+            let out = match o.kind {
+                OutKind::F32 => Output::F32(v.as_slice_mut::<f32>()?),
+                OutKind::U8(q) => Output::U8(v.as_slice_mut::<u8>()?, q),
+                OutKind::Packed(q, l) => Output::Packed(v.as_slice_mut::<u8>()?, q, l),
+            };
+            targets.push(Target { first: o.first, out });
+        }
+        self.conv.run_targets(input, self.zero_point, e, targets);
+        drop(views);
+        Ok(tensors.into_iter().map(|t| t.into_tvalue()).collect())
     }
 }
 
 impl TypedOp for QConvOp {
     fn output_facts(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
-        let s = &self.conv.shape;
-        let shape = [1, s.out_c, s.out_h(), s.out_w()];
-        Ok(tvec!(match (self.requant, self.packed_out) {
-            (None, _) => f32::fact(shape),
-            (Some(_), None) => u8::fact(shape),
-            (Some(_), Some(l)) => u8::fact([l.len()]),
-        }))
+        Ok(self.outputs.iter().map(|o| self.fact(o)).collect())
     }
 
     fn as_op(&self) -> &dyn Op {
@@ -119,12 +140,14 @@ impl TypedOp for QConvOp {
 pub struct PatchReport {
     pub replaced: usize,
     pub silu_fused: usize,
-    /// Convs whose only reader was a QuantizeLinear, now writing its uint8 output.
+    /// QuantizeLinears of a conv output, now written by the conv.
     pub requant_fused: usize,
-    /// Requantizing convs writing their readers' channels-last image.
+    /// Requantized outputs written in their readers' channels-last image.
     pub handed_over: usize,
     /// Channel Concats quantized straight into their uint8 output.
     pub concat_fused: usize,
+    /// Convs writing the channel slices read from them as separate outputs.
+    pub split_fused: usize,
     pub isa: Option<Isa>,
 }
 
@@ -180,9 +203,8 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
             scales: Arc::new(spec.output_scales()),
             bias: Arc::new(spec.bias.clone()),
             silu: silu_mul.is_some(),
-            requant: None,
             packed_in: false,
-            packed_out: None,
+            outputs: vec![OutSpec { first: 0, channels: conv_shape.out_c, kind: OutKind::F32 }],
         };
         let name = format!("{}.qdet", spec.name);
         let mut p = TypedModelPatch::default();
@@ -209,6 +231,7 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
         p.shunt_outside(model, OutletId::new(id, 0), out)?;
         p.apply(model)?;
     }
+    split_outputs(model, &mut report)?;
     fuse_requantization(model, &mut report)?;
     hand_over_packed(model, &mut report)?;
     fuse_concat_quantization(model, &mut report)?;
@@ -243,28 +266,34 @@ fn fuse_concat_quantization(model: &mut TypedModel, report: &mut PatchReport) ->
     Ok(())
 }
 
-/// A requantizing conv whose uint8 output is read only by qdet convs that agree on its
-/// padded channels-last layout (and zero point) writes it in that layout: no transpose on
-/// the way out, no repacking on the way in. (Quantizers doing the same measured no faster:
-/// they still quantize and pack in two passes.)
+/// A requantizing conv output read only by qdet convs that agree on its padded
+/// channels-last layout (and zero point) is written in that layout: no transpose on the way
+/// out, no repacking on the way in. (Quantizers doing the same measured no faster: they
+/// still quantize and pack in two passes.)
 fn hand_over_packed(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
     let outputs = model.output_outlets()?.to_vec();
-    let producers: Vec<usize> = model
-        .nodes()
-        .iter()
-        .filter(|n| n.op_as::<QConvOp>().is_some_and(|c| c.requant.is_some() && c.packed_out.is_none()))
-        .map(|n| n.id)
-        .collect();
-    for id in producers {
-        let out = OutletId::new(id, 0);
-        let Some(zero_point) = model.node(id).op_as::<QConvOp>().and_then(|c| c.requant).map(|r| r.1) else { continue };
+    let mut producers = Vec::new();
+    for n in model.nodes() {
+        if let Some(c) = n.op_as::<QConvOp>() {
+            producers.extend(c.outputs.iter().enumerate().filter(|(_, o)| matches!(o.kind, OutKind::U8(_))).map(|(j, _)| OutletId::new(n.id, j)));
+        }
+    }
+    for out in producers {
+        let Some(spec) = model.node(out.node).op_as::<QConvOp>().map(|c| c.outputs[out.slot]) else { continue };
+        let OutKind::U8(requant) = spec.kind else { continue };
         let readers = model.outlet_successors(out).to_vec();
         if readers.is_empty() || outputs.contains(&out) {
             continue;
         }
         let layouts: Option<Vec<Layout>> = readers
             .iter()
-            .map(|r| model.node(r.node).op_as::<QConvOp>().filter(|c| r.slot == 0 && !c.packed_in && c.zero_point == zero_point).map(|c| c.conv.layout()))
+            .map(|r| {
+                model
+                    .node(r.node)
+                    .op_as::<QConvOp>()
+                    .filter(|c| r.slot == 0 && !c.packed_in && c.zero_point == requant.1 && c.conv.shape.in_c == spec.channels)
+                    .map(|c| c.conv.layout())
+            })
             .collect();
         let Some(layout) = layouts.and_then(|l| l.windows(2).all(|w| w[0] == w[1]).then(|| l[0])) else { continue };
         for r in &readers {
@@ -272,9 +301,11 @@ fn hand_over_packed(model: &mut TypedModel, report: &mut PatchReport) -> TractRe
             let Some(conv) = node.op_as::<QConvOp>() else { continue };
             node.op = Box::new(QConvOp { packed_in: true, ..conv.clone() });
         }
-        let node = model.node_mut(id);
+        let node = model.node_mut(out.node);
         if let Some(c) = node.op_as::<QConvOp>() {
-            node.op = Box::new(QConvOp { packed_out: Some(layout), ..c.clone() });
+            let mut op = c.clone();
+            op.outputs[out.slot].kind = OutKind::Packed(requant, layout);
+            node.op = Box::new(op);
         }
         model.set_outlet_fact(out, u8::fact([layout.len()]))?;
         report.handed_over += 1;
@@ -282,8 +313,8 @@ fn hand_over_packed(model: &mut TypedModel, report: &mut PatchReport) -> TractRe
     Ok(())
 }
 
-/// A [`QConvOp`] read only by a [`QuantizeU8`] takes over the quantization, so its float
-/// output is never written.
+/// A [`QuantizeU8`] reading a [`QConvOp`]'s float output becomes another output of the conv,
+/// quantized in its epilogue; the float output stays only if something else reads it.
 fn fuse_requantization(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
     let outputs = model.output_outlets()?.to_vec();
     let quantizers: Vec<usize> = model.nodes().iter().filter(|n| n.op_is::<QuantizeU8>()).map(|n| n.id).collect();
@@ -291,17 +322,77 @@ fn fuse_requantization(model: &mut TypedModel, report: &mut PatchReport) -> Trac
         let node = model.node(q);
         let input = node.inputs[0];
         let (Some(conv), Some(quant)) = (model.node(input.node).op_as::<QConvOp>(), node.op_as::<QuantizeU8>()) else { continue };
-        if conv.requant.is_some() || model.outlet_successors(input).len() != 1 || outputs.contains(&input) {
+        let spec = conv.outputs[input.slot];
+        if spec.kind != OutKind::F32 {
             continue;
         }
-        let op = QConvOp { requant: Some((quant.scale, quant.zero_point)), ..conv.clone() };
-        let (conv_input, name) = (model.node(input.node).inputs[0], format!("{}.requant", model.node(input.node).name));
+        let sole = model.outlet_successors(input).len() == 1 && !outputs.contains(&input);
+        let requant = OutSpec { kind: OutKind::U8((quant.scale, quant.zero_point)), ..spec };
+        let mut op = conv.clone();
+        let slot = if sole {
+            op.outputs[input.slot] = requant;
+            input.slot
+        } else {
+            op.outputs.push(requant);
+            op.outputs.len() - 1
+        };
+        let conv_node = model.node(input.node);
+        let (conv_input, name, before) = (conv_node.inputs[0], format!("{}.requant", conv_node.name), conv.outputs.len());
         let mut p = TypedModelPatch::default();
         let tap = p.tap_model(model, conv_input)?;
-        let out = p.wire_node(name, op, &[tap])?[0];
-        p.shunt_outside(model, OutletId::new(q, 0), out)?;
+        let new = p.wire_node(name, op, &[tap])?;
+        for j in (0..before).filter(|&j| !(sole && j == input.slot)) {
+            let old = OutletId::new(input.node, j);
+            if !model.outlet_successors(old).is_empty() || outputs.contains(&old) {
+                p.shunt_outside(model, old, new[j])?;
+            }
+        }
+        p.shunt_outside(model, OutletId::new(q, 0), new[slot])?;
         p.apply(model)?;
         report.requant_fused += 1;
+    }
+    Ok(())
+}
+
+/// A conv whose float output is read only by channel Slices (a C2f block's Split) on whole
+/// blocks of 16 channels writes each slice as its own output: tract's slices copied every
+/// tensor, and a slice can now be quantized in the conv's epilogue too.
+fn split_outputs(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
+    use tract_onnx::tract_core::ops::array::Slice;
+    let outputs = model.output_outlets()?.to_vec();
+    let convs: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_as::<QConvOp>().is_some_and(|c| c.outputs.len() == 1 && c.outputs[0].kind == OutKind::F32 && c.outputs[0].first == 0))
+        .map(|n| n.id)
+        .collect();
+    for id in convs {
+        let out = OutletId::new(id, 0);
+        let readers = model.outlet_successors(out).to_vec();
+        let Some(conv) = model.node(id).op_as::<QConvOp>() else { continue };
+        if readers.is_empty() || outputs.contains(&out) {
+            continue;
+        }
+        let out_c = conv.conv.shape.out_c;
+        let ranges: Option<Vec<(usize, usize)>> = readers
+            .iter()
+            .map(|r| {
+                let slice = model.node(r.node).op_as::<Slice>()?;
+                let (start, end) = (slice.start.to_usize().ok()?, slice.end.to_usize().ok()?);
+                (slice.axis == 1 && start % OC_BLOCK == 0 && start < end && end <= out_c).then_some((start, end))
+            })
+            .collect();
+        let Some(ranges) = ranges else { continue };
+        let op = QConvOp { outputs: ranges.iter().map(|&(a, b)| OutSpec { first: a, channels: b - a, kind: OutKind::F32 }).collect(), ..conv.clone() };
+        let (input, name) = (model.node(id).inputs[0], format!("{}.split", model.node(id).name));
+        let mut p = TypedModelPatch::default();
+        let tap = p.tap_model(model, input)?;
+        let new = p.wire_node(name, op, &[tap])?;
+        for (r, &o) in readers.iter().zip(&new) {
+            p.shunt_outside(model, OutletId::new(r.node, 0), o)?;
+        }
+        p.apply(model)?;
+        report.split_fused += 1;
     }
     Ok(())
 }

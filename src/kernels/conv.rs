@@ -200,6 +200,19 @@ impl QConv {
     /// If `x` or `out` has the wrong size, or a packed output's layout is not this
     /// convolution's output shape.
     pub fn run(&self, x: Input, zp: u8, e: Epilogue, out: Output) {
+        self.run_targets(x, zp, e, vec![Target { first: 0, out }]);
+    }
+
+    /// Runs on `x` and writes each target: channels `first..` of the result, as many as its
+    /// buffer holds (a packed target: its layout's `in_c`). One pass computes every block of
+    /// channels once, however many targets read it: a channel Split after a convolution costs
+    /// no copies, and a slice can be quantized for the next convolution in the same pass.
+    ///
+    /// # Panics
+    /// If `x` or a target has the wrong size, a target does not start on a block of
+    /// [`OC_BLOCK`] channels or ends past `out_c`, or a packed layout is not the shape of its
+    /// channels.
+    pub fn run_targets(&self, x: Input, zp: u8, e: Epilogue, targets: Vec<Target>) {
         let mut own = Vec::new();
         let img = match x {
             Input::Packed(img) => {
@@ -212,24 +225,10 @@ impl QConv {
                 &own
             }
         };
-        match out {
-            Output::F32(out) => self.run_into(img, zp, e, out, |t| Dest::F32(t)),
-            Output::U8(out, (scale, zero_point)) => {
-                let q = Quantizer::new(scale, zero_point);
-                self.run_into(img, zp, e, out, |t| Dest::U8(t, q))
-            }
-            Output::Packed(out, requant, layout) => self.run_into_packed(img, zp, e, requant, &layout, out),
-        }
+        self.run_bands(img, zp, e, targets);
         if !own.is_empty() {
             IMAGE.set(own);
         }
-    }
-
-    /// Output bands: `4 x threads` of the output rows with a pool, else one.
-    fn bands(&self) -> Vec<Range<usize>> {
-        let oh = self.shape.out_h();
-        let n = super::threads::pool().map_or(1, |p| (4 * p.current_num_threads()).min(oh)).max(1);
-        (0..n).map(|i| i * oh / n..(i + 1) * oh / n).collect()
     }
 
     /// Runs the band `r` of output rows and calls `emit(oy, block, sums, affine)` with each
@@ -243,94 +242,172 @@ impl QConv {
         });
     }
 
-    /// Requantized output written as the padded channels-last image `l` of the next
-    /// convolution: a block's 16 channels are contiguous there, so no transpose.
-    fn run_into_packed(&self, img: &[u8], zp: u8, e: Epilogue, (scale, q_zp): (f32, u8), l: &Layout, out: &mut [u8]) {
+    /// Output bands: `4 x threads` of the output rows with a pool, else one.
+    fn bands(&self) -> Vec<Range<usize>> {
+        let oh = self.shape.out_h();
+        let n = super::threads::pool().map_or(1, |p| (4 * p.current_num_threads()).min(oh)).max(1);
+        (0..n).map(|i| i * oh / n..(i + 1) * oh / n).collect()
+    }
+
+    /// Splits every target into its part for each band of output rows (disjoint slices), then
+    /// runs the bands, in parallel on the kernels' own pool if one is set
+    /// ([`super::threads`]). Per row of each channel block: the epilogue into pixel-major
+    /// scratch (floats when a float target reads the block, else straight to uint8), then a
+    /// transpose into each `[C][H][W]` target's channel rows, or 16-byte stores into a packed
+    /// target's pixels.
+    fn run_bands(&self, img: &[u8], zp: u8, e: Epilogue, targets: Vec<Target>) {
         let s = &self.shape;
-        let (oc, ow) = (s.out_c, s.out_w());
-        assert!(l.in_c == oc && l.in_h == s.out_h() && l.in_w == ow, "{l:?} is not the output of {s:?}");
-        let (rb, px, vb) = (l.row_bytes(), l.pixel_bytes(), l.value_bytes);
-        let interior = l.fill_top_bottom(q_zp, out);
+        let (oh, ow, plane) = (s.out_h(), s.out_w(), s.out_h() * s.out_w());
         let bands = self.bands();
-        let mut chunks = Vec::with_capacity(bands.len());
-        let mut rest = interior;
-        for r in &bands {
-            let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * rb);
-            chunks.push(mine);
-            rest = next;
-        }
-        let run_band = |r: Range<usize>, dst: &mut [u8]| {
-            for row in dst.chunks_exact_mut(rb) {
-                l.fill(q_zp, &mut row[..l.pad[1] * px]);
-                l.fill(q_zp, &mut row[(l.pad[1] + ow) * px..]);
+        let mut parts: Vec<Vec<Part>> = bands.iter().map(|_| Vec::with_capacity(targets.len())).collect();
+        for Target { first, out } in targets {
+            assert!(first % OC_BLOCK == 0, "a target starts at channel {first}, not on a block of {OC_BLOCK}");
+            // Each band's rows of every channel of a `[C][H][W]` buffer.
+            fn rows<'a, T>(out: &'a mut [T], plane: usize, ow: usize, bands: &[Range<usize>]) -> Vec<Vec<&'a mut [T]>> {
+                let mut per_band: Vec<Vec<&mut [T]>> = bands.iter().map(|_| Vec::new()).collect();
+                for channel in out.chunks_mut(plane) {
+                    let mut rest = channel;
+                    for (band, r) in per_band.iter_mut().zip(bands) {
+                        let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * ow);
+                        band.push(mine);
+                        rest = next;
+                    }
+                }
+                per_band
             }
-            let first = r.start;
-            let q = Quantizer::new(scale, q_zp);
-            let mut t = vec![[0u8; OC_BLOCK]; ow];
+            let n = match &out {
+                Output::F32(o) => o.len() / plane.max(1),
+                Output::U8(o, _) => o.len() / plane.max(1),
+                Output::Packed(_, _, l) => l.in_c,
+            };
+            assert!(first + n <= s.out_c, "channels {first}..{} of {} channels", first + n, s.out_c);
+            match out {
+                Output::F32(o) => {
+                    assert_eq!(o.len(), n * plane, "output is not channels x oh x ow");
+                    for (band, r) in parts.iter_mut().zip(rows(o, plane, ow, &bands)) {
+                        band.push(Part { first, n, dest: PartDest::F32(r) });
+                    }
+                }
+                Output::U8(o, q) => {
+                    assert_eq!(o.len(), n * plane, "output is not channels x oh x ow");
+                    for (band, r) in parts.iter_mut().zip(rows(o, plane, ow, &bands)) {
+                        band.push(Part { first, n, dest: PartDest::U8(r, q) });
+                    }
+                }
+                Output::Packed(o, q, l) => {
+                    assert!(l.in_h == oh && l.in_w == ow, "{l:?} is not the output of {s:?}");
+                    let mut rest = l.fill_top_bottom(q.1, o);
+                    for (band, r) in parts.iter_mut().zip(&bands) {
+                        let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * l.row_bytes());
+                        band.push(Part { first, n, dest: PartDest::Packed(mine, q, l) });
+                        rest = next;
+                    }
+                }
+            }
+        }
+        let run_band = |r: Range<usize>, mut parts: Vec<Part>| {
+            for p in &mut parts {
+                if let PartDest::Packed(dst, (_, q_zp), l) = &mut p.dest {
+                    let px = l.pixel_bytes();
+                    for row in dst.chunks_exact_mut(l.row_bytes()) {
+                        l.fill(*q_zp, &mut row[..l.pad[1] * px]);
+                        l.fill(*q_zp, &mut row[(l.pad[1] + ow) * px..]);
+                        // Lanes past `in_c` in the last k-group: never read with a weight, but
+                        // written, so the image holds no stale bytes.
+                        let cp = l.in_c.next_multiple_of(l.k_group);
+                        if cp > l.in_c {
+                            for pixel in row[l.pad[1] * px..][..ow * px].chunks_exact_mut(px) {
+                                l.fill(*q_zp, &mut pixel[l.in_c * l.value_bytes..]);
+                            }
+                        }
+                    }
+                }
+            }
+            let first_row = r.start;
+            let (mut f, mut t) = (vec![[0f32; OC_BLOCK]; ow], vec![[0u8; OC_BLOCK]; ow]);
             self.epilogue_rows(img, zp, e, r, |oy, b, sums, affine| {
-                super::epilogue::row(sums, affine, Dest::U8(&mut t, q));
-                let n = (oc - b * OC_BLOCK).min(OC_BLOCK);
-                let row = &mut dst[(oy - first) * rb..][..rb];
-                for (ox, v) in t.iter().enumerate() {
-                    let at = (l.pad[1] + ox) * px + b * OC_BLOCK * vb;
-                    if vb == 1 && n == OC_BLOCK {
-                        // A whole block: one 16-byte store.
-                        row[at..at + OC_BLOCK].copy_from_slice(v);
-                    } else if vb == 1 {
-                        row[at..at + n].copy_from_slice(&v[..n]);
-                    } else {
-                        for (d, &q) in row[at..at + 2 * n].chunks_exact_mut(2).zip(v) {
-                            d.copy_from_slice(&[q, 0]);
+                let c0 = b * OC_BLOCK;
+                let reads = |p: &Part| (p.first..p.first + p.n).contains(&c0);
+                let floats = parts.iter().any(|p| reads(p) && matches!(p.dest, PartDest::F32(_)));
+                if floats {
+                    super::epilogue::row(sums, affine, Dest::F32(&mut f));
+                }
+                let y = oy - first_row;
+                for p in parts.iter_mut().filter(|p| reads(p)) {
+                    let (at, n) = (c0 - p.first, (p.first + p.n - c0).min(OC_BLOCK));
+                    let bytes = |q: (f32, u8), t: &mut [[u8; OC_BLOCK]]| {
+                        if floats {
+                            // The same bits as the fused path: it quantizes these floats.
+                            super::quantize::quantize(f.as_flattened(), q.0, q.1, t.as_flattened_mut());
+                        } else {
+                            super::epilogue::row(sums, affine, Dest::U8(t, Quantizer::new(q.0, q.1)));
+                        }
+                    };
+                    match &mut p.dest {
+                        PartDest::F32(rows) => transpose_into(f.as_flattened(), &mut rows[at..at + n], y, ow),
+                        PartDest::U8(rows, q) => {
+                            bytes(*q, &mut t);
+                            transpose_into(t.as_flattened(), &mut rows[at..at + n], y, ow);
+                        }
+                        PartDest::Packed(dst, q, l) => {
+                            bytes(*q, &mut t);
+                            let (px, vb) = (l.pixel_bytes(), l.value_bytes);
+                            let row = &mut dst[y * l.row_bytes()..][..l.row_bytes()];
+                            for (ox, v) in t.iter().enumerate() {
+                                let at = (l.pad[1] + ox) * px + at * vb;
+                                if vb == 1 && n == OC_BLOCK {
+                                    // A whole block: one 16-byte store.
+                                    row[at..at + OC_BLOCK].copy_from_slice(v);
+                                } else if vb == 1 {
+                                    row[at..at + n].copy_from_slice(&v[..n]);
+                                } else {
+                                    for (d, &q) in row[at..at + 2 * n].chunks_exact_mut(2).zip(v) {
+                                        d.copy_from_slice(&[q, 0]);
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             });
         };
         match super::threads::pool() {
-            Some(pool) => pool.install(|| bands.into_par_iter().zip(chunks).for_each(|(r, d)| run_band(r, d))),
-            None => bands.into_iter().zip(chunks).for_each(|(r, d)| run_band(r, d)),
+            Some(pool) => pool.install(|| bands.into_par_iter().zip(parts).for_each(|(r, p)| run_band(r, p))),
+            None => bands.into_iter().zip(parts).for_each(|(r, p)| run_band(r, p)),
         }
     }
+}
 
-    /// Runs the convolution and its epilogue one output row of one channel block at a time
-    /// into the pixel-major `dest(scratch)` (floats, or uint8 through a quantizer), then
-    /// transposes each channel's row into `out` (`[out_c][oh][ow]`). Bands of output rows run
-    /// in parallel on the kernels' own pool, if one is set ([`super::threads`]), each writing
-    /// its rows of every channel.
-    fn run_into<T: Lane>(&self, img: &[u8], zp: u8, e: Epilogue, out: &mut [T], dest: impl for<'a> Fn(&'a mut [[T; OC_BLOCK]]) -> Dest<'a> + Sync) {
-        let s = &self.shape;
-        let (oc, oh, ow) = (s.out_c, s.out_h(), s.out_w());
-        assert_eq!(out.len(), oc * oh * ow, "output is not out_c x oh x ow");
-        if out.is_empty() {
-            return;
-        }
-        let bands = self.bands();
-        // Each band's rows of every channel, as disjoint slices of `out`.
-        let mut slices: Vec<Vec<&mut [T]>> = bands.iter().map(|_| Vec::with_capacity(oc)).collect();
-        for channel in out.chunks_mut(oh * ow) {
-            let mut rest = channel;
-            for (band, r) in slices.iter_mut().zip(&bands) {
-                let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * ow);
-                band.push(mine);
-                rest = next;
-            }
-        }
-        let run_band = |r: Range<usize>, mut dst: Vec<&mut [T]>| {
-            let first = r.start;
-            let mut t = vec![[T::default(); OC_BLOCK]; ow];
-            self.epilogue_rows(img, zp, e, r, |oy, b, sums, affine| {
-                let channels = b * OC_BLOCK..((b + 1) * OC_BLOCK).min(oc);
-                super::epilogue::row(sums, affine, dest(&mut t));
-                let mut rows: [&mut [T]; OC_BLOCK] = Default::default();
-                for (row, d) in rows.iter_mut().zip(&mut dst[channels.clone()]) {
-                    *row = &mut d[(oy - first) * ow..][..ow];
-                }
-                T::transpose(t.as_flattened(), &mut rows[..channels.len()]);
-            });
-        };
-        match super::threads::pool() {
-            Some(pool) => pool.install(|| bands.into_par_iter().zip(slices).for_each(|(r, d)| run_band(r, d))),
-            None => bands.into_iter().zip(slices).for_each(|(r, d)| run_band(r, d)),
-        }
+/// Rows `y` of up to 16 channel rows (`ow` values each, per channel a band's rows) from
+/// pixel-major values.
+fn transpose_into<T: Lane>(t: &[T], channels: &mut [&mut [T]], y: usize, ow: usize) {
+    let n = channels.len();
+    let mut rows: [&mut [T]; OC_BLOCK] = Default::default();
+    for (row, d) in rows.iter_mut().zip(channels.iter_mut()) {
+        *row = &mut d[y * ow..][..ow];
     }
+    T::transpose(t, &mut rows[..n]);
+}
+
+/// One of a convolution's outputs: channels `first..` of its result.
+#[derive(Debug)]
+pub struct Target<'a> {
+    /// A multiple of [`OC_BLOCK`].
+    pub first: usize,
+    pub out: Output<'a>,
+}
+
+/// A target's share of one band of output rows.
+struct Part<'a> {
+    first: usize,
+    n: usize,
+    dest: PartDest<'a>,
+}
+
+enum PartDest<'a> {
+    /// The band's rows of each channel.
+    F32(Vec<&'a mut [f32]>),
+    U8(Vec<&'a mut [u8]>, (f32, u8)),
+    /// The band's rows of the padded image.
+    Packed(&'a mut [u8], (f32, u8), Layout),
 }

@@ -4,10 +4,6 @@
 //! compilation performs the same IEEE operations in the same order (Rust never contracts to
 //! FMA), so they agree bit for bit (tested, and against the formula with a true division).
 
-/// Adding then subtracting 1.5 * 2^23 rounds an f32 of magnitude below 2^22 to the nearest
-/// integer, ties to even (the FPU's default mode), in two vectorizable adds.
-pub(super) const ROUND: f32 = 12_582_912.0;
-
 /// Chunks of this many values (one pixel of a channel block) go through the reciprocal
 /// together.
 pub const CHUNK: usize = 16;
@@ -20,11 +16,9 @@ pub(super) const BYTE_BIAS: f32 = 8_388_608.0;
 /// `clamp(round_half_even(q) + zp, 0, 255)`.
 #[inline(always)]
 fn finish(q: f32, zp: f32) -> u8 {
-    // Clamped first: anything past +-512 saturates anyway.
-    let r = (q.clamp(-512.0, 512.0) + ROUND) - ROUND;
     // An integral value in [0, 255] plus 2^23 holds itself in the low mantissa byte: no
     // float-to-int conversion, which Rust's saturating `as` would keep scalar.
-    ((r + zp).clamp(0.0, 255.0) + BYTE_BIAS).to_bits() as u8
+    ((q.round_ties_even() + zp).clamp(0.0, 255.0) + BYTE_BIAS).to_bits() as u8
 }
 
 /// QuantizeLinear with one scale and zero point, for whole tensors ([`quantize`]) and for
@@ -63,8 +57,9 @@ impl Quantizer {
         let mut near = false;
         for (q, &v) in q.iter_mut().zip(x) {
             *q = v * inv;
-            let from_int = (*q - ((*q + ROUND) - ROUND)).abs();
-            near |= (from_int - 0.5).abs() < NEAR_HALF;
+            // At most 0.5; more than 0.5 - NEAR_HALF is near a tie.
+            let from_int = (*q - q.round_ties_even()).abs();
+            near |= from_int > 0.5 - NEAR_HALF;
         }
         if near {
             self.exact(x, out);

@@ -9,7 +9,7 @@
 use std::arch::x86_64::*;
 
 use super::epilogue::Affine;
-use super::quantize::{Quantizer, BYTE_BIAS, NEAR_HALF, ROUND as Q_ROUND};
+use super::quantize::{Quantizer, BYTE_BIAS, NEAR_HALF};
 use super::silu::{LN2_HI, LN2_LO, LOG2E, POLY, POW2_BIAS, ROUND};
 use super::OC_BLOCK;
 
@@ -153,8 +153,9 @@ mod z {
             p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
         }
         let e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0));
-        let pow2 = _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_castps_si512(_mm512_add_ps(n, _mm512_set1_ps(POW2_BIAS)))));
-        let s = _mm512_div_ps(y, _mm512_add_ps(_mm512_set1_ps(1.0), _mm512_mul_ps(e, pow2)));
+        // e * 2^n in one step: exact like the twin's multiply by the power of two, which is
+        // a normal float for n in [-126, 127].
+        let s = _mm512_div_ps(y, _mm512_add_ps(_mm512_set1_ps(1.0), _mm512_scalef_ps(e, n)));
         let tiny = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(y, _mm512_set1_ps(-87.0));
         _mm512_maskz_mov_ps(!tiny, s)
     }
@@ -174,8 +175,8 @@ mod z {
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
     fn finish(q: __m512, zp: f32) -> __m512i {
-        let round = _mm512_set1_ps(Q_ROUND);
-        let r = _mm512_sub_ps(_mm512_add_ps(clamp(q, -512.0, 512.0), round), round);
+        // Round to nearest, ties to even (0x08: that mode, no precision exception).
+        let r = _mm512_roundscale_ps::<0x08>(q);
         _mm512_castps_si512(_mm512_add_ps(clamp(_mm512_add_ps(r, _mm512_set1_ps(zp)), 0.0, 255.0), _mm512_set1_ps(BYTE_BIAS)))
     }
 
@@ -186,9 +187,8 @@ mod z {
         let quot = match q.inv {
             Some(inv) => {
                 let quot = _mm512_mul_ps(y, _mm512_set1_ps(inv));
-                let round = _mm512_set1_ps(Q_ROUND);
-                let from_int = abs(_mm512_sub_ps(quot, _mm512_sub_ps(_mm512_add_ps(quot, round), round)));
-                let near = _mm512_cmp_ps_mask::<_CMP_LT_OQ>(abs(_mm512_sub_ps(from_int, _mm512_set1_ps(0.5))), _mm512_set1_ps(NEAR_HALF));
+                let from_int = abs(_mm512_sub_ps(quot, _mm512_roundscale_ps::<0x08>(quot)));
+                let near = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(from_int, _mm512_set1_ps(0.5 - NEAR_HALF));
                 if near != 0 {
                     _mm512_div_ps(y, _mm512_set1_ps(q.scale))
                 } else {
@@ -254,8 +254,8 @@ mod y8 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn finish(q: __m256, zp: f32) -> __m256i {
-        let round = _mm256_set1_ps(Q_ROUND);
-        let r = _mm256_sub_ps(_mm256_add_ps(clamp(q, -512.0, 512.0), round), round);
+        // Round to nearest, ties to even (0x08: that mode, no precision exception).
+        let r = _mm256_round_ps::<0x08>(q);
         _mm256_castps_si256(_mm256_add_ps(clamp(_mm256_add_ps(r, _mm256_set1_ps(zp)), 0.0, 255.0), _mm256_set1_ps(BYTE_BIAS)))
     }
 
@@ -265,9 +265,8 @@ mod y8 {
         let quot = match q.inv {
             Some(inv) => {
                 let quot = _mm256_mul_ps(y, _mm256_set1_ps(inv));
-                let round = _mm256_set1_ps(Q_ROUND);
-                let from_int = abs(_mm256_sub_ps(quot, _mm256_sub_ps(_mm256_add_ps(quot, round), round)));
-                let near = _mm256_cmp_ps::<_CMP_LT_OQ>(abs(_mm256_sub_ps(from_int, _mm256_set1_ps(0.5))), _mm256_set1_ps(NEAR_HALF));
+                let from_int = abs(_mm256_sub_ps(quot, _mm256_round_ps::<0x08>(quot)));
+                let near = _mm256_cmp_ps::<_CMP_GT_OQ>(from_int, _mm256_set1_ps(0.5 - NEAR_HALF));
                 if _mm256_movemask_ps(near) != 0 {
                     _mm256_div_ps(y, _mm256_set1_ps(q.scale))
                 } else {
