@@ -271,7 +271,7 @@ fn epilogue_simd_equals_scalar() {
         fn avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
             match dest {
                 Dest::F32(out) => x::row_f32_avx2(acc, f, out),
-                Dest::U8(out, q) => x::row_u8_avx2(acc, f, &q, out),
+                Dest::U8 { out, stride, q } => x::row_u8_avx2(acc, f, &q, out, stride),
             }
         }
         if x::avx2_available() {
@@ -296,14 +296,22 @@ fn epilogue_simd_equals_scalar() {
             let acc: Vec<[i32; OC_BLOCK]> = if case == 2 { acc.iter().map(|a| a.map(|v| 50 + 100 * (v % 120))).collect() } else { acc };
             let (mut b, mut qb) = (vec![[0f32; OC_BLOCK]; n], vec![[0u8; OC_BLOCK]; n]);
             row_scalar(&acc, &affine, Dest::F32(&mut b));
-            row_scalar(&acc, &affine, Dest::U8(&mut qb, q));
+            row_scalar(&acc, &affine, Dest::U8 { out: qb.as_flattened_mut(), stride: OC_BLOCK, q });
             let bits = |v: &[[f32; OC_BLOCK]]| v.as_flattened().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
             for (name, simd) in &simd {
                 let (mut a, mut qa) = (vec![[0f32; OC_BLOCK]; n], vec![[0u8; OC_BLOCK]; n]);
                 simd(&acc, &affine, Dest::F32(&mut a));
-                simd(&acc, &affine, Dest::U8(&mut qa, q));
+                simd(&acc, &affine, Dest::U8 { out: qa.as_flattened_mut(), stride: OC_BLOCK, q });
                 assert_eq!(bits(&a), bits(&b), "{name} floats, case {case}, {n} pixels");
                 assert_eq!(qa, qb, "{name} bytes, case {case}, {n} pixels");
+                // Straight into the pixels of a channels-last image of 40 channels.
+                let stride = 40;
+                let mut image = vec![0xAAu8; (n - 1) * stride + OC_BLOCK + 5];
+                simd(&acc, &affine, Dest::U8 { out: &mut image, stride, q });
+                for (j, px) in image.chunks(stride).enumerate() {
+                    assert_eq!(px[..OC_BLOCK], qb[j], "{name} pixel {j} of the image");
+                    assert!(px[OC_BLOCK..].iter().all(|&v| v == 0xAA), "{name} wrote past pixel {j}'s 16 bytes");
+                }
             }
             if case == 2 {
                 ties += b.len() * OC_BLOCK;

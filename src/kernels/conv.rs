@@ -340,7 +340,7 @@ impl QConv {
                             // The same bits as the fused path: it quantizes these floats.
                             super::quantize::quantize(f.as_flattened(), q.0, q.1, t.as_flattened_mut());
                         } else {
-                            super::epilogue::row(sums, affine, Dest::U8(t, Quantizer::new(q.0, q.1)));
+                            super::epilogue::row(sums, affine, Dest::U8 { out: t.as_flattened_mut(), stride: OC_BLOCK, q: Quantizer::new(q.0, q.1) });
                         }
                     };
                     match &mut p.dest {
@@ -350,9 +350,15 @@ impl QConv {
                             transpose_into(t.as_flattened(), &mut rows[at..at + n], y, ow);
                         }
                         PartDest::Packed(dst, q, l) => {
-                            bytes(*q, &mut t);
                             let (px, vb) = (l.pixel_bytes(), l.value_bytes);
                             let row = &mut dst[y * l.row_bytes()..][..l.row_bytes()];
+                            if !floats && vb == 1 && n == OC_BLOCK {
+                                // A whole block of bytes: straight into the image's pixels.
+                                let out = &mut row[l.pad[1] * px + at..];
+                                super::epilogue::row(sums, affine, Dest::U8 { out, stride: px, q: Quantizer::new(q.0, q.1) });
+                                continue;
+                            }
+                            bytes(*q, &mut t);
                             for (ox, v) in t.iter().enumerate() {
                                 let at = (l.pad[1] + ox) * px + at * vb;
                                 if vb == 1 && n == OC_BLOCK {

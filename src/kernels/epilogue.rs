@@ -21,7 +21,23 @@ pub struct Affine {
 /// Where a row of the epilogue goes.
 pub enum Dest<'a> {
     F32(&'a mut [[f32; OC_BLOCK]]),
-    U8(&'a mut [[u8; OC_BLOCK]], Quantizer),
+    /// Pixel `j`'s 16 bytes at `out[j * stride..]`: 16 for pixel-major scratch, the pixel
+    /// size of a channels-last image to write straight into it.
+    U8 { out: &'a mut [u8], stride: usize, q: Quantizer },
+}
+
+impl Dest<'_> {
+    /// # Panics
+    /// If `out` cannot hold `pixels` pixels or `stride` is less than 16 bytes.
+    fn check(&self, pixels: usize) {
+        match self {
+            Dest::F32(out) => assert!(out.len() >= pixels, "{} pixels for {pixels}", out.len()),
+            Dest::U8 { out, stride, .. } => {
+                assert!(*stride >= OC_BLOCK, "pixels of {stride} bytes overlap");
+                assert!(pixels == 0 || out.len() >= (pixels - 1) * stride + OC_BLOCK, "{} bytes for {pixels} pixels", out.len());
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -43,8 +59,9 @@ fn scalar_for<const SILU: bool>(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest)
                 *y = pixel::<SILU>(a, f);
             }
         }
-        Dest::U8(out, q) => {
-            for (t, a) in out.iter_mut().zip(acc) {
+        Dest::U8 { out, stride, q } => {
+            for (j, a) in acc.iter().enumerate() {
+                let t: &mut [u8; OC_BLOCK] = (&mut out[j * stride..][..OC_BLOCK]).try_into().expect("16 bytes");
                 q.chunk(&pixel::<SILU>(a, f), t);
             }
         }
@@ -52,7 +69,11 @@ fn scalar_for<const SILU: bool>(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest)
 }
 
 /// The portable twin of the AVX-512 and AVX2 epilogues in [`super::x86_epilogue`].
+///
+/// # Panics
+/// If `dest` cannot hold the pixels of `acc`.
 pub fn row_scalar(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
+    dest.check(acc.len());
     if f.silu {
         scalar_for::<true>(acc, f, dest)
     } else {
@@ -60,22 +81,25 @@ pub fn row_scalar(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
     }
 }
 
-/// The epilogue of the pixels of `acc` into `dest` (as many pixels as the shorter holds), on
-/// the widest vectors this CPU has.
+/// The epilogue of the pixels of `acc` into `dest`, on the widest vectors this CPU has.
+///
+/// # Panics
+/// If `dest` cannot hold the pixels of `acc`.
 pub fn row(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
+    dest.check(acc.len());
     #[cfg(target_arch = "x86_64")]
     {
         use super::x86_epilogue as x;
         if x::avx512_available() {
             return match dest {
                 Dest::F32(out) => x::row_f32_avx512(acc, f, out),
-                Dest::U8(out, q) => x::row_u8_avx512(acc, f, &q, out),
+                Dest::U8 { out, stride, q } => x::row_u8_avx512(acc, f, &q, out, stride),
             };
         }
         if x::avx2_available() {
             return match dest {
                 Dest::F32(out) => x::row_f32_avx2(acc, f, out),
-                Dest::U8(out, q) => x::row_u8_avx2(acc, f, &q, out),
+                Dest::U8 { out, stride, q } => x::row_u8_avx2(acc, f, &q, out, stride),
             };
         }
     }

@@ -32,14 +32,16 @@ pub fn row_f32_avx512(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_B
     unsafe { f32_512(acc, f, out) }
 }
 
-/// Those floats quantized with `q`, on AVX-512.
+/// Those floats quantized with `q`, pixel `j` at `out[j * stride..][..16]`, on AVX-512.
 ///
 /// # Panics
-/// If the CPU lacks AVX-512F or FMA.
-pub fn row_u8_avx512(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [[u8; OC_BLOCK]]) {
+/// If the CPU lacks AVX-512F or FMA, or `out` is too short for the pixels of `acc`.
+pub fn row_u8_avx512(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [u8], stride: usize) {
     assert!(avx512_available());
-    // SAFETY: as in `row_f32_avx512`.
-    unsafe { u8_512(acc, f, q, out) }
+    assert!(acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK, "{} bytes for {} pixels", out.len(), acc.len());
+    // SAFETY: the features are checked above, and the writes, 16 bytes at each
+    // `j * stride` for `j < acc.len()`, are within `out` (asserted).
+    unsafe { u8_512(acc, f, q, out.as_mut_ptr(), stride) }
 }
 
 /// [`row_f32_avx512`] in two 8-lane halves per pixel, on AVX2.
@@ -55,11 +57,12 @@ pub fn row_f32_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLO
 /// [`row_u8_avx512`] on AVX2.
 ///
 /// # Panics
-/// If the CPU lacks AVX2 or FMA.
-pub fn row_u8_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [[u8; OC_BLOCK]]) {
+/// If the CPU lacks AVX2 or FMA, or `out` is too short for the pixels of `acc`.
+pub fn row_u8_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [u8], stride: usize) {
     assert!(avx2_available());
-    // SAFETY: as in `row_f32_avx512`.
-    unsafe { u8_256(acc, f, q, out) }
+    assert!(acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK, "{} bytes for {} pixels", out.len(), acc.len());
+    // SAFETY: as in `row_u8_avx512`.
+    unsafe { u8_256(acc, f, q, out.as_mut_ptr(), stride) }
 }
 
 #[target_feature(enable = "avx512f,fma")]
@@ -75,14 +78,15 @@ unsafe fn f32_512(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK
 }
 
 #[target_feature(enable = "avx512f,fma")]
-unsafe fn u8_512(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [[u8; OC_BLOCK]]) {
-    // SAFETY: as in `f32_512`; each `t` holds the 16 bytes stored.
+unsafe fn u8_512(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: *mut u8, stride: usize) {
+    // SAFETY: as in `f32_512`; the caller guarantees 16 writable bytes at each
+    // `out + j * stride`.
     unsafe {
         let (s, b) = (_mm512_loadu_ps(f.scale.as_ptr()), _mm512_loadu_ps(f.bias.as_ptr()));
-        for (t, a) in out.iter_mut().zip(acc) {
+        for (j, a) in acc.iter().enumerate() {
             let y = z::affine(_mm512_loadu_si512(a.as_ptr() as *const _), s, b, f.silu);
             // Each lane's low byte is the value (see `z::finish`).
-            _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(z::quantize(y, q)));
+            _mm_storeu_si128(out.add(j * stride) as *mut __m128i, _mm512_cvtepi32_epi8(z::quantize(y, q)));
         }
     }
 }
@@ -102,13 +106,13 @@ unsafe fn f32_256(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn u8_256(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [[u8; OC_BLOCK]]) {
+unsafe fn u8_256(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: *mut u8, stride: usize) {
     // SAFETY: as in `u8_512`.
     unsafe {
         let (s0, s1) = (_mm256_loadu_ps(f.scale.as_ptr()), _mm256_loadu_ps(f.scale.as_ptr().add(8)));
         let (b0, b1) = (_mm256_loadu_ps(f.bias.as_ptr()), _mm256_loadu_ps(f.bias.as_ptr().add(8)));
         let low_byte = _mm256_set1_epi32(0xff);
-        for (t, a) in out.iter_mut().zip(acc) {
+        for (j, a) in acc.iter().enumerate() {
             let p = a.as_ptr() as *const __m256i;
             let lo = y8::quantize(y8::affine(_mm256_loadu_si256(p), s0, b0, f.silu), q);
             let hi = y8::quantize(y8::affine(_mm256_loadu_si256(p.add(1)), s1, b1, f.silu), q);
@@ -117,7 +121,7 @@ unsafe fn u8_256(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [
             let words = _mm256_packus_epi32(_mm256_and_si256(lo, low_byte), _mm256_and_si256(hi, low_byte));
             let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(words);
             let bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256::<1>(words));
-            _mm_storeu_si128(t.as_mut_ptr() as *mut __m128i, bytes);
+            _mm_storeu_si128(out.add(j * stride) as *mut __m128i, bytes);
         }
     }
 }
