@@ -409,3 +409,39 @@ fn split_targets_equal_slicing_one_output() {
         assert_eq!(bits(&got), bits(&want), "{isa:?} packed slice read by the next conv");
     }
 }
+
+/// The DFL softmax kernel: the SIMD compilation equal to the portable one bit for bit, the
+/// pool's parallel blocks equal to one thread, and every value within 1e-6 (absolute) of the
+/// softmax computed in f64, on logits like a detect head's (16 bins, spread over -30..30,
+/// one block with a -1000 outlier that must come out 0).
+#[test]
+fn softmax_simd_equals_scalar_and_is_accurate() {
+    use qdet::kernels::softmax::{block, block_scalar, softmax};
+    let mut rng = Rng::for_item(37, "softmax", 0);
+    let (outer, n, inner) = (4, 16, 1003);
+    let mut x: Vec<f32> = (0..outer * n * inner).map(|_| (rng.uniform() as f32 - 0.5) * 60.0).collect();
+    x[5] = -1000.0;
+    let (mut a, mut b) = (vec![0f32; x.len()], vec![0f32; x.len()]);
+    for ((xb, ab), bb) in x.chunks(n * inner).zip(a.chunks_mut(n * inner)).zip(b.chunks_mut(n * inner)) {
+        block(xb, n, inner, ab);
+        block_scalar(xb, n, inner, bb);
+    }
+    assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "SIMD and scalar differ");
+    assert_eq!(a[5], 0.0);
+    qdet::kernels::threads::set_threads(2);
+    let mut par = vec![0f32; x.len()];
+    softmax(&x, n, inner, &mut par);
+    assert!(par.iter().zip(&a).all(|(p, q)| p.to_bits() == q.to_bits()), "parallel blocks differ");
+    for o in 0..outer {
+        for i in 0..inner {
+            let col: Vec<f64> = (0..n).map(|k| f64::from(x[(o * n + k) * inner + i])).collect();
+            let m = col.iter().cloned().fold(f64::MIN, f64::max);
+            let sum: f64 = col.iter().map(|v| (v - m).exp()).sum();
+            for (k, v) in col.iter().enumerate() {
+                let want = (v - m).exp() / sum;
+                let got = f64::from(a[(o * n + k) * inner + i]);
+                assert!((got - want).abs() < 1e-6, "block {o}, bin {k}, column {i}: {got} vs {want}");
+            }
+        }
+    }
+}

@@ -27,6 +27,7 @@ pub mod pack;
 pub mod quantize;
 pub mod scalar;
 pub mod silu;
+pub mod softmax;
 pub mod threads;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;

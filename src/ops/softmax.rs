@@ -1,5 +1,5 @@
-//! Softmax over one axis of an f32 tensor, vectorized across the contiguous inner axes:
-//! `exp(x - max) / sum(exp(x - max))`, as ONNX defines it, with subnormal terms flushed to 0.
+//! Softmax over one axis of an f32 tensor, `exp(x - max) / sum(exp(x - max))` as ONNX
+//! defines it, on the vectorized kernel [`crate::kernels::softmax`].
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
@@ -19,35 +19,6 @@ impl Op for AxisSoftmax {
     }
 }
 
-/// Softmax of `x` (shape `[outer, n, inner]` flattened) over the middle axis, into `out`.
-pub fn softmax(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
-    let mut max = vec![0f32; inner];
-    let mut sum = vec![0f32; inner];
-    for (xb, ob) in x.chunks(n * inner).zip(out.chunks_mut(n * inner)) {
-        max.copy_from_slice(&xb[..inner]);
-        for row in xb.chunks(inner).skip(1) {
-            for (m, &v) in max.iter_mut().zip(row) {
-                *m = m.max(v);
-            }
-        }
-        sum.fill(0.0);
-        for (xr, or) in xb.chunks(inner).zip(ob.chunks_mut(inner)) {
-            for (((o, &v), &m), s) in or.iter_mut().zip(xr).zip(&max).zip(sum.iter_mut()) {
-                // Below -87 exp is subnormal (< 2^-126), which costs x86 a microcode assist
-                // per operation; it is 0 to within 1e-38 of the sum (>= 1).
-                let d = v - m;
-                *o = if d < -87.0 { 0.0 } else { d.exp() };
-                *s += *o;
-            }
-        }
-        for or in ob.chunks_mut(inner) {
-            for (o, &s) in or.iter_mut().zip(&sum) {
-                *o /= s;
-            }
-        }
-    }
-}
-
 impl EvalOp for AxisSoftmax {
     fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
         Ok(Some(EvalOp::eval(self, &EvalContext::out_of_plan(), inputs)?))
@@ -59,11 +30,11 @@ impl EvalOp for AxisSoftmax {
         let data = x.try_as_plain_ram()?.as_slice::<f32>()?;
         let n = shape[self.axis];
         let inner: usize = shape[self.axis + 1..].iter().product();
-        let mut out = vec![0f32; data.len()];
+        let mut out = Tensor::zero::<f32>(&shape)?;
         if n > 0 && inner > 0 {
-            softmax(data, n, inner, &mut out);
+            crate::kernels::softmax::softmax(data, n, inner, out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
         }
-        Ok(tvec!(Tensor::from_shape(&shape, &out)?.into_tvalue()))
+        Ok(tvec!(out.into_tvalue()))
     }
 }
 
