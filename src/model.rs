@@ -205,7 +205,8 @@ impl Model {
             reason: format!("cannot prepare it for a {}x{} input: {}", size.1, size.0, root_cause(&e)),
         })?;
         plans.insert(size, plan.clone());
-        if let Some(r) = report.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        if let Some(mut r) = report.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            r.convs_in_plan = plan.model().nodes().iter().filter(|n| n.op.name() == "QdetConvU8").count();
             *self.int8_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
         }
         Ok(plan)

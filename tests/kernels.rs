@@ -313,6 +313,19 @@ fn epilogue_simd_equals_scalar() {
                     assert!(px[OC_BLOCK..].iter().all(|&v| v == 0xAA), "{name} wrote past pixel {j}'s 16 bytes");
                 }
             }
+            // In two steps (floats, then quantized, for blocks with several uint8 outputs):
+            // the same bytes as the fused path, on every width.
+            let mut two_step = vec![0u8; n * OC_BLOCK];
+            qdet::kernels::epilogue::quantize_pixels_scalar(&b, &q, &mut two_step, OC_BLOCK);
+            assert_eq!(two_step, qb.as_flattened(), "two steps, case {case}");
+            let mut widest = vec![0u8; n * OC_BLOCK];
+            qdet::kernels::epilogue::quantize_pixels(&b, &q, &mut widest, OC_BLOCK);
+            assert_eq!(widest, two_step, "widest two steps, case {case}");
+            #[cfg(target_arch = "x86_64")]
+            if qdet::kernels::x86_epilogue::avx2_available() {
+                qdet::kernels::x86_epilogue::quantize_avx2(&b, &q, &mut widest, OC_BLOCK);
+                assert_eq!(widest, two_step, "avx2 two steps, case {case}");
+            }
             if case == 2 {
                 ties += b.len() * OC_BLOCK;
             }

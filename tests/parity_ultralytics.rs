@@ -110,6 +110,12 @@ fn int8_native_matches_onnx_runtime() {
     let report = det.int8_report().expect("the QDQ model runs on the integer kernels");
     // 64 convs: all but the DFL quantized; all but the 6 last head convs followed by SiLU.
     assert_eq!((report.replaced, report.silu_fused), (63, 57), "{report:?}");
+    // Each conv runs once, whatever outputs the rewrites gave it.
+    assert_eq!(report.convs_in_plan, 63, "{report:?}");
+    // The 8 C2f Splits written by their cv1; 42 QuantizeLinears in conv epilogues, all in
+    // the reading conv's layout; 27 of the 13 uint8 Concats' inputs quantized by their conv.
+    let fused = (report.split_fused, report.requant_fused, report.handed_over, report.concat_fused, report.concat_inputs_requantized);
+    assert_eq!(fused, (8, 42, 42, 13, 27), "{report:?}");
     check_int8(Int8::Native);
 }
 

@@ -148,6 +148,11 @@ pub struct PatchReport {
     pub concat_fused: usize,
     /// Convs writing the channel slices read from them as separate outputs.
     pub split_fused: usize,
+    /// Concat inputs quantized by the conv that writes them.
+    pub concat_inputs_requantized: usize,
+    /// Integer convs in the optimized plan: `replaced`, unless a rewrite left a superseded
+    /// conv running beside its replacement.
+    pub convs_in_plan: usize,
     pub isa: Option<Isa>,
 }
 
@@ -235,6 +240,7 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
     fuse_requantization(model, &mut report)?;
     hand_over_packed(model, &mut report)?;
     fuse_concat_quantization(model, &mut report)?;
+    requantize_concat_inputs(model, &mut report)?;
     Ok(report)
 }
 
@@ -313,43 +319,92 @@ fn hand_over_packed(model: &mut TypedModel, report: &mut PatchReport) -> TractRe
     Ok(())
 }
 
+/// A patch replacing the conv of float output `from` with one that also writes that output
+/// quantized with `q` (instead of the floats when `drop_float`: the caller rewires their only
+/// reader). The conv's other outputs keep their readers. Returns the patch, to which the
+/// caller adds its own rewiring, and the replacement's outlets: by the old conv's slot, then
+/// the uint8 one.
+fn requantized(model: &TypedModel, from: OutletId, q: (f32, u8), drop_float: bool) -> TractResult<Option<(TypedModelPatch, TVec<OutletId>, OutletId)>> {
+    let Some(conv) = model.node(from.node).op_as::<QConvOp>() else { return Ok(None) };
+    let spec = conv.outputs[from.slot];
+    if spec.kind != OutKind::F32 {
+        return Ok(None);
+    }
+    let requant = OutSpec { kind: OutKind::U8(q), ..spec };
+    let mut op = conv.clone();
+    let slot = if drop_float {
+        op.outputs[from.slot] = requant;
+        from.slot
+    } else {
+        op.outputs.push(requant);
+        op.outputs.len() - 1
+    };
+    let outputs = model.output_outlets()?;
+    let node = model.node(from.node);
+    let mut p = TypedModelPatch::default();
+    let tap = p.tap_model(model, node.inputs[0])?;
+    let new = p.wire_node(format!("{}.requant", node.name), op, &[tap])?;
+    for j in (0..conv.outputs.len()).filter(|&j| !(drop_float && j == from.slot)) {
+        let old = OutletId::new(from.node, j);
+        if !model.outlet_successors(old).is_empty() || outputs.contains(&old) {
+            p.shunt_outside(model, old, new[j])?;
+        }
+    }
+    let out = new[slot];
+    Ok(Some((p, new, out)))
+}
+
+/// Whether `inlet` is the only reader of `outlet`, which is not a model output.
+fn sole_reader(model: &TypedModel, outlet: OutletId, inlet: InletId) -> TractResult<bool> {
+    Ok(model.outlet_successors(outlet) == [inlet] && !model.output_outlets()?.contains(&outlet))
+}
+
 /// A [`QuantizeU8`] reading a [`QConvOp`]'s float output becomes another output of the conv,
 /// quantized in its epilogue; the float output stays only if something else reads it.
 fn fuse_requantization(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
-    let outputs = model.output_outlets()?.to_vec();
     let quantizers: Vec<usize> = model.nodes().iter().filter(|n| n.op_is::<QuantizeU8>()).map(|n| n.id).collect();
     for q in quantizers {
         let node = model.node(q);
         let input = node.inputs[0];
-        let (Some(conv), Some(quant)) = (model.node(input.node).op_as::<QConvOp>(), node.op_as::<QuantizeU8>()) else { continue };
-        let spec = conv.outputs[input.slot];
-        if spec.kind != OutKind::F32 {
-            continue;
-        }
-        let sole = model.outlet_successors(input).len() == 1 && !outputs.contains(&input);
-        let requant = OutSpec { kind: OutKind::U8((quant.scale, quant.zero_point)), ..spec };
-        let mut op = conv.clone();
-        let slot = if sole {
-            op.outputs[input.slot] = requant;
-            input.slot
-        } else {
-            op.outputs.push(requant);
-            op.outputs.len() - 1
-        };
-        let conv_node = model.node(input.node);
-        let (conv_input, name, before) = (conv_node.inputs[0], format!("{}.requant", conv_node.name), conv.outputs.len());
-        let mut p = TypedModelPatch::default();
-        let tap = p.tap_model(model, conv_input)?;
-        let new = p.wire_node(name, op, &[tap])?;
-        for j in (0..before).filter(|&j| !(sole && j == input.slot)) {
-            let old = OutletId::new(input.node, j);
-            if !model.outlet_successors(old).is_empty() || outputs.contains(&old) {
-                p.shunt_outside(model, old, new[j])?;
-            }
-        }
-        p.shunt_outside(model, OutletId::new(q, 0), new[slot])?;
+        let Some(quant) = node.op_as::<QuantizeU8>() else { continue };
+        let sole = sole_reader(model, input, InletId::new(q, 0))?;
+        let Some((mut p, _, out)) = requantized(model, input, (quant.scale, quant.zero_point), sole)? else { continue };
+        p.shunt_outside(model, OutletId::new(q, 0), out)?;
         p.apply(model)?;
         report.requant_fused += 1;
+    }
+    Ok(())
+}
+
+/// A [`QuantizeConcatU8`] input that is a conv's float output gets it quantized by the conv
+/// (the op copies uint8 inputs): the floats are never written unless something else reads
+/// them.
+fn requantize_concat_inputs(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
+    let float_conv_output = |model: &TypedModel, o: OutletId| model.node(o.node).op_as::<QConvOp>().is_some_and(|c| c.outputs[o.slot].kind == OutKind::F32);
+    // One input per patch: each replaces the concat node, so look again after each.
+    while let Some((concat, slot)) = model.nodes().iter().filter(|n| n.op_is::<QuantizeConcatU8>()).find_map(|n| {
+        n.inputs.iter().position(|&i| float_conv_output(model, i)).map(|slot| (n.id, slot))
+    }) {
+        let node = model.node(concat);
+        let op = node.op_as::<QuantizeConcatU8>().cloned().context("a QuantizeConcatU8")?;
+        let input = node.inputs[slot];
+        let sole = sole_reader(model, input, InletId::new(concat, slot))?;
+        let Some((mut p, conv, out)) = requantized(model, input, (op.scale, op.zero_point), sole)? else { break };
+        let (inputs, name) = (node.inputs.clone(), format!("{}.{slot}", node.name));
+        let mut taps = TVec::new();
+        for (i, &outlet) in inputs.iter().enumerate() {
+            // The replaced conv's other outputs come from its replacement, or the old conv
+            // would stay in the graph and run too.
+            taps.push(match i {
+                _ if i == slot => out,
+                _ if outlet.node == input.node => conv[outlet.slot],
+                _ => p.tap_model(model, outlet)?,
+            });
+        }
+        let new = p.wire_node(name, op, &taps)?[0];
+        p.shunt_outside(model, OutletId::new(concat, 0), new)?;
+        p.apply(model)?;
+        report.concat_inputs_requantized += 1;
     }
     Ok(())
 }

@@ -53,7 +53,8 @@ impl TypedOp for QuantizeU8 {
 
 /// `QuantizeLinear(Concat(x_0, x_1, ...))` along the channels of `[1, C, H, W]` tensors:
 /// each input quantized straight into its channels of the uint8 output, so the float
-/// concatenation is never written (a batch-1 channel concat is contiguous segments).
+/// concatenation is never written (a batch-1 channel concat is contiguous segments). A uint8
+/// input is one a conv already quantized with this op's scale and zero point: it is copied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizeConcatU8 {
     pub scale: f32,
@@ -87,9 +88,12 @@ impl EvalOp for QuantizeConcatU8 {
         let mut rest = plain.as_slice_mut::<u8>()?;
         for x in &inputs {
             ensure!(x.shape()[2..] == shape[2..], "QdetQuantizeConcatU8: inputs {:?} and {:?}", x.shape(), shape);
-            let x = x.try_as_plain_ram()?.as_slice::<f32>()?;
             let (mine, next) = std::mem::take(&mut rest).split_at_mut(x.len());
-            crate::kernels::quantize::quantize_parallel(x, self.scale, self.zero_point, mine);
+            if x.datum_type() == DatumType::U8 {
+                mine.copy_from_slice(x.try_as_plain_ram()?.as_slice::<u8>()?);
+            } else {
+                crate::kernels::quantize::quantize_parallel(x.try_as_plain_ram()?.as_slice::<f32>()?, self.scale, self.zero_point, mine);
+            }
             rest = next;
         }
         Ok(tvec!(out.into_tvalue()))
@@ -132,9 +136,15 @@ mod tests {
         let out = EvalOp::eval(&op, &EvalContext::out_of_plan(), inputs)?.remove(0);
         assert_eq!(out.shape(), &[1, 5, h, w]);
         let mut want = vec![0u8; 5 * h * w];
-        quantize(&[a, b].concat(), 0.05, 100, &mut want);
+        quantize(&[a.clone(), b.clone()].concat(), 0.05, 100, &mut want);
         assert_eq!(out.try_as_plain_ram()?.as_slice::<u8>()?, &want[..]);
         assert!(want.contains(&0) && want.iter().any(|&v| v > 200));
+        // An input a conv already quantized with the op's parameters is copied.
+        let mut b_q = vec![0u8; b.len()];
+        quantize(&b, 0.05, 100, &mut b_q);
+        let inputs = tvec!(Tensor::from_shape(&[1, 2, h, w], &a)?.into_tvalue(), Tensor::from_shape(&[1, 3, h, w], &b_q)?.into_tvalue());
+        let mixed = EvalOp::eval(&op, &EvalContext::out_of_plan(), inputs)?.remove(0);
+        assert_eq!(mixed.try_as_plain_ram()?.as_slice::<u8>()?, &want[..]);
         Ok(())
     }
 

@@ -328,37 +328,41 @@ impl QConv {
             self.epilogue_rows(img, zp, e, r, |oy, b, sums, affine| {
                 let c0 = b * OC_BLOCK;
                 let reads = |p: &Part| (p.first..p.first + p.n).contains(&c0);
-                let floats = parts.iter().any(|p| reads(p) && matches!(p.dest, PartDest::F32(_)));
+                // Floats first when a float target reads the block or several quantized
+                // ones share them.
+                let quantized = parts.iter().filter(|p| reads(p) && !matches!(p.dest, PartDest::F32(_))).count();
+                let floats = quantized > 1 || parts.iter().any(|p| reads(p) && matches!(p.dest, PartDest::F32(_)));
                 if floats {
                     super::epilogue::row(sums, affine, Dest::F32(&mut f));
                 }
                 let y = oy - first_row;
                 for p in parts.iter_mut().filter(|p| reads(p)) {
                     let (at, n) = (c0 - p.first, (p.first + p.n - c0).min(OC_BLOCK));
-                    let bytes = |q: (f32, u8), t: &mut [[u8; OC_BLOCK]]| {
+                    // Into pixels `stride` bytes apart; the same bits either way (the fused
+                    // path quantizes the same floats).
+                    let bytes = |q: (f32, u8), out: &mut [u8], stride: usize| {
+                        let q = Quantizer::new(q.0, q.1);
                         if floats {
-                            // The same bits as the fused path: it quantizes these floats.
-                            super::quantize::quantize(f.as_flattened(), q.0, q.1, t.as_flattened_mut());
+                            super::epilogue::quantize_pixels(&f, &q, out, stride);
                         } else {
-                            super::epilogue::row(sums, affine, Dest::U8 { out: t.as_flattened_mut(), stride: OC_BLOCK, q: Quantizer::new(q.0, q.1) });
+                            super::epilogue::row(sums, affine, Dest::U8 { out, stride, q });
                         }
                     };
                     match &mut p.dest {
                         PartDest::F32(rows) => transpose_into(f.as_flattened(), &mut rows[at..at + n], y, ow),
                         PartDest::U8(rows, q) => {
-                            bytes(*q, &mut t);
+                            bytes(*q, t.as_flattened_mut(), OC_BLOCK);
                             transpose_into(t.as_flattened(), &mut rows[at..at + n], y, ow);
                         }
                         PartDest::Packed(dst, q, l) => {
                             let (px, vb) = (l.pixel_bytes(), l.value_bytes);
                             let row = &mut dst[y * l.row_bytes()..][..l.row_bytes()];
-                            if !floats && vb == 1 && n == OC_BLOCK {
+                            if vb == 1 && n == OC_BLOCK {
                                 // A whole block of bytes: straight into the image's pixels.
-                                let out = &mut row[l.pad[1] * px + at..];
-                                super::epilogue::row(sums, affine, Dest::U8 { out, stride: px, q: Quantizer::new(q.0, q.1) });
+                                bytes(*q, &mut row[l.pad[1] * px + at..], px);
                                 continue;
                             }
-                            bytes(*q, &mut t);
+                            bytes(*q, t.as_flattened_mut(), OC_BLOCK);
                             for (ox, v) in t.iter().enumerate() {
                                 let at = (l.pad[1] + ox) * px + at * vb;
                                 if vb == 1 && n == OC_BLOCK {

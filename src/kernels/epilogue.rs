@@ -106,6 +106,37 @@ pub fn row(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
     row_scalar(acc, f, dest)
 }
 
+/// The portable twin of [`quantize_pixels`].
+///
+/// # Panics
+/// If `out` cannot hold the pixels of `y`.
+pub fn quantize_pixels_scalar(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
+    Dest::U8 { out: &mut *out, stride, q: *q }.check(y.len());
+    for (j, v) in y.iter().enumerate() {
+        let t: &mut [u8; OC_BLOCK] = (&mut out[j * stride..][..OC_BLOCK]).try_into().expect("16 bytes");
+        q.chunk(v, t);
+    }
+}
+
+/// Pixels of floats quantized with `q`, pixel `j` at `out[j * stride..][..16]`: the second
+/// half of [`row`] into [`Dest::U8`], for blocks with several quantized outputs.
+///
+/// # Panics
+/// If `out` cannot hold the pixels of `y`.
+pub fn quantize_pixels(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use super::x86_epilogue as x;
+        if x::avx512_available() {
+            return x::quantize_avx512(y, q, out, stride);
+        }
+        if x::avx2_available() {
+            return x::quantize_avx2(y, q, out, stride);
+        }
+    }
+    quantize_pixels_scalar(y, q, out, stride)
+}
+
 /// `rows[o][j] = t[16 j + o]`: the rows of up to 16 channels from pixel-major values.
 pub fn transpose_scalar<T: Copy>(t: &[T], rows: &mut [&mut [T]]) {
     for (o, row) in rows.iter_mut().enumerate() {

@@ -65,6 +65,53 @@ pub fn row_u8_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut
     unsafe { u8_256(acc, f, q, out.as_mut_ptr(), stride) }
 }
 
+/// Floats of [`row_f32_avx512`] quantized with `q`, pixel `j` at `out[j * stride..][..16]`:
+/// for several quantized outputs of one block, which share the floats.
+///
+/// # Panics
+/// If the CPU lacks AVX-512F or FMA, or `out` is too short for the pixels of `y`.
+pub fn quantize_avx512(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
+    assert!(avx512_available());
+    assert!(y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK, "{} bytes for {} pixels", out.len(), y.len());
+    // SAFETY: as in `row_u8_avx512`.
+    unsafe { q_512(y, q, out.as_mut_ptr(), stride) }
+}
+
+/// [`quantize_avx512`] on AVX2.
+///
+/// # Panics
+/// If the CPU lacks AVX2 or FMA, or `out` is too short for the pixels of `y`.
+pub fn quantize_avx2(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
+    assert!(avx2_available());
+    assert!(y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK, "{} bytes for {} pixels", out.len(), y.len());
+    // SAFETY: as in `row_u8_avx512`.
+    unsafe { q_256(y, q, out.as_mut_ptr(), stride) }
+}
+
+#[target_feature(enable = "avx512f,fma")]
+unsafe fn q_512(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: *mut u8, stride: usize) {
+    // SAFETY: 16 floats in each `v`; the caller guarantees 16 writable bytes at each
+    // `out + j * stride`.
+    unsafe {
+        for (j, v) in y.iter().enumerate() {
+            let bytes = _mm512_cvtepi32_epi8(z::quantize(_mm512_loadu_ps(v.as_ptr()), q));
+            _mm_storeu_si128(out.add(j * stride) as *mut __m128i, bytes);
+        }
+    }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn q_256(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: *mut u8, stride: usize) {
+    // SAFETY: as in `q_512`.
+    unsafe {
+        for (j, v) in y.iter().enumerate() {
+            let lo = y8::quantize(_mm256_loadu_ps(v.as_ptr()), q);
+            let hi = y8::quantize(_mm256_loadu_ps(v.as_ptr().add(8)), q);
+            _mm_storeu_si128(out.add(j * stride) as *mut __m128i, y8::pack_bytes(lo, hi));
+        }
+    }
+}
+
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn f32_512(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]]) {
     // SAFETY: 16 lanes of `f.scale`, `f.bias`, each `a` and each `y`; unaligned accesses.
@@ -111,17 +158,11 @@ unsafe fn u8_256(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: *mut u
     unsafe {
         let (s0, s1) = (_mm256_loadu_ps(f.scale.as_ptr()), _mm256_loadu_ps(f.scale.as_ptr().add(8)));
         let (b0, b1) = (_mm256_loadu_ps(f.bias.as_ptr()), _mm256_loadu_ps(f.bias.as_ptr().add(8)));
-        let low_byte = _mm256_set1_epi32(0xff);
         for (j, a) in acc.iter().enumerate() {
             let p = a.as_ptr() as *const __m256i;
             let lo = y8::quantize(y8::affine(_mm256_loadu_si256(p), s0, b0, f.silu), q);
             let hi = y8::quantize(y8::affine(_mm256_loadu_si256(p.add(1)), s1, b1, f.silu), q);
-            // Low bytes to u16 then u8; the packs work within 128-bit lanes, so the 64-bit
-            // quarters are put back in order in between.
-            let words = _mm256_packus_epi32(_mm256_and_si256(lo, low_byte), _mm256_and_si256(hi, low_byte));
-            let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(words);
-            let bytes = _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256::<1>(words));
-            _mm_storeu_si128(out.add(j * stride) as *mut __m128i, bytes);
+            _mm_storeu_si128(out.add(j * stride) as *mut __m128i, y8::pack_bytes(lo, hi));
         }
     }
 }
@@ -253,6 +294,18 @@ mod y8 {
         } else {
             y
         }
+    }
+
+    /// The low bytes of 16 lanes, in order.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn pack_bytes(lo: __m256i, hi: __m256i) -> __m128i {
+        let low_byte = _mm256_set1_epi32(0xff);
+        // To u16 then u8; the packs work within 128-bit lanes, so the 64-bit quarters are put
+        // back in order in between.
+        let words = _mm256_packus_epi32(_mm256_and_si256(lo, low_byte), _mm256_and_si256(hi, low_byte));
+        let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(words);
+        _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256::<1>(words))
     }
 
     #[inline]
