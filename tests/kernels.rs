@@ -412,7 +412,7 @@ fn split_targets_equal_slicing_one_output() {
             Target { first: 0, out: Output::U8(&mut head, q) },
             Target { first: 16, out: Output::Packed(&mut packed, q, b.layout()) },
         ];
-        a.run_targets(Input::Nchw(&x), 9, e, targets);
+        a.run_targets(Input::Nchw(&x), 9, e, None, targets);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&tail), bits(&whole[16 * plane..]), "{isa:?} float slice");
         assert_eq!(head, quantized[..16 * plane], "{isa:?} uint8 slice");
@@ -456,5 +456,41 @@ fn softmax_simd_equals_scalar_and_is_accurate() {
                 assert!((got - want).abs() < 1e-6, "block {o}, bin {k}, column {i}: {got} vs {want}");
             }
         }
+    }
+}
+
+/// A residual added in the epilogue (a bottleneck's shortcut Add) equals adding it to the
+/// float output afterwards, bit for bit, and its quantized outputs equal quantizing that
+/// sum: 40 channels (a partial block), float and packed targets, on two threads.
+#[test]
+fn residual_epilogue_equals_adding_afterwards() {
+    use qdet::kernels::conv::{Input, Output, Target};
+    qdet::kernels::threads::set_threads(2);
+    let mut rng = Rng::for_item(41, "residual", 0);
+    let (h, w) = (13, 22);
+    let sa = ConvShape { in_c: 20, in_h: h, in_w: w, out_c: 40, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
+    let sb = ConvShape { in_c: 40, in_h: h, in_w: w, out_c: 3, kh: 1, kw: 1, stride: (1, 1), pad: [0; 4], dilation: (1, 1) };
+    let x = pixels(&mut rng, 20 * h * w);
+    let scale: Vec<f32> = (0..40).map(|c| 3e-4 * (c + 1) as f32).collect();
+    let bias: Vec<f32> = (0..40).map(|c| c as f32 * 0.02 - 0.4).collect();
+    let e = Epilogue { scale: &scale, bias: &bias, silu: true };
+    let eb = Epilogue { scale: &scale[..3], bias: &bias[..3], silu: false };
+    let residual: Vec<f32> = (0..40 * h * w).map(|_| (rng.uniform() as f32 - 0.5) * 6.0).collect();
+    let q = (0.05f32, 120u8);
+    for isa in available() {
+        let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+        let a = QConv::new(sa, &weights(&mut rng, 40 * sa.k(), max_abs), isa);
+        let b = QConv::new(sb, &weights(&mut rng, 3 * sb.k(), max_abs), isa);
+        let want: Vec<f32> = a.run_f32(&x, 5, e).iter().zip(&residual).map(|(y, r)| y + r).collect();
+        let mut want_q = vec![0u8; want.len()];
+        qdet::kernels::quantize::quantize_scalar(&want, q.0, q.1, &mut want_q);
+        let (mut got, mut packed) = (vec![0f32; want.len()], vec![0u8; b.layout().len()]);
+        let targets = vec![Target { first: 0, out: Output::F32(&mut got) }, Target { first: 0, out: Output::Packed(&mut packed, q, b.layout()) }];
+        a.run_targets(Input::Nchw(&x), 5, e, Some(&residual), targets);
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&got), bits(&want), "{isa:?} floats");
+        let mut next = vec![0f32; 3 * h * w];
+        b.run(Input::Packed(&packed), q.1, eb, Output::F32(&mut next));
+        assert_eq!(bits(&next), bits(&b.run_f32(&want_q, q.1, eb)), "{isa:?} packed sum read by the next conv");
     }
 }

@@ -112,10 +112,11 @@ fn int8_native_matches_onnx_runtime() {
     assert_eq!((report.replaced, report.silu_fused), (63, 57), "{report:?}");
     // Each conv runs once, whatever outputs the rewrites gave it.
     assert_eq!(report.convs_in_plan, 63, "{report:?}");
-    // The 8 C2f Splits written by their cv1; 42 QuantizeLinears in conv epilogues, all in
-    // the reading conv's layout; 27 of the 13 uint8 Concats' inputs quantized by their conv.
-    let fused = (report.split_fused, report.requant_fused, report.handed_over, report.concat_fused, report.concat_inputs_requantized);
-    assert_eq!(fused, (8, 42, 42, 13, 27), "{report:?}");
+    // The 6 backbone bottlenecks' shortcut Adds in their second conv; the 8 C2f Splits
+    // written by their cv1; 44 QuantizeLinears in conv epilogues, all in the reading conv's
+    // layout; 33 of the 13 uint8 Concats' inputs quantized by their conv.
+    let fused = (report.residual_fused, report.split_fused, report.requant_fused, report.handed_over, report.concat_fused, report.concat_inputs_requantized);
+    assert_eq!(fused, (6, 8, 44, 44, 13, 33), "{report:?}");
     check_int8(Int8::Native);
 }
 

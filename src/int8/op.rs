@@ -25,6 +25,8 @@ pub struct QConvOp {
     bias: Arc<Vec<f32>>,
     silu: bool,
     packed_in: bool,
+    /// A second input, `[1, OC, OH, OW]` floats added after the epilogue (a residual Add).
+    residual: bool,
     outputs: Vec<OutSpec>,
 }
 
@@ -59,7 +61,7 @@ impl QConvOp {
 
 impl PartialEq for QConvOp {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.conv, &other.conv) && self.silu == other.silu && self.packed_in == other.packed_in && self.outputs == other.outputs
+        Arc::ptr_eq(&self.conv, &other.conv) && self.silu == other.silu && self.packed_in == other.packed_in && self.residual == other.residual && self.outputs == other.outputs
     }
 }
 
@@ -71,7 +73,7 @@ impl Op for QConvOp {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, {:?}, silu={}, outputs={:?}", self.conv.isa(), self.conv.shape, self.silu, self.outputs)])
+        Ok(vec![format!("{:?}, {:?}, silu={}, residual={}, outputs={:?}", self.conv.isa(), self.conv.shape, self.silu, self.residual, self.outputs)])
     }
 
     fn as_typed(&self) -> Option<&dyn TypedOp> {
@@ -115,7 +117,15 @@ impl EvalOp for QConvOp {
             };
             targets.push(Target { first: o.first, out });
         }
-        self.conv.run_targets(input, self.zero_point, e, targets);
+        let residual = match self.residual {
+            true => {
+                let r = inputs.get(1).context("QdetConvU8: no residual input")?.try_as_plain_ram()?.as_slice::<f32>()?;
+                ensure!(r.len() == s.out_c * s.out_h() * s.out_w(), "QdetConvU8: residual of {} values for {:?}", r.len(), s);
+                Some(r)
+            }
+            false => None,
+        };
+        self.conv.run_targets(input, self.zero_point, e, residual, targets);
         drop(views);
         Ok(tensors.into_iter().map(|t| t.into_tvalue()).collect())
     }
@@ -150,6 +160,8 @@ pub struct PatchReport {
     pub split_fused: usize,
     /// Concat inputs quantized by the conv that writes them.
     pub concat_inputs_requantized: usize,
+    /// Residual Adds done in the epilogue of the conv they add.
+    pub residual_fused: usize,
     /// Integer convs in the optimized plan: `replaced`, unless a rewrite left a superseded
     /// conv running beside its replacement.
     pub convs_in_plan: usize,
@@ -209,6 +221,7 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
             bias: Arc::new(spec.bias.clone()),
             silu: silu_mul.is_some(),
             packed_in: false,
+            residual: false,
             outputs: vec![OutSpec { first: 0, channels: conv_shape.out_c, kind: OutKind::F32 }],
         };
         let name = format!("{}.qdet", spec.name);
@@ -236,6 +249,7 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
         p.shunt_outside(model, OutletId::new(id, 0), out)?;
         p.apply(model)?;
     }
+    fuse_residual_add(model, &mut report)?;
     split_outputs(model, &mut report)?;
     fuse_requantization(model, &mut report)?;
     hand_over_packed(model, &mut report)?;
@@ -342,8 +356,8 @@ fn requantized(model: &TypedModel, from: OutletId, q: (f32, u8), drop_float: boo
     let outputs = model.output_outlets()?;
     let node = model.node(from.node);
     let mut p = TypedModelPatch::default();
-    let tap = p.tap_model(model, node.inputs[0])?;
-    let new = p.wire_node(format!("{}.requant", node.name), op, &[tap])?;
+    let taps = node.inputs.iter().map(|&i| p.tap_model(model, i)).collect::<TractResult<TVec<_>>>()?;
+    let new = p.wire_node(format!("{}.requant", node.name), op, &taps)?;
     for j in (0..conv.outputs.len()).filter(|&j| !(drop_float && j == from.slot)) {
         let old = OutletId::new(from.node, j);
         if !model.outlet_successors(old).is_empty() || outputs.contains(&old) {
@@ -409,6 +423,39 @@ fn requantize_concat_inputs(model: &mut TypedModel, report: &mut PatchReport) ->
     Ok(())
 }
 
+/// `Add(x, conv)` of two `[1, C, H, W]` float tensors, the conv's whole float output read by
+/// nothing else (a bottleneck's shortcut), becomes the conv with `x` as its residual input:
+/// its outputs are the sum, so the rewrites below can quantize it in the epilogue too.
+fn fuse_residual_add(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
+    let outputs = model.output_outlets()?.to_vec();
+    let adds: Vec<usize> = model.nodes().iter().filter(|n| n.op.name() == "Add" && n.inputs.len() == 2).map(|n| n.id).collect();
+    for add in adds {
+        let node = model.node(add);
+        let facts = [model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?];
+        if facts[0] != facts[1] || facts[0].datum_type != DatumType::F32 || facts[0].shape.as_concrete().is_none() {
+            continue;
+        }
+        let Some((slot, conv)) = (0..2).find_map(|i| {
+            let o = node.inputs[i];
+            let c = model.node(o.node).op_as::<QConvOp>()?;
+            let whole = c.outputs.len() == 1 && c.outputs[0] == OutSpec { first: 0, channels: c.conv.shape.out_c, kind: OutKind::F32 };
+            (whole && !c.residual && model.outlet_successors(o).len() == 1 && !outputs.contains(&o)).then(|| (i, c.clone()))
+        }) else {
+            continue;
+        };
+        let (conv_outlet, other) = (node.inputs[slot], node.inputs[1 - slot]);
+        let conv_node = model.node(conv_outlet.node);
+        let (x, name) = (conv_node.inputs[0], format!("{}.residual", conv_node.name));
+        let mut p = TypedModelPatch::default();
+        let taps = [p.tap_model(model, x)?, p.tap_model(model, other)?];
+        let new = p.wire_node(name, QConvOp { residual: true, ..conv }, &taps)?[0];
+        p.shunt_outside(model, OutletId::new(add, 0), new)?;
+        p.apply(model)?;
+        report.residual_fused += 1;
+    }
+    Ok(())
+}
+
 /// A conv whose float output is read only by channel Slices (a C2f block's Split) on whole
 /// blocks of 16 channels writes each slice as its own output: tract's slices copied every
 /// tensor, and a slice can now be quantized in the conv's epilogue too.
@@ -439,10 +486,10 @@ fn split_outputs(model: &mut TypedModel, report: &mut PatchReport) -> TractResul
             .collect();
         let Some(ranges) = ranges else { continue };
         let op = QConvOp { outputs: ranges.iter().map(|&(a, b)| OutSpec { first: a, channels: b - a, kind: OutKind::F32 }).collect(), ..conv.clone() };
-        let (input, name) = (model.node(id).inputs[0], format!("{}.split", model.node(id).name));
+        let (inputs, name) = (model.node(id).inputs.clone(), format!("{}.split", model.node(id).name));
         let mut p = TypedModelPatch::default();
-        let tap = p.tap_model(model, input)?;
-        let new = p.wire_node(name, op, &[tap])?;
+        let taps = inputs.iter().map(|&i| p.tap_model(model, i)).collect::<TractResult<TVec<_>>>()?;
+        let new = p.wire_node(name, op, &taps)?;
         for (r, &o) in readers.iter().zip(&new) {
             p.shunt_outside(model, OutletId::new(r.node, 0), o)?;
         }

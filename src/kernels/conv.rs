@@ -200,19 +200,25 @@ impl QConv {
     /// If `x` or `out` has the wrong size, or a packed output's layout is not this
     /// convolution's output shape.
     pub fn run(&self, x: Input, zp: u8, e: Epilogue, out: Output) {
-        self.run_targets(x, zp, e, vec![Target { first: 0, out }]);
+        self.run_targets(x, zp, e, None, vec![Target { first: 0, out }]);
     }
 
     /// Runs on `x` and writes each target: channels `first..` of the result, as many as its
     /// buffer holds (a packed target: its layout's `in_c`). One pass computes every block of
     /// channels once, however many targets read it: a channel Split after a convolution costs
     /// no copies, and a slice can be quantized for the next convolution in the same pass.
+    /// `residual` (`[out_c][oh][ow]` floats) is added after the epilogue, as a residual
+    /// connection's Add would: every target gets `epilogue + residual`.
     ///
     /// # Panics
-    /// If `x` or a target has the wrong size, a target does not start on a block of
-    /// [`OC_BLOCK`] channels or ends past `out_c`, or a packed layout is not the shape of its
-    /// channels.
-    pub fn run_targets(&self, x: Input, zp: u8, e: Epilogue, targets: Vec<Target>) {
+    /// If `x`, `residual` or a target has the wrong size, a target does not start on a block
+    /// of [`OC_BLOCK`] channels or ends past `out_c`, or a packed layout is not the shape of
+    /// its channels.
+    pub fn run_targets(&self, x: Input, zp: u8, e: Epilogue, residual: Option<&[f32]>, targets: Vec<Target>) {
+        let s = &self.shape;
+        if let Some(r) = residual {
+            assert_eq!(r.len(), s.out_c * s.out_h() * s.out_w(), "residual is not out_c x oh x ow");
+        }
         let mut own = Vec::new();
         let img = match x {
             Input::Packed(img) => {
@@ -225,7 +231,7 @@ impl QConv {
                 &own
             }
         };
-        self.run_bands(img, zp, e, targets);
+        self.run_bands(img, zp, e, residual, targets);
         if !own.is_empty() {
             IMAGE.set(own);
         }
@@ -255,7 +261,7 @@ impl QConv {
     /// scratch (floats when a float target reads the block, else straight to uint8), then a
     /// transpose into each `[C][H][W]` target's channel rows, or 16-byte stores into a packed
     /// target's pixels.
-    fn run_bands(&self, img: &[u8], zp: u8, e: Epilogue, targets: Vec<Target>) {
+    fn run_bands(&self, img: &[u8], zp: u8, e: Epilogue, residual: Option<&[f32]>, targets: Vec<Target>) {
         let s = &self.shape;
         let (oh, ow, plane) = (s.out_h(), s.out_w(), s.out_h() * s.out_w());
         let bands = self.bands();
@@ -331,9 +337,18 @@ impl QConv {
                 // Floats first when a float target reads the block or several quantized
                 // ones share them.
                 let quantized = parts.iter().filter(|p| reads(p) && !matches!(p.dest, PartDest::F32(_))).count();
-                let floats = quantized > 1 || parts.iter().any(|p| reads(p) && matches!(p.dest, PartDest::F32(_)));
+                let floats = residual.is_some() || quantized > 1 || parts.iter().any(|p| reads(p) && matches!(p.dest, PartDest::F32(_)));
                 if floats {
                     super::epilogue::row(sums, affine, Dest::F32(&mut f));
+                }
+                if let Some(res) = residual {
+                    // Pixel-major, as the epilogue's floats; channels past `out_c` add 0.
+                    for o in 0..(s.out_c - c0).min(OC_BLOCK) {
+                        let src = &res[(c0 + o) * plane + oy * ow..][..ow];
+                        for (v, &add) in f.iter_mut().zip(src) {
+                            v[o] += add;
+                        }
+                    }
                 }
                 let y = oy - first_row;
                 for p in parts.iter_mut().filter(|p| reads(p)) {
