@@ -494,3 +494,48 @@ fn residual_epilogue_equals_adding_afterwards() {
         assert_eq!(bits(&next), bits(&b.run_f32(&want_q, q.1, eb)), "{isa:?} packed sum read by the next conv");
     }
 }
+
+/// Output tensors are allocated without zeroing: every byte must be written. Memory just
+/// freed full of 0xAB is what the allocator hands out next; the outputs (floats, uint8 and a
+/// packed image with padding and a partial channel group, 2 threads) must still equal
+/// writing into zeroed buffers.
+#[test]
+fn run_to_tensors_writes_every_byte() {
+    use qdet::kernels::conv::{Input, OutKind, OutSpec, Output, Target};
+    qdet::kernels::threads::set_threads(2);
+    let mut rng = Rng::for_item(43, "uninit", 0);
+    let (h, w) = (17, 23);
+    let sa = ConvShape { in_c: 6, in_h: h, in_w: w, out_c: 37, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
+    let sb = ConvShape { in_c: 21, in_h: h, in_w: w, out_c: 4, kh: 3, kw: 3, stride: (1, 1), pad: [1, 2, 0, 1], dilation: (1, 1) };
+    let x = pixels(&mut rng, 6 * h * w);
+    let scale: Vec<f32> = (0..37).map(|c| 4e-4 * (c + 1) as f32).collect();
+    let bias: Vec<f32> = (0..37).map(|c| c as f32 * 0.03 - 0.5).collect();
+    let e = Epilogue { scale: &scale, bias: &bias, silu: true };
+    let q = (0.04f32, 7u8);
+    for isa in available() {
+        let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+        let a = QConv::new(sa, &weights(&mut rng, 37 * sa.k(), max_abs), isa);
+        let layout = QConv::new(sb, &weights(&mut rng, 4 * sb.k(), max_abs), isa).layout();
+        let plane = h * w;
+        let specs = [
+            OutSpec { first: 0, channels: 37, kind: OutKind::F32 },
+            OutSpec { first: 16, channels: 21, kind: OutKind::U8(q) },
+            OutSpec { first: 16, channels: 21, kind: OutKind::Packed(q, layout) },
+        ];
+        let (mut f, mut u, mut p) = (vec![0f32; 37 * plane], vec![0u8; 21 * plane], vec![0u8; layout.len()]);
+        let targets = vec![
+            Target { first: 0, out: Output::F32(&mut f) },
+            Target { first: 16, out: Output::U8(&mut u, q) },
+            Target { first: 16, out: Output::Packed(&mut p, q, layout) },
+        ];
+        a.run_targets(Input::Nchw(&x), 3, e, None, targets);
+        for _ in 0..3 {
+            drop(std::hint::black_box(vec![0xABu8; 4 * 37 * plane + layout.len() + 4096]));
+            let got = a.run_to_tensors(Input::Nchw(&x), 3, e, None, &specs).unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(got[0].try_as_plain_ram().unwrap().as_slice::<f32>().unwrap()), bits(&f), "{isa:?} floats");
+            assert_eq!(got[1].try_as_plain_ram().unwrap().as_slice::<u8>().unwrap(), &u[..], "{isa:?} uint8");
+            assert_eq!(got[2].try_as_plain_ram().unwrap().as_slice::<u8>().unwrap(), &p[..], "{isa:?} packed");
+        }
+    }
+}

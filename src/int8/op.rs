@@ -9,7 +9,7 @@ use tract_onnx::tract_core::internal::*;
 
 use super::quantize::{QuantizeConcatU8, QuantizeU8};
 use super::spec::QConvSpec;
-use crate::kernels::conv::{Epilogue, Input, Output, QConv, Target};
+use crate::kernels::conv::{Epilogue, Input, OutKind, OutSpec, QConv};
 use crate::kernels::pack::Layout;
 use crate::kernels::{Isa, OC_BLOCK};
 
@@ -30,32 +30,10 @@ pub struct QConvOp {
     outputs: Vec<OutSpec>,
 }
 
-/// One output of a [`QConvOp`]: channels `first..first + channels`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OutSpec {
-    first: usize,
-    channels: usize,
-    kind: OutKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum OutKind {
-    F32,
-    /// Quantized with (scale, zero point), `[1, n, OH, OW]`.
-    U8((f32, u8)),
-    /// Quantized, as the padded channels-last image of the next convs.
-    Packed((f32, u8), Layout),
-}
-
 impl QConvOp {
     fn fact(&self, o: &OutSpec) -> TypedFact {
-        let s = &self.conv.shape;
-        let shape = [1, o.channels, s.out_h(), s.out_w()];
-        match o.kind {
-            OutKind::F32 => f32::fact(shape),
-            OutKind::U8(_) => u8::fact(shape),
-            OutKind::Packed(_, l) => u8::fact([l.len()]),
-        }
+        let (dt, shape) = o.tensor_shape(&self.conv.shape);
+        TypedFact::dt_shape(dt, &*shape)
     }
 }
 
@@ -97,26 +75,6 @@ impl EvalOp for QConvOp {
             Input::Nchw(x)
         };
         let e = Epilogue { scale: &self.scales, bias: &self.bias, silu: self.silu };
-        // Written in place: building the tensors from Vecs would copy them.
-        let mut tensors: Vec<Tensor> = self
-            .outputs
-            .iter()
-            .map(|o| {
-                let f = self.fact(o);
-                let shape = f.shape.as_concrete().context("QdetConvU8: symbolic output shape")?;
-                Tensor::zero_dt(f.datum_type, shape)
-            })
-            .collect::<TractResult<_>>()?;
-        let mut views = tensors.iter_mut().map(|t| t.try_as_plain_ram_mut()).collect::<TractResult<Vec<_>>>()?;
-        let mut targets = Vec::with_capacity(views.len());
-        for (v, o) in views.iter_mut().zip(&self.outputs) {
-            let out = match o.kind {
-                OutKind::F32 => Output::F32(v.as_slice_mut::<f32>()?),
-                OutKind::U8(q) => Output::U8(v.as_slice_mut::<u8>()?, q),
-                OutKind::Packed(q, l) => Output::Packed(v.as_slice_mut::<u8>()?, q, l),
-            };
-            targets.push(Target { first: o.first, out });
-        }
         let residual = match self.residual {
             true => {
                 let r = inputs.get(1).context("QdetConvU8: no residual input")?.try_as_plain_ram()?.as_slice::<f32>()?;
@@ -125,8 +83,8 @@ impl EvalOp for QConvOp {
             }
             false => None,
         };
-        self.conv.run_targets(input, self.zero_point, e, residual, targets);
-        drop(views);
+        // Written in place: building the tensors from Vecs would copy them.
+        let tensors = self.conv.run_to_tensors(input, self.zero_point, e, residual, &self.outputs)?;
         Ok(tensors.into_iter().map(|t| t.into_tvalue()).collect())
     }
 }
