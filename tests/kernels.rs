@@ -539,3 +539,43 @@ fn run_to_tensors_writes_every_byte() {
         }
     }
 }
+
+/// The uint8 max pool against the definition, window by window (SPPF's 5x5 with padding 2,
+/// and an asymmetric case), and against pooling the floats then quantizing them.
+#[test]
+fn max_pool_u8_equals_the_definition_and_commutes_with_quantization() {
+    use qdet::kernels::maxpool::max_pool_u8;
+    let mut rng = Rng::for_item(47, "maxpool", 0);
+    for ((c, h, w), (kh, kw), pad) in [((3, 9, 11), (5, 5), [2, 2, 2, 2]), ((2, 6, 7), (3, 2), [1, 0, 2, 1]), ((1, 20, 20), (5, 5), [2; 4])] {
+        let xf: Vec<f32> = (0..c * h * w).map(|_| (rng.uniform() as f32 - 0.3) * 10.0).collect();
+        let mut x = vec![0u8; xf.len()];
+        qdet::kernels::quantize::quantize_scalar(&xf, 0.05, 60, &mut x);
+        let (oh, ow) = (h + pad[0] + pad[2] + 1 - kh, w + pad[1] + pad[3] + 1 - kw);
+        let mut got = vec![0u8; c * oh * ow];
+        max_pool_u8(&x, c, (h, w), (kh, kw), pad, &mut got);
+        let mut pooled_f = vec![0f32; got.len()];
+        for ch in 0..c {
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let (mut m, mut mf) = (0u8, f32::NEG_INFINITY);
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let (iy, ix) = ((oy + ky) as isize - pad[0] as isize, (ox + kx) as isize - pad[1] as isize);
+                            if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                                let i = (ch * h + iy as usize) * w + ix as usize;
+                                m = m.max(x[i]);
+                                mf = mf.max(xf[i]);
+                            }
+                        }
+                    }
+                    let o = (ch * oh + oy) * ow + ox;
+                    assert_eq!(got[o], m, "plane {ch} at ({oy}, {ox})");
+                    pooled_f[o] = mf;
+                }
+            }
+        }
+        let mut want = vec![0u8; got.len()];
+        qdet::kernels::quantize::quantize_scalar(&pooled_f, 0.05, 60, &mut want);
+        assert_eq!(got, want, "pooling the quantized tensor equals quantizing the pooled floats");
+    }
+}

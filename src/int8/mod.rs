@@ -4,6 +4,7 @@
 //! kernels ([`crate::kernels`]) instead of tract's float convolution. tract keeps the rest of
 //! the graph. A Conv followed by SiLU (`x * sigmoid(x)`) gets it fused into the epilogue.
 
+pub mod maxpool;
 pub mod op;
 pub mod quantize;
 pub mod spec;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+use super::maxpool::MaxPoolU8;
 use super::quantize::{QuantizeConcatU8, QuantizeU8};
 use super::spec::QConvSpec;
 use crate::kernels::conv::{Epilogue, Input, OutKind, OutSpec, QConv};
@@ -118,6 +119,8 @@ pub struct PatchReport {
     pub split_fused: usize,
     /// Concat inputs quantized by the conv that writes them.
     pub concat_inputs_requantized: usize,
+    /// MaxPools run on uint8 (the SPPF chain).
+    pub max_pools_u8: usize,
     /// Residual Adds done in the epilogue of the conv they add.
     pub residual_fused: usize,
     /// Integer convs in the optimized plan: `replaced`, unless a rewrite left a superseded
@@ -213,6 +216,8 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
     hand_over_packed(model, &mut report)?;
     fuse_concat_quantization(model, &mut report)?;
     requantize_concat_inputs(model, &mut report)?;
+    quantized_max_pools(model, &mut report)?;
+    drop_unread_outputs(model)?;
     Ok(report)
 }
 
@@ -303,6 +308,13 @@ fn requantized(model: &TypedModel, from: OutletId, q: (f32, u8), drop_float: boo
         return Ok(None);
     }
     let requant = OutSpec { kind: OutKind::U8(q), ..spec };
+    if let Some(j) = conv.outputs.iter().position(|o| *o == requant) {
+        // Already written: reuse it (a float output left unread goes in `drop_unread_outputs`).
+        let mut p = TypedModelPatch::default();
+        let taps = (0..conv.outputs.len()).map(|k| p.tap_model(model, OutletId::new(from.node, k))).collect::<TractResult<TVec<_>>>()?;
+        let out = taps[j];
+        return Ok(Some((p, taps, out)));
+    }
     let mut op = conv.clone();
     let slot = if drop_float {
         op.outputs[from.slot] = requant;
@@ -410,6 +422,118 @@ fn fuse_residual_add(model: &mut TypedModel, report: &mut PatchReport) -> TractR
         p.shunt_outside(model, OutletId::new(add, 0), new)?;
         p.apply(model)?;
         report.residual_fused += 1;
+    }
+    Ok(())
+}
+
+/// tract MaxPools (stride 1, explicit padding, NCHW) whose every reader is a uint8 Concat
+/// with one scale and zero point, or another such pool, and whose input is a conv's float
+/// output or another such pool, run on uint8 with those parameters ([`MaxPoolU8`]):
+/// quantization is monotonic, so the bytes are the same. YOLOv8's SPPF: three pools.
+fn quantized_max_pools(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
+    use tract_onnx::tract_core::ops::cnn::{MaxPool, PaddingSpec};
+    use tract_onnx::tract_core::ops::nn::DataFormat;
+    let pool_of = |n: &TypedNode| -> Option<MaxPoolU8> {
+        let op = n.op_as::<MaxPool>()?;
+        let s = &op.pool_spec;
+        let ones = |v: &Option<TVec<usize>>| v.as_ref().is_none_or(|v| v.iter().all(|&x| x == 1));
+        let (before, after) = match &s.padding {
+            PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, false) => (b.clone(), a.clone()),
+            _ => return None,
+        };
+        let ok = s.data_format == DataFormat::NCHW && s.kernel_shape.len() == 2 && before.len() == 2 && after.len() == 2 && ones(&s.strides) && ones(&s.dilations) && op.with_index_outputs.is_none();
+        let (kh, kw) = (s.kernel_shape[0], s.kernel_shape[1]);
+        (ok && kh > before[0].max(after[0]) && kw > before[1].max(after[1])).then(|| MaxPoolU8 { kernel: (kh, kw), pad: [before[0], before[1], after[0], after[1]] })
+    };
+    // Candidates with the quantization of their Concat readers.
+    let mut set: HashMap<usize, (f32, u8)> = HashMap::new();
+    for n in model.nodes() {
+        if pool_of(n).is_none() || model.outlet_fact(n.inputs[0])?.datum_type != DatumType::F32 {
+            continue;
+        }
+        let q: Vec<(u32, u8)> = model
+            .outlet_successors(OutletId::new(n.id, 0))
+            .iter()
+            .filter_map(|r| model.node(r.node).op_as::<QuantizeConcatU8>().map(|c| (c.scale.to_bits(), c.zero_point)))
+            .collect();
+        if let Some(&(scale, zp)) = q.first() {
+            if q.iter().all(|&x| x == (scale, zp)) {
+                set.insert(n.id, (f32::from_bits(scale), zp));
+            }
+        }
+    }
+    // Drop those with another reader or input, until none is left to drop.
+    let outputs = model.output_outlets()?.to_vec();
+    loop {
+        let keep = |id: usize, set: &HashMap<usize, (f32, u8)>| -> bool {
+            let q = set[&id];
+            let out = OutletId::new(id, 0);
+            let readers_ok = !outputs.contains(&out)
+                && model.outlet_successors(out).iter().all(|r| {
+                    let n = model.node(r.node);
+                    n.op_as::<QuantizeConcatU8>().is_some_and(|c| (c.scale, c.zero_point) == q) || set.get(&r.node) == Some(&q)
+                });
+            let input = model.node(id).inputs[0];
+            let from_conv = model.node(input.node).op_as::<QConvOp>().is_some_and(|c| c.outputs[input.slot].kind == OutKind::F32);
+            readers_ok && (from_conv || set.get(&input.node) == Some(&q))
+        };
+        let drop: Vec<usize> = set.keys().copied().filter(|&id| !keep(id, &set)).collect();
+        if drop.is_empty() {
+            break;
+        }
+        for id in drop {
+            set.remove(&id);
+        }
+    }
+    for id in model.eval_order()? {
+        let Some(&q) = set.get(&id) else { continue };
+        let node = model.node(id);
+        let Some(pool) = pool_of(node) else { continue };
+        let input = node.inputs[0];
+        let name = format!("{}.u8", node.name);
+        let (mut p, src) = if model.node(input.node).op_is::<MaxPoolU8>() {
+            let mut p = TypedModelPatch::default();
+            let tap = p.tap_model(model, input)?;
+            (p, tap)
+        } else {
+            let sole = sole_reader(model, input, InletId::new(id, 0))?;
+            let (p, _, out) = requantized(model, input, q, sole)?.context("a conv's float output")?;
+            (p, out)
+        };
+        p.wire_node(&name, pool, &[src])?;
+        p.apply(model)?;
+        // Rewired by hand: tract only shunts an outlet to one of the same type.
+        let new = OutletId::new(model.node_by_name(&name)?.id, 0);
+        for inlet in model.outlet_successors(OutletId::new(id, 0)).to_vec() {
+            model.add_edge(new, inlet)?;
+        }
+        report.max_pools_u8 += 1;
+    }
+    Ok(())
+}
+
+/// Conv outputs nothing reads any more (a float output whose readers all moved to uint8) are
+/// no longer computed.
+fn drop_unread_outputs(model: &mut TypedModel) -> TractResult<()> {
+    let outputs = model.output_outlets()?.to_vec();
+    let ids: Vec<usize> = model.eval_order()?;
+    for id in ids {
+        let Some(conv) = model.node(id).op_as::<QConvOp>() else { continue };
+        let read: Vec<usize> = (0..conv.outputs.len())
+            .filter(|&j| !model.outlet_successors(OutletId::new(id, j)).is_empty() || outputs.contains(&OutletId::new(id, j)))
+            .collect();
+        if read.len() == conv.outputs.len() || read.is_empty() {
+            continue;
+        }
+        let op = QConvOp { outputs: read.iter().map(|&j| conv.outputs[j]).collect(), ..conv.clone() };
+        let node = model.node(id);
+        let mut p = TypedModelPatch::default();
+        let taps = node.inputs.iter().map(|&i| p.tap_model(model, i)).collect::<TractResult<TVec<_>>>()?;
+        let new = p.wire_node(format!("{}.read", node.name), op, &taps)?;
+        for (k, &j) in read.iter().enumerate() {
+            p.shunt_outside(model, OutletId::new(id, j), new[k])?;
+        }
+        p.apply(model)?;
     }
     Ok(())
 }

@@ -23,6 +23,7 @@
 
 pub mod conv;
 pub mod epilogue;
+pub mod maxpool;
 pub mod pack;
 pub mod quantize;
 pub mod scalar;
