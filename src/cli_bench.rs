@@ -63,9 +63,9 @@ struct ModelResult {
     /// Integer convs, SiLUs fused into them, QuantizeLinears done in a conv's epilogue, uint8
     /// tensors written in their readers' channels-last layout, Concats quantized in place,
     /// channel Splits written by their conv, Concat inputs quantized by their conv, residual
-    /// Adds done by the conv they add, MaxPools run on uint8.
+    /// Adds done by the conv they add, MaxPools and nearest Resizes run on uint8.
     #[serde(skip_serializing_if = "Option::is_none")]
-    int8_fused: Option<[usize; 9]>,
+    int8_fused: Option<[usize; 10]>,
 }
 
 /// Nearest-rank percentile of sorted `v`.
@@ -143,7 +143,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             total: percentiles(total),
             profile_ms: a.profile.then(|| profile.into_iter().map(|(k, v)| (k, ms(v) / runs)).collect()),
             int8_kernel: det.model.int8_report().and_then(|r| r.isa).map(|i| format!("{i:?}")),
-            int8_fused: det.model.int8_report().filter(|r| r.replaced > 0).map(|r| [r.replaced, r.silu_fused, r.requant_fused, r.handed_over, r.concat_fused, r.split_fused, r.concat_inputs_requantized, r.residual_fused, r.max_pools_u8]),
+            int8_fused: det.model.int8_report().filter(|r| r.replaced > 0).map(|r| [r.replaced, r.silu_fused, r.requant_fused, r.handed_over, r.concat_fused, r.split_fused, r.concat_inputs_requantized, r.residual_fused, r.max_pools_u8, r.resizes_u8]),
         });
     }
     if a.json {
@@ -165,10 +165,10 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             println!("{name:<40} {stage:>10} {:>22.2} {:>22.2} {:>22.2} {ratio:>8}", p.p50_ms, p.p90_ms, p.p99_ms);
         }
         if let Some(k) = &r.int8_kernel {
-            let [convs, silu, requant, packed, concat, split, concat_in, residual, pools] = r.int8_fused.unwrap_or_default();
+            let [convs, silu, requant, packed, concat, split, concat_in, residual, pools, resizes] = r.int8_fused.unwrap_or_default();
             println!(
                 "{name:<40} {convs} int8 convs on the {k} kernel, {silu} with SiLU fused, {residual} with their residual Add, {requant} QuantizeLinears in their epilogue, \
-                 {packed} of those in their readers' layout; {split} Splits written by their conv; {concat} Concats quantized in place, {concat_in} of their inputs by the conv; {pools} MaxPools on uint8"
+                 {packed} of those in their readers' layout; {split} Splits written by their conv; {concat} Concats quantized in place, {concat_in} of their inputs by the conv; {pools} MaxPools and {resizes} Resizes on uint8"
             );
         }
         if let Some(prof) = &r.profile_ms {

@@ -579,3 +579,24 @@ fn max_pool_u8_equals_the_definition_and_commutes_with_quantization() {
         assert_eq!(got, want, "pooling the quantized tensor equals quantizing the pooled floats");
     }
 }
+
+/// Nearest upsampling of uint8 planes against ONNX Resize's definition for nearest,
+/// asymmetric coordinates and floor: `out[y][x] = in[floor(y / sh)][floor(x / sw)]`.
+#[test]
+fn upsample_nearest_u8_equals_the_definition() {
+    use qdet::kernels::maxpool::upsample_nearest_u8;
+    let mut rng = Rng::for_item(53, "upsample", 0);
+    for ((c, h, w), (sh, sw)) in [((3, 5, 7), (2, 2)), ((2, 4, 3), (3, 1)), ((1, 1, 1), (2, 4))] {
+        let x = pixels(&mut rng, c * h * w);
+        let mut got = vec![0u8; c * h * sh * w * sw];
+        upsample_nearest_u8(&x, c, (h, w), (sh, sw), &mut got);
+        for ch in 0..c {
+            for y in 0..h * sh {
+                for xx in 0..w * sw {
+                    let src = (ch * h + (y as f32 / sh as f32).floor() as usize) * w + (xx as f32 / sw as f32).floor() as usize;
+                    assert_eq!(got[(ch * h * sh + y) * w * sw + xx], x[src], "plane {ch} at ({y}, {xx})");
+                }
+            }
+        }
+    }
+}

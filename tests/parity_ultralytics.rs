@@ -115,9 +115,10 @@ fn int8_native_matches_onnx_runtime() {
     // The 6 backbone bottlenecks' shortcut Adds in their second conv; the 8 C2f Splits
     // written by their cv1; 44 QuantizeLinears in conv epilogues, all in the reading conv's
     // layout; 33 of the 13 uint8 Concats' inputs quantized by their conv; the SPPF's 3
-    // MaxPools on uint8.
-    let fused = (report.residual_fused, report.split_fused, report.requant_fused, report.handed_over, report.concat_fused, report.concat_inputs_requantized, report.max_pools_u8);
-    assert_eq!(fused, (6, 8, 44, 44, 13, 33, 3), "{report:?}");
+    // MaxPools and the neck's 2 upsamplings on uint8.
+    let fused = (report.residual_fused, report.split_fused, report.requant_fused, report.handed_over, report.concat_fused, report.concat_inputs_requantized);
+    assert_eq!(fused, (6, 8, 44, 44, 13, 33), "{report:?}");
+    assert_eq!((report.max_pools_u8, report.resizes_u8), (3, 2), "{report:?}");
     check_int8(Int8::Native);
 }
 

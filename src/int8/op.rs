@@ -7,7 +7,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use super::maxpool::MaxPoolU8;
+use super::maxpool::{MaxPoolU8, UpsampleU8};
 use super::quantize::{QuantizeConcatU8, QuantizeU8};
 use super::spec::QConvSpec;
 use crate::kernels::conv::{Epilogue, Input, OutKind, OutSpec, QConv};
@@ -121,6 +121,8 @@ pub struct PatchReport {
     pub concat_inputs_requantized: usize,
     /// MaxPools run on uint8 (the SPPF chain).
     pub max_pools_u8: usize,
+    /// Nearest Resizes run on uint8 (the neck's upsamplings).
+    pub resizes_u8: usize,
     /// Residual Adds done in the epilogue of the conv they add.
     pub residual_fused: usize,
     /// Integer convs in the optimized plan: `replaced`, unless a rewrite left a superseded
@@ -217,6 +219,7 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
     fuse_concat_quantization(model, &mut report)?;
     requantize_concat_inputs(model, &mut report)?;
     quantized_max_pools(model, &mut report)?;
+    quantized_resizes(model, &mut report)?;
     drop_unread_outputs(model)?;
     Ok(report)
 }
@@ -508,6 +511,56 @@ fn quantized_max_pools(model: &mut TypedModel, report: &mut PatchReport) -> Trac
             model.add_edge(new, inlet)?;
         }
         report.max_pools_u8 += 1;
+    }
+    Ok(())
+}
+
+/// A nearest-neighbour upsampling of a conv's float output, read only by uint8 Concats with
+/// one scale and zero point, upsamples the conv's uint8 output with those parameters
+/// instead ([`UpsampleU8`]): nearest only copies values, so the bytes are the same, without
+/// the floats (the neck's two upsamplings).
+fn quantized_resizes(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
+    use tract_onnx::tract_core::ops::nn::resize::{CoordTransformer, Interpolator};
+    use tract_onnx_opl::resize::{CoordTransform, Nearest, Resize};
+    let outputs = model.output_outlets()?.to_vec();
+    // ONNX's Resize as tract-onnx types it, nearest with asymmetric coordinates and floor
+    // (Ultralytics' export), by whole factors on H and W given as constant scales.
+    let upsample = |model: &TypedModel, n: &TypedNode| -> Option<UpsampleU8> {
+        let r = n.op_as::<Resize>()?;
+        let plain = r.interpolator == Interpolator::Nearest && r.nearest == Nearest::Floor && r.coord_transformer == CoordTransform::Plain(CoordTransformer::Asymmetric);
+        let scales = model.outlet_fact(*n.inputs.get(r.optional_scales_input?)?).ok()?.konst.clone()?;
+        let scales = scales.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.to_vec();
+        let whole = |v: f32| (v >= 1.0 && v.fract() == 0.0).then_some(v as usize);
+        let ok = plain && r.optional_sizes_input.is_none() && r.axes.is_none() && scales.len() == 4 && scales[0] == 1.0 && scales[1] == 1.0;
+        if !ok {
+            return None;
+        }
+        Some(UpsampleU8 { scale: (whole(scales[2])?, whole(scales[3])?) })
+    };
+    let ids: Vec<usize> = model.nodes().iter().filter(|n| upsample(model, n).is_some()).map(|n| n.id).collect();
+    for id in ids {
+        let node = model.node(id);
+        let Some(op) = upsample(model, node) else { continue };
+        let (input, out) = (node.inputs[0], OutletId::new(id, 0));
+        let from_conv = model.node(input.node).op_as::<QConvOp>().is_some_and(|c| c.outputs[input.slot].kind == OutKind::F32);
+        let readers = model.outlet_successors(out);
+        let q: Vec<(u32, u8)> = readers.iter().filter_map(|r| model.node(r.node).op_as::<QuantizeConcatU8>().map(|c| (c.scale.to_bits(), c.zero_point))).collect();
+        let readers_ok = !q.is_empty() && q.len() == readers.len() && q.windows(2).all(|w| w[0] == w[1]);
+        if !from_conv || !readers_ok || outputs.contains(&out) {
+            continue;
+        }
+        let q = (f32::from_bits(q[0].0), q[0].1);
+        let sole = sole_reader(model, input, InletId::new(id, 0))?;
+        let Some((mut p, _, bytes)) = requantized(model, input, q, sole)? else { continue };
+        let name = format!("{}.u8", node.name);
+        p.wire_node(&name, op, &[bytes])?;
+        p.apply(model)?;
+        // Rewired by hand: tract only shunts an outlet to one of the same type.
+        let new = OutletId::new(model.node_by_name(&name)?.id, 0);
+        for inlet in model.outlet_successors(out).to_vec() {
+            model.add_edge(new, inlet)?;
+        }
+        report.resizes_u8 += 1;
     }
     Ok(())
 }

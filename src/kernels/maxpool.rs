@@ -1,4 +1,4 @@
-//! Max pooling with stride 1 on uint8 `[C][H][W]` planes, as two passes of running maxima
+//! Max pooling with stride 1 and nearest upsampling on uint8 `[C][H][W]` planes. The pool: as two passes of running maxima
 //! (across rows, then down columns). Quantization is monotonic, so pooling the quantized
 //! tensor gives exactly the quantized pool of the floats when both use the same scale and
 //! zero point, which is what the SPPF block of a QDQ model does.
@@ -40,6 +40,26 @@ pub fn max_pool_u8(x: &[u8], c: usize, (h, w): (usize, usize), (kh, kw): (usize,
                     *d = (*d).max(v);
                 }
             }
+        }
+    }
+}
+
+/// Nearest-neighbour upsampling of uint8 `[C][H][W]` planes by whole factors `(sh, sw)`:
+/// `out[c][y][x] = x[c][y / sh][x / sw]` (ONNX Resize, nearest, asymmetric coordinates,
+/// floor), each output row built once and copied `sh` times.
+///
+/// # Panics
+/// If `x` or `out` have the wrong sizes.
+pub fn upsample_nearest_u8(x: &[u8], c: usize, (h, w): (usize, usize), (sh, sw): (usize, usize), out: &mut [u8]) {
+    let ow = w * sw;
+    assert!(x.len() == c * h * w && out.len() == c * h * sh * ow, "upsampling {} values into {}", x.len(), out.len());
+    for (src, dst) in x.chunks_exact(w).zip(out.chunks_exact_mut(sh * ow)) {
+        let (first, rest) = dst.split_at_mut(ow);
+        for (d, &v) in first.chunks_exact_mut(sw).zip(src) {
+            d.fill(v);
+        }
+        for r in rest.chunks_exact_mut(ow) {
+            r.copy_from_slice(first);
         }
     }
 }
