@@ -55,8 +55,16 @@ pub fn upsample_nearest_u8(x: &[u8], c: usize, (h, w): (usize, usize), (sh, sw):
     assert!(x.len() == c * h * w && out.len() == c * h * sh * ow, "upsampling {} values into {}", x.len(), out.len());
     for (src, dst) in x.chunks_exact(w).zip(out.chunks_exact_mut(sh * ow)) {
         let (first, rest) = dst.split_at_mut(ow);
-        for (d, &v) in first.chunks_exact_mut(sw).zip(src) {
-            d.fill(v);
+        if sw == 2 {
+            // Fixed-size pairs (the usual factor): the compiler interleaves them with vector
+            // unpacks, where a `fill` per value was a call each.
+            for (d, &v) in first.chunks_exact_mut(2).zip(src) {
+                d.copy_from_slice(&[v, v]);
+            }
+        } else {
+            for (d, &v) in first.chunks_exact_mut(sw).zip(src) {
+                d.fill(v);
+            }
         }
         for r in rest.chunks_exact_mut(ow) {
             r.copy_from_slice(first);
