@@ -162,7 +162,7 @@ fn setup_threads(threads: Option<usize>, inflight: Option<usize>, images: usize)
     if per_image > 1 {
         use tract_linalg::multithread::{set_default_executor, Executor};
         set_default_executor(Executor::multithread(per_image));
-        qdet::kernels::threads::set_threads(per_image);
+        qdet::kernels::threads::set_threads_for(per_image, inflight);
     }
     Ok(inflight)
 }

@@ -4,7 +4,6 @@
 use std::cell::Cell;
 use std::ops::Range;
 
-use rayon::prelude::*;
 use tract_onnx::prelude::*;
 
 use super::epilogue::{Affine, Dest, Lane};
@@ -249,15 +248,16 @@ impl QConv {
         });
     }
 
-    /// Output bands: `4 x threads` of the output rows with a pool, else one.
+    /// Output bands: `4 x threads` of the output rows with a team, else one.
     fn bands(&self) -> Vec<Range<usize>> {
         let oh = self.shape.out_h();
-        let n = super::threads::pool().map_or(1, |p| (4 * p.current_num_threads()).min(oh)).max(1);
+        let threads = super::threads::threads();
+        let n = if threads > 1 { (4 * threads).min(oh) } else { 1 }.max(1);
         (0..n).map(|i| i * oh / n..(i + 1) * oh / n).collect()
     }
 
     /// Splits every target into its part for each band of output rows (disjoint slices), then
-    /// runs the bands, in parallel on the kernels' own pool if one is set
+    /// runs the bands, in parallel on the kernels' own team if one is set
     /// ([`super::threads`]). Per row of each channel block: the epilogue into pixel-major
     /// scratch (floats when a float target reads the block, else straight to uint8), then a
     /// transpose into each `[C][H][W]` target's channel rows, or 16-byte stores into a packed
@@ -397,10 +397,7 @@ impl QConv {
                 }
             });
         };
-        match super::threads::pool() {
-            Some(pool) => pool.install(|| bands.into_par_iter().zip(parts).for_each(|(r, p)| run_band(r, p))),
-            None => bands.into_iter().zip(parts).for_each(|(r, p)| run_band(r, p)),
-        }
+        super::threads::for_each_item(bands.into_iter().zip(parts).collect(), |(r, p)| run_band(r, p));
     }
 }
 

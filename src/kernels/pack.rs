@@ -10,7 +10,6 @@
 //!   64 bytes, two 32-byte vectors for channels 0..8 and 8..16. Channels past `out_c` and
 //!   past `in_c` are zero weights.
 
-use rayon::prelude::*;
 
 use super::conv::ConvShape;
 use super::{Isa, OC_BLOCK, WGROUP_BYTES};
@@ -171,13 +170,14 @@ impl Layout {
         }
     }
 
-    /// Runs `f(y, row)` on every interior row, split across the kernels' pool if one is set.
+    /// Runs `f(y, row)` on every interior row, in blocks of rows split across the kernels'
+    /// team if one is set.
     fn for_each_row(&self, interior: &mut [u8], f: impl Fn(usize, &mut [u8]) + Sync + Send) {
+        // Rows per block: enough that a block outweighs handing it to another thread.
+        const ROWS: usize = 4;
         let rb = self.row_bytes();
-        match super::threads::pool() {
-            Some(pool) if self.in_h > 1 => pool.install(|| interior.par_chunks_mut(rb).enumerate().with_min_len(4).for_each(|(y, row)| f(y, row))),
-            _ => interior.chunks_mut(rb).enumerate().for_each(|(y, row)| f(y, row)),
-        }
+        let blocks: Vec<_> = interior.chunks_mut(rb * ROWS).enumerate().collect();
+        super::threads::for_each_item(blocks, |(b, rows)| rows.chunks_mut(rb).enumerate().for_each(|(y, row)| f(b * ROWS + y, row)));
     }
 }
 

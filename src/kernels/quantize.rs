@@ -113,15 +113,9 @@ pub fn quantize(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
     quantize_scalar(x, scale, zero_point, out)
 }
 
-/// [`quantize`] in chunks on the kernels' own pool, if one is set ([`super::threads`]).
+/// [`quantize`] in chunks on the kernels' own team, if one is set ([`super::threads`]).
 pub fn quantize_parallel(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
-    use rayon::prelude::*;
     // Big enough that a chunk outweighs handing it to another thread.
     const CHUNK: usize = 1 << 15;
-    match super::threads::pool() {
-        Some(pool) if x.len() > CHUNK => pool.install(|| {
-            x.par_chunks(CHUNK).zip(out.par_chunks_mut(CHUNK)).for_each(|(x, out)| quantize(x, scale, zero_point, out))
-        }),
-        _ => quantize(x, scale, zero_point, out),
-    }
+    super::threads::for_each_item(x.chunks(CHUNK).zip(out.chunks_mut(CHUNK)).collect(), |(x, out)| quantize(x, scale, zero_point, out));
 }

@@ -4,9 +4,8 @@
 //! below `exp(-87)` flushed to 0 (subnormals cost x86 a microcode assist each, and they are
 //! within 1e-38 of a sum >= 1). One portable loop, compiled again with AVX2 + FMA and
 //! AVX-512 + FMA; the same operations in the same order, so all agree bit for bit (tested).
-//! Blocks of the outer axis run in parallel on the kernels' pool, if one is set.
+//! Blocks of the outer axis run in parallel on the kernels' team, if one is set.
 
-use rayon::prelude::*;
 
 use super::silu::exp_approx;
 
@@ -83,8 +82,5 @@ pub fn softmax(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
     if len == 0 {
         return;
     }
-    match super::threads::pool() {
-        Some(pool) if x.len() > len => pool.install(|| x.par_chunks(len).zip(out.par_chunks_mut(len)).for_each(|(x, o)| block(x, n, inner, o))),
-        _ => x.chunks(len).zip(out.chunks_mut(len)).for_each(|(x, o)| block(x, n, inner, o)),
-    }
+    super::threads::for_each_item(x.chunks(len).zip(out.chunks_mut(len)).collect(), |(x, o)| block(x, n, inner, o));
 }
