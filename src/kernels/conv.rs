@@ -131,14 +131,14 @@ impl QConv {
         let step = s.stride.1 * px;
         let tp = isa.tile_pixels();
         acc.resize(s.out_w(), [0; OC_BLOCK]);
+        // Starting from -zp * sum(w) subtracts the zero point for free.
+        let starts: Vec<[i32; OC_BLOCK]> = self.weights.sums.chunks_exact(OC_BLOCK).map(|sums| std::array::from_fn(|o| -i32::from(zp) * sums[o])).collect();
         for oy in rows {
             let base = oy * s.stride.0 * row_bytes;
-            for b in 0..self.weights.blocks() {
+            for (b, start) in starts.iter().enumerate() {
                 let w = self.weights.block(b);
-                // Starting from -zp * sum(w) subtracts the zero point for free.
-                let start: [i32; OC_BLOCK] = std::array::from_fn(|o| -i32::from(zp) * self.weights.sums[b * OC_BLOCK + o]);
                 for (i, chunk) in acc.chunks_mut(tp).enumerate() {
-                    tile(isa, img, base + i * tp * step, step, &self.taps, self.groups, w, &start, chunk);
+                    tile(isa, img, base + i * tp * step, step, &self.taps, self.groups, w, start, chunk);
                 }
                 emit(oy, b, acc);
             }
@@ -240,12 +240,12 @@ impl QConv {
     /// Runs the band `r` of output rows and calls `emit(oy, block, sums, affine)` with each
     /// row of each channel block and that block's epilogue constants.
     fn epilogue_rows(&self, img: &[u8], zp: u8, e: Epilogue, r: Range<usize>, mut emit: impl FnMut(usize, usize, &[[i32; OC_BLOCK]], &Affine)) {
-        self.rows(img, zp, r, &mut Vec::new(), |oy, b, sums| {
-            // Channels past `out_c` have zero sums; scale and bias 0 keep them finite.
-            let lane = |v: &[f32], o: usize| v.get(b * OC_BLOCK + o).copied().unwrap_or(0.0);
-            let affine = Affine { scale: std::array::from_fn(|o| lane(e.scale, o)), bias: std::array::from_fn(|o| lane(e.bias, o)), silu: e.silu };
-            emit(oy, b, sums, &affine);
-        });
+        // Channels past `out_c` have zero sums; scale and bias 0 keep them finite.
+        let lane = |v: &[f32], c: usize| v.get(c).copied().unwrap_or(0.0);
+        let affines: Vec<Affine> = (0..self.weights.blocks())
+            .map(|b| Affine { scale: std::array::from_fn(|o| lane(e.scale, b * OC_BLOCK + o)), bias: std::array::from_fn(|o| lane(e.bias, b * OC_BLOCK + o)), silu: e.silu })
+            .collect();
+        self.rows(img, zp, r, &mut Vec::new(), |oy, b, sums| emit(oy, b, sums, &affines[b]));
     }
 
     /// Output bands: `4 x threads` of the output rows with a team, else one.
