@@ -219,9 +219,7 @@ mod z {
     /// `finish` of [`super::super::quantize`]: each lane's low byte is the value.
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
-    fn finish(q: __m512, zp: f32) -> __m512i {
-        // Round to nearest, ties to even (0x08: that mode, no precision exception).
-        let r = _mm512_roundscale_ps::<0x08>(q);
+    fn finish(r: __m512, zp: f32) -> __m512i {
         _mm512_castps_si512(_mm512_add_ps(clamp(_mm512_add_ps(r, _mm512_set1_ps(zp)), 0.0, 255.0), _mm512_set1_ps(BYTE_BIAS)))
     }
 
@@ -229,20 +227,22 @@ mod z {
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
     pub(super) fn quantize(y: __m512, q: &Quantizer) -> __m512i {
-        let quot = match q.inv {
+        // Round to nearest, ties to even (0x08: that mode, no precision exception).
+        let fast = match q.inv {
             Some(inv) => {
                 let quot = _mm512_mul_ps(y, _mm512_set1_ps(inv));
-                let from_int = abs(_mm512_sub_ps(quot, _mm512_roundscale_ps::<0x08>(quot)));
+                let rounded = _mm512_roundscale_ps::<0x08>(quot);
+                let from_int = abs(_mm512_sub_ps(quot, rounded));
                 let near = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(from_int, _mm512_set1_ps(0.5 - NEAR_HALF));
-                if near != 0 {
-                    _mm512_div_ps(y, _mm512_set1_ps(q.scale))
-                } else {
-                    quot
-                }
+                (near == 0).then_some(rounded)
             }
-            None => _mm512_div_ps(y, _mm512_set1_ps(q.scale)),
+            None => None,
         };
-        finish(quot, q.zp)
+        let rounded = match fast {
+            Some(r) => r,
+            None => _mm512_roundscale_ps::<0x08>(_mm512_div_ps(y, _mm512_set1_ps(q.scale))),
+        };
+        finish(rounded, q.zp)
     }
 }
 
@@ -310,28 +310,28 @@ mod y8 {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn finish(q: __m256, zp: f32) -> __m256i {
-        // Round to nearest, ties to even (0x08: that mode, no precision exception).
-        let r = _mm256_round_ps::<0x08>(q);
+    fn finish(r: __m256, zp: f32) -> __m256i {
         _mm256_castps_si256(_mm256_add_ps(clamp(_mm256_add_ps(r, _mm256_set1_ps(zp)), 0.0, 255.0), _mm256_set1_ps(BYTE_BIAS)))
     }
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn quantize(y: __m256, q: &Quantizer) -> __m256i {
-        let quot = match q.inv {
+        // Round to nearest, ties to even (0x08: that mode, no precision exception).
+        let fast = match q.inv {
             Some(inv) => {
                 let quot = _mm256_mul_ps(y, _mm256_set1_ps(inv));
-                let from_int = abs(_mm256_sub_ps(quot, _mm256_round_ps::<0x08>(quot)));
+                let rounded = _mm256_round_ps::<0x08>(quot);
+                let from_int = abs(_mm256_sub_ps(quot, rounded));
                 let near = _mm256_cmp_ps::<_CMP_GT_OQ>(from_int, _mm256_set1_ps(0.5 - NEAR_HALF));
-                if _mm256_movemask_ps(near) != 0 {
-                    _mm256_div_ps(y, _mm256_set1_ps(q.scale))
-                } else {
-                    quot
-                }
+                (_mm256_movemask_ps(near) == 0).then_some(rounded)
             }
-            None => _mm256_div_ps(y, _mm256_set1_ps(q.scale)),
+            None => None,
         };
-        finish(quot, q.zp)
+        let rounded = match fast {
+            Some(r) => r,
+            None => _mm256_round_ps::<0x08>(_mm256_div_ps(y, _mm256_set1_ps(q.scale))),
+        };
+        finish(rounded, q.zp)
     }
 }
