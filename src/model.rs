@@ -280,6 +280,7 @@ pub(crate) fn optimize_with(
     // with its weights widened to f32 once here.
     let has_f16 = typed.nodes().iter().any(|n| n.outputs.iter().any(|o| o.fact.datum_type == DatumType::F16));
     let mut typed = if has_f16 { FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed)? } else { typed };
+    crate::ops::dfl::patch(&mut typed)?;
     crate::ops::softmax::patch(&mut typed)?;
     patch(&mut typed)?;
     typed.into_optimized()?.into_runnable()

@@ -22,6 +22,7 @@
 //!   any int8 weights.
 
 pub mod conv;
+pub mod dfl;
 pub mod epilogue;
 pub mod maxpool;
 pub mod pack;
