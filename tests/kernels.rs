@@ -578,6 +578,26 @@ fn run_to_tensors_writes_every_byte() {
     }
 }
 
+/// The uint8 pool and upsampling split over groups of channels on two threads equal one
+/// call over all channels (odd channel counts: a partial last group).
+#[test]
+fn parallel_pool_and_upsampling_equal_one_call() {
+    use qdet::kernels::maxpool::{max_pool_u8, max_pool_u8_parallel, upsample_nearest_u8, upsample_nearest_u8_parallel};
+    qdet::kernels::threads::set_threads(2);
+    let mut rng = Rng::for_item(59, "parallel-pool", 0);
+    for (c, h, w) in [(1, 5, 4), (37, 9, 11), (128, 20, 20)] {
+        let x: Vec<u8> = (0..c * h * w).map(|_| (rng.uniform() * 256.0) as u8).collect();
+        let (mut a, mut b) = (vec![0u8; c * h * w], vec![1u8; c * h * w]);
+        max_pool_u8(&x, c, (h, w), (5, 5), [2; 4], &mut a);
+        max_pool_u8_parallel(&x, c, (h, w), (5, 5), [2; 4], &mut b);
+        assert_eq!(a, b, "pool of {c} x {h} x {w}");
+        let (mut a, mut b) = (vec![0u8; c * h * w * 6], vec![1u8; c * h * w * 6]);
+        upsample_nearest_u8(&x, c, (h, w), (2, 3), &mut a);
+        upsample_nearest_u8_parallel(&x, c, (h, w), (2, 3), &mut b);
+        assert_eq!(a, b, "upsampling of {c} x {h} x {w}");
+    }
+}
+
 /// The uint8 max pool against the definition, window by window (SPPF's 5x5 with padding 2,
 /// and an asymmetric case), and against pooling the floats then quantizing them.
 #[test]

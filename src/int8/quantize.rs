@@ -86,16 +86,29 @@ impl EvalOp for QuantizeConcatU8 {
         let mut out = Tensor::zero::<u8>(&shape)?;
         let mut plain = out.try_as_plain_ram_mut()?;
         let mut rest = plain.as_slice_mut::<u8>()?;
+        // All inputs' pieces in one parallel section: one per input was a hand-over each.
+        enum Piece<'a> {
+            Copy(&'a [u8], &'a mut [u8]),
+            Quantize(&'a [f32], &'a mut [u8]),
+        }
+        const CHUNK: usize = 1 << 15;
+        let mut pieces = Vec::new();
         for x in &inputs {
             ensure!(x.shape()[2..] == shape[2..], "QdetQuantizeConcatU8: inputs {:?} and {:?}", x.shape(), shape);
             let (mine, next) = std::mem::take(&mut rest).split_at_mut(x.len());
             if x.datum_type() == DatumType::U8 {
-                mine.copy_from_slice(x.try_as_plain_ram()?.as_slice::<u8>()?);
+                let src = x.try_as_plain_ram()?.as_slice::<u8>()?;
+                pieces.extend(src.chunks(CHUNK).zip(mine.chunks_mut(CHUNK)).map(|(s, d)| Piece::Copy(s, d)));
             } else {
-                crate::kernels::quantize::quantize_parallel(x.try_as_plain_ram()?.as_slice::<f32>()?, self.scale, self.zero_point, mine);
+                let src = x.try_as_plain_ram()?.as_slice::<f32>()?;
+                pieces.extend(src.chunks(CHUNK).zip(mine.chunks_mut(CHUNK)).map(|(s, d)| Piece::Quantize(s, d)));
             }
             rest = next;
         }
+        crate::kernels::threads::for_each_item(pieces, |p| match p {
+            Piece::Copy(src, dst) => dst.copy_from_slice(src),
+            Piece::Quantize(src, dst) => crate::kernels::quantize::quantize(src, self.scale, self.zero_point, dst),
+        });
         Ok(tvec!(out.into_tvalue()))
     }
 }

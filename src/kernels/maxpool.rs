@@ -71,3 +71,33 @@ pub fn upsample_nearest_u8(x: &[u8], c: usize, (h, w): (usize, usize), (sh, sw):
         }
     }
 }
+
+/// Channels per parallel item of the wrappers below: about four items per thread.
+fn channel_chunk(c: usize) -> usize {
+    c.div_ceil(4 * super::threads::threads()).max(1)
+}
+
+/// [`max_pool_u8`] over groups of channels on the kernels' team: the SPPF's pools were
+/// serial between parallel convolutions.
+pub fn max_pool_u8_parallel(x: &[u8], c: usize, (h, w): (usize, usize), k: (usize, usize), pad: [usize; 4], out: &mut [u8]) {
+    let (oh, ow) = (h + pad[0] + pad[2] + 1 - k.0, w + pad[1] + pad[3] + 1 - k.1);
+    assert!(x.len() == c * h * w && out.len() == c * oh * ow, "max pool of {} values into {}", x.len(), out.len());
+    let n = channel_chunk(c);
+    if c == 0 || h * w == 0 || oh * ow == 0 {
+        return max_pool_u8(x, c, (h, w), k, pad, out);
+    }
+    let items: Vec<_> = x.chunks(n * h * w).zip(out.chunks_mut(n * oh * ow)).collect();
+    super::threads::for_each_item(items, |(x, o)| max_pool_u8(x, x.len() / (h * w), (h, w), k, pad, o));
+}
+
+/// [`upsample_nearest_u8`] over groups of channels on the kernels' team.
+pub fn upsample_nearest_u8_parallel(x: &[u8], c: usize, (h, w): (usize, usize), s: (usize, usize), out: &mut [u8]) {
+    let n = channel_chunk(c);
+    let (plane, out_plane) = (h * w, h * s.0 * w * s.1);
+    assert!(x.len() == c * plane && out.len() == c * out_plane, "upsampling {} values into {}", x.len(), out.len());
+    if c == 0 || plane == 0 || out_plane == 0 {
+        return upsample_nearest_u8(x, c, (h, w), s, out);
+    }
+    let items: Vec<_> = x.chunks(n * plane).zip(out.chunks_mut(n * out_plane)).collect();
+    super::threads::for_each_item(items, |(x, o)| upsample_nearest_u8(x, x.len() / plane, (h, w), s, o));
+}
