@@ -53,7 +53,8 @@ pub fn decode(out: &RawOutput, opts: &NmsOptions) -> Vec<Detection> {
 fn decode_raw(out: &RawOutput, nc: usize, opts: &NmsOptions) -> Vec<Detection> {
     let (rows, n) = out.dims;
     debug_assert_eq!(rows, 4 + nc);
-    let at = |r: usize, i: usize| out.data[r * n + i];
+    let data = out.data();
+    let at = |r: usize, i: usize| data[r * n + i];
     let mut cands: Vec<Detection> = Vec::new();
     for i in 0..n {
         // First maximum wins, like torch.max on CPU.
@@ -92,7 +93,8 @@ pub fn decode_multi_label(out: &RawOutput, opts: &NmsOptions) -> Vec<Detection> 
     };
     let (rows, n) = out.dims;
     debug_assert_eq!(rows, 4 + nc);
-    let at = |r: usize, i: usize| out.data[r * n + i];
+    let data = out.data();
+    let at = |r: usize, i: usize| data[r * n + i];
     let mut cands: Vec<Detection> = Vec::new();
     for i in 0..n {
         let mut bbox = None;
@@ -172,7 +174,7 @@ fn classes_cannot_overlap(cands: &[Detection]) -> bool {
 fn decode_end2end(out: &RawOutput, opts: &NmsOptions) -> Vec<Detection> {
     let (k, cols) = out.dims;
     (0..k)
-        .map(|i| &out.data[i * cols..(i + 1) * cols])
+        .map(|i| &out.data()[i * cols..(i + 1) * cols])
         .filter(|r| r[4] > opts.conf && r[5] >= 0.0 && opts.wants(r[5] as usize))
         .take(opts.max_det)
         .map(|r| Detection { bbox: [r[0], r[1], r[2], r[3]], score: r[4], class: r[5] as usize })
@@ -199,7 +201,7 @@ mod tests {
                 data[r * n + i] = a[r];
             }
         }
-        RawOutput { head: Head::Raw { num_classes: 2 }, data, dims: (6, n) }
+        RawOutput::new(Head::Raw { num_classes: 2 }, data, (6, n))
     }
 
     #[test]
@@ -286,11 +288,7 @@ mod tests {
 
     #[test]
     fn end_to_end_rows() {
-        let out = RawOutput {
-            head: Head::EndToEnd,
-            data: vec![1.0, 2.0, 3.0, 4.0, 0.9, 1.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.0],
-            dims: (2, 6),
-        };
+        let out = RawOutput::new(Head::EndToEnd, vec![1.0, 2.0, 3.0, 4.0, 0.9, 1.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.0], (2, 6));
         let d = decode(&out, &NmsOptions::default());
         assert_eq!(d, vec![Detection { bbox: [1.0, 2.0, 3.0, 4.0], score: 0.9, class: 1 }]);
     }
