@@ -58,6 +58,9 @@ struct ModelResult {
     total: Percentiles,
     #[serde(skip_serializing_if = "Option::is_none")]
     profile_ms: Option<BTreeMap<String, f64>>,
+    /// Per op, the sum over its nodes of each node's fastest run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    profile_best_ms: Option<BTreeMap<String, f64>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernel: Option<String>,
     /// Integer convs, SiLUs fused into them, QuantizeLinears done in a conv's epilogue, uint8
@@ -113,7 +116,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             images.iter().map(|(_, i)| i).collect()
         };
         let (mut pre, mut inf, mut post, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut profile: BTreeMap<String, Duration> = BTreeMap::new();
+        let mut profile: BTreeMap<usize, qdet::model::NodeTime> = BTreeMap::new();
         for i in 0..a.warmup + a.runs {
             let img = imgs[i % imgs.len()];
             let t0 = Instant::now();
@@ -141,7 +144,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             inference: percentiles(inf),
             postprocess: percentiles(post),
             total: percentiles(total),
-            profile_ms: a.profile.then(|| profile.into_iter().map(|(k, v)| (k, ms(v) / runs)).collect()),
+            profile_ms: a.profile.then(|| by_op(&profile, |n| ms(n.total) / runs)),
+            profile_best_ms: a.profile.then(|| by_op(&profile, |n| ms(n.best))),
             int8_kernel: det.model.int8_report().and_then(|r| r.isa).map(|i| format!("{i:?}")),
             int8_fused: det.model.int8_report().filter(|r| r.replaced > 0).map(|r| [r.replaced, r.silu_fused, r.requant_fused, r.handed_over, r.concat_fused, r.split_fused, r.concat_inputs_requantized, r.residual_fused, r.max_pools_u8, r.resizes_u8]),
         });
@@ -171,16 +175,27 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
                  {packed} of those in their readers' layout; {split} Splits written by their conv; {concat} Concats quantized in place, {concat_in} of their inputs by the conv; {pools} MaxPools and {resizes} Resizes on uint8"
             );
         }
-        if let Some(prof) = &r.profile_ms {
+        if let (Some(prof), Some(best)) = (&r.profile_ms, &r.profile_best_ms) {
             let mut ops: Vec<(&String, &f64)> = prof.iter().collect();
             ops.sort_by(|a, b| b.1.total_cmp(a.1));
             let sum: f64 = prof.values().sum();
+            println!("{name:<40} {:>24} {:>13} {:>6} {:>13}", "op", "mean", "share", "best");
             for (op, t) in ops.iter().take(12) {
-                println!("{name:<40} {op:>24} {t:>10.2} ms {:>5.1}%", 100.0 * **t / sum);
+                println!("{name:<40} {op:>24} {t:>10.2} ms {:>5.1}% {:>10.2} ms", 100.0 * **t / sum, best.get(*op).copied().unwrap_or(0.0));
             }
+            println!("{name:<40} {:>24} {sum:>10.2} ms {:>6} {:>10.2} ms", "all ops", "", best.values().sum::<f64>());
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Per op name, `f` summed over the op's nodes.
+fn by_op(profile: &BTreeMap<usize, qdet::model::NodeTime>, f: impl Fn(&qdet::model::NodeTime) -> f64) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    for n in profile.values() {
+        *out.entry(n.op.clone()).or_insert(0.0) += f(n);
+    }
+    out
 }
 
 #[cfg(test)]

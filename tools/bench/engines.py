@@ -92,6 +92,17 @@ def main():
         q = rows[("qdet int8", t)]
         print(f"{t} thread(s): qdet int8 / ORT fp32 = {q / rows[('ORT fp32', t)]:.2f} (target <= 0.55), "
               f"/ ORT int8 = {q / rows[('ORT int8', t)]:.2f} (target <= 0.75), / qdet fp32 = {q / rows[('qdet fp32', t)]:.2f}")
+    # The same ratios within each round (cells measured seconds apart, so a slow spell of the
+    # machine hits both sides of most ratios), and each cell's fastest round.
+    print("| ratio | threads | median of per-round ratios | per round | fastest rounds |")
+    print("|---|---|---|---|---|")
+    for t in (1, 2):
+        q = samples[("qdet int8", t)]
+        for ref, target in (("ORT fp32", 0.55), ("ORT int8", 0.75)):
+            r = [a / b for a, b in zip(q, samples[(ref, t)])]
+            print(f"| qdet int8 / {ref} (target <= {target}) | {t} | {statistics.median(r):.2f} | "
+                  f"{' '.join(f'{x:.2f}' for x in r)} | {min(q) / min(samples[(ref, t)]):.2f} |")
+    (a.out / "engines.json").write_text(json.dumps({f"{e} {t}": v for (e, t), v in samples.items()}, indent=1))
 
 
 if __name__ == "__main__":
