@@ -90,7 +90,7 @@ pub fn side(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) 
 /// # Panics
 /// If the lengths disagree with `bins` and `anchors`.
 pub fn dfl(x: &[f32], bins: usize, anchors: usize, out: &mut [f32]) {
-    assert!(x.len() == out.len() * bins && out.len() % anchors.max(1) == 0, "DFL of {} values into {} over {bins} bins x {anchors} anchors", x.len(), out.len());
+    assert!(x.len() == out.len() * bins && out.len().is_multiple_of(anchors.max(1)), "DFL of {} values into {} over {bins} bins x {anchors} anchors", x.len(), out.len());
     if anchors == 0 || bins == 0 {
         out.fill(0.0);
         return;

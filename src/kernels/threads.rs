@@ -105,7 +105,7 @@ impl Team {
                 continue;
             }
             spins = spins.wrapping_add(1);
-            if spins % 64 != 0 || idle.elapsed() < SPIN {
+            if !spins.is_multiple_of(64) || idle.elapsed() < SPIN {
                 std::hint::spin_loop();
                 continue;
             }
@@ -143,7 +143,7 @@ impl Team {
         let mut spins = 0u32;
         while self.done.load(Acquire) < n {
             spins = spins.wrapping_add(1);
-            if spins % 1024 == 0 {
+            if spins.is_multiple_of(1024) {
                 // A helper lost its core (shared machines); let it have ours.
                 std::thread::yield_now();
             } else {
@@ -181,7 +181,7 @@ pub fn set_threads_for(n: usize, teams: usize) {
                 for (thread, _) in team.helpers.get().into_iter().flatten() {
                     thread.unpark();
                 }
-                &*team
+                team
             })
             .collect()
     });
