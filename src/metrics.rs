@@ -64,7 +64,7 @@ pub fn match_predictions(pred_cls: &[usize], true_cls: &[usize], iou: &[f32]) ->
     let masked = |i: usize, j: usize| if true_cls[i] == pred_cls[j] { iou[i * np + j] } else { 0.0 };
     // matched[label][threshold]: claimed by an earlier prediction at that threshold.
     let mut matched = vec![[false; NIOU]; nl];
-    for j in 0..np {
+    for (j, correct) in correct.iter_mut().enumerate() {
         // `np.flatnonzero((iou >= thresholds.min()).any(0))`
         if !(0..nl).any(|i| masked(i, j) >= IOU_THRESHOLDS[0]) {
             continue;
@@ -79,7 +79,7 @@ pub fn match_predictions(pred_cls: &[usize], true_cls: &[usize], iou: &[f32]) ->
                 }
             }
             if avail(k) >= thr {
-                correct[j][t] = true;
+                correct[t] = true;
                 matched[k][t] = true;
             }
         }
