@@ -329,6 +329,8 @@ pub(crate) fn optimize_with(
     crate::ops::dfl::patch(&mut typed)?;
     crate::ops::softmax::patch(&mut typed)?;
     patch(&mut typed)?;
+    // After the int8 rewrites, which turn the Concats read by a QuantizeLinear into theirs.
+    crate::ops::concat::patch(&mut typed)?;
     typed.into_optimized()?.into_runnable()
 }
 

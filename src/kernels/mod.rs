@@ -21,6 +21,7 @@
 //!   vectors) sums four u8 x s8 products into i32 without intermediate rounding: exact for
 //!   any int8 weights.
 
+pub mod concat;
 pub mod conv;
 pub mod dfl;
 pub mod epilogue;
