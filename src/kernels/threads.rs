@@ -4,7 +4,7 @@
 //!
 //! Not a rayon pool either: handing each convolution to one from the inference thread cost
 //! 20 to 60 us per call on the 2-vCPU VMs we measured (the caller sleeps on a latch, a
-//! worker wakes, then the caller is woken), and yolov8n runs about 70 parallel sections per
+//! worker wakes, then the caller is woken), and yolov8n runs about 100 parallel sections per
 //! image. In a team, the calling thread works too, helpers claim indices with one
 //! compare-and-swap, and between sections they spin briefly before parking, since the next
 //! section usually starts within tens of microseconds.
