@@ -2,10 +2,10 @@
 //! workers may be blocked feeding images to inference (waiting on them from inside a
 //! convolution would deadlock).
 //!
-//! Not a rayon pool either: handing each convolution to one from the inference thread cost
-//! 20 to 60 us per call on the 2-vCPU VMs we measured (the caller sleeps on a latch, a
-//! worker wakes, then the caller is woken), and yolov8n runs about 100 parallel sections per
-//! image. In a team, the calling thread works too, helpers claim indices with one
+//! Not a rayon pool either: handing each convolution to one from the inference thread costs
+//! a latch sleep and two wake-ups per call (the caller sleeps, a worker wakes, then the
+//! caller is woken), and yolov8n runs about 100 parallel sections per image; the team took
+//! the 2-thread COCO int8 median from 34.7 to 31.0 ms (`tools/bench/ab.sh`). In a team, the calling thread works too, helpers claim indices with one
 //! compare-and-swap, and between sections they spin briefly before parking, since the next
 //! section usually starts within tens of microseconds.
 
