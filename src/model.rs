@@ -84,9 +84,12 @@ pub struct NodeTime {
 /// How the quantized Convs of a QDQ model run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Int8 {
-    /// On qdet's integer kernels ([`crate::int8`]).
+    /// On qdet's integer kernels ([`crate::int8`]), the fastest exact one on this CPU.
     #[default]
     Native,
+    /// On this integer kernel where it is available and exact for a conv's weights, else as
+    /// `Native` (what `QDET_KERNEL` does, per model: tests and benchmarks run each path).
+    Kernel(crate::kernels::Isa),
     /// As the file's float graph: QuantizeLinear/DequantizeLinear steps simulated in float.
     Simulated,
 }
@@ -102,6 +105,8 @@ pub struct Model {
     plans: Mutex<HashMap<(usize, usize), Plan>>,
     /// Quantized Convs the integer kernels run (empty for float models and `Int8::Simulated`).
     int8_convs: Arc<Vec<crate::int8::spec::QConvSpec>>,
+    /// The integer kernel asked for ([`Int8::Kernel`]).
+    kernel: Option<crate::kernels::Isa>,
     /// Convs replaced in the last plan built, SiLUs fused, kernel.
     int8_report: Mutex<Option<crate::int8::op::PatchReport>>,
 }
@@ -183,9 +188,10 @@ impl Model {
             .or(meta.imgsz.map(|(h, w)| (h as usize, w as usize)))
             .unwrap_or((640, 640));
         let has_qdq = source.nodes().iter().any(|n| n.op.name() == "QuantizeLinear");
-        // Without AVX2 the portable kernel is about 8x slower than tract's float path: simulate.
-        let kernels_fast = crate::kernels::Isa::Avx2Madd16.available();
-        let int8_convs = if has_qdq && int8 == Int8::Native && kernels_fast {
+        // Without a SIMD kernel the portable one is about 8x slower than tract's float path:
+        // simulate.
+        let kernels_fast = crate::kernels::Isa::simd_available();
+        let int8_convs = if has_qdq && int8 != Int8::Simulated && kernels_fast {
             use prost::Message;
             let proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
                 .map_err(|e| Error::NotOnnx { path: path.into(), reason: e.to_string() })?;
@@ -202,6 +208,10 @@ impl Model {
             source,
             plans: Mutex::new(HashMap::new()),
             int8_convs: Arc::new(int8_convs),
+            kernel: match int8 {
+                Int8::Kernel(isa) => Some(isa),
+                _ => None,
+            },
             int8_report: Mutex::new(None),
         };
         let plan = model.plan(probe)?;
@@ -231,7 +241,7 @@ impl Model {
         let report = Mutex::new(None);
         let patch = |typed: &mut TypedModel| -> TractResult<()> {
             if !specs.is_empty() {
-                *report.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::int8::op::patch(typed, &specs)?);
+                *report.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::int8::op::patch(typed, &specs, self.kernel)?);
             }
             Ok(())
         };

@@ -135,7 +135,8 @@ pub struct PatchReport {
 /// that reads a `QuantizeLinearU8 -> DequantizeLinearF32` pair with a [`QConvOp`] reading the
 /// uint8 tensor; a following `Sigmoid` + `Mul(conv, sigmoid)` is folded in, and the
 /// QuantizeLinear feeding it becomes [`QuantizeU8`].
-pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchReport> {
+/// `kernel` is used where it is available and exact, as [`Isa::choose`] says.
+pub fn patch(model: &mut TypedModel, specs: &[QConvSpec], kernel: Option<Isa>) -> TractResult<PatchReport> {
     let by_name: HashMap<&str, &QConvSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut report = PatchReport::default();
     let mut quantizers: Vec<(usize, f32, u8)> = Vec::new();
@@ -161,7 +162,7 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec]) -> TractResult<PatchRe
             continue;
         }
         let max_abs = spec.weights.iter().map(|&w| i32::from(w).abs()).max().unwrap_or(0);
-        let isa = Isa::best(max_abs);
+        let isa = Isa::choose(max_abs, kernel);
         report.isa = Some(isa);
         // Conv -> Sigmoid, Mul(conv, sigmoid): SiLU, when nothing else reads the conv.
         let conv_out = OutletId::new(id, 0);

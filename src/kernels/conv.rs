@@ -131,8 +131,10 @@ impl QConv {
         let step = s.stride.1 * px;
         let tp = isa.tile_pixels();
         acc.resize(s.out_w(), [0; OC_BLOCK]);
-        // Starting from -zp * sum(w) subtracts the zero point for free.
-        let starts: Vec<[i32; OC_BLOCK]> = self.weights.sums.chunks_exact(OC_BLOCK).map(|sums| std::array::from_fn(|o| -i32::from(zp) * sums[o])).collect();
+        // Starting from -zp * sum(w) subtracts the zero point for free; a kernel that shifts
+        // the activations shifts the zero point with them.
+        let zp = i32::from(zp) - isa.activation_offset();
+        let starts: Vec<[i32; OC_BLOCK]> = self.weights.sums.chunks_exact(OC_BLOCK).map(|sums| std::array::from_fn(|o| -zp * sums[o])).collect();
         for oy in rows {
             let base = oy * s.stride.0 * row_bytes;
             for (b, start) in starts.iter().enumerate() {

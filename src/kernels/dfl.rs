@@ -69,13 +69,13 @@ pub fn side(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) 
     assert!(x.len() == bins * anchors && at + out.len() <= anchors, "DFL side of {} values, {bins} x {anchors}, anchors {at}+{}", x.len(), out.len());
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("fma") {
+        use super::cpu::{has, Feature::*};
+        if has(Avx512F) && has(Fma) {
             // SAFETY: AVX-512F and FMA are available (checked above); the function is safe
             // Rust otherwise.
             return unsafe { side_avx512(x, bins, anchors, at, out) };
         }
-        if has!("avx2") && has!("fma") {
+        if has(Avx2) && has(Fma) {
             // SAFETY: AVX2 and FMA are available (checked above); the function is safe Rust
             // otherwise.
             return unsafe { side_avx2(x, bins, anchors, at, out) };

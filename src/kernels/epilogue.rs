@@ -155,9 +155,12 @@ pub trait Lane: Copy + Default + Send + Sync {
 impl Lane for f32 {
     fn transpose(t: &[f32], rows: &mut [&mut [f32]]) {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
+        if super::cpu::has(super::cpu::Feature::Avx2) {
             return super::x86::transpose_f32(t, rows);
         }
+        #[cfg(target_arch = "aarch64")]
+        return super::aarch64::transpose_f32(t, rows);
+        #[allow(unreachable_code)]
         transpose_scalar(t, rows)
     }
 }
@@ -166,7 +169,9 @@ impl Lane for u8 {
     fn transpose(t: &[u8], rows: &mut [&mut [u8]]) {
         #[cfg(target_arch = "x86_64")]
         return super::x86::transpose_u8(t, rows);
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        return super::aarch64::transpose_u8(t, rows);
+        #[allow(unreachable_code)]
         transpose_scalar(t, rows)
     }
 }

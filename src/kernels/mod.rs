@@ -17,7 +17,7 @@
 //! * [`Isa::Avx2Maddubs`]: `vpmaddubsw` multiplies u8 x s8 and adds pairs into a *saturating*
 //!   i16; exact only with 7-bit weights (`|w| <= 63`: `2 * 255 * 63 < 2^15`), which
 //!   `--weight-bits 7` produces.
-//! * [`Isa::AvxVnni`], [`Isa::Avx512Vnni`]: `vpdpbusd` (AVX512-VNNI, on 256-bit or 512-bit
+//! * [`Isa::Avx512VnniYmm`], [`Isa::Avx512Vnni`]: `vpdpbusd` (AVX512-VNNI, on 256-bit or 512-bit
 //!   vectors) sums four u8 x s8 products into i32 without intermediate rounding: exact for
 //!   any int8 weights.
 
@@ -32,6 +32,9 @@ pub mod scalar;
 pub mod silu;
 pub mod softmax;
 pub mod threads;
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
+pub mod cpu;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 #[cfg(target_arch = "x86_64")]
@@ -51,14 +54,24 @@ pub const WGROUP_BYTES: usize = OC_BLOCK * GROUP_BYTES;
 pub enum Isa {
     /// Portable Rust; pairs layout like `Avx2Madd16`.
     ScalarPairs,
-    /// Portable Rust; quads layout like `Avx2Maddubs` and `AvxVnni`.
+    /// Portable Rust; quads layout like `Avx2Maddubs` and the VNNI kernels.
     ScalarQuads,
+    /// Portable Rust; quads with the activations shifted by 128, like `NeonDot` and
+    /// `NeonMull` ([`Isa::activation_offset`]).
+    ScalarQuadsShifted,
     Avx2Madd16,
     Avx2Maddubs,
-    /// `vpdpbusd` on 256-bit vectors.
-    AvxVnni,
-    /// `vpdpbusd` on 512-bit vectors.
+    /// AVX-512 VNNI's EVEX `vpdpbusd` on 256-bit vectors (needs AVX512-VL). Not the VEX
+    /// AVX-VNNI of Alder Lake-N / Intel N100, which has no AVX-512.
+    Avx512VnniYmm,
+    /// AVX-512 VNNI's `vpdpbusd` on 512-bit vectors.
     Avx512Vnni,
+    /// Plain ARMv8 NEON: `SMULL`/`SMLAL`/`SADALP` (Cortex-A53, A72).
+    NeonMull,
+    /// ARMv8.2 `SDOT` (`dotprod`: Cortex-A55, A76, A78, Neoverse N1).
+    NeonDot,
+    /// ARMv8.6 `SUDOT` (`i8mm`: Cortex-A510, A710, X2, Neoverse V1, N2).
+    NeonI8mm,
 }
 
 impl Isa {
@@ -66,7 +79,7 @@ impl Isa {
     pub fn k_group(self) -> usize {
         match self {
             Isa::ScalarPairs | Isa::Avx2Madd16 => 2,
-            Isa::ScalarQuads | Isa::Avx2Maddubs | Isa::AvxVnni | Isa::Avx512Vnni => 4,
+            _ => 4,
         }
     }
 
@@ -75,30 +88,45 @@ impl Isa {
         GROUP_BYTES / self.k_group()
     }
 
+    /// What the kernel subtracts from every activation before multiplying: 128 for the Arm
+    /// kernels that multiply signed by signed (the image stays uint8; the kernel flips the
+    /// top bit). The convolution moves the zero point by the same amount, so the result is
+    /// the same `sum (x - zp) w` (see [`aarch64`]).
+    pub fn activation_offset(self) -> i32 {
+        match self {
+            Isa::ScalarQuadsShifted | Isa::NeonDot | Isa::NeonMull => 128,
+            _ => 0,
+        }
+    }
+
     /// Output pixels per tile. Each pixel's accumulators are updated once per k-group, so
     /// their number bounds how many multiply-adds are in flight: 16 zmm accumulators cover
     /// `vpdpbusd`'s latency on two ports (6 left the 512-bit kernel latency-bound: 12 ran the
     /// whole int8 model about 12% faster, 16 a few % more); on 256-bit vectors, 2 x 6
-    /// accumulators, 2 weight vectors and a broadcast fill AVX2's 16 registers.
+    /// accumulators, 2 weight vectors and a broadcast fill AVX2's 16 registers. NEON has 32
+    /// registers of 128 bits: 5 pixels x 4 accumulators, 4 weight vectors and 5 pixel
+    /// vectors for the dot products; `SMULL` needs 8 accumulators a pixel, 2 pixel vectors
+    /// and i16 temporaries, so 2 pixels.
     pub fn tile_pixels(self) -> usize {
         match self {
             Isa::Avx512Vnni => 16,
+            Isa::NeonDot | Isa::NeonI8mm => 5,
+            Isa::NeonMull => 2,
             _ => 6,
         }
     }
 
     /// Whether this CPU can run it.
     pub fn available(self) -> bool {
+        use cpu::Feature::*;
         match self {
-            Isa::ScalarPairs | Isa::ScalarQuads => true,
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx2Madd16 | Isa::Avx2Maddubs => std::arch::is_x86_feature_detected!("avx2"),
-            #[cfg(target_arch = "x86_64")]
-            Isa::AvxVnni => x86::vnni_available(),
-            #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => x86::vnni512_available(),
-            #[cfg(not(target_arch = "x86_64"))]
-            _ => false,
+            Isa::ScalarPairs | Isa::ScalarQuads | Isa::ScalarQuadsShifted => true,
+            Isa::Avx2Madd16 | Isa::Avx2Maddubs => cpu::has(Avx2),
+            Isa::Avx512VnniYmm => cpu::has(Avx2) && cpu::has(Avx512Vnni) && cpu::has(Avx512Vl),
+            Isa::Avx512Vnni => cpu::has(Avx512F) && cpu::has(Avx512Vnni),
+            Isa::NeonMull => cpu::has(Neon),
+            Isa::NeonDot => cpu::has(Neon) && cpu::has(DotProd),
+            Isa::NeonI8mm => cpu::has(Neon) && cpu::has(I8mm),
         }
     }
 
@@ -106,45 +134,85 @@ impl Isa {
     pub fn exact_for(self, max_abs_weight: i32) -> bool {
         match self {
             Isa::Avx2Maddubs => max_abs_weight <= 63,
+            Isa::NeonMull => max_abs_weight <= 127,
             _ => max_abs_weight <= 128,
         }
     }
 
+    /// The name `QDET_KERNEL` selects it by.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::ScalarPairs => "scalar-pairs",
+            Isa::ScalarQuads => "scalar",
+            Isa::ScalarQuadsShifted => "scalar-shifted",
+            Isa::Avx2Madd16 => "madd16",
+            Isa::Avx2Maddubs => "maddubs",
+            Isa::Avx512VnniYmm => "vnni",
+            Isa::Avx512Vnni => "vnni512",
+            Isa::NeonMull => "neon",
+            Isa::NeonDot => "dotprod",
+            Isa::NeonI8mm => "i8mm",
+        }
+    }
+
+    /// The SIMD kernels in order of preference: fastest first.
+    const PREFERENCE: [Isa; 7] = [Isa::Avx512Vnni, Isa::Avx512VnniYmm, Isa::Avx2Maddubs, Isa::Avx2Madd16, Isa::NeonI8mm, Isa::NeonDot, Isa::NeonMull];
+
     /// The fastest exact kernel on this CPU for weights up to `max_abs_weight`.
-    /// `QDET_KERNEL=vnni512|vnni|maddubs|madd16|scalar` narrows the choice (to measure the path
-    /// another CPU would take); a kernel that is unavailable or inexact is still skipped.
+    /// `QDET_KERNEL=<name>` ([`Isa::name`]: `vnni512|vnni|maddubs|madd16` on x86,
+    /// `i8mm|dotprod|neon` on aarch64, `scalar` anywhere) narrows the choice (to measure the
+    /// path another CPU would take); a kernel that is unavailable or inexact is still skipped.
     pub fn best(max_abs_weight: i32) -> Isa {
         let wanted = std::env::var("QDET_KERNEL").ok();
-        let allowed = |i: &Isa| match wanted.as_deref() {
-            None => true,
-            Some("vnni512") => *i == Isa::Avx512Vnni,
-            Some("vnni") => *i == Isa::AvxVnni,
-            Some("maddubs") => *i == Isa::Avx2Maddubs,
-            Some("madd16") => *i == Isa::Avx2Madd16,
-            Some(_) => false,
-        };
-        [Isa::Avx512Vnni, Isa::AvxVnni, Isa::Avx2Maddubs, Isa::Avx2Madd16]
+        Isa::PREFERENCE
             .into_iter()
-            .filter(allowed)
+            .filter(|i| wanted.as_deref().is_none_or(|w| w == i.name()))
             .find(|i| i.available() && i.exact_for(max_abs_weight))
             .unwrap_or(Isa::ScalarQuads)
     }
 
-    /// The scalar twin on the same layout.
-    pub fn twin(self) -> Isa {
-        match self.k_group() {
-            2 => Isa::ScalarPairs,
-            _ => Isa::ScalarQuads,
+    /// `wanted` if it is available and exact for these weights, else [`Isa::best`].
+    pub fn choose(max_abs_weight: i32, wanted: Option<Isa>) -> Isa {
+        match wanted {
+            Some(i) if i.available() && i.exact_for(max_abs_weight) => i,
+            _ => Isa::best(max_abs_weight),
         }
     }
 
-    pub fn all() -> [Isa; 6] {
-        [Isa::ScalarPairs, Isa::ScalarQuads, Isa::Avx2Madd16, Isa::Avx2Maddubs, Isa::AvxVnni, Isa::Avx512Vnni]
+    /// Whether this CPU has a SIMD kernel at all (the portable one is about 8x slower than
+    /// tract's float path, so without one a QDQ model is better simulated in float).
+    pub fn simd_available() -> bool {
+        Isa::PREFERENCE.into_iter().any(Isa::available)
+    }
+
+    /// The scalar twin on the same layout.
+    pub fn twin(self) -> Isa {
+        match (self.k_group(), self.activation_offset()) {
+            (2, _) => Isa::ScalarPairs,
+            (_, 0) => Isa::ScalarQuads,
+            _ => Isa::ScalarQuadsShifted,
+        }
+    }
+
+    pub fn all() -> [Isa; 10] {
+        [
+            Isa::ScalarPairs,
+            Isa::ScalarQuads,
+            Isa::ScalarQuadsShifted,
+            Isa::Avx2Madd16,
+            Isa::Avx2Maddubs,
+            Isa::Avx512VnniYmm,
+            Isa::Avx512Vnni,
+            Isa::NeonMull,
+            Isa::NeonDot,
+            Isa::NeonI8mm,
+        ]
     }
 }
 
-/// One tile: for each pixel `j < acc.len()` (at most [`PX`]) and channel `o` of the block,
-/// `acc[j][o] = init[o] + sum_t sum_g x[base + j * step + taps[t] + 4 g ..][..4] . w[t][g][o]`
+/// One tile: for each pixel `j < acc.len()` (at most [`PX`]; [`Isa::tile_pixels`] is the
+/// fastest) and channel `o` of the block, `acc[j][o] = init[o] + sum_t sum_g (x[base + j * step + taps[t] + 4 g ..][..4] - off) . w[t][g][o]`
+/// with `off` the [`Isa::activation_offset`]
 /// over `groups` k-groups per tap; `x` is a padded image of [`pack::image`] and `w` one weight
 /// block of [`pack::PackedWeights`].
 ///
@@ -163,9 +231,12 @@ pub fn tile(isa: Isa, x: &[u8], base: usize, step: usize, taps: &[usize], groups
     match isa {
         Isa::ScalarPairs => scalar::tile_pairs(x, step, taps, groups, w, init, acc),
         Isa::ScalarQuads => scalar::tile_quads(x, step, taps, groups, w, init, acc),
+        Isa::ScalarQuadsShifted => scalar::tile_quads_shifted(x, step, taps, groups, w, init, acc),
         #[cfg(target_arch = "x86_64")]
         _ => x86::tile(isa, x, step, taps, groups, w, init, acc),
-        #[cfg(not(target_arch = "x86_64"))]
+        #[cfg(target_arch = "aarch64")]
+        _ => aarch64::tile(isa, x, step, taps, groups, w, init, acc),
+        #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         _ => unreachable!("checked by available()"),
     }
 }

@@ -211,13 +211,17 @@ pub fn interleave2_scalar(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
 fn interleave4(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
     #[cfg(target_arch = "x86_64")]
     super::x86::interleave4(rows, out);
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    super::aarch64::interleave4(rows, out);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     interleave4_scalar(rows, out);
 }
 
 fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
     #[cfg(target_arch = "x86_64")]
     super::x86::interleave2(rows, out);
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(target_arch = "aarch64")]
+    super::aarch64::interleave2(rows, out);
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     interleave2_scalar(rows, out);
 }

@@ -102,13 +102,17 @@ unsafe fn quantize_avx512(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8])
 /// Quantizes `x` into `out` (same length), on AVX2 when the CPU has it.
 pub fn quantize(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") {
-        // SAFETY: AVX-512F is available (checked above); the function is safe Rust otherwise.
-        return unsafe { quantize_avx512(x, scale, zero_point, out) };
-    }
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 is available (checked above); the function is safe Rust otherwise.
-        return unsafe { quantize_avx2(x, scale, zero_point, out) };
+    {
+        use super::cpu::{has, Feature::*};
+        if has(Avx512F) {
+            // SAFETY: AVX-512F is available (checked above); the function is safe Rust
+            // otherwise.
+            return unsafe { quantize_avx512(x, scale, zero_point, out) };
+        }
+        if has(Avx2) {
+            // SAFETY: AVX2 is available (checked above); the function is safe Rust otherwise.
+            return unsafe { quantize_avx2(x, scale, zero_point, out) };
+        }
     }
     quantize_scalar(x, scale, zero_point, out)
 }

@@ -26,6 +26,15 @@ pub fn tile_pairs(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8]
 
 /// Quads layout: a pixel's group is four u8 channels, a weight group `OC_BLOCK` x four i8.
 pub fn tile_quads(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+    quads::<0>(x, step, taps, groups, w, init, acc)
+}
+
+/// [`tile_quads`] of `x - 128`, as the Arm kernels that multiply signed by signed compute it.
+pub fn tile_quads_shifted(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+    quads::<128>(x, step, taps, groups, w, init, acc)
+}
+
+fn quads<const OFFSET: i32>(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
     acc.fill(*init);
     for (t, &tap) in taps.iter().enumerate() {
         for g in 0..groups {
@@ -33,7 +42,7 @@ pub fn tile_quads(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8]
             for (j, a) in acc.iter_mut().enumerate() {
                 let xg = &x[j * step + tap + g * GROUP_BYTES..][..GROUP_BYTES];
                 for (o, v) in a.iter_mut().enumerate() {
-                    *v += (0..4).map(|q| i32::from(xg[q]) * i32::from(wg[4 * o + q] as i8)).sum::<i32>();
+                    *v += (0..4).map(|q| (i32::from(xg[q]) - OFFSET) * i32::from(wg[4 * o + q] as i8)).sum::<i32>();
                 }
             }
         }

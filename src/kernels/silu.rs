@@ -73,13 +73,13 @@ unsafe fn silu_avx512(v: &mut [f32]) {
 /// SiLU in place, 16 wide on AVX-512, 8 wide on AVX2, with FMA.
 pub fn silu(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+    if super::cpu::has(super::cpu::Feature::Avx512F) && super::cpu::has(super::cpu::Feature::Fma) {
         // SAFETY: AVX-512F and FMA are available (checked above); the function is safe Rust
         // otherwise.
         return unsafe { silu_avx512(v) };
     }
     #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+    if super::cpu::has(super::cpu::Feature::Avx2) && super::cpu::has(super::cpu::Feature::Fma) {
         // SAFETY: AVX2 and FMA are available (checked above); the function is safe Rust
         // otherwise.
         return unsafe { silu_avx2(v) };

@@ -57,13 +57,13 @@ pub fn block(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
     assert!(n > 0 && inner > 0 && x.len() == n * inner && out.len() == n * inner, "softmax block is not {n} x {inner}");
     #[cfg(target_arch = "x86_64")]
     {
-        use std::arch::is_x86_feature_detected as has;
-        if has!("avx512f") && has!("fma") {
+        use super::cpu::{has, Feature::*};
+        if has(Avx512F) && has(Fma) {
             // SAFETY: AVX-512F and FMA are available (checked above); the function is safe
             // Rust otherwise.
             return unsafe { block_avx512(x, n, inner, out) };
         }
-        if has!("avx2") && has!("fma") {
+        if has(Avx2) && has(Fma) {
             // SAFETY: AVX2 and FMA are available (checked above); the function is safe Rust
             // otherwise.
             return unsafe { block_avx2(x, n, inner, out) };

@@ -6,14 +6,6 @@ use std::arch::x86_64::*;
 
 use super::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
-pub fn vnni_available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512vl")
-}
-
-pub fn vnni512_available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512vnni") && std::arch::is_x86_feature_detected!("avx512f")
-}
-
 /// Runs one tile of 1 to [`super::PX`] pixels on a SIMD `isa`. `x` starts at the tile's
 /// first pixel.
 #[allow(clippy::too_many_arguments)]
@@ -49,10 +41,10 @@ fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: 
     unsafe {
         match isa {
             Isa::Avx512Vnni => vnni512::<P>(x, step, taps, groups, w, init, acc),
-            Isa::AvxVnni => vnni::<P>(x, step, taps, groups, w, init, acc),
+            Isa::Avx512VnniYmm => vnni::<P>(x, step, taps, groups, w, init, acc),
             Isa::Avx2Maddubs => maddubs::<P>(x, step, taps, groups, w, init, acc),
             Isa::Avx2Madd16 => madd16::<P>(x, step, taps, groups, w, init, acc),
-            Isa::ScalarPairs | Isa::ScalarQuads => unreachable!("scalar kernels are not in this module"),
+            _ => unreachable!("{isa:?} is not an x86 kernel"),
         }
     }
 }
@@ -193,7 +185,7 @@ pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
 /// through 8x8 AVX2 transposes (twin: [`super::epilogue::transpose_scalar`]).
 pub(super) fn transpose_f32(t: &[f32], rows: &mut [&mut [f32]]) {
     let n = rows.first().map_or(0, |r| r.len());
-    assert!(std::arch::is_x86_feature_detected!("avx2"));
+    assert!(super::cpu::has(super::cpu::Feature::Avx2));
     assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);
     let full = n / 8 * 8;
     // SAFETY: AVX2 is available; every read is below `16 * full <= t.len()` and every write

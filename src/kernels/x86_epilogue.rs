@@ -14,11 +14,13 @@ use super::silu::{LN2_HI, LN2_LO, LOG2E, POLY, POW2_BIAS, ROUND};
 use super::OC_BLOCK;
 
 pub fn avx512_available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
+    use super::cpu::{has, Feature::*};
+    has(Avx512F) && has(Fma)
 }
 
 pub fn avx2_available() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    use super::cpu::{has, Feature::*};
+    has(Avx2) && has(Fma)
 }
 
 /// Floats `acc * scale + bias` (then SiLU if `f.silu`), 16 channels a pixel, on AVX-512.

@@ -60,7 +60,7 @@ impl GraphRunner {
         let specs = &self.int8;
         let patch = |m: &mut TypedModel| -> TractResult<()> {
             if !specs.is_empty() {
-                crate::int8::op::patch(m, specs)?;
+                crate::int8::op::patch(m, specs, None)?;
             }
             Ok(())
         };

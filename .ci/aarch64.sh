@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# ARM64 under qemu-user: cross-builds the tests and runs, on three CPU models so that every
+# NEON dispatch path runs (max: i8mm + dotprod + plain NEON; cortex-a76: dotprod + plain;
+# cortex-a72: plain NEON only), the library's unit tests, the kernel property tests
+# (tests/kernels.rs) and the fixture's fp32 and int8 detections on each kernel against the
+# x86_64 build's (tests/arch_parity.rs); then checks that `qdet bench` reports an ARM
+# integer kernel. qemu runs ARM code exactly but cannot time it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/setup-aarch64.sh
+target=aarch64-unknown-linux-gnu
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64
+export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+for cpu in max cortex-a76 cortex-a72; do
+    echo "== qemu-aarch64 -cpu $cpu"
+    QEMU_CPU=$cpu cargo test --release --locked --target $target --lib --test kernels --test arch_parity
+done
+# `cargo test` built the binary for the integration tests.
+json=$(QEMU_CPU=max qemu-aarch64 target/$target/release/qdet bench --model models/shapes-yolov8n.int8.onnx --runs 1 --warmup 0 --json)
+echo "$json" | grep -q '"int8_kernel": "NeonI8mm"' || { echo "qdet bench under -cpu max did not run NeonI8mm:"; echo "$json"; exit 1; }
+echo "qdet bench under qemu-aarch64 -cpu max: int8 on NeonI8mm"
