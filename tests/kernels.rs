@@ -234,18 +234,17 @@ fn silu_simd_equals_scalar_and_is_accurate() {
     }
 }
 
-/// The SSE2 interleaves of the image layout against their scalar twins.
-#[cfg(target_arch = "x86_64")]
+/// The SIMD interleaves of the image layout (SSE2, NEON `ST4`) against their scalar twins.
 #[test]
 fn simd_interleave_equals_scalar() {
     let mut rng = Rng::for_item(19, "interleave", 0);
     for _ in 0..100 {
         let rows: [[u8; 16]; 4] = std::array::from_fn(|_| std::array::from_fn(|_| rng.below(256) as u8));
         let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
-        qdet::kernels::x86::interleave4([&rows[0], &rows[1], &rows[2], &rows[3]], &mut a);
+        pack::interleave4([&rows[0], &rows[1], &rows[2], &rows[3]], &mut a);
         pack::interleave4_scalar([&rows[0], &rows[1], &rows[2], &rows[3]], &mut b);
         assert_eq!(a, b);
-        qdet::kernels::x86::interleave2([&rows[0], &rows[1]], &mut a);
+        pack::interleave2([&rows[0], &rows[1]], &mut a);
         pack::interleave2_scalar([&rows[0], &rows[1]], &mut b);
         assert_eq!(a, b);
     }
@@ -267,7 +266,7 @@ fn epilogue_simd_equals_scalar() {
     let mut simd: Vec<(&str, Row)> = vec![("widest", row)];
     #[cfg(target_arch = "x86_64")]
     {
-        use qdet::kernels::x86_epilogue as x;
+        use qdet::kernels::x86_64::epilogue as x;
         fn avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
             match dest {
                 Dest::F32(out) => x::row_f32_avx2(acc, f, out),
@@ -277,6 +276,17 @@ fn epilogue_simd_equals_scalar() {
         if x::avx2_available() {
             simd.push(("avx2", avx2));
         }
+    }
+    #[cfg(target_arch = "aarch64")]
+    {
+        use qdet::kernels::aarch64::epilogue as a;
+        fn neon(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
+            match dest {
+                Dest::F32(out) => a::row_f32(acc, f, out),
+                Dest::U8 { out, stride, q } => a::row_u8(acc, f, &q, out, stride),
+            }
+        }
+        simd.push(("neon", neon));
     }
     let mut ties = 0;
     for n in [1usize, 7, 8, 9, 15, 16, 17, 40, 83] {
@@ -322,8 +332,8 @@ fn epilogue_simd_equals_scalar() {
             qdet::kernels::epilogue::quantize_pixels(&b, &q, &mut widest, OC_BLOCK);
             assert_eq!(widest, two_step, "widest two steps, case {case}");
             #[cfg(target_arch = "x86_64")]
-            if qdet::kernels::x86_epilogue::avx2_available() {
-                qdet::kernels::x86_epilogue::quantize_avx2(&b, &q, &mut widest, OC_BLOCK);
+            if qdet::kernels::x86_64::epilogue::avx2_available() {
+                qdet::kernels::x86_64::epilogue::quantize_avx2(&b, &q, &mut widest, OC_BLOCK);
                 assert_eq!(widest, two_step, "avx2 two steps, case {case}");
             }
             if case == 2 {

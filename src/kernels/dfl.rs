@@ -49,18 +49,6 @@ pub fn side_scalar(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut 
     body(x, bins, anchors, at, out)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn side_avx2(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) {
-    body(x, bins, anchors, at, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn side_avx512(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) {
-    body(x, bins, anchors, at, out)
-}
-
 /// [`side_scalar`] on the widest vectors this CPU has.
 ///
 /// # Panics
@@ -68,18 +56,8 @@ unsafe fn side_avx512(x: &[f32], bins: usize, anchors: usize, at: usize, out: &m
 pub fn side(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) {
     assert!(x.len() == bins * anchors && at + out.len() <= anchors, "DFL side of {} values, {bins} x {anchors}, anchors {at}+{}", x.len(), out.len());
     #[cfg(target_arch = "x86_64")]
-    {
-        use super::cpu::{has, Feature::*};
-        if has(Avx512F) && has(Fma) {
-            // SAFETY: AVX-512F and FMA are available (checked above); the function is safe
-            // Rust otherwise.
-            return unsafe { side_avx512(x, bins, anchors, at, out) };
-        }
-        if has(Avx2) && has(Fma) {
-            // SAFETY: AVX2 and FMA are available (checked above); the function is safe Rust
-            // otherwise.
-            return unsafe { side_avx2(x, bins, anchors, at, out) };
-        }
+    if let Some(()) = super::x86_64::widest!((x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) -> () => body) {
+        return;
     }
     side_scalar(x, bins, anchors, at, out)
 }

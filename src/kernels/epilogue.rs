@@ -1,13 +1,13 @@
 //! The convolution epilogue over one row of accumulator tiles (`[pixel][channel]`, 16
 //! channels a pixel): `acc * scale + bias` per channel, SiLU if asked, and either the floats
 //! or their QuantizeLinear to uint8, all while a pixel's 16 values sit in registers
-//! (separate passes for each step wrote and reread the row). The portable twin here inlines
-//! the per-value steps of [`super::silu`] and [`super::quantize`]; the SIMD forms are in
-//! [`super::x86_epilogue`] and give the same bits (tested).
+//! (separate passes for each step wrote and reread the row). The portable twin is in
+//! [`super::generic::epilogue`], the SIMD forms in `x86_64::epilogue` and `aarch64::epilogue`;
+//! all give the same bits (tested).
 //! Also the transposes from those tiles to channel rows.
 
+pub use super::generic::epilogue::{quantize_pixels_scalar, row_scalar, transpose_scalar};
 use super::quantize::Quantizer;
-use super::silu::silu_one;
 use super::OC_BLOCK;
 
 /// One block's per-channel constants.
@@ -29,7 +29,7 @@ pub enum Dest<'a> {
 impl Dest<'_> {
     /// # Panics
     /// If `out` cannot hold `pixels` pixels or `stride` is less than 16 bytes.
-    fn check(&self, pixels: usize) {
+    pub(crate) fn check(&self, pixels: usize) {
         match self {
             Dest::F32(out) => assert!(out.len() >= pixels, "{} pixels for {pixels}", out.len()),
             Dest::U8 { out, stride, .. } => {
@@ -37,47 +37,6 @@ impl Dest<'_> {
                 assert!(pixels == 0 || out.len() >= (pixels - 1) * stride + OC_BLOCK, "{} bytes for {pixels} pixels", out.len());
             }
         }
-    }
-}
-
-#[inline(always)]
-fn pixel<const SILU: bool>(a: &[i32; OC_BLOCK], f: &Affine) -> [f32; OC_BLOCK] {
-    let mut y = [0f32; OC_BLOCK];
-    for o in 0..OC_BLOCK {
-        y[o] = a[o] as f32 * f.scale[o] + f.bias[o];
-        if SILU {
-            y[o] = silu_one(y[o]);
-        }
-    }
-    y
-}
-
-fn scalar_for<const SILU: bool>(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
-    match dest {
-        Dest::F32(out) => {
-            for (y, a) in out.iter_mut().zip(acc) {
-                *y = pixel::<SILU>(a, f);
-            }
-        }
-        Dest::U8 { out, stride, q } => {
-            for (j, a) in acc.iter().enumerate() {
-                let t: &mut [u8; OC_BLOCK] = (&mut out[j * stride..][..OC_BLOCK]).try_into().expect("16 bytes");
-                q.chunk(&pixel::<SILU>(a, f), t);
-            }
-        }
-    }
-}
-
-/// The portable twin of the AVX-512 and AVX2 epilogues in [`super::x86_epilogue`].
-///
-/// # Panics
-/// If `dest` cannot hold the pixels of `acc`.
-pub fn row_scalar(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
-    dest.check(acc.len());
-    if f.silu {
-        scalar_for::<true>(acc, f, dest)
-    } else {
-        scalar_for::<false>(acc, f, dest)
     }
 }
 
@@ -89,7 +48,7 @@ pub fn row(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
     dest.check(acc.len());
     #[cfg(target_arch = "x86_64")]
     {
-        use super::x86_epilogue as x;
+        use super::x86_64::epilogue as x;
         if x::avx512_available() {
             return match dest {
                 Dest::F32(out) => x::row_f32_avx512(acc, f, out),
@@ -103,19 +62,13 @@ pub fn row(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
             };
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    return match dest {
+        Dest::F32(out) => super::aarch64::epilogue::row_f32(acc, f, out),
+        Dest::U8 { out, stride, q } => super::aarch64::epilogue::row_u8(acc, f, &q, out, stride),
+    };
+    #[allow(unreachable_code)]
     row_scalar(acc, f, dest)
-}
-
-/// The portable twin of [`quantize_pixels`].
-///
-/// # Panics
-/// If `out` cannot hold the pixels of `y`.
-pub fn quantize_pixels_scalar(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
-    Dest::U8 { out: &mut *out, stride, q: *q }.check(y.len());
-    for (j, v) in y.iter().enumerate() {
-        let t: &mut [u8; OC_BLOCK] = (&mut out[j * stride..][..OC_BLOCK]).try_into().expect("16 bytes");
-        q.chunk(v, t);
-    }
 }
 
 /// Pixels of floats quantized with `q`, pixel `j` at `out[j * stride..][..16]`: the second
@@ -126,7 +79,7 @@ pub fn quantize_pixels_scalar(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u
 pub fn quantize_pixels(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
     #[cfg(target_arch = "x86_64")]
     {
-        use super::x86_epilogue as x;
+        use super::x86_64::epilogue as x;
         if x::avx512_available() {
             return x::quantize_avx512(y, q, out, stride);
         }
@@ -134,16 +87,10 @@ pub fn quantize_pixels(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], str
             return x::quantize_avx2(y, q, out, stride);
         }
     }
+    #[cfg(target_arch = "aarch64")]
+    return super::aarch64::epilogue::quantize_pixels(y, q, out, stride);
+    #[allow(unreachable_code)]
     quantize_pixels_scalar(y, q, out, stride)
-}
-
-/// `rows[o][j] = t[16 j + o]`: the rows of up to 16 channels from pixel-major values.
-pub fn transpose_scalar<T: Copy>(t: &[T], rows: &mut [&mut [T]]) {
-    for (o, row) in rows.iter_mut().enumerate() {
-        for (d, v) in row.iter_mut().zip(t.chunks_exact(OC_BLOCK)) {
-            *d = v[o];
-        }
-    }
 }
 
 /// A value the epilogue writes: f32, or uint8 requantized.
@@ -156,7 +103,7 @@ impl Lane for f32 {
     fn transpose(t: &[f32], rows: &mut [&mut [f32]]) {
         #[cfg(target_arch = "x86_64")]
         if super::cpu::has(super::cpu::Feature::Avx2) {
-            return super::x86::transpose_f32(t, rows);
+            return super::x86_64::transpose_f32(t, rows);
         }
         #[cfg(target_arch = "aarch64")]
         return super::aarch64::transpose_f32(t, rows);
@@ -168,7 +115,7 @@ impl Lane for f32 {
 impl Lane for u8 {
     fn transpose(t: &[u8], rows: &mut [&mut [u8]]) {
         #[cfg(target_arch = "x86_64")]
-        return super::x86::transpose_u8(t, rows);
+        return super::x86_64::transpose_u8(t, rows);
         #[cfg(target_arch = "aarch64")]
         return super::aarch64::transpose_u8(t, rows);
         #[allow(unreachable_code)]

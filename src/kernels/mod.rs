@@ -10,7 +10,26 @@
 //! `zp * sum_k w[c][k]` ([`conv`]). The im2col design this replaced spent 40% of its time
 //! packing pixels.
 //!
-//! Every SIMD kernel ([`Isa`]) has a scalar twin in [`scalar`] on the same layout, and the
+//! The code is laid out as tract-linalg's: [`generic`] holds the portable kernels (the twins
+//! the SIMD ones are tested against, and the fallback), `x86_64/` and `aarch64/` the SIMD
+//! kernels of each architecture, all the `unsafe` SIMD code; [`cpu`] probes the CPU once and
+//! [`Isa`] picks the convolution kernel from what it found ([`Isa::best`]). The modules here
+//! (convolution driver, layouts, epilogue, quantize, SiLU, softmax, DFL, pools, thread team)
+//! dispatch to them. The float loops of [`quantize`], [`silu`], [`softmax`] and [`dfl`] are
+//! portable code that x86_64 compiles again for AVX2 and AVX-512 (`x86_64::widest!`); NEON is
+//! part of every aarch64 CPU, so there the one compilation is already vectorized.
+//!
+//! | CPU feature | kernel | `QDET_KERNEL` |
+//! |---|---|---|
+//! | AVX-512F + AVX512-VNNI | [`Isa::Avx512Vnni`] | `vnni512` |
+//! | AVX-512VL + AVX512-VNNI | [`Isa::Avx512VnniYmm`] | `vnni` |
+//! | AVX2 | [`Isa::Avx2Maddubs`] (7-bit weights only), [`Isa::Avx2Madd16`] | `maddubs`, `madd16` |
+//! | aarch64 `i8mm` | [`Isa::NeonI8mm`] | `i8mm` |
+//! | aarch64 `dotprod` | [`Isa::NeonDot`] | `dotprod` |
+//! | aarch64 NEON | [`Isa::NeonMull`] | `neon` |
+//! | none of these | [`Isa::ScalarQuads`] (QDQ models then run as tract's float simulation) | `scalar` |
+//!
+//! Every SIMD kernel has a scalar twin in [`generic::tile`] on the same layout, and the
 //! tests require identical integers. Exactness per path:
 //! * [`Isa::Avx2Madd16`]: activations and weights as i16, `vpmaddwd` sums pairs into i32:
 //!   exact for any int8 weights.
@@ -20,6 +39,11 @@
 //! * [`Isa::Avx512VnniYmm`], [`Isa::Avx512Vnni`]: `vpdpbusd` (AVX512-VNNI, on 256-bit or 512-bit
 //!   vectors) sums four u8 x s8 products into i32 without intermediate rounding: exact for
 //!   any int8 weights.
+//! * [`Isa::NeonI8mm`] (`SUDOT`, i8 x u8), [`Isa::NeonDot`] (`SDOT` on `x - 128`): four
+//!   products into i32, exact for any int8 weights.
+//! * [`Isa::NeonMull`]: `SMULL`+`SMLAL` put two i8 x i8 products of `x - 128` in an i16,
+//!   exact for `|w| <= 127` (`2 * 128 * 127 < 2^15`), then `SADALP` widens. See [`aarch64`]
+//!   for why the activations, not the weights, are shifted.
 
 pub mod concat;
 pub mod conv;
@@ -28,17 +52,16 @@ pub mod epilogue;
 pub mod maxpool;
 pub mod pack;
 pub mod quantize;
-pub mod scalar;
 pub mod silu;
 pub mod softmax;
 pub mod threads;
+
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 pub mod cpu;
+pub mod generic;
 #[cfg(target_arch = "x86_64")]
-pub mod x86;
-#[cfg(target_arch = "x86_64")]
-pub mod x86_epilogue;
+pub mod x86_64;
 
 /// Output channels per micro-kernel tile: two 8-lane i32 vectors.
 pub const OC_BLOCK: usize = 16;
@@ -91,7 +114,7 @@ impl Isa {
     /// What the kernel subtracts from every activation before multiplying: 128 for the Arm
     /// kernels that multiply signed by signed (the image stays uint8; the kernel flips the
     /// top bit). The convolution moves the zero point by the same amount, so the result is
-    /// the same `sum (x - zp) w` (see [`aarch64`]).
+    /// the same `sum (x - zp) w` (see `aarch64/mod.rs`).
     pub fn activation_offset(self) -> i32 {
         match self {
             Isa::ScalarQuadsShifted | Isa::NeonDot | Isa::NeonMull => 128,
@@ -229,11 +252,11 @@ pub fn tile(isa: Isa, x: &[u8], base: usize, step: usize, taps: &[usize], groups
     assert!(isa.available(), "{isa:?} is not available on this CPU");
     let x = &x[base..];
     match isa {
-        Isa::ScalarPairs => scalar::tile_pairs(x, step, taps, groups, w, init, acc),
-        Isa::ScalarQuads => scalar::tile_quads(x, step, taps, groups, w, init, acc),
-        Isa::ScalarQuadsShifted => scalar::tile_quads_shifted(x, step, taps, groups, w, init, acc),
+        Isa::ScalarPairs => generic::tile::tile_pairs(x, step, taps, groups, w, init, acc),
+        Isa::ScalarQuads => generic::tile::tile_quads(x, step, taps, groups, w, init, acc),
+        Isa::ScalarQuadsShifted => generic::tile::tile_quads_shifted(x, step, taps, groups, w, init, acc),
         #[cfg(target_arch = "x86_64")]
-        _ => x86::tile(isa, x, step, taps, groups, w, init, acc),
+        _ => x86_64::tile(isa, x, step, taps, groups, w, init, acc),
         #[cfg(target_arch = "aarch64")]
         _ => aarch64::tile(isa, x, step, taps, groups, w, init, acc),
         #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]

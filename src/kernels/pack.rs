@@ -12,6 +12,7 @@
 
 
 use super::conv::ConvShape;
+pub use super::generic::pack::{interleave2_scalar, interleave4_scalar};
 use super::{Isa, OC_BLOCK, WGROUP_BYTES};
 
 /// Channels after rounding up to whole k-groups.
@@ -192,34 +193,20 @@ pub fn image(isa: Isa, s: &ConvShape, x: &[u8], zp: u8, out: &mut Vec<u8>) {
     l.for_each_row(interior, |y, row| l.pack_row(zp, row, |c| &x[c * plane + y * w..][..w]));
 }
 
-/// Quads: `out[4 * j + t] = rows[t][j]`.
-pub fn interleave4_scalar(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
-    for j in 0..16 {
-        for t in 0..4 {
-            out[4 * j + t] = rows[t][j];
-        }
-    }
-}
-
-/// Pairs of little-endian u16: `(rows[0][j], rows[1][j])`, zero-extended.
-pub fn interleave2_scalar(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
-    for j in 0..16 {
-        out[4 * j..4 * j + 4].copy_from_slice(&[rows[0][j], 0, rows[1][j], 0]);
-    }
-}
-
-fn interleave4(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
+/// [`interleave4_scalar`] on SIMD.
+pub fn interleave4(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
     #[cfg(target_arch = "x86_64")]
-    super::x86::interleave4(rows, out);
+    super::x86_64::interleave4(rows, out);
     #[cfg(target_arch = "aarch64")]
     super::aarch64::interleave4(rows, out);
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
     interleave4_scalar(rows, out);
 }
 
-fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
+/// [`interleave2_scalar`] on SIMD.
+pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
     #[cfg(target_arch = "x86_64")]
-    super::x86::interleave2(rows, out);
+    super::x86_64::interleave2(rows, out);
     #[cfg(target_arch = "aarch64")]
     super::aarch64::interleave2(rows, out);
     #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]

@@ -87,32 +87,11 @@ pub fn quantize_scalar(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
     quantize_body(x, scale, zero_point, out)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn quantize_avx2(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
-    quantize_body(x, scale, zero_point, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-unsafe fn quantize_avx512(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
-    quantize_body(x, scale, zero_point, out)
-}
-
 /// Quantizes `x` into `out` (same length), on AVX2 when the CPU has it.
 pub fn quantize(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
-    {
-        use super::cpu::{has, Feature::*};
-        if has(Avx512F) {
-            // SAFETY: AVX-512F is available (checked above); the function is safe Rust
-            // otherwise.
-            return unsafe { quantize_avx512(x, scale, zero_point, out) };
-        }
-        if has(Avx2) {
-            // SAFETY: AVX2 is available (checked above); the function is safe Rust otherwise.
-            return unsafe { quantize_avx2(x, scale, zero_point, out) };
-        }
+    if let Some(()) = super::x86_64::widest!((x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) -> () => quantize_body) {
+        return;
     }
     quantize_scalar(x, scale, zero_point, out)
 }

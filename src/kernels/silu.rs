@@ -58,31 +58,12 @@ pub fn silu_scalar(v: &mut [f32]) {
     silu_body(v)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn silu_avx2(v: &mut [f32]) {
-    silu_body(v)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn silu_avx512(v: &mut [f32]) {
-    silu_body(v)
-}
-
-/// SiLU in place, 16 wide on AVX-512, 8 wide on AVX2, with FMA.
+/// SiLU in place, 16 wide on AVX-512, 8 wide on AVX2, with FMA; 4 wide on NEON, which every
+/// aarch64 CPU has, so there the portable loop is the SIMD one.
 pub fn silu(v: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::cpu::has(super::cpu::Feature::Avx512F) && super::cpu::has(super::cpu::Feature::Fma) {
-        // SAFETY: AVX-512F and FMA are available (checked above); the function is safe Rust
-        // otherwise.
-        return unsafe { silu_avx512(v) };
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::cpu::has(super::cpu::Feature::Avx2) && super::cpu::has(super::cpu::Feature::Fma) {
-        // SAFETY: AVX2 and FMA are available (checked above); the function is safe Rust
-        // otherwise.
-        return unsafe { silu_avx2(v) };
+    if let Some(()) = super::x86_64::widest!((v: &mut [f32]) -> () => silu_body) {
+        return;
     }
     silu_scalar(v)
 }

@@ -37,18 +37,6 @@ pub fn block_scalar(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
     body(x, n, inner, out)
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn block_avx2(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
-    body(x, n, inner, out)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,fma")]
-unsafe fn block_avx512(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
-    body(x, n, inner, out)
-}
-
 /// One `[n, inner]` block on the widest vectors this CPU has.
 ///
 /// # Panics
@@ -56,18 +44,8 @@ unsafe fn block_avx512(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
 pub fn block(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
     assert!(n > 0 && inner > 0 && x.len() == n * inner && out.len() == n * inner, "softmax block is not {n} x {inner}");
     #[cfg(target_arch = "x86_64")]
-    {
-        use super::cpu::{has, Feature::*};
-        if has(Avx512F) && has(Fma) {
-            // SAFETY: AVX-512F and FMA are available (checked above); the function is safe
-            // Rust otherwise.
-            return unsafe { block_avx512(x, n, inner, out) };
-        }
-        if has(Avx2) && has(Fma) {
-            // SAFETY: AVX2 and FMA are available (checked above); the function is safe Rust
-            // otherwise.
-            return unsafe { block_avx2(x, n, inner, out) };
-        }
+    if let Some(()) = super::x86_64::widest!((x: &[f32], n: usize, inner: usize, out: &mut [f32]) -> () => body) {
+        return;
     }
     block_scalar(x, n, inner, out)
 }

@@ -1,25 +1,25 @@
 //! The convolution epilogue with explicit vectors along a pixel's 16 channels: one zmm on
 //! AVX-512, two ymm halves on AVX2. (Left to itself, the compiler vectorized the portable
 //! loop across pixels, with gathers and scatters.) Each step is the same IEEE operation, in
-//! the same order, as in the scalar twin [`super::epilogue::row_scalar`]: multiply then add
-//! for the scale and bias, fused multiply-adds where [`super::silu::exp_approx`] has
+//! the same order, as in the scalar twin [`crate::kernels::epilogue::row_scalar`]: multiply then add
+//! for the scale and bias, fused multiply-adds where [`crate::kernels::silu::exp_approx`] has
 //! `mul_add`, and `min(hi, max(lo, x))` for `clamp`, operands in the order that passes a NaN
 //! on as `f32::clamp` does. The tests compare the bits.
 
 use std::arch::x86_64::*;
 
-use super::epilogue::Affine;
-use super::quantize::{Quantizer, BYTE_BIAS, NEAR_HALF};
-use super::silu::{LN2_HI, LN2_LO, LOG2E, POLY, POW2_BIAS, ROUND};
-use super::OC_BLOCK;
+use crate::kernels::epilogue::Affine;
+use crate::kernels::quantize::{Quantizer, BYTE_BIAS, NEAR_HALF};
+use crate::kernels::silu::{LN2_HI, LN2_LO, LOG2E, POLY, POW2_BIAS, ROUND};
+use crate::kernels::OC_BLOCK;
 
 pub fn avx512_available() -> bool {
-    use super::cpu::{has, Feature::*};
+    use crate::kernels::cpu::{has, Feature::*};
     has(Avx512F) && has(Fma)
 }
 
 pub fn avx2_available() -> bool {
-    use super::cpu::{has, Feature::*};
+    use crate::kernels::cpu::{has, Feature::*};
     has(Avx2) && has(Fma)
 }
 
@@ -186,7 +186,7 @@ mod z {
         _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fff_ffff)))
     }
 
-    /// [`super::super::silu::silu_one`].
+    /// [`crate::kernels::silu::silu_one`].
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
     fn silu(y: __m512) -> __m512 {
@@ -218,7 +218,7 @@ mod z {
         }
     }
 
-    /// `finish` of [`super::super::quantize`]: each lane's low byte is the value.
+    /// `finish` of [`crate::kernels::quantize`]: each lane's low byte is the value.
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
     fn finish(r: __m512, zp: f32) -> __m512i {
@@ -267,7 +267,7 @@ mod y8 {
         _mm256_castsi256_ps(_mm256_and_si256(_mm256_castps_si256(x), _mm256_set1_epi32(0x7fff_ffff)))
     }
 
-    /// [`super::super::silu::silu_one`].
+    /// [`crate::kernels::silu::silu_one`].
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn silu(y: __m256) -> __m256 {

@@ -1,12 +1,45 @@
 //! AVX2 and VNNI micro-kernels (x86_64). Each is the SIMD form of a twin in
-//! [`super::scalar`]; callers go through [`super::tile`], which checks the CPU features and
+//! [`crate::kernels::generic::tile`]; callers go through [`crate::kernels::tile`], which checks the CPU features and
 //! the operand lengths.
+
+pub mod epilogue;
 
 use std::arch::x86_64::*;
 
-use super::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
+/// `widest!((a: A, b: B) -> R => body)` runs `body(a, b)` compiled again with AVX-512F + FMA
+/// or AVX2 + FMA when this CPU has them (`Some(result)`), else gives `None`. `body` is a
+/// portable `#[inline(always)]` loop the compiler vectorizes at each width; with its
+/// multiply-adds explicit (`mul_add`) and nothing else contracted, every compilation gives the
+/// same bits as the plain one, its twin.
+macro_rules! widest {
+    (($($arg:ident: $ty:ty),*) -> $ret:ty => $body:path) => {{
+        #[target_feature(enable = "avx512f,fma")]
+        unsafe fn avx512($($arg: $ty),*) -> $ret {
+            $body($($arg),*)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn avx2($($arg: $ty),*) -> $ret {
+            $body($($arg),*)
+        }
+        use $crate::kernels::cpu::{has, Feature::*};
+        if has(Avx512F) && has(Fma) {
+            // SAFETY: AVX-512F and FMA are available (checked above); the function is safe
+            // Rust otherwise.
+            Some(unsafe { avx512($($arg),*) })
+        } else if has(Avx2) && has(Fma) {
+            // SAFETY: AVX2 and FMA are available (checked above); as above.
+            Some(unsafe { avx2($($arg),*) })
+        } else {
+            None
+        }
+    }};
+}
+pub(crate) use widest;
 
-/// Runs one tile of 1 to [`super::PX`] pixels on a SIMD `isa`. `x` starts at the tile's
+
+use crate::kernels::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
+
+/// Runs one tile of 1 to [`crate::kernels::PX`] pixels on a SIMD `isa`. `x` starts at the tile's
 /// first pixel.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
@@ -27,7 +60,7 @@ pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usiz
         14 => run::<14>(isa, x, step, taps, groups, w, init, acc),
         15 => run::<15>(isa, x, step, taps, groups, w, init, acc),
         16 => run::<16>(isa, x, step, taps, groups, w, init, acc),
-        n => panic!("a tile has 1 to {} pixels, not {n}", super::PX),
+        n => panic!("a tile has 1 to {} pixels, not {n}", crate::kernels::PX),
     }
 }
 
@@ -35,7 +68,7 @@ pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usiz
 fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
     let acc: &mut [[i32; OC_BLOCK]; P] = acc.try_into().expect("tile() dispatches on the length");
     let (x, w) = (x.as_ptr(), w.as_ptr());
-    // SAFETY: `super::tile` checked that this CPU has the ISA's features and that every read,
+    // SAFETY: `crate::kernels::tile` checked that this CPU has the ISA's features and that every read,
     // up to `(P - 1) * step + max(taps) + groups * 4` bytes of `x` and
     // `taps.len() * groups * 64` bytes of `w`, is in bounds.
     unsafe {
@@ -84,7 +117,7 @@ macro_rules! kernel_loop {
     }};
 }
 
-/// `acc += dpbusd(x, w)`: four u8 x s8 products per lane (twin: [`super::scalar::tile_quads`]).
+/// `acc += dpbusd(x, w)`: four u8 x s8 products per lane (twin: [`crate::kernels::generic::tile::tile_quads`]).
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn vnni<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
@@ -94,7 +127,7 @@ unsafe fn vnni<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups
 
 /// `acc += dpbusd(x, w)` with 512-bit vectors: one vector holds the block's 16 channels, so
 /// a k-group is one weight load and one instruction per pixel (twin:
-/// [`super::scalar::tile_quads`]).
+/// [`crate::kernels::generic::tile::tile_quads`]).
 #[target_feature(enable = "avx512f,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn vnni512<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
@@ -125,7 +158,7 @@ unsafe fn vnni512<const P: usize>(x: *const u8, step: usize, taps: &[usize], gro
     }
 }
 
-/// `acc += maddubs(x, w)` widened to i32 (twin: [`super::scalar::tile_quads`]); exact for
+/// `acc += maddubs(x, w)` widened to i32 (twin: [`crate::kernels::generic::tile::tile_quads`]); exact for
 /// `|w| <= 63` only.
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
@@ -137,7 +170,7 @@ unsafe fn maddubs<const P: usize>(x: *const u8, step: usize, taps: &[usize], gro
     }
 }
 
-/// `acc += madd16(x, w)` on u16/i16 pairs (twin: [`super::scalar::tile_pairs`]).
+/// `acc += madd16(x, w)` on u16/i16 pairs (twin: [`crate::kernels::generic::tile::tile_pairs`]).
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn madd16<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
@@ -146,7 +179,7 @@ unsafe fn madd16<const P: usize>(x: *const u8, step: usize, taps: &[usize], grou
 }
 
 /// `out[4 * j + t] = rows[t][j]`: 16 pixels of four channel planes into channels-last quads
-/// (SSE2, part of x86_64). Twin: [`super::pack::interleave4_scalar`].
+/// (SSE2, part of x86_64). Twin: [`crate::kernels::pack::interleave4_scalar`].
 pub fn interleave4(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
     // SAFETY: SSE2 is part of x86_64; each row is 16 readable bytes and `out` 64 writable
     // ones; loadu/storeu have no alignment requirement.
@@ -164,7 +197,7 @@ pub fn interleave4(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
 }
 
 /// 16 pixels of two channel planes as little-endian u16 pairs `(rows[0][j], rows[1][j])`
-/// (SSE2). Twin: [`super::pack::interleave2_scalar`].
+/// (SSE2). Twin: [`crate::kernels::pack::interleave2_scalar`].
 pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
     // SAFETY: as in `interleave4`.
     unsafe {
@@ -182,10 +215,10 @@ pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
 }
 
 /// `rows[o][j] = t[16 j + o]`: one row per channel from pixel-major floats, 8 pixels at a time
-/// through 8x8 AVX2 transposes (twin: [`super::epilogue::transpose_scalar`]).
+/// through 8x8 AVX2 transposes (twin: [`crate::kernels::epilogue::transpose_scalar`]).
 pub(super) fn transpose_f32(t: &[f32], rows: &mut [&mut [f32]]) {
     let n = rows.first().map_or(0, |r| r.len());
-    assert!(super::cpu::has(super::cpu::Feature::Avx2));
+    assert!(crate::kernels::cpu::has(crate::kernels::cpu::Feature::Avx2));
     assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);
     let full = n / 8 * 8;
     // SAFETY: AVX2 is available; every read is below `16 * full <= t.len()` and every write
@@ -241,7 +274,7 @@ unsafe fn transpose_f32_avx2(t: &[f32], rows: &mut [&mut [f32]], full: usize) {
 
 /// `rows[o][j] = t[16 j + o]` for bytes, 16 pixels at a time through a 16x16 SSE2 transpose:
 /// four rounds of the perfect shuffle `x'[2k], x'[2k+1] = unpack_lo/hi(x[k], x[k+8])` (twin:
-/// [`super::epilogue::transpose_scalar`]).
+/// [`crate::kernels::epilogue::transpose_scalar`]).
 pub(super) fn transpose_u8(t: &[u8], rows: &mut [&mut [u8]]) {
     let n = rows.first().map_or(0, |r| r.len());
     assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);

@@ -1,8 +1,8 @@
 //! Portable micro-kernels: the twins the SIMD kernels are tested against, and the fallback
-//! on CPUs without them. Same layouts ([`super::pack`]), plain integer arithmetic; each
+//! on CPUs without them. Same layouts ([`crate::kernels::pack`]), plain integer arithmetic; each
 //! starts every pixel's sums at `init`.
 
-use super::{GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
+use crate::kernels::{GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
 /// Pairs layout: a pixel's group is two u16 channels, a weight group `OC_BLOCK` x two i16,
 /// little-endian.

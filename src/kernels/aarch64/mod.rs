@@ -1,8 +1,8 @@
-//! NEON micro-kernels (aarch64), on the quads layout of [`super::pack`]: a pixel's k-group is
+//! NEON micro-kernels (aarch64), on the quads layout of [`crate::kernels::pack`]: a pixel's k-group is
 //! 4 u8 channels, a weight group 16 output channels x 4 i8, so one 128-bit weight vector holds
 //! 4 output channels x 4 channels of k, which is exactly the operand of the Arm dot products.
-//! Each kernel is the SIMD form of a twin in [`super::scalar`]; callers go through
-//! [`super::tile`], which checks the CPU features and the operand lengths.
+//! Each kernel is the SIMD form of a twin in [`crate::kernels::scalar`]; callers go through
+//! [`crate::kernels::tile`], which checks the CPU features and the operand lengths.
 //!
 //! * [`Isa::NeonI8mm`] (`i8mm`: Cortex-A510/A710/X2, Neoverse V1/N2): `SUDOT` by element
 //!   multiplies the signed weights with the unsigned activations directly: 16 multiply-adds
@@ -26,12 +26,14 @@
 //! `stdarch_neon_i8mm`), so they are single `asm!` instructions inside functions compiled
 //! with the target feature; the loads and the rest are intrinsics.
 
+pub mod epilogue;
+
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use super::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
+use crate::kernels::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
-/// Runs one tile of 1 to [`super::PX`] pixels on a NEON `isa`, in pieces of at most
+/// Runs one tile of 1 to [`crate::kernels::PX`] pixels on a NEON `isa`, in pieces of at most
 /// [`Isa::tile_pixels`]. `x` starts at the tile's first pixel.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
@@ -55,7 +57,7 @@ fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: 
     assert!(P <= isa.tile_pixels(), "{isa:?} tiles have at most {} pixels", isa.tile_pixels());
     let acc: &mut [[i32; OC_BLOCK]; P] = acc.try_into().expect("tile() dispatches on the length");
     let (x, w) = (x.as_ptr(), w.as_ptr());
-    // SAFETY: `super::tile` checked that this CPU has the ISA's features and that every read,
+    // SAFETY: `crate::kernels::tile` checked that this CPU has the ISA's features and that every read,
     // up to `(P - 1) * step + max(taps) + groups * 4` bytes of `x` and
     // `taps.len() * groups * 64` bytes of `w`, is in bounds. The 16-byte pixel loads cover
     // 4 whole k-groups of one tap, all inside that reach.
@@ -129,7 +131,7 @@ macro_rules! dot_loop {
     }};
 }
 
-/// `acc += sudot(w, x)`: four i8 x u8 products per lane (twin: [`super::scalar::tile_quads`]).
+/// `acc += sudot(w, x)`: four i8 x u8 products per lane (twin: [`crate::kernels::generic::tile::tile_quads`]).
 #[target_feature(enable = "neon,i8mm")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn i8mm<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
@@ -137,7 +139,7 @@ unsafe fn i8mm<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups
     unsafe { dot_loop!(x, step, taps, groups, w, init, acc, |v: uint8x16_t| v, "sudot") }
 }
 
-/// `acc += sdot(w, x - 128)` (twin: [`super::scalar::tile_quads_shifted`]).
+/// `acc += sdot(w, x - 128)` (twin: [`crate::kernels::generic::tile::tile_quads_shifted`]).
 #[target_feature(enable = "neon,dotprod")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn dot<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
@@ -149,7 +151,7 @@ unsafe fn dot<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups:
 }
 
 /// `acc += (x - 128) . w` by `SMULL`/`SMLAL`/`SADALP` (twin:
-/// [`super::scalar::tile_quads_shifted`]). Per pixel, 8 accumulators: weight vector `v`'s
+/// [`crate::kernels::generic::tile::tile_quads_shifted`]). Per pixel, 8 accumulators: weight vector `v`'s
 /// low half (channels `4v`, `4v + 1`) and high half (`4v + 2`, `4v + 3`), each lane the sum
 /// of two of a channel's k; `ADDP` folds them at the end.
 #[target_feature(enable = "neon")]
@@ -194,10 +196,10 @@ unsafe fn mull<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups
                 let xg = xt.add(g * GROUP_BYTES);
                 for v in 0..4 {
                     let w0 = vld1q_s8(wp.add(16 * v) as *const i8);
-                    for j in 0..P {
+                    for (j, a) in acc_v.iter_mut().enumerate() {
                         let x0 = load(xg, j);
-                        acc_v[j][2 * v] = vpadalq_s16(acc_v[j][2 * v], vmull_s8(vget_low_s8(w0), vget_low_s8(x0)));
-                        acc_v[j][2 * v + 1] = vpadalq_s16(acc_v[j][2 * v + 1], vmull_high_s8(w0, x0));
+                        a[2 * v] = vpadalq_s16(a[2 * v], vmull_s8(vget_low_s8(w0), vget_low_s8(x0)));
+                        a[2 * v + 1] = vpadalq_s16(a[2 * v + 1], vmull_high_s8(w0, x0));
                     }
                 }
                 wp = wp.add(WGROUP_BYTES);
@@ -215,7 +217,7 @@ unsafe fn mull<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups
 }
 
 /// `out[4 * j + t] = rows[t][j]`: 16 pixels of four channel planes into channels-last quads,
-/// one `ST4` (twin: [`super::pack::interleave4_scalar`]).
+/// one `ST4` (twin: [`crate::kernels::pack::interleave4_scalar`]).
 pub fn interleave4(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
     // SAFETY: NEON is part of aarch64; each row is 16 readable bytes and `out` 64 writable
     // ones; these loads and stores have no alignment requirement.
@@ -226,7 +228,7 @@ pub fn interleave4(rows: [&[u8; 16]; 4], out: &mut [u8; 64]) {
 }
 
 /// 16 pixels of two channel planes as little-endian u16 pairs `(rows[0][j], rows[1][j])`,
-/// one `ST4` with zero planes (twin: [`super::pack::interleave2_scalar`]).
+/// one `ST4` with zero planes (twin: [`crate::kernels::pack::interleave2_scalar`]).
 pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
     // SAFETY: as in `interleave4`.
     unsafe {
@@ -237,7 +239,7 @@ pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
 
 /// `rows[o][j] = t[16 j + o]` for bytes, 16 pixels at a time: four rounds of the perfect
 /// shuffle `x'[2k], x'[2k+1] = zip1/zip2(x[k], x[k+8])`, the SSE2 form's `unpacklo/hi` (twin:
-/// [`super::epilogue::transpose_scalar`]).
+/// [`crate::kernels::epilogue::transpose_scalar`]).
 pub(super) fn transpose_u8(t: &[u8], rows: &mut [&mut [u8]]) {
     let n = rows.first().map_or(0, |r| r.len());
     assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);
@@ -270,7 +272,7 @@ pub(super) fn transpose_u8(t: &[u8], rows: &mut [&mut [u8]]) {
 }
 
 /// `rows[o][j] = t[16 j + o]` for floats, 4 pixels x 4 channels at a time through `TRN1/TRN2`
-/// on 32- then 64-bit lanes (twin: [`super::epilogue::transpose_scalar`]).
+/// on 32- then 64-bit lanes (twin: [`crate::kernels::epilogue::transpose_scalar`]).
 pub(super) fn transpose_f32(t: &[f32], rows: &mut [&mut [f32]]) {
     let n = rows.first().map_or(0, |r| r.len());
     assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);
