@@ -24,12 +24,9 @@ pub fn write(dest: &Path, bytes: &[u8], existing: Existing) -> Result<()> {
     if existing == Existing::Keep && dest.exists() {
         return Err(Error::Exists { path: dest.into() });
     }
-    let tmp = temp_path(&dir, dest);
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()
-    })();
+    let (tmp, mut f) = create_temp(&dir, dest).map_err(|e| Error::io(dest, e))?;
+    let result = f.write_all(bytes).and_then(|()| f.sync_data());
+    drop(f);
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io(dest, e));
@@ -52,6 +49,22 @@ pub fn write(dest: &Path, bytes: &[u8], existing: Existing) -> Result<()> {
     })
 }
 
+/// A new temporary file beside `dest`. `create_new` is `O_CREAT | O_EXCL`: it never opens a
+/// file or follows a symlink already at that name (one planted there would otherwise redirect
+/// the write outside the folder); a taken name is skipped for the next.
+fn create_temp(dir: &Path, dest: &Path) -> std::io::Result<(PathBuf, std::fs::File)> {
+    let mut last = None;
+    for _ in 0..16 {
+        let tmp = temp_path(dir, dest);
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
+}
+
 fn temp_path(dir: &Path, dest: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -63,6 +76,29 @@ fn temp_path(dir: &Path, dest: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A symlink planted at the temporary name (they are predictable) must not redirect the
+    /// write: the file it points to, outside the folder, stays as it was.
+    #[cfg(unix)]
+    #[test]
+    fn planted_symlinks_at_temporary_names_are_not_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let victim = d.path().join("victim.txt");
+        std::fs::write(&victim, b"precious").unwrap();
+        let out = d.path().join("out");
+        std::fs::create_dir_all(&out).unwrap();
+        let dest = out.join("a.json");
+        // The next names this process will try (other tests may take some of them).
+        let next = temp_path(&out, &dest);
+        let n: u64 = next.to_string_lossy().rsplit('-').next().unwrap().trim_end_matches(".tmp").parse().unwrap();
+        for k in n + 1..n + 5 {
+            let name = out.join(format!(".a.json.qdet-{}-{k}.tmp", std::process::id()));
+            std::os::unix::fs::symlink(&victim, name).unwrap();
+        }
+        write(&dest, b"new", Existing::Keep).unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(std::fs::read(&dest).unwrap(), b"new");
+    }
 
     #[test]
     fn keeps_existing_files_and_leaves_no_temp_behind() {

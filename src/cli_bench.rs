@@ -93,7 +93,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     crate::setup_threads(a.threads, Some(1), 1)?;
     let mut images: Vec<(PathBuf, RgbImage)> = Vec::new();
     if !a.images.is_empty() {
-        for src in qdet::sources::collect(&a.images).context("collecting images")? {
+        let collected = qdet::sources::collect(&a.images).context("collecting images")?;
+        for (path, reason) in &collected.skipped {
+            eprintln!("qdet: skipped {}: {reason}", path.display());
+        }
+        for src in collected.images {
             match read_rgb(&src.path) {
                 Ok(img) => images.push((src.path, img)),
                 Err(e) => eprintln!("qdet: skipped {e}"),

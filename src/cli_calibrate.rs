@@ -91,8 +91,11 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
             bail!("{}: no such calibration folder or file", dir.display());
         }
     }
-    let images: Vec<PathBuf> =
-        qdet::sources::collect(&a.images).context("collecting calibration images")?.into_iter().map(|s| s.path).collect();
+    let collected = qdet::sources::collect(&a.images).context("collecting calibration images")?;
+    for (path, reason) in &collected.skipped {
+        eprintln!("qdet: skipped {}: {reason}", path.display());
+    }
+    let images: Vec<PathBuf> = collected.images.into_iter().map(|s| s.path).collect();
     if images.is_empty() {
         bail!("no images found in {}", a.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }

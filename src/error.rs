@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    /// The OS error is part of the message, not a `source()`: printed with its chain
+    /// (`{:#}`), it would otherwise appear twice.
+    #[error("{}: {cause}", path.display())]
+    Io { path: PathBuf, cause: std::io::Error },
 
     #[error("{}: not an ONNX model ({reason})", path.display())]
     NotOnnx { path: PathBuf, reason: String },
@@ -36,7 +38,7 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io { path: path.into(), cause: source }
     }
 
     pub fn format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {

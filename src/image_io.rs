@@ -8,6 +8,7 @@
 
 use std::io::Cursor;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader};
@@ -22,18 +23,47 @@ pub struct RgbImage {
     pub data: Vec<u8>,
 }
 
-/// Decodes an image file into upright RGB.
+/// The default of [`max_pixels`]: 100 megapixels, a 12000 x 8000 photo; decoded, 300 MB.
+pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
+
+static MAX_PIXELS: AtomicU64 = AtomicU64::new(DEFAULT_MAX_PIXELS);
+
+/// The largest image (decoded width x height) qdet decodes. A file's header claims its size
+/// before any pixel is decoded, and a 154-byte BMP or a 10 MB PNG can claim 60000 x 60000
+/// (10.8 GB decoded): such files are refused from the header, before anything is allocated.
+pub fn max_pixels() -> u64 {
+    MAX_PIXELS.load(Ordering::Relaxed)
+}
+
+/// Sets [`max_pixels`] for the whole process (`--max-pixels`).
+pub fn set_max_pixels(n: u64) {
+    MAX_PIXELS.store(n, Ordering::Relaxed)
+}
+
+/// Refuses a `w` x `h` image above [`max_pixels`].
+pub fn check_pixels(w: u64, h: u64) -> std::result::Result<(), String> {
+    let max = max_pixels();
+    if w.saturating_mul(h) > max {
+        return Err(format!("{w} x {h} pixels, more than the limit of {max} (--max-pixels)"));
+    }
+    Ok(())
+}
+
+/// Decodes an image file into upright RGB. Only a regular file is read, and at most 8 bytes
+/// per allowed pixel (16-bit RGBA, uncompressed) plus 16 MB of metadata.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let limit = max_pixels().saturating_mul(8).saturating_add(16 << 20);
+    let bytes = crate::input::read(path, limit)?;
     decode_rgb(&bytes).map_err(|reason| Error::Image { path: path.into(), reason })
 }
 
-/// Decodes encoded image bytes into upright RGB; the error says why in words.
+/// Decodes encoded image bytes into upright RGB; the error says why in words. Images above
+/// [`max_pixels`] are refused from their header.
 pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("the file is empty".into());
     }
-    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
     if reader.format().is_none() {
         return Err("not a supported image format (jpeg, png, bmp, tiff, webp)".into());
     }
@@ -42,7 +72,14 @@ pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
             return Ok(img);
         }
     }
+    // The decoders' own limits too: what they allocate besides the image (a TIFF's strips,
+    // a PNG's rows) stays within a 16-bit RGBA image of the allowed size.
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(max_pixels().saturating_mul(8).saturating_add(16 << 20));
+    reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let (w, h) = decoder.dimensions();
+    check_pixels(w.into(), h.into())?;
     // A broken EXIF block must not cost the image: OpenCV ignores it too.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;

@@ -32,6 +32,8 @@ fn decode_inner(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
         return Err("truncated JPEG: the data ends before the end-of-image marker".into());
     }
     let d = Decompress::with_markers(&[Marker::APP(1)]).from_mem(bytes).map_err(|e| e.to_string())?;
+    // The header is read: refuse a huge claim before a row is decoded.
+    crate::image_io::check_pixels(d.width() as u64, d.height() as u64)?;
     if matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK) {
         return Ok(None);
     }

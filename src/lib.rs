@@ -13,6 +13,7 @@ pub mod draw;
 pub mod error;
 pub mod formats;
 pub mod image_io;
+pub mod input;
 pub mod int8;
 pub mod jpeg;
 pub mod kernels;
@@ -29,5 +30,6 @@ pub mod resize;
 pub mod run;
 pub mod sources;
 pub mod val;
+pub mod yaml;
 
 pub use error::{Error, Result};

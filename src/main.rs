@@ -26,6 +26,10 @@ const EXIT_SOME_FAILED: u8 = 2;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Largest image to decode, in pixels (width x height after decoding); larger files are
+    /// reported and skipped from their header, before any memory is allocated for them.
+    #[arg(long, global = true, default_value_t = qdet::image_io::DEFAULT_MAX_PIXELS, value_name = "N")]
+    max_pixels: u64,
 }
 
 #[derive(Subcommand)]
@@ -117,6 +121,10 @@ fn parse_imgsz(s: &str) -> Result<(usize, usize), String> {
         .iter()
         .map(|p| p.parse::<usize>().map_err(|_| format!("{s:?} is not a size like 640 or 384,640")))
         .collect::<Result<_, _>>()?;
+    let max = qdet::model::MAX_IMGSZ;
+    if nums.iter().any(|&n| n > max) {
+        return Err(format!("{s:?} is larger than {max}"));
+    }
     match nums.as_slice() {
         [n] if *n > 0 => Ok((*n, *n)),
         [h, w] if *h > 0 && *w > 0 => Ok((*h, *w)),
@@ -125,7 +133,17 @@ fn parse_imgsz(s: &str) -> Result<(usize, usize), String> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // clap exits with 2 on a bad flag; the README's table says 1 ("nothing done: bad flags").
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS };
+            // Printing fails only when stdout/stderr is closed; nothing is left to report to.
+            let _ = e.print();
+            return code;
+        }
+    };
+    qdet::image_io::set_max_pixels(cli.max_pixels);
     let result = match cli.command {
         Command::Detect(args) => detect(args),
         Command::Convert(args) => cli_dataset::convert(args),
@@ -172,7 +190,12 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     if !(0.0..=1.0).contains(&nms.conf) || !(0.0..=1.0).contains(&nms.iou) {
         bail!("--conf and --iou must be between 0 and 1");
     }
-    let images = qdet::sources::collect(&a.sources).context("collecting images")?;
+    let dir = a.out.clone().unwrap_or_else(|| qdet::sources::next_run_dir(&PathBuf::from("runs/detect"), "predict"));
+    let collected = qdet::sources::collect_excluding(&a.sources, std::slice::from_ref(&dir)).context("collecting images")?;
+    for (path, reason) in &collected.skipped {
+        eprintln!("qdet: skipped {}: {reason}", path.display());
+    }
+    let images = collected.images;
     if images.is_empty() {
         bail!("no images found in {}", a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
@@ -183,7 +206,6 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     if let Some(names) = &a.names {
         det.names = qdet::meta::read_names_file(names).context("reading class names")?;
     }
-    let dir = a.out.unwrap_or_else(|| qdet::sources::next_run_dir(&PathBuf::from("runs/detect"), "predict"));
     let writes_to_dir = !a.no_json && !a.beside || a.save_txt || a.save_img;
     if writes_to_dir {
         qdet::run::check_writable(&dir).context("output folder is not writable")?;
@@ -197,12 +219,16 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
         existing: if a.overwrite { Existing::Overwrite } else { Existing::Keep },
     };
     let bar = progress_bar(images.len() as u64);
-    let summary = qdet::run::run(&det, &images, &outputs, inflight, &|failure| {
+    let mut summary = qdet::run::run(&det, &images, &outputs, inflight, &|failure| {
         if let Some(f) = failure {
             bar.suspend(|| eprintln!("qdet: skipped {}: {}", f.path.display(), f.reason));
         }
         bar.inc(1);
     });
+    // Folder entries that could not be walked count as failed inputs.
+    summary.images += collected.skipped.len();
+    summary.failed += collected.skipped.len();
+    summary.failures.extend(collected.skipped.into_iter().map(|(path, reason)| qdet::run::Failure { path, reason }));
     bar.finish_and_clear();
     if a.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);

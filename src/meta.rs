@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 use crate::error::{Error, Result};
 use crate::pylit::{self, PyValue};
@@ -65,7 +65,7 @@ fn names_from_value(v: &PyValue) -> std::result::Result<Vec<String>, String> {
         PyValue::Dict(items) => items
             .iter()
             .map(|(k, v)| {
-                let id = k.as_i64().filter(|&i| (0..100_000).contains(&i)).ok_or("class ids must be small non-negative integers")?;
+                let id = k.as_i64().filter(|&i| (0..MAX_CLASSES as i64).contains(&i)).ok_or("class ids must be small non-negative integers")?;
                 let name = v.as_str().ok_or("class names must be strings")?;
                 Ok((id as usize, name.to_string()))
             })
@@ -92,7 +92,7 @@ fn dense(pairs: Vec<(usize, String)>) -> Vec<String> {
 /// Reads class names from `data.yaml` (Ultralytics: `names` as a list or an id->name map)
 /// or from a text file with one name per line (blank lines ignored).
 pub fn read_names_file(path: &Path) -> Result<Vec<String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, crate::input::TEXT_LIMIT)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
     if ext == "yaml" || ext == "yml" {
         names_from_yaml(&text).map_err(|r| Error::format(path, r))
@@ -101,10 +101,14 @@ pub fn read_names_file(path: &Path) -> Result<Vec<String>> {
     }
 }
 
+/// Most classes a model or dataset may name: class ids are indices into a list of names, so a
+/// file claiming `nc: 1000000000` must not make qdet allocate a billion of them (COCO has 80,
+/// Objects365 365, the largest open-vocabulary sets a few thousand).
+pub const MAX_CLASSES: usize = 100_000;
+
 /// Class names from the text of an Ultralytics dataset yaml.
 pub fn names_from_yaml(text: &str) -> std::result::Result<Vec<String>, String> {
-    let docs = YamlLoader::load_from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
-    let doc = docs.first().ok_or("empty YAML file")?;
+    let doc = &crate::yaml::load(text)?;
     let names = &doc["names"];
     let scalar = |y: &Yaml| -> Option<String> {
         match y {
@@ -123,7 +127,7 @@ pub fn names_from_yaml(text: &str) -> std::result::Result<Vec<String>, String> {
             let pairs = map
                 .iter()
                 .map(|(k, v)| {
-                    let id = k.as_i64().filter(|&i| (0..100_000).contains(&i)).ok_or("\"names\" keys must be class ids")?;
+                    let id = k.as_i64().filter(|&i| (0..MAX_CLASSES as i64).contains(&i)).ok_or("\"names\" keys must be class ids")?;
                     let name = scalar(v).ok_or("\"names\" values must be strings")?;
                     Ok((id as usize, name))
                 })

@@ -122,6 +122,24 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// The largest input side a dynamic model is run at: 4096 (a 4096 x 4096 input is 200 MB of
+/// floats before the first conv; far larger sizes made tract fail to allocate, and abort).
+pub const MAX_IMGSZ: usize = 4096;
+
+/// Why `h` x `w` cannot be a dynamic model's input size, if it cannot: each side a multiple of
+/// the model's stride, at most [`MAX_IMGSZ`].
+pub fn check_imgsz(h: usize, w: usize, stride: usize) -> std::result::Result<(), String> {
+    for v in [h, w] {
+        if v == 0 || v > MAX_IMGSZ {
+            return Err(format!("image size {v} is out of range: 1 to {MAX_IMGSZ}"));
+        }
+        if v % stride != 0 {
+            return Err(format!("image size {v} is not a multiple of the model's stride {stride} (try {})", v.next_multiple_of(stride)));
+        }
+    }
+    Ok(())
+}
+
 impl Model {
     /// Loads and validates a model. `probe_size` is the input size used to check the output
     /// shape of a dynamic model (usually the `--imgsz` the caller will run at).
@@ -131,7 +149,7 @@ impl Model {
 
     /// [`Model::load`], choosing how a QDQ model's quantized Convs run.
     pub fn load_with(path: &Path, probe_size: Option<(usize, usize)>, int8: Int8) -> Result<Model> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::input::read(path, crate::input::MODEL_LIMIT)?;
         if bytes.is_empty() {
             return Err(Error::NotOnnx { path: path.into(), reason: "the file is empty".into() });
         }
@@ -183,6 +201,9 @@ impl Model {
             (Some(h), Some(w)) => Some((h, w)),
             _ => None,
         };
+        if let (None, Some((h, w))) = (fixed_size, probe_size) {
+            check_imgsz(h, w, meta.stride.unwrap_or(32) as usize).map_err(|reason| Error::format(path, reason))?;
+        }
         let probe = fixed_size
             .or(probe_size)
             .or(meta.imgsz.map(|(h, w)| (h as usize, w as usize)))

@@ -226,13 +226,24 @@ fn ms(d: std::time::Duration) -> f64 {
 fn reason_of(e: &Error) -> String {
     match e {
         Error::Image { reason, .. } => reason.clone(),
-        Error::Io { source, .. } => source.to_string(),
+        Error::Io { cause, .. } => cause.to_string(),
         other => other.to_string(),
     }
 }
 
+/// Writes every output asked for. An existing one is kept (without `--overwrite`) and the
+/// others are still written, so a rerun after an interrupted run completes the set; the
+/// first existing one is then the error reported for the image.
 fn write_outputs(det: &Detector, src: &SourceImage, mut image: RgbImage, dets: &[Detection], out: &Outputs) -> Result<()> {
     let (w, h) = (image.width as u32, image.height as u32);
+    let mut kept: Option<Error> = None;
+    let mut keep = |r: Result<()>| match r {
+        Err(e @ Error::Exists { .. }) => {
+            kept.get_or_insert(e);
+            Ok(())
+        }
+        other => other,
+    };
     let json_path = match out.json {
         JsonMode::Off => None,
         JsonMode::OutDir => Some(out.dir.join(&src.rel).with_extension("json")),
@@ -244,20 +255,24 @@ fn write_outputs(det: &Detector, src: &SourceImage, mut image: RgbImage, dets: &
         let image_path = relative_path(&absolute(&src.path), &json_dir);
         let file = LabelmeFile::new(image_path.to_string_lossy().into_owned(), w, h, shapes);
         ensure_parent(&json_path)?;
-        atomic::write(&json_path, &file.to_json(), out.existing)?;
+        keep(atomic::write(&json_path, &file.to_json(), out.existing))?;
     }
     if out.txt {
         let txt_path = out.dir.join("labels").join(&src.rel).with_extension("txt");
         ensure_parent(&txt_path)?;
-        atomic::write(&txt_path, detections_to_txt(dets, w, h, out.txt_conf).as_bytes(), out.existing)?;
+        keep(atomic::write(&txt_path, detections_to_txt(dets, w, h, out.txt_conf).as_bytes(), out.existing))?;
     }
     if out.img {
-        crate::draw::annotate(&mut image, dets, |d| format!("{} {:.2}", det.label(d.class), d.score));
         let img_path = annotated_path(&out.dir.join(&src.rel));
-        ensure_parent(&img_path)?;
-        atomic::write(&img_path, &encode(&image, &img_path)?, out.existing)?;
+        if out.existing == Existing::Keep && img_path.exists() {
+            keep(Err(Error::Exists { path: img_path }))?;
+        } else {
+            crate::draw::annotate(&mut image, dets, |d| format!("{} {:.2}", det.label(d.class), d.score));
+            ensure_parent(&img_path)?;
+            keep(atomic::write(&img_path, &encode(&image, &img_path)?, out.existing))?;
+        }
     }
-    Ok(())
+    kept.map_or(Ok(()), Err)
 }
 
 /// Keeps the source's name where qdet can encode that format, else writes a JPEG.

@@ -25,31 +25,64 @@ pub fn is_image(path: &Path) -> bool {
 /// Expands sources in order: a file is taken as given (even without an image extension, so
 /// a mislabelled file is reported rather than silently ignored); a folder is walked
 /// recursively for image files; anything else is tried as a glob pattern.
-pub fn collect(sources: &[PathBuf]) -> Result<Vec<SourceImage>> {
-    let mut out = Vec::new();
+/// The images found, and the entries of the folders that could not be walked.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub images: Vec<SourceImage>,
+    /// A broken symlink, a symlink loop or an unreadable folder, with the reason: left out
+    /// and reported, as an unreadable image is, instead of stopping the whole run.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// [`collect_excluding`] with nothing excluded.
+pub fn collect(sources: &[PathBuf]) -> Result<Collected> {
+    collect_excluding(sources, &[])
+}
+
+/// The images of `sources` (files, folders walked recursively, glob patterns), leaving out
+/// the folders `exclude` (a run's own output folder inside a source: a second run must not
+/// read the first one's annotated images as inputs).
+pub fn collect_excluding(sources: &[PathBuf], exclude: &[PathBuf]) -> Result<Collected> {
+    let exclude: Vec<PathBuf> = exclude.iter().filter_map(|e| std::fs::canonicalize(e).ok()).collect();
+    let mut out = Collected::default();
     for src in sources {
         if src.is_file() {
             let name = src.file_name().map(PathBuf::from).unwrap_or_else(|| src.clone());
-            out.push(SourceImage { path: src.clone(), rel: name });
+            out.images.push(SourceImage { path: src.clone(), rel: name });
         } else if src.is_dir() {
-            let mut found = Vec::new();
-            for entry in walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name() {
-                let entry = entry.map_err(|e| {
-                    let p = e.path().unwrap_or(src).to_path_buf();
-                    Error::format(p, e.to_string())
-                })?;
-                if entry.file_type().is_file() && is_image(entry.path()) {
-                    let rel = entry.path().strip_prefix(src).unwrap_or(entry.path()).to_path_buf();
-                    found.push(SourceImage { path: entry.path().to_path_buf(), rel });
+            let walker = walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name().into_iter();
+            let walker = walker.filter_entry(|e| {
+                e.depth() == 0 || !e.file_type().is_dir() || exclude.is_empty() || std::fs::canonicalize(e.path()).map_or(true, |p| !exclude.contains(&p))
+            });
+            for entry in walker {
+                match entry {
+                    Ok(entry) if entry.file_type().is_file() && is_image(entry.path()) => {
+                        let rel = entry.path().strip_prefix(src).unwrap_or(entry.path()).to_path_buf();
+                        out.images.push(SourceImage { path: entry.path().to_path_buf(), rel });
+                    }
+                    Ok(_) => {}
+                    Err(e) if e.depth() == 0 => return Err(Error::format(src, e.to_string())),
+                    Err(e) => out.skipped.push((e.path().unwrap_or(src).to_path_buf(), walk_reason(&e))),
                 }
             }
-            out.extend(found);
         } else {
-            out.extend(expand_glob(src)?);
+            out.images.extend(expand_glob(src)?);
         }
     }
-    check_unique(&out)?;
+    check_unique(&out.images)?;
     Ok(out)
+}
+
+/// What went wrong with a folder entry, in words (walkdir's text repeats the path).
+fn walk_reason(e: &walkdir::Error) -> String {
+    if let Some(ancestor) = e.loop_ancestor() {
+        return format!("a symlink loop back to {}", ancestor.display());
+    }
+    match e.io_error() {
+        Some(io) if io.kind() == std::io::ErrorKind::NotFound => "a broken symlink".into(),
+        Some(io) => io.to_string(),
+        None => e.to_string(),
+    }
 }
 
 fn expand_glob(pattern: &Path) -> Result<Vec<SourceImage>> {
@@ -114,9 +147,9 @@ mod tests {
             std::fs::write(root.join(f), b"x").unwrap();
         }
         let got = collect(&[root.join("imgs"), root.join("c.jpeg")]).unwrap();
-        let rels: Vec<_> = got.iter().map(|s| s.rel.clone()).collect();
+        let rels: Vec<_> = got.images.iter().map(|s| s.rel.clone()).collect();
         assert_eq!(rels, vec![PathBuf::from("a.jpg"), PathBuf::from("sub/b.PNG"), PathBuf::from("c.jpeg")]);
-        let got = collect(&[root.join("imgs/*/*.PNG")]).unwrap();
+        let got = collect(&[root.join("imgs/*/*.PNG")]).unwrap().images;
         assert_eq!(got[0].rel, PathBuf::from("sub/b.PNG"));
         assert!(collect(&[root.join("missing")]).unwrap_err().to_string().contains("missing"));
         // The same output name twice is refused before any work.

@@ -28,7 +28,7 @@ fn stderr(o: &Output) -> String {
 fn calib(dir: &Path, n: usize) -> PathBuf {
     let out = dir.join("calib");
     std::fs::create_dir_all(&out).unwrap();
-    let src = qdet::sources::collect(&[root().join("calibration")]).unwrap();
+    let src = qdet::sources::collect(&[root().join("calibration")]).unwrap().images;
     for img in src.iter().take(n) {
         std::fs::copy(&img.path, out.join(img.path.file_name().unwrap())).unwrap();
     }

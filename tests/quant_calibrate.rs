@@ -39,7 +39,7 @@ fn model_path() -> PathBuf {
 }
 
 fn images() -> Vec<PathBuf> {
-    let found = qdet::sources::collect(&[root().join("calibration")]).unwrap();
+    let found = qdet::sources::collect(&[root().join("calibration")]).unwrap().images;
     found.into_iter().map(|s| s.path).collect()
 }
 

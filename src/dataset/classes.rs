@@ -63,7 +63,7 @@ pub fn yaml_names(names: &[String]) -> String {
 /// Writes a small text file unless an identical one is there already (re-running a command
 /// must not fail on the class list it wrote itself). Returns whether it wrote.
 pub fn write_if_changed(path: &Path, text: &str, existing: Existing) -> Result<bool> {
-    if let Ok(old) = std::fs::read_to_string(path) {
+    if let Ok(old) = crate::input::read_text(path, crate::input::TEXT_LIMIT) {
         if old == text {
             return Ok(false);
         }

@@ -48,7 +48,7 @@ impl Problem {
     /// A library error about one file, without repeating the path it already names.
     pub fn from_error(path: &Path, e: &Error) -> Problem {
         let reason = match e {
-            Error::Io { source, .. } => source.to_string(),
+            Error::Io { cause, .. } => cause.to_string(),
             Error::Image { reason, .. } | Error::Format { reason, .. } => reason.clone(),
             Error::Exists { .. } => "already exists (pass --overwrite to replace it)".into(),
             other => other.to_string(),

@@ -133,7 +133,7 @@ pub fn split(opts: &SplitOptions, progress: Progress) -> Result<Summary> {
     let n_val = val.len();
     let yaml = data_yaml(opts, &names, pairs.len() - n_val, n_val);
     let yaml_path = opts.out.join("data.yaml");
-    let yaml_existing = match std::fs::read_to_string(&yaml_path) {
+    let yaml_existing = match crate::input::read_text(&yaml_path, crate::input::TEXT_LIMIT) {
         // A names-only yaml (as `qdet convert` writes) with the same names says nothing the new
         // one does not: replacing it loses nothing.
         Ok(old) if names_only_with(&old, &names) => Existing::Overwrite,
@@ -391,7 +391,7 @@ fn check_destinations(
             }
         }
     }
-    if yaml_existing == Existing::Keep && std::fs::read_to_string(yaml).is_ok_and(|t| t != yaml_text) {
+    if yaml_existing == Existing::Keep && crate::input::read_text(yaml, crate::input::TEXT_LIMIT).is_ok_and(|t| t != yaml_text) {
         conflicts.push(format!("{} already exists with other content", yaml.display()));
     }
     if conflicts.is_empty() {
@@ -447,8 +447,7 @@ fn execute(opts: &SplitOptions, pair: &Pair, steps: &[Step]) -> std::result::Res
 
 /// Whether a dataset yaml has only class names (no `train`, `val`, `path`), and these ones.
 fn names_only_with(text: &str, names: &[String]) -> bool {
-    let Ok(docs) = yaml_rust2::YamlLoader::load_from_str(text) else { return false };
-    let Some(doc) = docs.first() else { return false };
+    let Ok(doc) = crate::yaml::load(text) else { return false };
     let has = |k: &str| !doc[k].is_badvalue();
     !has("train") && !has("val") && !has("path") && crate::meta::names_from_yaml(text).is_ok_and(|n| n == names)
 }

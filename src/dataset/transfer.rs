@@ -28,7 +28,7 @@ pub fn place(src: &Path, dst: &Path, mode: Mode, existing: Existing) -> Result<(
             Err(_) => {}
         }
     }
-    let bytes = std::fs::read(src).map_err(|e| Error::io(src, e))?;
+    let bytes = crate::input::read(src, u64::MAX)?;
     atomic::write(dst, &bytes, existing)
 }
 

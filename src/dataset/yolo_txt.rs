@@ -47,7 +47,7 @@ impl Label {
 
 /// Reads a label file.
 pub fn read(path: &Path) -> Result<Vec<Label>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, crate::input::TEXT_LIMIT)?;
     parse(&text, path)
 }
 

@@ -37,7 +37,7 @@ pub struct VocObject {
 
 /// Reads and parses one VOC XML file.
 pub fn read(path: &Path) -> Result<VocAnnotation> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::input::read_text(path, crate::input::TEXT_LIMIT)?;
     parse(&text, path)
 }
 

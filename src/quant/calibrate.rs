@@ -232,7 +232,7 @@ impl Setup<'_> {
 fn image_reason(e: &Error) -> String {
     match e {
         Error::Image { reason, .. } => reason.clone(),
-        Error::Io { source, .. } => source.to_string(),
+        Error::Io { cause, .. } => cause.to_string(),
         other => other.to_string(),
     }
 }

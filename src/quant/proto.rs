@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 pub use pb::ModelProto;
 
 pub fn read_model(path: &Path) -> Result<ModelProto> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::input::read(path, crate::input::MODEL_LIMIT)?;
     if bytes.is_empty() {
         return Err(Error::NotOnnx { path: path.into(), reason: "the file is empty".into() });
     }

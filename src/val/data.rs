@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf, MAIN_SEPARATOR};
 
-use yaml_rust2::{Yaml, YamlLoader};
+use yaml_rust2::Yaml;
 
 
 use crate::error::{Error, Result};
@@ -25,10 +25,12 @@ pub struct DataConfig {
 
 /// Reads an Ultralytics dataset yaml and resolves `split` (`val`, `test`, `train`, ...).
 pub fn load_data(yaml: &Path, split: &str) -> Result<DataConfig> {
-    let text = std::fs::read_to_string(yaml).map_err(|e| Error::io(yaml, e))?;
+    let text = crate::input::read_text(yaml, crate::input::TEXT_LIMIT)?;
     let bad = |reason: String| Error::format(yaml, reason);
-    let docs = YamlLoader::load_from_str(&text).map_err(|e| bad(format!("invalid YAML: {e}")))?;
-    let doc = docs.first().filter(|d| matches!(d, Yaml::Hash(_))).ok_or_else(|| bad("not a YAML mapping".into()))?;
+    let doc = &crate::yaml::load(&text).map_err(bad)?;
+    if !matches!(doc, Yaml::Hash(_)) {
+        return Err(bad("not a YAML mapping".into()));
+    }
 
     let nc = match &doc["nc"] {
         Yaml::BadValue | Yaml::Null => None,
@@ -39,6 +41,9 @@ pub fn load_data(yaml: &Path, split: &str) -> Result<DataConfig> {
     };
     if !matches!(&doc["nc"], Yaml::BadValue) && nc.is_none() {
         return Err(bad("'nc' must be a whole number".into()));
+    }
+    if let Some(n) = nc.filter(|&n| n > crate::meta::MAX_CLASSES) {
+        return Err(bad(format!("'nc' is {n}, more than {} classes", crate::meta::MAX_CLASSES)));
     }
     let names = match &doc["names"] {
         Yaml::BadValue | Yaml::Null => match nc {
@@ -142,7 +147,7 @@ pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 }
             }
         } else if src.is_file() {
-            let text = std::fs::read_to_string(src).map_err(|e| Error::io(src, e))?;
+            let text = crate::input::read_text(src, crate::input::TEXT_LIMIT)?;
             let parent = src.parent().unwrap_or(Path::new(""));
             for line in split_lines(text.trim_start_matches('\u{feff}').trim()) {
                 let p = if let Some(rest) = line.strip_prefix("./") {

@@ -216,9 +216,9 @@ pub fn run(
     let mut beyond_model = 0usize;
     for img in &images {
         let lp = label_path(img);
-        let parsed = match std::fs::read(&lp) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Labels::default()),
-            Err(e) => Err(Problem::new(&lp, e.to_string())),
+        let parsed = match crate::input::read(&lp, crate::input::TEXT_LIMIT) {
+            Err(crate::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => Ok(Labels::default()),
+            Err(e) => Err(Problem::from_error(&lp, &e)),
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => parse_labels(&text, &lp, data.names.len()),
                 Err(_) => Err(Problem::new(&lp, "not UTF-8 text")),

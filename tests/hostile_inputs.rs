@@ -1,0 +1,255 @@
+//! Hostile and broken inputs, crafted here (no big files committed): each ends in a named,
+//! bounded outcome, either skipped with the file and the reason while the rest of the run is
+//! done, or refused with a clear message before any work. Nothing aborts, hangs or allocates
+//! what a file merely claims.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use common::root;
+
+fn qdet(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_qdet")).args(args).current_dir(cwd).output().expect("qdet runs")
+}
+
+fn model() -> String {
+    root().join("models/shapes-yolov8n.onnx").to_string_lossy().into_owned()
+}
+
+fn val(name: &str) -> PathBuf {
+    root().join("datasets/shapes/images/val").join(name)
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// A 154-byte BMP whose header claims 60000 x 60000 pixels (10.8 GB decoded).
+fn bmp_bomb() -> Vec<u8> {
+    let mut b = b"BM".to_vec();
+    b.extend(154u32.to_le_bytes());
+    b.extend([0; 4]);
+    b.extend(54u32.to_le_bytes());
+    b.extend(40u32.to_le_bytes());
+    b.extend(60000i32.to_le_bytes());
+    b.extend(60000i32.to_le_bytes());
+    b.extend(1u16.to_le_bytes());
+    b.extend(24u16.to_le_bytes());
+    b.extend([0; 24]);
+    b.extend([0x7f; 100]);
+    b
+}
+
+/// A PNG whose IHDR claims 60000 x 60000 RGB, with a valid (tiny) IDAT and IEND.
+fn png_bomb() -> Vec<u8> {
+    let chunk = |kind: &[u8], data: &[u8]| {
+        let mut c = (data.len() as u32).to_be_bytes().to_vec();
+        let body: Vec<u8> = kind.iter().chain(data).copied().collect();
+        c.extend(&body);
+        c.extend(crc32(&body).to_be_bytes());
+        c
+    };
+    let mut ihdr = 60000u32.to_be_bytes().to_vec();
+    ihdr.extend(60000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    let mut p = b"\x89PNG\r\n\x1a\n".to_vec();
+    p.extend(chunk(b"IHDR", &ihdr));
+    // zlib stream of one empty stored block.
+    p.extend(chunk(b"IDAT", &[0x78, 0x01, 0x01, 0x00, 0x00, 0xff, 0xff, 0x00, 0x00, 0x00, 0x01]));
+    p.extend(chunk(b"IEND", &[]));
+    p
+}
+
+/// A real JPEG whose frame header is patched to claim 60000 x 60000.
+fn jpeg_claiming_huge() -> Vec<u8> {
+    let mut j = std::fs::read(val("val_0003.jpg")).unwrap();
+    let sof = (0..j.len() - 1).find(|&i| j[i] == 0xFF && (j[i + 1] == 0xC0 || j[i + 1] == 0xC2)).expect("a frame header");
+    j[sof + 5..sof + 7].copy_from_slice(&60000u16.to_be_bytes());
+    j[sof + 7..sof + 9].copy_from_slice(&60000u16.to_be_bytes());
+    j
+}
+
+#[test]
+fn images_claiming_huge_sizes_are_skipped_from_their_header() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("imgs");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::copy(val("val_0000.jpg"), src.join("good.jpg")).unwrap();
+    std::fs::write(src.join("bomb.bmp"), bmp_bomb()).unwrap();
+    std::fs::write(src.join("zbomb.png"), png_bomb()).unwrap();
+    std::fs::write(src.join("huge.jpg"), jpeg_claiming_huge()).unwrap();
+    let out = d.path().join("out");
+    let o = qdet(&["detect", "--model", &model(), src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"], d.path());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    for name in ["bomb.bmp", "zbomb.png", "huge.jpg"] {
+        let line = err.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} not reported:\n{err}"));
+        assert!(line.contains("60000 x 60000 pixels, more than the limit of 100000000 (--max-pixels)"), "{line}");
+    }
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["processed"], 1, "{summary}");
+    assert!(out.join("good.json").is_file());
+    // A lower limit refuses the good image too, by the same rule (it is 347 x 359); the
+    // run itself finished, so the status is 2, as for any image that failed.
+    let o = qdet(&["--max-pixels", "1000", "detect", "--model", &model(), src.join("good.jpg").to_str().unwrap(), "--out", d.path().join("o2").to_str().unwrap()], d.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("347 x 359 pixels, more than the limit of 1000"), "{}", stderr(&o));
+}
+
+/// Nine levels of ten aliases: 10^9 strings if expanded, 437 bytes on disk.
+fn yaml_bomb() -> String {
+    let mut s = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"].iter().zip(["b", "c", "d", "e", "f", "g", "h", "i"]) {
+        s += &format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 10].join(","));
+    }
+    s + "names: *i\nval: images\n"
+}
+
+#[test]
+fn yaml_alias_bombs_and_absurd_class_counts_are_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let bomb = d.path().join("data.yaml");
+    std::fs::write(&bomb, yaml_bomb()).unwrap();
+    let o = qdet(&["val", "--model", &model(), "--data", bomb.to_str().unwrap()], d.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("data.yaml") && stderr(&o).contains("alias"), "{}", stderr(&o));
+    // The same file as a class list for convert.
+    std::fs::create_dir_all(d.path().join("ann")).unwrap();
+    std::fs::write(d.path().join("ann/a.txt"), "0 0.5 0.5 0.1 0.1\n").unwrap();
+    let o = qdet(&["convert", "--from", "yolo", "--to", "labelme", "ann", "--out", "lm", "--classes", "data.yaml"], d.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("alias"), "{}", stderr(&o));
+
+    let nc = d.path().join("nc.yaml");
+    std::fs::write(&nc, "nc: 1000000000\nval: images\n").unwrap();
+    let o = qdet(&["val", "--model", &model(), "--data", nc.to_str().unwrap()], d.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("'nc' is 1000000000, more than 100000 classes"), "{}", stderr(&o));
+}
+
+#[test]
+fn image_sizes_out_of_range_are_refused_with_the_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let dynamic = root().join("models/variants/shapes-yolov8n-dynamic.onnx");
+    let img = val("val_0000.jpg");
+    for (imgsz, says) in [
+        ("4294967296", "larger than 4096"),
+        ("16384", "larger than 4096"),
+        ("33", "image size 33 is not a multiple of the model's stride 32 (try 64)"),
+    ] {
+        let o = qdet(&["detect", "--model", dynamic.to_str().unwrap(), "--imgsz", imgsz, img.to_str().unwrap(), "--out", "o"], d.path());
+        assert_eq!(o.status.code(), Some(1), "--imgsz {imgsz}: {}", stderr(&o));
+        assert!(stderr(&o).contains(says), "--imgsz {imgsz}: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn bad_flags_exit_1_as_documented_and_help_exits_0() {
+    let d = tempfile::tempdir().unwrap();
+    let o = qdet(&["detect", "--bogus"], d.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--bogus"));
+    assert_eq!(qdet(&["detect", "--help"], d.path()).status.code(), Some(0));
+}
+
+#[test]
+fn os_errors_are_printed_once() {
+    let d = tempfile::tempdir().unwrap();
+    let o = qdet(&["detect", "--model", d.path().to_str().unwrap(), val("val_0000.jpg").to_str().unwrap(), "--out", "o"], d.path());
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("not a regular file (a folder)"), "{err}");
+    let missing = qdet(&["detect", "--model", "missing.onnx", val("val_0000.jpg").to_str().unwrap(), "--out", "o"], d.path());
+    let err = stderr(&missing);
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
+}
+
+/// A FIFO (or a symlink to /dev/zero) where a label file should be: reported and the image
+/// left out, not a hang or an endless read.
+#[cfg(unix)]
+#[test]
+fn special_files_as_labels_are_skipped_not_read() {
+    let d = tempfile::tempdir().unwrap();
+    let images = d.path().join("ds/images/val");
+    let labels = d.path().join("ds/labels/val");
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&labels).unwrap();
+    for name in ["val_0000", "val_0001", "val_0002"] {
+        std::fs::copy(val(&format!("{name}.jpg")), images.join(format!("{name}.jpg"))).unwrap();
+    }
+    std::fs::copy(root().join("datasets/shapes/labels/val/val_0000.txt"), labels.join("val_0000.txt")).unwrap();
+    assert!(Command::new("mkfifo").arg(labels.join("val_0001.txt")).status().unwrap().success());
+    std::os::unix::fs::symlink("/dev/zero", labels.join("val_0002.txt")).unwrap();
+    let yaml = d.path().join("ds/data.yaml");
+    std::fs::write(&yaml, "path: .\nval: images/val\nnames: [circle, square, triangle, star, hexagon, cross]\n").unwrap();
+    let o = qdet(&["val", "--model", &model(), "--data", yaml.to_str().unwrap()], d.path());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("val_0001.txt") && err.contains("a FIFO"), "{err}");
+    assert!(err.contains("val_0002.txt") && err.contains("a device"), "{err}");
+}
+
+#[test]
+fn output_folder_inside_the_source_is_not_read_back_as_input() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("imgs");
+    std::fs::create_dir_all(&src).unwrap();
+    for name in ["val_0000.jpg", "val_0001.jpg", "val_0002.jpg"] {
+        std::fs::copy(val(name), src.join(name)).unwrap();
+    }
+    for run in 0..2 {
+        let o = qdet(&["detect", "--model", &model(), "imgs", "--out", "imgs/out", "--save-img", "--overwrite", "--json"], d.path());
+        assert!(o.status.success(), "run {run}: {}", stderr(&o));
+        let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(summary["images"], 3, "run {run}: {summary}");
+    }
+}
+
+/// kill -9 between the JSON and the annotated image: a rerun keeps the JSON (reported, as
+/// an existing file is) and still writes the missing image.
+#[test]
+fn a_rerun_completes_the_outputs_an_interrupted_run_left_missing() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(val("val_0006.jpg"), d.path().join("a.jpg")).unwrap();
+    let run = || qdet(&["detect", "--model", &model(), "a.jpg", "--out", "out", "--save-img", "--save-txt"], d.path());
+    assert!(run().status.success());
+    let json = std::fs::read(d.path().join("out/a.json")).unwrap();
+    std::fs::remove_file(d.path().join("out/a.jpg")).unwrap();
+    std::fs::remove_file(d.path().join("out/labels/a.txt")).unwrap();
+    let o = run();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("a.json: already exists"), "{}", stderr(&o));
+    assert!(d.path().join("out/a.jpg").is_file() && d.path().join("out/labels/a.txt").is_file());
+    assert_eq!(std::fs::read(d.path().join("out/a.json")).unwrap(), json);
+}
+
+#[cfg(unix)]
+#[test]
+fn broken_symlinks_and_loops_among_the_images_are_skipped_and_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("imgs");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    std::fs::copy(val("val_0000.jpg"), src.join("good.jpg")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("nowhere.jpg"), src.join("broken.jpg")).unwrap();
+    std::os::unix::fs::symlink(&src, src.join("sub/loop")).unwrap();
+    let o = qdet(&["detect", "--model", &model(), "imgs", "--out", "out", "--json"], d.path());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("broken.jpg: a broken symlink"), "{err}");
+    assert!(err.contains("loop: a symlink loop back to"), "{err}");
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!((summary["processed"].as_u64(), summary["failed"].as_u64()), (Some(1), Some(2)), "{summary}");
+}
