@@ -84,6 +84,10 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         if !a.overwrite && p.exists() {
             bail!("{} already exists (pass --overwrite to replace it)", p.display());
         }
+        // Before the statistics, not after: the folder is made (as detect's --out is) and
+        // must take a file.
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        qdet::run::check_writable(dir).with_context(|| format!("{} cannot be written", p.display()))?;
     }
     let exclude = a.exclude.iter().map(|p| NamePattern::parse(p)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
     for dir in &a.images {

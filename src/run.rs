@@ -73,7 +73,8 @@ pub struct Summary {
 pub fn check_writable(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let probe = dir.join(format!(".qdet-write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(|e| Error::io(dir, e))?;
+    // create_new: never through a file or symlink already at that name.
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe).map_err(|e| Error::io(dir, e))?;
     std::fs::remove_file(&probe).map_err(|e| Error::io(dir, e))
 }
 

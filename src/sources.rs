@@ -74,7 +74,7 @@ pub fn collect_excluding(sources: &[PathBuf], exclude: &[PathBuf]) -> Result<Col
 }
 
 /// What went wrong with a folder entry, in words (walkdir's text repeats the path).
-fn walk_reason(e: &walkdir::Error) -> String {
+pub(crate) fn walk_reason(e: &walkdir::Error) -> String {
     if let Some(ancestor) = e.loop_ancestor() {
         return format!("a symlink loop back to {}", ancestor.display());
     }

@@ -253,3 +253,149 @@ fn broken_symlinks_and_loops_among_the_images_are_skipped_and_reported() {
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!((summary["processed"].as_u64(), summary["failed"].as_u64()), (Some(1), Some(2)), "{summary}");
 }
+
+fn labelme_json(image: &str, labels: &[&str]) -> String {
+    let shapes: Vec<serde_json::Value> = labels
+        .iter()
+        .map(|l| serde_json::json!({"label": l, "points": [[10.0, 10.0], [50.0, 60.0]], "shape_type": "rectangle", "group_id": null, "flags": {}}))
+        .collect();
+    serde_json::json!({"version": "5.4.1", "flags": {}, "shapes": shapes, "imagePath": image, "imageData": null, "imageHeight": 100, "imageWidth": 200}).to_string()
+}
+
+/// A label with a line break would be two lines of classes.txt, shifting every later id.
+#[test]
+fn labels_that_cannot_be_a_class_list_line_are_left_out_and_reported() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("ann")).unwrap();
+    std::fs::write(d.path().join("ann/a.json"), labelme_json("a.jpg", &["cat", "do\ng", " ", "zebra"])).unwrap();
+    let o = qdet(&["convert", "--from", "labelme", "--to", "yolo", "ann", "--out", "yolo"], d.path());
+    let err = stderr(&o);
+    assert!(err.contains("line break") && err.contains("empty label"), "{err}");
+    assert_eq!(std::fs::read_to_string(d.path().join("yolo/classes.txt")).unwrap(), "cat\nzebra\n");
+    let txt = std::fs::read_to_string(d.path().join("yolo/a.txt")).unwrap();
+    let ids: Vec<&str> = txt.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(ids, ["0", "1"], "{txt}");
+}
+
+/// Converting into a folder whose class list fixes another order: its list is used when it
+/// holds every class, else nothing is written.
+#[test]
+fn converting_into_a_folder_with_another_class_list_keeps_ids_consistent() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("ann")).unwrap();
+    std::fs::create_dir_all(d.path().join("yolo")).unwrap();
+    std::fs::write(d.path().join("yolo/classes.txt"), "dog\ncat\n").unwrap();
+    std::fs::write(d.path().join("ann/a.json"), labelme_json("a.jpg", &["cat"])).unwrap();
+    let o = qdet(&["convert", "--from", "labelme", "--to", "yolo", "ann", "--out", "yolo"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read_to_string(d.path().join("yolo/a.txt")).unwrap().starts_with("1 "), "cat is class 1 there");
+    assert_eq!(std::fs::read_to_string(d.path().join("yolo/classes.txt")).unwrap(), "dog\ncat\n");
+
+    std::fs::write(d.path().join("ann/b.json"), labelme_json("b.jpg", &["bird"])).unwrap();
+    let o = qdet(&["convert", "--from", "labelme", "--to", "yolo", "ann", "--out", "yolo2"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(d.path().join("yolo2/classes.txt"), "dog\ncat\n").unwrap();
+    std::fs::remove_file(d.path().join("yolo2/data.yaml")).unwrap();
+    std::fs::remove_file(d.path().join("yolo2/a.txt")).unwrap();
+    let o = qdet(&["convert", "--from", "labelme", "--to", "yolo", "ann", "--out", "yolo2"], d.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("classes.txt: already lists 2 classes"), "{}", stderr(&o));
+    assert!(!d.path().join("yolo2/a.txt").exists(), "nothing is written before the refusal");
+}
+
+/// `<filename>` can only name a file in the annotation's image folders: `/etc/passwd` is
+/// looked for as `passwd` there (and not found), never opened where it points.
+#[test]
+fn voc_filenames_cannot_point_outside_the_dataset() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("voc/Annotations")).unwrap();
+    std::fs::create_dir_all(d.path().join("voc/JPEGImages")).unwrap();
+    std::fs::copy(val("val_0007.jpg"), d.path().join("voc/JPEGImages/x.jpg")).unwrap();
+    let xml = "<annotation><filename>/etc/passwd</filename><size><width>10</width><height>10</height></size>\
+        <object><name>a</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax><ymax>5</ymax></bndbox></object></annotation>";
+    std::fs::write(d.path().join("voc/Annotations/x.xml"), xml).unwrap();
+    let o = qdet(&["convert", "--from", "voc", "--to", "labelme", "voc/Annotations", "--out", "lm"], d.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("x.xml: no image named passwd.* in voc/JPEGImages/"), "{}", stderr(&o));
+    assert!(!d.path().join("lm/x.json").exists());
+    // Named by its file name, the image is found.
+    std::fs::write(d.path().join("voc/Annotations/x.xml"), xml.replace("/etc/passwd", "../../elsewhere/x.jpg")).unwrap();
+    let o = qdet(&["convert", "--from", "voc", "--to", "labelme", "voc/Annotations", "--out", "lm"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lm: serde_json::Value = serde_json::from_slice(&std::fs::read(d.path().join("lm/x.json")).unwrap()).unwrap();
+    assert!(lm["imagePath"].as_str().unwrap().ends_with("JPEGImages/x.jpg"), "{lm}");
+}
+
+/// Messages quote the file's own text: a class `1e20` is not "class 18446744073709551615",
+/// a coordinate `1e308` not "inf" or its 309-digit expansion.
+#[test]
+fn out_of_range_label_values_are_reported_as_written() {
+    let d = tempfile::tempdir().unwrap();
+    let (images, labels) = (d.path().join("ds/images/val"), d.path().join("ds/labels/val"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&labels).unwrap();
+    for name in ["val_0000", "val_0001"] {
+        std::fs::copy(val(&format!("{name}.jpg")), images.join(format!("{name}.jpg"))).unwrap();
+    }
+    std::fs::write(labels.join("val_0000.txt"), "1e20 0.5 0.5 0.1 0.1\n").unwrap();
+    std::fs::write(labels.join("val_0001.txt"), "0 0.5 1e308 0.1 0.1\n").unwrap();
+    let yaml = d.path().join("ds/data.yaml");
+    std::fs::write(&yaml, "path: .\nval: images/val\nnames: [circle, square, triangle, star, hexagon, cross]\n").unwrap();
+    let o = qdet(&["val", "--model", &model(), "--data", yaml.to_str().unwrap()], d.path());
+    let err = stderr(&o);
+    assert!(err.contains("class 1e20 is not one of the dataset's 6 classes"), "{err}");
+    assert!(err.contains("\"1e308\" is out of range"), "{err}");
+    // convert reads YOLO labels with its own rules, and quotes the same text.
+    std::fs::write(d.path().join("classes.txt"), "a\n").unwrap();
+    let o = qdet(&["convert", "--from", "yolo", "--to", "labelme", "ds/labels/val", "--out", "lm", "--classes", "classes.txt"], d.path());
+    let err = stderr(&o);
+    assert!(err.contains("\"1e20\" is not a non-negative integer"), "{err}");
+    assert!(err.contains("1e308 is outside 0..1"), "{err}");
+}
+
+/// An --out that cannot be written is refused before the statistics pass, not after; a
+/// missing folder is made, as detect's --out is.
+#[test]
+fn calibrate_checks_its_outputs_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(d.path().join("file"), b"x").unwrap();
+    let calib = root().join("calibration");
+    let o = qdet(&["calibrate", "--model", &model(), "--images", calib.to_str().unwrap(), "--out", "file/sub/x.onnx"], d.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("file/sub/x.onnx cannot be written"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("calibration images"), "refused before reading any image: {}", stderr(&o));
+    let o = qdet(&["calibrate", "--model", &model(), "--images", calib.to_str().unwrap(), "--num", "2", "--analysis-images", "0", "--out", "new/dir/x.onnx"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(d.path().join("new/dir/x.onnx").is_file());
+}
+
+/// The dataset chores and val walk folders too: an entry they cannot walk is reported and
+/// skipped, the rest done.
+#[cfg(unix)]
+#[test]
+fn dataset_commands_skip_entries_they_cannot_walk() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("ann/sub")).unwrap();
+    std::fs::write(d.path().join("ann/a.json"), labelme_json("a.jpg", &["cat"])).unwrap();
+    std::os::unix::fs::symlink(d.path().join("gone.json"), d.path().join("ann/broken.json")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("ann"), d.path().join("ann/sub/loop")).unwrap();
+    let o = qdet(&["convert", "--from", "labelme", "--to", "yolo", "ann", "--out", "yolo"], d.path());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("broken.json") && err.contains("a broken symlink"), "{err}");
+    assert!(err.contains("a symlink loop"), "{err}");
+    assert!(d.path().join("yolo/a.txt").is_file());
+
+    let (images, labels) = (d.path().join("ds/images/val"), d.path().join("ds/labels/val"));
+    std::fs::create_dir_all(&images).unwrap();
+    std::fs::create_dir_all(&labels).unwrap();
+    std::fs::copy(val("val_0000.jpg"), images.join("val_0000.jpg")).unwrap();
+    std::fs::copy(root().join("datasets/shapes/labels/val/val_0000.txt"), labels.join("val_0000.txt")).unwrap();
+    std::os::unix::fs::symlink(d.path().join("gone.jpg"), images.join("broken.jpg")).unwrap();
+    let yaml = d.path().join("ds/data.yaml");
+    std::fs::write(&yaml, "path: .\nval: images/val\nnames: [circle, square, triangle, star, hexagon, cross]\n").unwrap();
+    let o = qdet(&["val", "--model", &model(), "--data", yaml.to_str().unwrap()], d.path());
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("broken.jpg"), "{err}");
+}

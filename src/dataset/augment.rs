@@ -164,7 +164,7 @@ pub fn augment(opts: &AugmentOptions, progress: Progress) -> Result<Summary> {
     if opts.n == 0 {
         return Err(Error::Invalid("--n must be at least 1".into()));
     }
-    let inputs = files::walk(&opts.src, std::slice::from_ref(&opts.out), |p| files::has_ext(p, "json"))?;
+    let (inputs, unwalkable) = files::walk(&opts.src, std::slice::from_ref(&opts.out), |p| files::has_ext(p, "json"))?;
     if inputs.is_empty() {
         return Err(Error::Invalid(format!("no labelme .json files in {}", opts.src.display())));
     }
@@ -180,7 +180,7 @@ pub fn augment(opts: &AugmentOptions, progress: Progress) -> Result<Summary> {
             o
         })
         .collect();
-    let mut summary = Summary { output_dir: opts.out.clone(), ..Summary::default() };
+    let mut summary = Summary { output_dir: opts.out.clone(), skipped: unwalkable, ..Summary::default() };
     for o in outcomes {
         summary.read += o.read as usize;
         summary.written += o.written;

@@ -91,13 +91,13 @@ struct Parsed {
 /// are in the summary.
 pub fn convert(opts: &ConvertOptions, progress: Progress) -> Result<Summary> {
     check_formats(opts.from, opts.to)?;
-    let inputs = find_inputs(opts)?;
+    let (inputs, unwalkable) = find_inputs(opts)?;
     progress(Event::Start(inputs.len()));
     let index = image_index(opts.from, &inputs);
     let parsed: Vec<std::result::Result<Parsed, Problem>> =
         inputs.par_iter().map(|f| read_one(opts, f, &index)).collect();
 
-    let mut summary = Summary { output_dir: opts.out.clone(), ..Summary::default() };
+    let mut summary = Summary { output_dir: opts.out.clone(), skipped: unwalkable, ..Summary::default() };
     let mut ok = Vec::new();
     for p in parsed {
         match p {
@@ -109,7 +109,9 @@ pub fn convert(opts: &ConvertOptions, progress: Progress) -> Result<Summary> {
         }
     }
     summary.read = ok.len();
+    drop_unwritable_labels(&mut ok);
     let names = settle_classes(opts, &mut ok)?;
+    let names = if opts.to == Format::Yolo { reconcile_with_out(opts, names)? } else { names };
 
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
     let results: Vec<(Vec<Problem>, std::result::Result<(), Problem>)> = ok
@@ -153,10 +155,10 @@ fn check_formats(from: Format, to: Format) -> Result<()> {
     }
 }
 
-fn find_inputs(opts: &ConvertOptions) -> Result<Vec<Found>> {
+fn find_inputs(opts: &ConvertOptions) -> Result<(Vec<Found>, Vec<Problem>)> {
     let ext = opts.from.ext();
     let names_file = opts.classes.as_ref().map(|(_, p)| super::absolute(p));
-    let found = files::walk(&opts.src, std::slice::from_ref(&opts.out), |p| {
+    let (found, unwalkable) = files::walk(&opts.src, std::slice::from_ref(&opts.out), |p| {
         // A class list lying among the labels is not a label file.
         let is_list = p.file_name() == Some(OsStr::new("classes.txt"))
             || names_file.as_ref().is_some_and(|n| super::absolute(p) == *n);
@@ -165,7 +167,7 @@ fn find_inputs(opts: &ConvertOptions) -> Result<Vec<Found>> {
     if found.is_empty() {
         return Err(Error::Invalid(format!("no .{ext} files in {}", opts.src.display())));
     }
-    Ok(found)
+    Ok((found, unwalkable))
 }
 
 /// Folders where images may be, listed once up front (YOLO and VOC need the image size).
@@ -294,12 +296,15 @@ fn voc_image_dirs(xml: &Path) -> Vec<PathBuf> {
 /// then any image with the XML's stem there.
 fn voc_image(xml: &Path, ann: &voc::VocAnnotation, index: &ImageIndex) -> std::result::Result<PathBuf, String> {
     let dirs = voc_image_dirs(xml);
-    if let Some(name) = &ann.filename {
+    // `<filename>` names a file in those folders: its last component only, so
+    // `<filename>/etc/passwd</filename>` cannot point outside them.
+    if let Some(name) = ann.filename.as_ref().and_then(|f| Path::new(f).file_name()) {
         if let Some(p) = dirs.iter().map(|d| d.join(name)).find(|p| p.is_file()) {
             return Ok(p);
         }
     }
-    if let Some(p) = ann.path.as_ref().map(PathBuf::from).filter(|p| p.is_file()) {
+    // `<path>` is where the annotating tool saw the image; used only if it is an image.
+    if let Some(p) = ann.path.as_ref().map(PathBuf::from).filter(|p| crate::sources::is_image(p) && p.is_file()) {
         return Ok(p);
     }
     let stem = ann.filename.as_ref().map(Path::new).and_then(Path::file_stem).or(xml.file_stem()).unwrap_or_default();
@@ -351,6 +356,65 @@ fn read_voc(opts: &ConvertOptions, f: &Found, index: &ImageIndex) -> std::result
 /// Decides the class list and checks every label against it. Names become ids for YOLO
 /// output and ids become names for labelme output; unknown ones stop the run or, with
 /// `skip_unknown`, are left out and reported.
+/// Leaves out (and reports) objects whose label cannot be a line of `classes.txt`: an empty
+/// label, or one with a line break, would shift every later class id by one when the list
+/// is read back.
+fn drop_unwritable_labels(parsed: &mut [Parsed]) {
+    for p in parsed.iter_mut() {
+        let (src, dropped) = (&p.src, &mut p.dropped);
+        p.objects.retain(|o| {
+            let Label::Name(n) = &o.label else { return true };
+            let why = if n.trim().is_empty() {
+                "has an empty label"
+            } else if n.contains(['\n', '\r']) {
+                "has a label with a line break, which a one-name-per-line class list cannot hold"
+            } else {
+                return true;
+            };
+            let reason = format!("{} {why}; left out", o.what);
+            dropped.push(match o.line {
+                Some(l) => Problem::at_line(src, l, reason),
+                None => Problem::new(src, reason),
+            });
+            false
+        });
+    }
+}
+
+/// The class list to write into `--out` when it already has one (`classes.txt` or
+/// `data.yaml`, as an earlier convert or a dataset left): the same list is fine; a list that
+/// holds every class of this run (in its own order) is used as it is, so the labels written
+/// now agree with the ones there; any other list refuses the run before anything is written,
+/// unless `--overwrite`.
+fn reconcile_with_out(opts: &ConvertOptions, names: Vec<String>) -> Result<Vec<String>> {
+    let Some(path) = ["classes.txt", "data.yaml"].map(|f| opts.out.join(f)).into_iter().find(|p| p.is_file()) else {
+        return Ok(names);
+    };
+    let there = classes::read(&path)?;
+    if there == names || opts.existing == Existing::Overwrite {
+        return Ok(names);
+    }
+    if opts.classes.is_none() && names.iter().all(|n| there.contains(n)) {
+        return Ok(there);
+    }
+    Err(Error::format(
+        &path,
+        format!(
+            "already lists {} classes in another order or with others ({}); labels written with this run's ids ({}) would not match it: \
+             convert into an empty folder, pass --classes {}, or --overwrite",
+            there.len(),
+            preview(&there),
+            preview(&names),
+            path.display()
+        ),
+    ))
+}
+
+fn preview(names: &[String]) -> String {
+    let head: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
+    if names.len() > 5 { format!("{}, ...", head.join(", ")) } else { head.join(", ") }
+}
+
 fn settle_classes(opts: &ConvertOptions, parsed: &mut [Parsed]) -> Result<Vec<String>> {
     let given = match (&opts.classes, opts.from) {
         (Some((names, path)), _) => Some((names.clone(), path.clone())),

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
 
+use super::Problem;
 use crate::error::{Error, Result};
 use crate::sources::is_image;
 
@@ -21,10 +22,12 @@ pub struct Found {
 /// Files under `src` (or `src` itself if it is a file) for which `keep` is true, sorted by
 /// path. Hidden files (`.name`: editor and qdet temporaries, macOS `._` forks) and anything
 /// under the `exclude` folders (outputs, when they lie inside the source) are left out.
-pub fn walk(src: &Path, exclude: &[PathBuf], keep: impl Fn(&Path) -> bool) -> Result<Vec<Found>> {
+/// Entries below `src` that cannot be walked (a broken symlink, a symlink loop, an unreadable
+/// folder) are returned as problems, to be reported and skipped: they do not stop the run.
+pub fn walk(src: &Path, exclude: &[PathBuf], keep: impl Fn(&Path) -> bool) -> Result<(Vec<Found>, Vec<Problem>)> {
     if src.is_file() {
         let rel = src.file_name().map(PathBuf::from).unwrap_or_else(|| src.to_path_buf());
-        return Ok(vec![Found { path: src.to_path_buf(), rel }]);
+        return Ok((vec![Found { path: src.to_path_buf(), rel }], Vec::new()));
     }
     if !src.is_dir() {
         return Err(Error::io(src, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
@@ -38,17 +41,22 @@ pub fn walk(src: &Path, exclude: &[PathBuf], keep: impl Fn(&Path) -> bool) -> Re
         let excluded = e.depth() > 0 && e.file_type().is_dir() && exclude.contains(&super::absolute(e.path()));
         !hidden && !excluded
     });
+    let mut problems = Vec::new();
     for entry in walker {
-        let entry = entry.map_err(|e| {
-            let p = e.path().unwrap_or(src).to_path_buf();
-            Error::format(p, e.to_string())
-        })?;
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) if e.depth() == 0 => return Err(Error::format(src, e.to_string())),
+            Err(e) => {
+                problems.push(Problem::new(e.path().unwrap_or(src), crate::sources::walk_reason(&e)));
+                continue;
+            }
+        };
         if entry.file_type().is_file() && keep(entry.path()) {
             let rel = entry.path().strip_prefix(src).unwrap_or(entry.path()).to_path_buf();
             out.push(Found { path: entry.path().to_path_buf(), rel });
         }
     }
-    Ok(out)
+    Ok((out, problems))
 }
 
 /// Whether the file's extension is `ext` (any case).

@@ -88,7 +88,8 @@ pub fn split(opts: &SplitOptions, progress: Progress) -> Result<Summary> {
     let mut summary = Summary { output_dir: opts.out.clone(), ..Summary::default() };
     let outputs: Vec<PathBuf> =
         ["images/train", "images/val", "labels/train", "labels/val"].iter().map(|d| opts.out.join(d)).collect();
-    let images = files::walk(&opts.src, &outputs, is_image)?;
+    let (images, unwalkable) = files::walk(&opts.src, &outputs, is_image)?;
+    summary.skipped.extend(unwalkable);
     if images.is_empty() {
         let already = outputs.iter().any(|d| d.is_dir());
         let hint = if already {
@@ -212,7 +213,8 @@ fn pair_up(
     }
     let ext = if kind == LabelKind::Labelme { "json" } else { "txt" };
     let names_file = opts.classes.as_ref().map(|(_, p)| super::absolute(p));
-    let labels =
+    // Unwalkable entries were reported with the images' walk of the same folder.
+    let (labels, _) =
         files::walk(&opts.src, outputs, |p| files::has_ext(p, ext) && p.file_name() != Some("classes.txt".as_ref()))?;
     for l in labels {
         let abs = super::absolute(&l.path);

@@ -73,11 +73,11 @@ pub fn parse(text: &str, path: &Path) -> Result<Vec<Label>> {
         let (geometry, conf) = match nums.len() {
             4 | 5 => {
                 let [cx, cy, w, h] = [nums[0], nums[1], nums[2], nums[3]];
-                check_norm(&[cx, cy, w, h]).map_err(bad)?;
+                check_norm(&[cx, cy, w, h], &fields[1..]).map_err(bad)?;
                 (Geometry::Box([cx, cy, w, h].map(clamp01)), nums.get(4).copied())
             }
             k if k >= 6 && k % 2 == 0 => {
-                check_norm(&nums).map_err(bad)?;
+                check_norm(&nums, &fields[1..]).map_err(bad)?;
                 (Geometry::Polygon(nums.chunks(2).map(|c| [clamp01(c[0]), clamp01(c[1])]).collect()), None)
             }
             k => {
@@ -101,10 +101,15 @@ fn parse_class(s: &str) -> Option<usize> {
     (v >= 0.0 && v.fract() == 0.0 && v < 1e9).then_some(v as usize)
 }
 
-fn check_norm(vals: &[f64]) -> std::result::Result<(), String> {
-    match vals.iter().find(|v| !(-NORM_TOL..=1.0 + NORM_TOL).contains(*v)) {
+/// `texts` are the values as the file writes them, quoted in the message (`1e308`, not the
+/// 309 digits of its decimal expansion).
+fn check_norm(vals: &[f64], texts: &[&str]) -> std::result::Result<(), String> {
+    match vals.iter().position(|v| !(-NORM_TOL..=1.0 + NORM_TOL).contains(v)) {
         None => Ok(()),
-        Some(v) => Err(format!("{v} is outside 0..1: YOLO coordinates are fractions of the image size, not pixels")),
+        Some(i) => Err(format!(
+            "{} is outside 0..1: YOLO coordinates are fractions of the image size, not pixels",
+            texts.get(i).copied().unwrap_or("a value")
+        )),
     }
 }
 

@@ -141,7 +141,17 @@ pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
                 .into_iter()
                 .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'));
             for entry in walker {
-                let entry = entry.map_err(|e| Error::format(e.path().unwrap_or(src).to_path_buf(), e.to_string()))?;
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) if e.depth() == 0 => return Err(Error::format(src, e.to_string())),
+                    // A broken symlink, a loop, an unreadable folder: listed, so that reading
+                    // it fails like any unreadable image (reported with the reason, skipped)
+                    // instead of stopping the whole run here.
+                    Err(e) => {
+                        found.extend(e.path().map(Path::to_path_buf));
+                        continue;
+                    }
+                };
                 if entry.file_type().is_file() && has_image_ext(&entry.file_name().to_string_lossy()) {
                     found.push(entry.path().to_path_buf());
                 }

@@ -28,6 +28,8 @@ pub struct Labels {
 /// the points (duplicates are judged on those).
 struct Row {
     cls: f32,
+    /// The class as the file writes it, for messages (`1e20` is not 18446744073709551615).
+    cls_text: String,
     xywh: [f32; 4],
     line: usize,
     key: Vec<f32>,
@@ -47,7 +49,8 @@ pub fn parse_labels(text: &str, path: &Path, nc: usize) -> std::result::Result<L
     let number = |line: usize, s: &str| -> std::result::Result<f32, Problem> {
         // numpy parses to double, then stores float32.
         match s.parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(v as f32),
+            Ok(v) if v.is_finite() && v.abs() <= f64::from(f32::MAX) => Ok(v as f32),
+            Ok(v) if v.is_finite() => Err(at(line, format!("{s:?} is out of range for a label value"))),
             _ => Err(at(line, format!("{s:?} is not a finite number"))),
         }
     };
@@ -84,7 +87,7 @@ pub fn parse_labels(text: &str, path: &Path, nc: usize) -> std::result::Result<L
             }
             ([vals[0], vals[1], vals[2], vals[3]], vals.clone())
         };
-        rows.push(Row { cls, xywh, line, key });
+        rows.push(Row { cls, cls_text: f[0].to_string(), xywh, line, key });
     }
     for r in &rows {
         // The asserts of verify_image_label, row by row.
@@ -101,16 +104,12 @@ pub fn parse_labels(text: &str, path: &Path, nc: usize) -> std::result::Result<L
             return Err(at(r.line, format!("negative width or height ({} x {})", r.xywh[2], r.xywh[3])));
         }
         if r.cls.fract() != 0.0 {
-            return Err(at(r.line, format!("class {} is not a whole number", r.cls)));
+            return Err(at(r.line, format!("class {} is not a whole number", r.cls_text)));
         }
-        if r.cls as usize >= nc {
+        if f64::from(r.cls) >= nc as f64 {
             return Err(at(
                 r.line,
-                format!(
-                    "class {} is not one of the dataset's {nc} classes (0-{})",
-                    r.cls as usize,
-                    nc.saturating_sub(1)
-                ),
+                format!("class {} is not one of the dataset's {nc} classes (0-{})", r.cls_text, nc.saturating_sub(1)),
             ));
         }
     }
