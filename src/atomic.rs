@@ -65,6 +65,33 @@ fn create_temp(dir: &Path, dest: &Path) -> std::io::Result<(PathBuf, std::fs::Fi
     Err(last.unwrap_or_else(|| std::io::Error::other("no free temporary name")))
 }
 
+/// Removes the temporary files under `dir` that a killed qdet left (`kill -9` mid-write leaves
+/// its `.name.qdet-PID-N.tmp`): those of processes no longer running. Symlinks are not
+/// followed, and a symlink with such a name is removed as a link. Returns how many went.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    if !cfg!(target_os = "linux") || !dir.is_dir() {
+        return 0;
+    }
+    let mut removed = 0;
+    for entry in walkdir::WalkDir::new(dir).follow_links(false).into_iter().flatten() {
+        let name = entry.file_name().to_string_lossy();
+        let Some(pid) = stale_pid(&name) else { continue };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The writer's PID in a temporary name `.name.qdet-PID-N.tmp`.
+fn stale_pid(name: &str) -> Option<u32> {
+    let rest = name.strip_prefix('.')?.strip_suffix(".tmp")?;
+    let (_, tail) = rest.rsplit_once(".qdet-")?;
+    let (pid, n) = tail.split_once('-')?;
+    n.parse::<u64>().ok()?;
+    pid.parse().ok()
+}
+
 fn temp_path(dir: &Path, dest: &Path) -> PathBuf {
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -76,6 +103,22 @@ fn temp_path(dir: &Path, dest: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn temporaries_of_dead_writers_are_removed_and_others_kept() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(d.path().join("sub")).unwrap();
+        // PIDs above the kernel's pid_max (4194304 at most) never run.
+        let dead = d.path().join("sub/.a.json.qdet-4999999-3.tmp");
+        let mine = d.path().join(format!(".b.json.qdet-{}-0.tmp", std::process::id()));
+        let other = d.path().join(".c.json.tmp");
+        for p in [&dead, &mine, &other] {
+            std::fs::write(p, b"half").unwrap();
+        }
+        assert_eq!(remove_stale_temps(d.path()), 1);
+        assert!(!dead.exists() && mine.exists() && other.exists());
+    }
 
     /// A symlink planted at the temporary name (they are predictable) must not redirect the
     /// write: the file it points to, outside the folder, stays as it was.

@@ -209,6 +209,10 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     let writes_to_dir = !a.no_json && !a.beside || a.save_txt || a.save_img;
     if writes_to_dir {
         qdet::run::check_writable(&dir).context("output folder is not writable")?;
+        let stale = qdet::atomic::remove_stale_temps(&dir);
+        if stale > 0 {
+            eprintln!("qdet: removed {stale} temporary files an interrupted run left in {}", dir.display());
+        }
     }
     let outputs = Outputs {
         dir,

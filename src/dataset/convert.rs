@@ -191,7 +191,12 @@ fn read_one(opts: &ConvertOptions, f: &Found, index: &ImageIndex) -> std::result
 /// Reads a labelme file; used by `split` too.
 pub fn parse_labelme(path: &Path) -> std::result::Result<LabelmeFile, Problem> {
     let text = crate::input::read(path, crate::input::TEXT_LIMIT).map_err(|e| Problem::from_error(path, &e))?;
-    let file: LabelmeFile = serde_json::from_slice(&text)
+    parse_labelme_bytes(&text, path)
+}
+
+/// [`parse_labelme`] of bytes already read; `path` names the file in problems.
+pub fn parse_labelme_bytes(text: &[u8], path: &Path) -> std::result::Result<LabelmeFile, Problem> {
+    let file: LabelmeFile = serde_json::from_slice(text)
         .map_err(|e| Problem::at_line(path, e.line(), format!("invalid labelme JSON: {e}")))?;
     if file.image_width == 0 || file.image_height == 0 {
         return Err(Problem::new(path, "imageWidth and imageHeight must be positive"));
