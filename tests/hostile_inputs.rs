@@ -132,6 +132,11 @@ fn yaml_alias_bombs_and_absurd_class_counts_are_refused() {
     let o = qdet(&["convert", "--from", "yolo", "--to", "labelme", "ann", "--out", "lm", "--classes", "data.yaml"], d.path());
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("alias"), "{}", stderr(&o));
+    // And as the data.yaml convert finds beside YOLO labels when --classes is not given.
+    std::fs::copy(&bomb, d.path().join("ann/data.yaml")).unwrap();
+    let o = qdet(&["convert", "--from", "yolo", "--to", "labelme", "ann", "--out", "lm"], d.path());
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("ann/data.yaml") && stderr(&o).contains("alias"), "{}", stderr(&o));
 
     let nc = d.path().join("nc.yaml");
     std::fs::write(&nc, "nc: 1000000000\nval: images\n").unwrap();
