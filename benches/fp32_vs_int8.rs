@@ -38,7 +38,8 @@ fn benches(c: &mut Criterion) {
         qdet::kernels::threads::set_threads(threads);
     }
     let val_image = root().join("datasets/shapes/images/val/val_0000.jpg");
-    let fixture = [("fp32", root().join("models/shapes-yolov8n.onnx")), ("int8", root().join("models/shapes-yolov8n.int8.onnx"))];
+    let fixture =
+        [("fp32", root().join("models/shapes-yolov8n.onnx")), ("int8", root().join("models/shapes-yolov8n.int8.onnx"))];
     bench_pair(c, &format!("shapes320_t{threads}"), [("fp32", &fixture[0].1), ("int8", &fixture[1].1)], &val_image);
     if let (Ok(fp32), Ok(int8)) = (std::env::var("QDET_BENCH_MODEL"), std::env::var("QDET_BENCH_INT8_MODEL")) {
         let image = std::env::var("QDET_BENCH_IMAGE").map(PathBuf::from).unwrap_or(val_image);

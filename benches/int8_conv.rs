@@ -18,7 +18,17 @@ const SHAPES: &[(&str, usize, usize, usize, usize, usize)] = &[
 
 fn shape(in_c: usize, out_c: usize, k: usize, stride: usize, side: usize) -> ConvShape {
     let p = k / 2;
-    ConvShape { in_c, in_h: side, in_w: side, out_c, kh: k, kw: k, stride: (stride, stride), pad: [p; 4], dilation: (1, 1) }
+    ConvShape {
+        in_c,
+        in_h: side,
+        in_w: side,
+        out_c,
+        kh: k,
+        kw: k,
+        stride: (stride, stride),
+        pad: [p; 4],
+        dilation: (1, 1),
+    }
 }
 
 /// A one-Conv ONNX model, optimized by tract.
@@ -32,14 +42,25 @@ fn tract_conv(s: &ConvShape) -> Arc<TypedRunnableModel> {
         ..Default::default()
     };
     let (k, st, p) = (s.kh as i64, s.stride.0 as i64, s.pad[0] as i64);
-    let conv = proto::node("Conv", "conv", &["images", "w", "b"], &["y"], vec![ints("kernel_shape", vec![k, k]), ints("strides", vec![st, st]), ints("pads", vec![p; 4])]);
-    let dim = |d: i64| pb::tensor_shape_proto::Dimension { value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)), ..Default::default() };
+    let conv = proto::node(
+        "Conv",
+        "conv",
+        &["images", "w", "b"],
+        &["y"],
+        vec![ints("kernel_shape", vec![k, k]), ints("strides", vec![st, st]), ints("pads", vec![p; 4])],
+    );
+    let dim = |d: i64| pb::tensor_shape_proto::Dimension {
+        value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)),
+        ..Default::default()
+    };
     let input = pb::ValueInfoProto {
         name: "images".into(),
         r#type: Some(pb::TypeProto {
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
                 elem_type: 1,
-                shape: Some(pb::TensorShapeProto { dim: vec![dim(1), dim(s.in_c as i64), dim(s.in_h as i64), dim(s.in_w as i64)] }),
+                shape: Some(pb::TensorShapeProto {
+                    dim: vec![dim(1), dim(s.in_c as i64), dim(s.in_h as i64), dim(s.in_w as i64)],
+                }),
             })),
             ..Default::default()
         }),
@@ -47,7 +68,10 @@ fn tract_conv(s: &ConvShape) -> Arc<TypedRunnableModel> {
     };
     let graph = pb::GraphProto {
         node: vec![conv],
-        initializer: vec![proto::f32_tensor("w", &[s.out_c as i64, s.in_c as i64, k, k], &w), proto::f32_tensor("b", &[s.out_c as i64], &b)],
+        initializer: vec![
+            proto::f32_tensor("w", &[s.out_c as i64, s.in_c as i64, k, k], &w),
+            proto::f32_tensor("b", &[s.out_c as i64], &b),
+        ],
         input: vec![input],
         output: vec![proto::output("y")],
         ..Default::default()
@@ -58,7 +82,11 @@ fn tract_conv(s: &ConvShape) -> Arc<TypedRunnableModel> {
         graph: Some(graph),
         ..Default::default()
     };
-    tract_onnx::onnx().model_for_proto_model(&model).and_then(|m| m.into_optimized()).and_then(|m| m.into_runnable()).expect("tract runs the conv")
+    tract_onnx::onnx()
+        .model_for_proto_model(&model)
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .expect("tract runs the conv")
 }
 
 fn benches(c: &mut Criterion) {
@@ -71,11 +99,16 @@ fn benches(c: &mut Criterion) {
         let xf: Vec<f32> = (0..in_c * side * side).map(|i| (i % 251) as f32 / 251.0).collect();
         let plan = tract_conv(&s);
         let input = Tensor::from_shape(&[1, in_c, side, side], &xf).unwrap();
-        g.bench_function(BenchmarkId::new("tract_f32", name), |b| b.iter(|| plan.run(tvec!(input.clone().into())).unwrap()));
+        g.bench_function(BenchmarkId::new("tract_f32", name), |b| {
+            b.iter(|| plan.run(tvec!(input.clone().into())).unwrap())
+        });
         let xq: Vec<u8> = (0..in_c * side * side).map(|i| (i % 251) as u8).collect();
         let scale = vec![1e-3f32; out_c];
         let bias = vec![0.1f32; out_c];
-        for isa in [Isa::ScalarQuads, Isa::Avx2Madd16, Isa::Avx2Maddubs, Isa::Avx512VnniYmm, Isa::Avx512Vnni].into_iter().filter(|i| i.available()) {
+        for isa in [Isa::ScalarQuads, Isa::Avx2Madd16, Isa::Avx2Maddubs, Isa::Avx512VnniYmm, Isa::Avx512Vnni]
+            .into_iter()
+            .filter(|i| i.available())
+        {
             let w: Vec<i8> = (0..out_c * s.k()).map(|i| ((i * 7919) % 127) as i8 - 63).collect();
             let conv = QConv::new(s, &w, isa);
             let e = Epilogue { scale: &scale, bias: &bias, silu: true };

@@ -76,7 +76,10 @@ pub fn remove_stale_temps(dir: &Path) -> usize {
     for entry in walkdir::WalkDir::new(dir).follow_links(false).into_iter().flatten() {
         let name = entry.file_name().to_string_lossy();
         let Some(pid) = stale_pid(&name) else { continue };
-        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() && std::fs::remove_file(entry.path()).is_ok() {
+        if pid != std::process::id()
+            && !Path::new("/proc").join(pid.to_string()).exists()
+            && std::fs::remove_file(entry.path()).is_ok()
+        {
             removed += 1;
         }
     }

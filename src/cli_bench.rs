@@ -104,7 +104,10 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             }
         }
         if images.is_empty() {
-            bail!("no readable images in {}", a.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+            bail!(
+                "no readable images in {}",
+                a.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+            );
         }
     }
     let mut results = Vec::new();
@@ -151,7 +154,20 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             profile_ms: a.profile.then(|| by_op(&profile, |n| ms(n.total) / runs)),
             profile_best_ms: a.profile.then(|| by_op(&profile, |n| ms(n.best))),
             int8_kernel: det.model.int8_report().and_then(|r| r.isa).map(|i| format!("{i:?}")),
-            int8_fused: det.model.int8_report().filter(|r| r.replaced > 0).map(|r| [r.replaced, r.silu_fused, r.requant_fused, r.handed_over, r.concat_fused, r.split_fused, r.concat_inputs_requantized, r.residual_fused, r.max_pools_u8, r.resizes_u8]),
+            int8_fused: det.model.int8_report().filter(|r| r.replaced > 0).map(|r| {
+                [
+                    r.replaced,
+                    r.silu_fused,
+                    r.requant_fused,
+                    r.handed_over,
+                    r.concat_fused,
+                    r.split_fused,
+                    r.concat_inputs_requantized,
+                    r.residual_fused,
+                    r.max_pools_u8,
+                    r.resizes_u8,
+                ]
+            }),
         });
     }
     if a.json {
@@ -164,7 +180,12 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let base = results.first().map(|r| (r.inference.p50_ms, r.total.p50_ms));
     for r in &results {
         let name = r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        for (stage, p) in [("preprocess", r.preprocess), ("inference", r.inference), ("postprocess", r.postprocess), ("total", r.total)] {
+        for (stage, p) in [
+            ("preprocess", r.preprocess),
+            ("inference", r.inference),
+            ("postprocess", r.postprocess),
+            ("total", r.total),
+        ] {
             let ratio = match (stage, base) {
                 ("inference", Some((b, _))) => format!("{:.2}x", p.p50_ms / b),
                 ("total", Some((_, b))) => format!("{:.2}x", p.p50_ms / b),
@@ -173,7 +194,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             println!("{name:<40} {stage:>10} {:>22.2} {:>22.2} {:>22.2} {ratio:>8}", p.p50_ms, p.p90_ms, p.p99_ms);
         }
         if let Some(k) = &r.int8_kernel {
-            let [convs, silu, requant, packed, concat, split, concat_in, residual, pools, resizes] = r.int8_fused.unwrap_or_default();
+            let [convs, silu, requant, packed, concat, split, concat_in, residual, pools, resizes] =
+                r.int8_fused.unwrap_or_default();
             println!(
                 "{name:<40} {convs} int8 convs on the {k} kernel, {silu} with SiLU fused, {residual} with their residual Add, {requant} QuantizeLinears in their epilogue, \
                  {packed} of those in their readers' layout; {split} Splits written by their conv; {concat} Concats quantized in place, {concat_in} of their inputs by the conv; {pools} MaxPools and {resizes} Resizes on uint8"
@@ -185,7 +207,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             let sum: f64 = prof.values().sum();
             println!("{name:<40} {:>24} {:>13} {:>6} {:>13}", "op", "mean", "share", "best");
             for (op, t) in ops.iter().take(12) {
-                println!("{name:<40} {op:>24} {t:>10.2} ms {:>5.1}% {:>10.2} ms", 100.0 * **t / sum, best.get(*op).copied().unwrap_or(0.0));
+                println!(
+                    "{name:<40} {op:>24} {t:>10.2} ms {:>5.1}% {:>10.2} ms",
+                    100.0 * **t / sum,
+                    best.get(*op).copied().unwrap_or(0.0)
+                );
             }
             println!("{name:<40} {:>24} {sum:>10.2} ms {:>6} {:>10.2} ms", "all ops", "", best.values().sum::<f64>());
         }
@@ -194,7 +220,10 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Per op name, `f` summed over the op's nodes.
-fn by_op(profile: &BTreeMap<usize, qdet::model::NodeTime>, f: impl Fn(&qdet::model::NodeTime) -> f64) -> BTreeMap<String, f64> {
+fn by_op(
+    profile: &BTreeMap<usize, qdet::model::NodeTime>,
+    f: impl Fn(&qdet::model::NodeTime) -> f64,
+) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for n in profile.values() {
         *out.entry(n.op.clone()).or_insert(0.0) += f(n);

@@ -89,7 +89,8 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
         qdet::run::check_writable(dir).with_context(|| format!("{} cannot be written", p.display()))?;
     }
-    let exclude = a.exclude.iter().map(|p| NamePattern::parse(p)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
+    let exclude =
+        a.exclude.iter().map(|p| NamePattern::parse(p)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
     for dir in &a.images {
         if !dir.exists() && !dir.to_string_lossy().contains(['*', '?', '[']) {
             bail!("{}: no such calibration folder or file", dir.display());
@@ -138,7 +139,8 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
             }
         }
     };
-    let done = calibrate::calibrate(&a.model, &images, &opts, &on_event).with_context(|| format!("calibrating {}", a.model.display()))?;
+    let done = calibrate::calibrate(&a.model, &images, &opts, &on_event)
+        .with_context(|| format!("calibrating {}", a.model.display()))?;
     bar.lock().unwrap_or_else(|p| p.into_inner()).finish_and_clear();
     atomic::write(&a.out, &proto::encode(&done.model), existing).context("writing the quantized model")?;
     if let Some(path) = &a.report {
@@ -184,7 +186,11 @@ fn print_tables(r: &Report) {
         r.convs.iter().filter_map(|c| c.graphwise.map(|g| (c.name.as_str(), g.nsr, g.cosine))).collect();
     graphwise.sort_by(|a, b| b.1.total_cmp(&a.1));
     if let Some(&(_, worst, _)) = graphwise.first() {
-        println!("Graphwise error (all quantized, each conv output vs float), worst {} of {}:", TABLE_ROWS.min(graphwise.len()), graphwise.len());
+        println!(
+            "Graphwise error (all quantized, each conv output vs float), worst {} of {}:",
+            TABLE_ROWS.min(graphwise.len()),
+            graphwise.len()
+        );
         println!("  {:<44} {:>9} {:>9}", "conv", "NSR", "cosine");
         for (name, nsr, cos) in graphwise.iter().take(TABLE_ROWS) {
             println!("  {name:<44} {nsr:>9.5} {cos:>9.5} {}", bar(*nsr, worst, 24));
@@ -197,7 +203,11 @@ fn print_tables(r: &Report) {
         .collect();
     layerwise.sort_by(|a, b| b.1.total_cmp(&a.1));
     if let Some(&(_, worst, _, _)) = layerwise.first() {
-        println!("Layerwise sensitivity (only this conv quantized, model output vs float), worst {} of {}:", TABLE_ROWS.min(layerwise.len()), layerwise.len());
+        println!(
+            "Layerwise sensitivity (only this conv quantized, model output vs float), worst {} of {}:",
+            TABLE_ROWS.min(layerwise.len()),
+            layerwise.len()
+        );
         println!("  {:<44} {:>11} {:>11}", "conv", "score NSR", "box NSR");
         for (name, key, scores, boxes) in layerwise.iter().take(TABLE_ROWS) {
             println!("  {name:<44} {scores:>11.3e} {boxes:>11.3e} {}", bar(*key, worst, 24));

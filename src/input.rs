@@ -32,7 +32,8 @@ pub fn read(path: &Path, limit: u64) -> Result<Vec<u8>> {
 
 /// [`read`] as UTF-8 text.
 pub fn read_text(path: &Path, limit: u64) -> Result<String> {
-    String::from_utf8(read(path, limit)?).map_err(|e| Error::format(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
+    String::from_utf8(read(path, limit)?)
+        .map_err(|e| Error::format(path, format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to())))
 }
 
 /// Opens `path` for reading if it is a regular file (following symlinks); a FIFO, device,

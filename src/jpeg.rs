@@ -114,7 +114,9 @@ mod tests {
 
     #[test]
     fn complete_and_truncated_files() {
-        for rel in ["datasets/shapes/images/val/val_0000.jpg", "tests/data/odd/exif_rot90.jpg", "tests/data/odd/gray.jpg"] {
+        for rel in
+            ["datasets/shapes/images/val/val_0000.jpg", "tests/data/odd/exif_rot90.jpg", "tests/data/odd/gray.jpg"]
+        {
             let b = fixture(rel);
             assert!(reaches_end_marker(&b), "{rel}");
             for cut in [b.len() - 2, b.len() * 2 / 3, b.len() / 3, 100, 3] {

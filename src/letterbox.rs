@@ -41,13 +41,7 @@ impl Letterbox {
         let py_round = |v: f64| v.round_ties_even().max(0.0) as usize;
         let (top, bottom) = (py_round(dh - 0.1), py_round(dh + 0.1));
         let (left, right) = (py_round(dw - 0.1), py_round(dw + 0.1));
-        Letterbox {
-            src,
-            unpad: (unpad_h, unpad_w),
-            top,
-            left,
-            out: (unpad_h + top + bottom, unpad_w + left + right),
-        }
+        Letterbox { src, unpad: (unpad_h, unpad_w), top, left, out: (unpad_h + top + bottom, unpad_w + left + right) }
     }
 
     /// Resizes and pads `img` into a `3 x out.0 x out.1` planar float tensor scaled to 0..1.

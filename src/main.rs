@@ -22,7 +22,11 @@ use qdet::run::{JsonMode, Outputs, Summary};
 const EXIT_SOME_FAILED: u8 = 2;
 
 #[derive(Parser)]
-#[command(name = "qdet", version, about = "Quantized YOLOv8 detection on the CPU: Ultralytics-exact boxes, labelme and YOLO outputs")]
+#[command(
+    name = "qdet",
+    version,
+    about = "Quantized YOLOv8 detection on the CPU: Ultralytics-exact boxes, labelme and YOLO outputs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -191,13 +195,17 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
         bail!("--conf and --iou must be between 0 and 1");
     }
     let dir = a.out.clone().unwrap_or_else(|| qdet::sources::next_run_dir(&PathBuf::from("runs/detect"), "predict"));
-    let collected = qdet::sources::collect_excluding(&a.sources, std::slice::from_ref(&dir)).context("collecting images")?;
+    let collected =
+        qdet::sources::collect_excluding(&a.sources, std::slice::from_ref(&dir)).context("collecting images")?;
     for (path, reason) in &collected.skipped {
         eprintln!("qdet: skipped {}: {reason}", path.display());
     }
     let images = collected.images;
     if images.is_empty() {
-        bail!("no images found in {}", a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
+        bail!(
+            "no images found in {}",
+            a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
     }
     let inflight = setup_threads(a.threads, a.inflight, images.len())?;
     let int8 = if a.simulate_qdq { qdet::model::Int8::Simulated } else { qdet::model::Int8::Native };
@@ -216,7 +224,13 @@ fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     }
     let outputs = Outputs {
         dir,
-        json: if a.no_json { JsonMode::Off } else if a.beside { JsonMode::Beside } else { JsonMode::OutDir },
+        json: if a.no_json {
+            JsonMode::Off
+        } else if a.beside {
+            JsonMode::Beside
+        } else {
+            JsonMode::OutDir
+        },
         txt: a.save_txt,
         txt_conf: a.save_conf,
         img: a.save_img,

@@ -65,7 +65,10 @@ fn names_from_value(v: &PyValue) -> std::result::Result<Vec<String>, String> {
         PyValue::Dict(items) => items
             .iter()
             .map(|(k, v)| {
-                let id = k.as_i64().filter(|&i| (0..MAX_CLASSES as i64).contains(&i)).ok_or("class ids must be small non-negative integers")?;
+                let id = k
+                    .as_i64()
+                    .filter(|&i| (0..MAX_CLASSES as i64).contains(&i))
+                    .ok_or("class ids must be small non-negative integers")?;
                 let name = v.as_str().ok_or("class names must be strings")?;
                 Ok((id as usize, name.to_string()))
             })
@@ -127,7 +130,10 @@ pub fn names_from_yaml(text: &str) -> std::result::Result<Vec<String>, String> {
             let pairs = map
                 .iter()
                 .map(|(k, v)| {
-                    let id = k.as_i64().filter(|&i| (0..MAX_CLASSES as i64).contains(&i)).ok_or("\"names\" keys must be class ids")?;
+                    let id = k
+                        .as_i64()
+                        .filter(|&i| (0..MAX_CLASSES as i64).contains(&i))
+                        .ok_or("\"names\" keys must be class ids")?;
                     let name = scalar(v).ok_or("\"names\" values must be strings")?;
                     Ok((id as usize, name))
                 })

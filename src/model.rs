@@ -10,11 +10,11 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tract_onnx::prelude::tract_data::internal::DimLike;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_hir::infer::Factoid;
 use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
 use tract_onnx::tract_core::transform::ModelTransform;
-use tract_onnx::prelude::tract_data::internal::DimLike;
+use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{Error, Result};
 use crate::meta::ModelMeta;
@@ -134,7 +134,10 @@ pub fn check_imgsz(h: usize, w: usize, stride: usize) -> std::result::Result<(),
             return Err(format!("image size {v} is out of range: 1 to {MAX_IMGSZ}"));
         }
         if v % stride != 0 {
-            return Err(format!("image size {v} is not a multiple of the model's stride {stride} (try {})", v.next_multiple_of(stride)));
+            return Err(format!(
+                "image size {v} is not a multiple of the model's stride {stride} (try {})",
+                v.next_multiple_of(stride)
+            ));
         }
     }
     Ok(())
@@ -204,10 +207,8 @@ impl Model {
         if let (None, Some((h, w))) = (fixed_size, probe_size) {
             check_imgsz(h, w, meta.stride.unwrap_or(32) as usize).map_err(|reason| Error::format(path, reason))?;
         }
-        let probe = fixed_size
-            .or(probe_size)
-            .or(meta.imgsz.map(|(h, w)| (h as usize, w as usize)))
-            .unwrap_or((640, 640));
+        let probe =
+            fixed_size.or(probe_size).or(meta.imgsz.map(|(h, w)| (h as usize, w as usize))).unwrap_or((640, 640));
         let has_qdq = source.nodes().iter().any(|n| n.op.name() == "QuantizeLinear");
         // Without a SIMD kernel the portable one is about 8x slower than tract's float path:
         // simulate.
@@ -262,7 +263,8 @@ impl Model {
         let report = Mutex::new(None);
         let patch = |typed: &mut TypedModel| -> TractResult<()> {
             if !specs.is_empty() {
-                *report.lock().unwrap_or_else(|p| p.into_inner()) = Some(crate::int8::op::patch(typed, &specs, self.kernel)?);
+                *report.lock().unwrap_or_else(|p| p.into_inner()) =
+                    Some(crate::int8::op::patch(typed, &specs, self.kernel)?);
             }
             Ok(())
         };
@@ -293,7 +295,12 @@ impl Model {
 
     /// Runs one image like [`Model::run`] and adds each node's time to `profile`, keyed by the
     /// node's id in the plan.
-    pub fn run_profiled(&self, chw: &[f32], size: (usize, usize), profile: &mut BTreeMap<usize, NodeTime>) -> Result<()> {
+    pub fn run_profiled(
+        &self,
+        chw: &[f32],
+        size: (usize, usize),
+        profile: &mut BTreeMap<usize, NodeTime>,
+    ) -> Result<()> {
         let plan = self.plan(size)?;
         let fail = |e: TractError| Error::Inference(root_cause(&e));
         let input = Tensor::from_shape(&[1, 3, size.0, size.1], chw).map_err(fail)?;
@@ -303,7 +310,11 @@ impl Model {
                 let t = std::time::Instant::now();
                 let out = tract_onnx::tract_core::plan::eval(ctx, st, node, inputs);
                 let took = t.elapsed();
-                let e = profile.entry(node.id).or_insert_with(|| NodeTime { op: node.op().name().to_string(), total: Duration::ZERO, best: Duration::MAX });
+                let e = profile.entry(node.id).or_insert_with(|| NodeTime {
+                    op: node.op().name().to_string(),
+                    total: Duration::ZERO,
+                    best: Duration::MAX,
+                });
                 e.total += took;
                 e.best = e.best.min(took);
                 out
@@ -348,15 +359,17 @@ pub(crate) fn optimize_with(
     size: (usize, usize),
     patch: &dyn Fn(&mut TypedModel) -> TractResult<()>,
 ) -> TractResult<Plan> {
-    let typed = source
-        .clone()
-        .with_input_fact(0, InferenceFact::dt_shape(input_type, [1, 3, size.0, size.1]))?
-        .into_typed()?;
+    let typed =
+        source.clone().with_input_fact(0, InferenceFact::dt_shape(input_type, [1, 3, size.0, size.1]))?.into_typed()?;
     // CPUs without native fp16 arithmetic (x86 before AVX512-FP16) emulate every f16
     // operation; an fp16 export runs far faster, and closer to the trained weights,
     // with its weights widened to f32 once here.
     let has_f16 = typed.nodes().iter().any(|n| n.outputs.iter().any(|o| o.fact.datum_type == DatumType::F16));
-    let mut typed = if has_f16 { FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed)? } else { typed };
+    let mut typed = if has_f16 {
+        FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed)?
+    } else {
+        typed
+    };
     crate::ops::dfl::patch(&mut typed)?;
     crate::ops::softmax::patch(&mut typed)?;
     patch(&mut typed)?;

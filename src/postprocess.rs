@@ -207,10 +207,10 @@ mod tests {
     #[test]
     fn strict_conf_threshold_best_class_and_class_aware_nms() {
         let out = raw(&[
-            [50.0, 50.0, 20.0, 20.0, 0.9, 0.1],  // class 0
-            [51.0, 50.0, 20.0, 20.0, 0.2, 0.8],  // class 1, overlaps anchor 0 but other class
-            [52.0, 50.0, 20.0, 20.0, 0.7, 0.0],  // class 0, suppressed by anchor 0
-            [10.0, 10.0, 4.0, 4.0, 0.25, 0.0],   // exactly conf: dropped (strict >)
+            [50.0, 50.0, 20.0, 20.0, 0.9, 0.1], // class 0
+            [51.0, 50.0, 20.0, 20.0, 0.2, 0.8], // class 1, overlaps anchor 0 but other class
+            [52.0, 50.0, 20.0, 20.0, 0.7, 0.0], // class 0, suppressed by anchor 0
+            [10.0, 10.0, 4.0, 4.0, 0.25, 0.0],  // exactly conf: dropped (strict >)
         ]);
         let d = decode(&out, &NmsOptions::default());
         assert_eq!(d.len(), 2);
@@ -288,7 +288,8 @@ mod tests {
 
     #[test]
     fn end_to_end_rows() {
-        let out = RawOutput::new(Head::EndToEnd, vec![1.0, 2.0, 3.0, 4.0, 0.9, 1.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.0], (2, 6));
+        let out =
+            RawOutput::new(Head::EndToEnd, vec![1.0, 2.0, 3.0, 4.0, 0.9, 1.0, 0.0, 0.0, 0.0, 0.0, 0.1, 0.0], (2, 6));
         let d = decode(&out, &NmsOptions::default());
         assert_eq!(d, vec![Detection { bbox: [1.0, 2.0, 3.0, 4.0], score: 0.9, class: 1 }]);
     }

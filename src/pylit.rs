@@ -218,10 +218,9 @@ impl Parser<'_> {
             "-inf" => return Ok(PyValue::Float(f64::NEG_INFINITY)),
             _ => {}
         }
-        tok.parse::<f64>().map(PyValue::Float).map_err(|_| ParseError {
-            offset: start,
-            reason: format!("bad number {tok:?}"),
-        })
+        tok.parse::<f64>()
+            .map(PyValue::Float)
+            .map_err(|_| ParseError { offset: start, reason: format!("bad number {tok:?}") })
     }
 
     fn word(&mut self) -> Result<PyValue, ParseError> {
@@ -250,10 +249,7 @@ mod tests {
         let v = parse(r#"{0: 'person', 1: "o'clock", 2: 'a\\b', 3: 'caf\xe9'}"#).unwrap();
         let PyValue::Dict(items) = v else { panic!("not a dict") };
         let names: Vec<_> = items.iter().map(|(k, v)| (k.as_i64().unwrap(), v.as_str().unwrap().to_string())).collect();
-        assert_eq!(
-            names,
-            vec![(0, "person".into()), (1, "o'clock".into()), (2, "a\\b".into()), (3, "café".into())]
-        );
+        assert_eq!(names, vec![(0, "person".into()), (1, "o'clock".into()), (2, "a\\b".into()), (3, "café".into())]);
     }
 
     #[test]

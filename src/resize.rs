@@ -91,11 +91,7 @@ fn x_taps(sw: usize, dw: usize) -> Vec<XTap> {
             } else {
                 (s as usize, f)
             };
-            XTap {
-                lo: s * CN,
-                w0: fixed_weight((1.0 - f) * COEF_SCALE),
-                w1: fixed_weight(f * COEF_SCALE),
-            }
+            XTap { lo: s * CN, w0: fixed_weight((1.0 - f) * COEF_SCALE), w1: fixed_weight(f * COEF_SCALE) }
         })
         .collect()
 }
@@ -175,10 +171,7 @@ fn vresize_row(s0: &[i16], s1: &[i16], b0: i16, b1: i16, out: &mut [u8]) {
 ///
 /// If any size is zero or `src.len() != sw * sh * 3`.
 pub fn resize_linear_u8c3(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize) -> Vec<u8> {
-    assert!(
-        sw > 0 && sh > 0 && dw > 0 && dh > 0,
-        "resize_linear_u8c3: zero size ({sw}x{sh} -> {dw}x{dh})"
-    );
+    assert!(sw > 0 && sh > 0 && dw > 0 && dh > 0, "resize_linear_u8c3: zero size ({sw}x{sh} -> {dw}x{dh})");
     assert_eq!(
         Some(src.len()),
         sw.checked_mul(sh).and_then(|n| n.checked_mul(CN)),
@@ -266,9 +259,7 @@ mod tests {
         assert_eq!(&bytes[..4], b"QRSZ", "bad magic");
         assert_eq!(bytes[4], 1, "unknown golden version");
         let kind = bytes[5];
-        let word = |i: usize| {
-            u32::from_le_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().unwrap()) as usize
-        };
+        let word = |i: usize| u32::from_le_bytes(bytes[8 + 4 * i..12 + 4 * i].try_into().unwrap()) as usize;
         let (sw, sh, dw, dh) = (word(0), word(1), word(2), word(3));
         let mut rest = &bytes[24..];
         let src = match kind {
@@ -281,14 +272,7 @@ mod tests {
             k => panic!("unknown source kind {k}"),
         };
         assert_eq!(rest.len(), dw * dh * 3, "truncated golden file");
-        Golden {
-            sw,
-            sh,
-            dw,
-            dh,
-            src,
-            expected: rest.to_vec(),
-        }
+        Golden { sw, sh, dw, dh, src, expected: rest.to_vec() }
     }
 
     #[test]
@@ -300,11 +284,7 @@ mod tests {
             .filter(|p| p.extension().is_some_and(|x| x == "bin"))
             .collect();
         paths.sort();
-        assert!(
-            paths.len() >= 15,
-            "expected the golden set, found {} files",
-            paths.len()
-        );
+        assert!(paths.len() >= 15, "expected the golden set, found {} files", paths.len());
 
         let mut failures = Vec::new();
         for path in &paths {
@@ -312,11 +292,7 @@ mod tests {
             let got = resize_linear_u8c3(&g.src, g.sw, g.sh, g.dw, g.dh);
             if got != g.expected {
                 let bad = got.iter().zip(&g.expected).filter(|(a, b)| a != b).count();
-                let first = got
-                    .iter()
-                    .zip(&g.expected)
-                    .position(|(a, b)| a != b)
-                    .unwrap();
+                let first = got.iter().zip(&g.expected).position(|(a, b)| a != b).unwrap();
                 let px = first / 3;
                 failures.push(format!(
                     "{}: {bad} of {} bytes differ, first at x={} y={} c={} (got {}, want {})",

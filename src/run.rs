@@ -126,13 +126,7 @@ pub fn run(
                     Ok(image) => {
                         let t1 = Instant::now();
                         let prepared = det.prepare(&image);
-                        Ok(Decoded {
-                            index,
-                            image,
-                            prepared,
-                            decode_ms: ms(t1 - t0),
-                            preprocess_ms: ms(t1.elapsed()),
-                        })
+                        Ok(Decoded { index, image, prepared, decode_ms: ms(t1 - t0), preprocess_ms: ms(t1.elapsed()) })
                     }
                     Err(e) => Err(Failure { path: src.path.clone(), reason: reason_of(&e) }),
                 };
@@ -235,7 +229,13 @@ fn reason_of(e: &Error) -> String {
 /// Writes every output asked for. An existing one is kept (without `--overwrite`) and the
 /// others are still written, so a rerun after an interrupted run completes the set; the
 /// first existing one is then the error reported for the image.
-fn write_outputs(det: &Detector, src: &SourceImage, mut image: RgbImage, dets: &[Detection], out: &Outputs) -> Result<()> {
+fn write_outputs(
+    det: &Detector,
+    src: &SourceImage,
+    mut image: RgbImage,
+    dets: &[Detection],
+    out: &Outputs,
+) -> Result<()> {
     let (w, h) = (image.width as u32, image.height as u32);
     let mut kept: Option<Error> = None;
     let mut keep = |r: Result<()>| match r {

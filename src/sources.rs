@@ -52,7 +52,10 @@ pub fn collect_excluding(sources: &[PathBuf], exclude: &[PathBuf]) -> Result<Col
         } else if src.is_dir() {
             let walker = walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name().into_iter();
             let walker = walker.filter_entry(|e| {
-                e.depth() == 0 || !e.file_type().is_dir() || exclude.is_empty() || std::fs::canonicalize(e.path()).map_or(true, |p| !exclude.contains(&p))
+                e.depth() == 0
+                    || !e.file_type().is_dir()
+                    || exclude.is_empty()
+                    || std::fs::canonicalize(e.path()).map_or(true, |p| !exclude.contains(&p))
             });
             for entry in walker {
                 match entry {
@@ -91,10 +94,8 @@ fn expand_glob(pattern: &Path) -> Result<Vec<SourceImage>> {
         return Err(Error::io(pattern, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
     }
     // Outputs mirror the tree below the pattern's literal leading folders.
-    let root: PathBuf = pattern
-        .components()
-        .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
-        .collect();
+    let root: PathBuf =
+        pattern.components().take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '['])).collect();
     let paths = glob::glob(&text).map_err(|e| Error::format(pattern, format!("bad glob pattern: {e}")))?;
     let mut out = Vec::new();
     for p in paths {
@@ -118,7 +119,10 @@ fn check_unique(images: &[SourceImage]) -> Result<()> {
         if let Some(first) = seen.insert(key, &img.path) {
             return Err(Error::format(
                 &img.path,
-                format!("its outputs would have the same name as those of {}; give the folders separately or rename", first.display()),
+                format!(
+                    "its outputs would have the same name as those of {}; give the folders separately or rename",
+                    first.display()
+                ),
             ));
         }
     }

@@ -76,7 +76,10 @@ impl MarkedEventReceiver for Budget {
             _ => {}
         }
         if self.refused.is_none() && self.nodes > MAX_NODES {
-            self.refused = Some(format!("line {}: its aliases expand to more than {MAX_NODES} values (a YAML alias bomb?)", mark.line()));
+            self.refused = Some(format!(
+                "line {}: its aliases expand to more than {MAX_NODES} values (a YAML alias bomb?)",
+                mark.line()
+            ));
         }
     }
 }
@@ -87,8 +90,11 @@ mod tests {
 
     /// Nine levels of ten aliases each: 10^9 values if expanded.
     fn laughs() -> String {
-        let mut s = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
-        for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"].iter().zip(["b", "c", "d", "e", "f", "g", "h", "i"]) {
+        let mut s =
+            String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        for (prev, name) in
+            ["a", "b", "c", "d", "e", "f", "g", "h"].iter().zip(["b", "c", "d", "e", "f", "g", "h", "i"])
+        {
             let refs = vec![format!("*{prev}"); 10].join(",");
             s += &format!("{name}: &{name} [{refs}]\n");
         }

@@ -41,7 +41,8 @@ fn check(det: &Detector, reference: &str, box_tol: f32, conf_tol: f32) -> usize 
     let (mut problems, mut compared) = (Vec::new(), 0);
     for (rel, want) in &reference.images {
         let path = root().join(rel);
-        let got = det.detect(&read_rgb(&path).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{rel}: {e}"));
+        let got =
+            det.detect(&read_rgb(&path).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{rel}: {e}"));
         problems.extend(compare(&path, &got, &want.detections, reference.conf, box_tol, conf_tol));
         compared += want.detections.len();
     }
@@ -67,7 +68,8 @@ fn int8_detections_on_every_kernel_equal_the_x86_build() {
     assert!(matches!(report.isa, Some(Isa::NeonI8mm | Isa::NeonDot | Isa::NeonMull)), "an ARM kernel: {report:?}");
     // The same rewrites as on x86_64 (tests/parity_ultralytics.rs counts them).
     assert_eq!((report.replaced, report.silu_fused, report.convs_in_plan), (63, 57, 63), "{report:?}");
-    let kernels: Vec<Isa> = Isa::all().into_iter().filter(|&i| i != i.twin() && i.available() && i.exact_for(127)).collect();
+    let kernels: Vec<Isa> =
+        Isa::all().into_iter().filter(|&i| i != i.twin() && i.available() && i.exact_for(127)).collect();
     assert!(!kernels.is_empty(), "no SIMD kernel on this CPU");
     for isa in kernels {
         let det = detector(INT8, Int8::Kernel(isa));

@@ -50,7 +50,19 @@ fn corrupt_images_are_skipped_and_listed_and_the_model_is_still_written() {
     std::fs::write(c.join("broken.jpg"), b"\xff\xd8\xff\xe0 not really a jpeg").unwrap();
     let out = dir.path().join("int8.onnx");
     let report = dir.path().join("report.json");
-    let o = qdet(&["calibrate", "--model", &model(), "--images", s(&c), "--out", s(&out), "--report", s(&report), "--analysis-images", "1"]);
+    let o = qdet(&[
+        "calibrate",
+        "--model",
+        &model(),
+        "--images",
+        s(&c),
+        "--out",
+        s(&out),
+        "--report",
+        s(&report),
+        "--analysis-images",
+        "1",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("broken.jpg"), "{}", stderr(&o));
     let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&report).unwrap()).unwrap();
@@ -77,20 +89,35 @@ fn bad_inputs_are_refused_with_the_file_and_the_reason() {
     refused(&qdet(&["calibrate", "--model", &m, "--images", s(&c), "--out", s(&same)]), &["is the input model"]);
     let empty = dir.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
-    refused(&qdet(&["calibrate", "--model", &m, "--images", s(&empty), "--out", s(&out)]), &["no images found", "empty"]);
+    refused(
+        &qdet(&["calibrate", "--model", &m, "--images", s(&empty), "--out", s(&out)]),
+        &["no images found", "empty"],
+    );
     let missing = dir.path().join("missing");
     refused(&qdet(&["calibrate", "--model", &m, "--images", s(&missing), "--out", s(&out)]), &["missing", "no such"]);
-    refused(&qdet(&["calibrate", "--model", &m, "--images", s(&c), "--out", s(&out), "--num", "5"]), &["--num 5", "2 found"]);
+    refused(
+        &qdet(&["calibrate", "--model", &m, "--images", s(&c), "--out", s(&out), "--num", "5"]),
+        &["--num 5", "2 found"],
+    );
     refused(
         &qdet(&["calibrate", "--model", &m, "--images", s(&c), "--out", s(&out), "--exclude", "nothing-like-this"]),
         &["nothing-like-this", "matches no Conv"],
     );
     let fp16 = root().join("models/variants/shapes-yolov8n-fp16.onnx");
-    refused(&qdet(&["calibrate", "--model", s(&fp16), "--images", s(&c), "--out", s(&out)]), &["shapes-yolov8n-fp16.onnx", "fp16"]);
+    refused(
+        &qdet(&["calibrate", "--model", s(&fp16), "--images", s(&c), "--out", s(&out)]),
+        &["shapes-yolov8n-fp16.onnx", "fp16"],
+    );
     let cls = root().join("tests/data/models/classify.onnx");
-    refused(&qdet(&["calibrate", "--model", s(&cls), "--images", s(&c), "--out", s(&out)]), &["classify.onnx", "not a YOLOv8 detection model"]);
+    refused(
+        &qdet(&["calibrate", "--model", s(&cls), "--images", s(&c), "--out", s(&out)]),
+        &["classify.onnx", "not a YOLOv8 detection model"],
+    );
     assert!(!out.exists(), "nothing written on refusal");
     std::fs::write(&out, b"keep me").unwrap();
-    refused(&qdet(&["calibrate", "--model", &m, "--images", s(&c), "--out", s(&out)]), &["int8.onnx", "already exists"]);
+    refused(
+        &qdet(&["calibrate", "--model", &m, "--images", s(&c), "--out", s(&out)]),
+        &["int8.onnx", "already exists"],
+    );
     assert_eq!(std::fs::read(&out).unwrap(), b"keep me");
 }

@@ -46,7 +46,9 @@ fn bad_files_are_reported_and_skipped_and_the_exit_status_says_so() {
     assert_eq!(summary["processed"], 2);
     assert_eq!(summary["failed"], 4);
     let err = stderr(&o);
-    for (name, why) in [("zero.jpg", "empty"), ("truncated.jpg", "truncated"), ("notes.png", "not a supported image"), ("cut.png", "")] {
+    for (name, why) in
+        [("zero.jpg", "empty"), ("truncated.jpg", "truncated"), ("notes.png", "not a supported image"), ("cut.png", "")]
+    {
         let line = err.lines().find(|l| l.contains(name)).unwrap_or_else(|| panic!("{name} not reported:\n{err}"));
         assert!(line.contains(why), "{line}");
     }
@@ -61,7 +63,17 @@ fn bad_files_are_reported_and_skipped_and_the_exit_status_says_so() {
 fn labelme_json_points_at_the_image_and_agrees_with_the_yolo_labels() {
     let d = tempfile::tempdir().unwrap();
     let o = qdet(
-        &["detect", "--model", &model(), val("val_0003.jpg").to_str().unwrap(), "--out", "o", "--save-txt", "--save-conf", "--save-img"],
+        &[
+            "detect",
+            "--model",
+            &model(),
+            val("val_0003.jpg").to_str().unwrap(),
+            "--out",
+            "o",
+            "--save-txt",
+            "--save-conf",
+            "--save-img",
+        ],
         d.path(),
     );
     assert!(o.status.success(), "{}", stderr(&o));
@@ -115,7 +127,8 @@ fn unwritable_output_fails_before_any_work() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("file"), b"x").unwrap();
     // A folder cannot be created below a regular file, whoever runs the test (root included).
-    let o = qdet(&["detect", "--model", &model(), val("val_0000.jpg").to_str().unwrap(), "--out", "file/out"], d.path());
+    let o =
+        qdet(&["detect", "--model", &model(), val("val_0000.jpg").to_str().unwrap(), "--out", "file/out"], d.path());
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("file/out"), "{}", stderr(&o));
 }
@@ -152,7 +165,8 @@ fn model_without_metadata_labels_by_id_or_by_names_file() {
     std::fs::write(d.path().join("bare.onnx"), proto.encode_to_vec()).unwrap();
     let img = val("val_0000.jpg");
     let labels = |out: &str| -> Vec<String> {
-        let j: Value = serde_json::from_slice(&std::fs::read(d.path().join(out).join("val_0000.json")).unwrap()).unwrap();
+        let j: Value =
+            serde_json::from_slice(&std::fs::read(d.path().join(out).join("val_0000.json")).unwrap()).unwrap();
         j["shapes"].as_array().unwrap().iter().map(|s| s["label"].as_str().unwrap().to_string()).collect()
     };
     let o = qdet(&["detect", "--model", "bare.onnx", img.to_str().unwrap(), "--out", "ids"], d.path());
@@ -160,7 +174,10 @@ fn model_without_metadata_labels_by_id_or_by_names_file() {
     let ids = labels("ids");
     assert!(!ids.is_empty() && ids.iter().all(|l| l.parse::<usize>().is_ok()), "{ids:?}");
     let yaml = root().join("datasets/shapes/data.yaml");
-    let o = qdet(&["detect", "--model", "bare.onnx", img.to_str().unwrap(), "--out", "named", "--names", yaml.to_str().unwrap()], d.path());
+    let o = qdet(
+        &["detect", "--model", "bare.onnx", img.to_str().unwrap(), "--out", "named", "--names", yaml.to_str().unwrap()],
+        d.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let names = ["circle", "square", "triangle", "star", "hexagon", "cross"];
     let want: Vec<String> = ids.iter().map(|i| names[i.parse::<usize>().unwrap()].to_string()).collect();

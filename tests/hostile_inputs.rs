@@ -76,7 +76,8 @@ fn png_bomb() -> Vec<u8> {
 /// A real JPEG whose frame header is patched to claim 60000 x 60000.
 fn jpeg_claiming_huge() -> Vec<u8> {
     let mut j = std::fs::read(val("val_0003.jpg")).unwrap();
-    let sof = (0..j.len() - 1).find(|&i| j[i] == 0xFF && (j[i + 1] == 0xC0 || j[i + 1] == 0xC2)).expect("a frame header");
+    let sof =
+        (0..j.len() - 1).find(|&i| j[i] == 0xFF && (j[i + 1] == 0xC0 || j[i + 1] == 0xC2)).expect("a frame header");
     j[sof + 5..sof + 7].copy_from_slice(&60000u16.to_be_bytes());
     j[sof + 7..sof + 9].copy_from_slice(&60000u16.to_be_bytes());
     j
@@ -92,7 +93,10 @@ fn images_claiming_huge_sizes_are_skipped_from_their_header() {
     std::fs::write(src.join("zbomb.png"), png_bomb()).unwrap();
     std::fs::write(src.join("huge.jpg"), jpeg_claiming_huge()).unwrap();
     let out = d.path().join("out");
-    let o = qdet(&["detect", "--model", &model(), src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"], d.path());
+    let o = qdet(
+        &["detect", "--model", &model(), src.to_str().unwrap(), "--out", out.to_str().unwrap(), "--json"],
+        d.path(),
+    );
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
     for name in ["bomb.bmp", "zbomb.png", "huge.jpg"] {
@@ -104,14 +108,27 @@ fn images_claiming_huge_sizes_are_skipped_from_their_header() {
     assert!(out.join("good.json").is_file());
     // A lower limit refuses the good image too, by the same rule (it is 347 x 359); the
     // run itself finished, so the status is 2, as for any image that failed.
-    let o = qdet(&["--max-pixels", "1000", "detect", "--model", &model(), src.join("good.jpg").to_str().unwrap(), "--out", d.path().join("o2").to_str().unwrap()], d.path());
+    let o = qdet(
+        &[
+            "--max-pixels",
+            "1000",
+            "detect",
+            "--model",
+            &model(),
+            src.join("good.jpg").to_str().unwrap(),
+            "--out",
+            d.path().join("o2").to_str().unwrap(),
+        ],
+        d.path(),
+    );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("347 x 359 pixels, more than the limit of 1000"), "{}", stderr(&o));
 }
 
 /// Nine levels of ten aliases: 10^9 strings if expanded, 437 bytes on disk.
 fn yaml_bomb() -> String {
-    let mut s = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+    let mut s =
+        String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
     for (prev, name) in ["a", "b", "c", "d", "e", "f", "g", "h"].iter().zip(["b", "c", "d", "e", "f", "g", "h", "i"]) {
         s += &format!("{name}: &{name} [{}]\n", vec![format!("*{prev}"); 10].join(","));
     }
@@ -129,7 +146,10 @@ fn yaml_alias_bombs_and_absurd_class_counts_are_refused() {
     // The same file as a class list for convert.
     std::fs::create_dir_all(d.path().join("ann")).unwrap();
     std::fs::write(d.path().join("ann/a.txt"), "0 0.5 0.5 0.1 0.1\n").unwrap();
-    let o = qdet(&["convert", "--from", "yolo", "--to", "labelme", "ann", "--out", "lm", "--classes", "data.yaml"], d.path());
+    let o = qdet(
+        &["convert", "--from", "yolo", "--to", "labelme", "ann", "--out", "lm", "--classes", "data.yaml"],
+        d.path(),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("alias"), "{}", stderr(&o));
     // And as the data.yaml convert finds beside YOLO labels when --classes is not given.
@@ -155,7 +175,10 @@ fn image_sizes_out_of_range_are_refused_with_the_reason() {
         ("16384", "larger than 4096"),
         ("33", "image size 33 is not a multiple of the model's stride 32 (try 64)"),
     ] {
-        let o = qdet(&["detect", "--model", dynamic.to_str().unwrap(), "--imgsz", imgsz, img.to_str().unwrap(), "--out", "o"], d.path());
+        let o = qdet(
+            &["detect", "--model", dynamic.to_str().unwrap(), "--imgsz", imgsz, img.to_str().unwrap(), "--out", "o"],
+            d.path(),
+        );
         assert_eq!(o.status.code(), Some(1), "--imgsz {imgsz}: {}", stderr(&o));
         assert!(stderr(&o).contains(says), "--imgsz {imgsz}: {}", stderr(&o));
     }
@@ -173,11 +196,15 @@ fn bad_flags_exit_1_as_documented_and_help_exits_0() {
 #[test]
 fn os_errors_are_printed_once() {
     let d = tempfile::tempdir().unwrap();
-    let o = qdet(&["detect", "--model", d.path().to_str().unwrap(), val("val_0000.jpg").to_str().unwrap(), "--out", "o"], d.path());
+    let o = qdet(
+        &["detect", "--model", d.path().to_str().unwrap(), val("val_0000.jpg").to_str().unwrap(), "--out", "o"],
+        d.path(),
+    );
     assert_eq!(o.status.code(), Some(1));
     let err = stderr(&o);
     assert!(err.contains("not a regular file (a folder)"), "{err}");
-    let missing = qdet(&["detect", "--model", "missing.onnx", val("val_0000.jpg").to_str().unwrap(), "--out", "o"], d.path());
+    let missing =
+        qdet(&["detect", "--model", "missing.onnx", val("val_0000.jpg").to_str().unwrap(), "--out", "o"], d.path());
     let err = stderr(&missing);
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
@@ -199,7 +226,8 @@ fn special_files_as_labels_are_skipped_not_read() {
     assert!(Command::new("mkfifo").arg(labels.join("val_0001.txt")).status().unwrap().success());
     std::os::unix::fs::symlink("/dev/zero", labels.join("val_0002.txt")).unwrap();
     let yaml = d.path().join("ds/data.yaml");
-    std::fs::write(&yaml, "path: .\nval: images/val\nnames: [circle, square, triangle, star, hexagon, cross]\n").unwrap();
+    std::fs::write(&yaml, "path: .\nval: images/val\nnames: [circle, square, triangle, star, hexagon, cross]\n")
+        .unwrap();
     let o = qdet(&["val", "--model", &model(), "--data", yaml.to_str().unwrap()], d.path());
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");
@@ -216,7 +244,10 @@ fn output_folder_inside_the_source_is_not_read_back_as_input() {
         std::fs::copy(val(name), src.join(name)).unwrap();
     }
     for run in 0..2 {
-        let o = qdet(&["detect", "--model", &model(), "imgs", "--out", "imgs/out", "--save-img", "--overwrite", "--json"], d.path());
+        let o = qdet(
+            &["detect", "--model", &model(), "imgs", "--out", "imgs/out", "--save-img", "--overwrite", "--json"],
+            d.path(),
+        );
         assert!(o.status.success(), "run {run}: {}", stderr(&o));
         let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(summary["images"], 3, "run {run}: {summary}");
@@ -324,7 +355,8 @@ fn voc_filenames_cannot_point_outside_the_dataset() {
     assert!(stderr(&o).contains("x.xml: no image named passwd.* in voc/JPEGImages/"), "{}", stderr(&o));
     assert!(!d.path().join("lm/x.json").exists());
     // Named by its file name, the image is found.
-    std::fs::write(d.path().join("voc/Annotations/x.xml"), xml.replace("/etc/passwd", "../../elsewhere/x.jpg")).unwrap();
+    std::fs::write(d.path().join("voc/Annotations/x.xml"), xml.replace("/etc/passwd", "../../elsewhere/x.jpg"))
+        .unwrap();
     let o = qdet(&["convert", "--from", "voc", "--to", "labelme", "voc/Annotations", "--out", "lm"], d.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let lm: serde_json::Value = serde_json::from_slice(&std::fs::read(d.path().join("lm/x.json")).unwrap()).unwrap();
@@ -345,14 +377,18 @@ fn out_of_range_label_values_are_reported_as_written() {
     std::fs::write(labels.join("val_0000.txt"), "1e20 0.5 0.5 0.1 0.1\n").unwrap();
     std::fs::write(labels.join("val_0001.txt"), "0 0.5 1e308 0.1 0.1\n").unwrap();
     let yaml = d.path().join("ds/data.yaml");
-    std::fs::write(&yaml, "path: .\nval: images/val\nnames: [circle, square, triangle, star, hexagon, cross]\n").unwrap();
+    std::fs::write(&yaml, "path: .\nval: images/val\nnames: [circle, square, triangle, star, hexagon, cross]\n")
+        .unwrap();
     let o = qdet(&["val", "--model", &model(), "--data", yaml.to_str().unwrap()], d.path());
     let err = stderr(&o);
     assert!(err.contains("class 1e20 is not one of the dataset's 6 classes"), "{err}");
     assert!(err.contains("\"1e308\" is out of range"), "{err}");
     // convert reads YOLO labels with its own rules, and quotes the same text.
     std::fs::write(d.path().join("classes.txt"), "a\n").unwrap();
-    let o = qdet(&["convert", "--from", "yolo", "--to", "labelme", "ds/labels/val", "--out", "lm", "--classes", "classes.txt"], d.path());
+    let o = qdet(
+        &["convert", "--from", "yolo", "--to", "labelme", "ds/labels/val", "--out", "lm", "--classes", "classes.txt"],
+        d.path(),
+    );
     let err = stderr(&o);
     assert!(err.contains("\"1e20\" is not a non-negative integer"), "{err}");
     assert!(err.contains("1e308 is outside 0..1"), "{err}");
@@ -365,11 +401,29 @@ fn calibrate_checks_its_outputs_before_any_work() {
     let d = tempfile::tempdir().unwrap();
     std::fs::write(d.path().join("file"), b"x").unwrap();
     let calib = root().join("calibration");
-    let o = qdet(&["calibrate", "--model", &model(), "--images", calib.to_str().unwrap(), "--out", "file/sub/x.onnx"], d.path());
+    let o = qdet(
+        &["calibrate", "--model", &model(), "--images", calib.to_str().unwrap(), "--out", "file/sub/x.onnx"],
+        d.path(),
+    );
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     assert!(stderr(&o).contains("file/sub/x.onnx cannot be written"), "{}", stderr(&o));
     assert!(!stderr(&o).contains("calibration images"), "refused before reading any image: {}", stderr(&o));
-    let o = qdet(&["calibrate", "--model", &model(), "--images", calib.to_str().unwrap(), "--num", "2", "--analysis-images", "0", "--out", "new/dir/x.onnx"], d.path());
+    let o = qdet(
+        &[
+            "calibrate",
+            "--model",
+            &model(),
+            "--images",
+            calib.to_str().unwrap(),
+            "--num",
+            "2",
+            "--analysis-images",
+            "0",
+            "--out",
+            "new/dir/x.onnx",
+        ],
+        d.path(),
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(d.path().join("new/dir/x.onnx").is_file());
 }
@@ -398,7 +452,8 @@ fn dataset_commands_skip_entries_they_cannot_walk() {
     std::fs::copy(root().join("datasets/shapes/labels/val/val_0000.txt"), labels.join("val_0000.txt")).unwrap();
     std::os::unix::fs::symlink(d.path().join("gone.jpg"), images.join("broken.jpg")).unwrap();
     let yaml = d.path().join("ds/data.yaml");
-    std::fs::write(&yaml, "path: .\nval: images/val\nnames: [circle, square, triangle, star, hexagon, cross]\n").unwrap();
+    std::fs::write(&yaml, "path: .\nval: images/val\nnames: [circle, square, triangle, star, hexagon, cross]\n")
+        .unwrap();
     let o = qdet(&["val", "--model", &model(), "--data", yaml.to_str().unwrap()], d.path());
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(2), "{err}");

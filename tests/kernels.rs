@@ -54,7 +54,8 @@ fn layout_bytes(rng: &mut Rng, isa: Isa, n: usize, weights: bool, max_abs: i32) 
     let vb = isa.value_bytes();
     let mut out = vec![0u8; n];
     for v in out.chunks_exact_mut(vb) {
-        let value: i32 = if weights { rng.below(2 * max_abs as u64 + 1) as i32 - max_abs } else { rng.below(256) as i32 };
+        let value: i32 =
+            if weights { rng.below(2 * max_abs as u64 + 1) as i32 - max_abs } else { rng.below(256) as i32 };
         if vb == 2 {
             v.copy_from_slice(&(value as i16).to_le_bytes());
         } else {
@@ -110,7 +111,17 @@ fn convolutions_equal_a_direct_convolution() {
                         if in_h + pad[0] + pad[2] < kh || in_w + pad[1] + pad[3] < kw {
                             continue;
                         }
-                        let s = ConvShape { in_c, in_h, in_w, out_c, kh, kw, stride: (stride, stride), pad, dilation: (1, 1) };
+                        let s = ConvShape {
+                            in_c,
+                            in_h,
+                            in_w,
+                            out_c,
+                            kh,
+                            kw,
+                            stride: (stride, stride),
+                            pad,
+                            dilation: (1, 1),
+                        };
                         let x = pixels(&mut rng, in_c * in_h * in_w);
                         let zp = rng.below(256) as u8;
                         for &isa in &isas {
@@ -140,7 +151,8 @@ fn float_epilogue_applies_scale_bias_and_silu() {
     assert_eq!(qdet::kernels::threads::threads(), 2);
     let mut rng = Rng::for_item(13, "epilogue", 0);
     let (h, w) = (40, 30);
-    let s = ConvShape { in_c: 8, in_h: h, in_w: w, out_c: 6, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
+    let s =
+        ConvShape { in_c: 8, in_h: h, in_w: w, out_c: 6, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
     let x = pixels(&mut rng, 8 * h * w);
     let wq = weights(&mut rng, 6 * s.k(), 63);
     let scale: Vec<f32> = (0..6).map(|c| 1e-4 * (c + 1) as f32).collect();
@@ -291,19 +303,32 @@ fn epilogue_simd_equals_scalar() {
     let mut ties = 0;
     for n in [1usize, 7, 8, 9, 15, 16, 17, 40, 83] {
         for case in 0..4 {
-            let acc: Vec<[i32; OC_BLOCK]> = (0..n).map(|_| std::array::from_fn(|_| rng.below(1 << 24) as i32 - (1 << 23))).collect();
+            let acc: Vec<[i32; OC_BLOCK]> =
+                (0..n).map(|_| std::array::from_fn(|_| rng.below(1 << 24) as i32 - (1 << 23))).collect();
             let (affine, q) = match case {
                 // Floats from -100 to 100.
                 0 | 1 => (
-                    Affine { scale: std::array::from_fn(|_| 1.2e-5), bias: std::array::from_fn(|_| rng.uniform() as f32 - 0.5), silu: case == 1 },
+                    Affine {
+                        scale: std::array::from_fn(|_| 1.2e-5),
+                        bias: std::array::from_fn(|_| rng.uniform() as f32 - 0.5),
+                        silu: case == 1,
+                    },
                     Quantizer::new(0.4, 100),
                 ),
                 // `(m + 0.5) * 0.1`, rounded, over 0.1: within an ulp or so of a rounding tie,
                 // where the reciprocal shortcut must give way to the division.
                 2 => (Affine { scale: [1e-3; OC_BLOCK], bias: [0.0; OC_BLOCK], silu: false }, Quantizer::new(0.1, 128)),
-                _ => (Affine { scale: std::array::from_fn(|_| rng.uniform() as f32 * 1e-3), bias: [0.5; OC_BLOCK], silu: true }, Quantizer::new(1e-39, 0)),
+                _ => (
+                    Affine {
+                        scale: std::array::from_fn(|_| rng.uniform() as f32 * 1e-3),
+                        bias: [0.5; OC_BLOCK],
+                        silu: true,
+                    },
+                    Quantizer::new(1e-39, 0),
+                ),
             };
-            let acc: Vec<[i32; OC_BLOCK]> = if case == 2 { acc.iter().map(|a| a.map(|v| 50 + 100 * (v % 120))).collect() } else { acc };
+            let acc: Vec<[i32; OC_BLOCK]> =
+                if case == 2 { acc.iter().map(|a| a.map(|v| 50 + 100 * (v % 120))).collect() } else { acc };
             let (mut b, mut qb) = (vec![[0f32; OC_BLOCK]; n], vec![[0u8; OC_BLOCK]; n]);
             row_scalar(&acc, &affine, Dest::F32(&mut b));
             row_scalar(&acc, &affine, Dest::U8 { out: qb.as_flattened_mut(), stride: OC_BLOCK, q });
@@ -344,7 +369,8 @@ fn epilogue_simd_equals_scalar() {
         let bytes: Vec<u8> = (0..n * OC_BLOCK).map(|_| rng.below(256) as u8).collect();
         for channels in [1usize, 5, 8, 9, 16] {
             fn check<T: Lane + PartialEq + std::fmt::Debug>(t: &[T], n: usize, channels: usize) {
-                let (mut simd, mut twin) = (vec![vec![T::default(); n]; channels], vec![vec![T::default(); n]; channels]);
+                let (mut simd, mut twin) =
+                    (vec![vec![T::default(); n]; channels], vec![vec![T::default(); n]; channels]);
                 T::transpose(t, &mut simd.iter_mut().map(|r| r.as_mut_slice()).collect::<Vec<_>>());
                 transpose_scalar(t, &mut twin.iter_mut().map(|r| r.as_mut_slice()).collect::<Vec<_>>());
                 assert_eq!(simd, twin, "{n} pixels, {channels} channels");
@@ -365,8 +391,28 @@ fn epilogue_simd_equals_scalar() {
 fn packed_handover_equals_repacking() {
     use qdet::kernels::conv::{Input, Output};
     let mut rng = Rng::for_item(29, "handover", 0);
-    let sa = ConvShape { in_c: 8, in_h: 23, in_w: 19, out_c: 20, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
-    let sb = ConvShape { in_c: 20, in_h: 23, in_w: 19, out_c: 7, kh: 3, kw: 3, stride: (2, 2), pad: [1, 0, 1, 2], dilation: (1, 1) };
+    let sa = ConvShape {
+        in_c: 8,
+        in_h: 23,
+        in_w: 19,
+        out_c: 20,
+        kh: 3,
+        kw: 3,
+        stride: (1, 1),
+        pad: [1; 4],
+        dilation: (1, 1),
+    };
+    let sb = ConvShape {
+        in_c: 20,
+        in_h: 23,
+        in_w: 19,
+        out_c: 7,
+        kh: 3,
+        kw: 3,
+        stride: (2, 2),
+        pad: [1, 0, 1, 2],
+        dilation: (1, 1),
+    };
     let x = pixels(&mut rng, 8 * 23 * 19);
     let scale: Vec<f32> = (0..20).map(|c| 2e-4 * (c + 1) as f32).collect();
     let bias: Vec<f32> = (0..20).map(|c| c as f32 * 0.1 - 1.0).collect();
@@ -400,8 +446,19 @@ fn split_targets_equal_slicing_one_output() {
     qdet::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(31, "split", 0);
     let (h, w) = (21, 18);
-    let sa = ConvShape { in_c: 12, in_h: h, in_w: w, out_c: 40, kh: 1, kw: 1, stride: (1, 1), pad: [0; 4], dilation: (1, 1) };
-    let sb = ConvShape { in_c: 24, in_h: h, in_w: w, out_c: 5, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
+    let sa = ConvShape {
+        in_c: 12,
+        in_h: h,
+        in_w: w,
+        out_c: 40,
+        kh: 1,
+        kw: 1,
+        stride: (1, 1),
+        pad: [0; 4],
+        dilation: (1, 1),
+    };
+    let sb =
+        ConvShape { in_c: 24, in_h: h, in_w: w, out_c: 5, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
     let x = pixels(&mut rng, 12 * h * w);
     let scale: Vec<f32> = (0..40).map(|c| 1e-3 * (c + 1) as f32).collect();
     let bias: Vec<f32> = (0..40).map(|c| c as f32 * 0.05 - 1.0).collect();
@@ -416,7 +473,8 @@ fn split_targets_equal_slicing_one_output() {
         let whole = a.run_f32(&x, 9, e);
         let mut quantized = vec![0u8; whole.len()];
         qdet::kernels::quantize::quantize_scalar(&whole, q.0, q.1, &mut quantized);
-        let (mut tail, mut head, mut packed) = (vec![0f32; 24 * plane], vec![0u8; 16 * plane], vec![0u8; b.layout().len()]);
+        let (mut tail, mut head, mut packed) =
+            (vec![0f32; 24 * plane], vec![0u8; 16 * plane], vec![0u8; b.layout().len()]);
         let targets = vec![
             Target { first: 16, out: Output::F32(&mut tail) },
             Target { first: 0, out: Output::U8(&mut head, q) },
@@ -516,8 +574,19 @@ fn residual_epilogue_equals_adding_afterwards() {
     qdet::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(41, "residual", 0);
     let (h, w) = (13, 22);
-    let sa = ConvShape { in_c: 20, in_h: h, in_w: w, out_c: 40, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
-    let sb = ConvShape { in_c: 40, in_h: h, in_w: w, out_c: 3, kh: 1, kw: 1, stride: (1, 1), pad: [0; 4], dilation: (1, 1) };
+    let sa = ConvShape {
+        in_c: 20,
+        in_h: h,
+        in_w: w,
+        out_c: 40,
+        kh: 3,
+        kw: 3,
+        stride: (1, 1),
+        pad: [1; 4],
+        dilation: (1, 1),
+    };
+    let sb =
+        ConvShape { in_c: 40, in_h: h, in_w: w, out_c: 3, kh: 1, kw: 1, stride: (1, 1), pad: [0; 4], dilation: (1, 1) };
     let x = pixels(&mut rng, 20 * h * w);
     let scale: Vec<f32> = (0..40).map(|c| 3e-4 * (c + 1) as f32).collect();
     let bias: Vec<f32> = (0..40).map(|c| c as f32 * 0.02 - 0.4).collect();
@@ -533,7 +602,10 @@ fn residual_epilogue_equals_adding_afterwards() {
         let mut want_q = vec![0u8; want.len()];
         qdet::kernels::quantize::quantize_scalar(&want, q.0, q.1, &mut want_q);
         let (mut got, mut packed) = (vec![0f32; want.len()], vec![0u8; b.layout().len()]);
-        let targets = vec![Target { first: 0, out: Output::F32(&mut got) }, Target { first: 0, out: Output::Packed(&mut packed, q, b.layout()) }];
+        let targets = vec![
+            Target { first: 0, out: Output::F32(&mut got) },
+            Target { first: 0, out: Output::Packed(&mut packed, q, b.layout()) },
+        ];
         a.run_targets(Input::Nchw(&x), 5, e, Some(&residual), targets);
         let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits(&got), bits(&want), "{isa:?} floats");
@@ -553,8 +625,19 @@ fn run_to_tensors_writes_every_byte() {
     qdet::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(43, "uninit", 0);
     let (h, w) = (17, 23);
-    let sa = ConvShape { in_c: 6, in_h: h, in_w: w, out_c: 37, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
-    let sb = ConvShape { in_c: 21, in_h: h, in_w: w, out_c: 4, kh: 3, kw: 3, stride: (1, 1), pad: [1, 2, 0, 1], dilation: (1, 1) };
+    let sa =
+        ConvShape { in_c: 6, in_h: h, in_w: w, out_c: 37, kh: 3, kw: 3, stride: (1, 1), pad: [1; 4], dilation: (1, 1) };
+    let sb = ConvShape {
+        in_c: 21,
+        in_h: h,
+        in_w: w,
+        out_c: 4,
+        kh: 3,
+        kw: 3,
+        stride: (1, 1),
+        pad: [1, 2, 0, 1],
+        dilation: (1, 1),
+    };
     let x = pixels(&mut rng, 6 * h * w);
     let scale: Vec<f32> = (0..37).map(|c| 4e-4 * (c + 1) as f32).collect();
     let bias: Vec<f32> = (0..37).map(|c| c as f32 * 0.03 - 0.5).collect();
@@ -592,7 +675,9 @@ fn run_to_tensors_writes_every_byte() {
 /// call over all channels (odd channel counts: a partial last group).
 #[test]
 fn parallel_pool_and_upsampling_equal_one_call() {
-    use qdet::kernels::maxpool::{max_pool_u8, max_pool_u8_parallel, upsample_nearest_u8, upsample_nearest_u8_parallel};
+    use qdet::kernels::maxpool::{
+        max_pool_u8, max_pool_u8_parallel, upsample_nearest_u8, upsample_nearest_u8_parallel,
+    };
     qdet::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(59, "parallel-pool", 0);
     for (c, h, w) in [(1, 5, 4), (37, 9, 11), (128, 20, 20)] {
@@ -614,7 +699,9 @@ fn parallel_pool_and_upsampling_equal_one_call() {
 fn max_pool_u8_equals_the_definition_and_commutes_with_quantization() {
     use qdet::kernels::maxpool::max_pool_u8;
     let mut rng = Rng::for_item(47, "maxpool", 0);
-    for ((c, h, w), (kh, kw), pad) in [((3, 9, 11), (5, 5), [2, 2, 2, 2]), ((2, 6, 7), (3, 2), [1, 0, 2, 1]), ((1, 20, 20), (5, 5), [2; 4])] {
+    for ((c, h, w), (kh, kw), pad) in
+        [((3, 9, 11), (5, 5), [2, 2, 2, 2]), ((2, 6, 7), (3, 2), [1, 0, 2, 1]), ((1, 20, 20), (5, 5), [2; 4])]
+    {
         let xf: Vec<f32> = (0..c * h * w).map(|_| (rng.uniform() as f32 - 0.3) * 10.0).collect();
         let mut x = vec![0u8; xf.len()];
         qdet::kernels::quantize::quantize_scalar(&xf, 0.05, 60, &mut x);
@@ -661,7 +748,8 @@ fn upsample_nearest_u8_equals_the_definition() {
         for ch in 0..c {
             for y in 0..h * sh {
                 for xx in 0..w * sw {
-                    let src = (ch * h + (y as f32 / sh as f32).floor() as usize) * w + (xx as f32 / sw as f32).floor() as usize;
+                    let src = (ch * h + (y as f32 / sh as f32).floor() as usize) * w
+                        + (xx as f32 / sw as f32).floor() as usize;
                     assert_eq!(got[(ch * h * sh + y) * w * sw + xx], x[src], "plane {ch} at ({y}, {xx})");
                 }
             }

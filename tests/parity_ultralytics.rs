@@ -96,9 +96,14 @@ fn check_int8(int8: Int8) -> (usize, usize) {
             }
         }
     }
-    eprintln!("int8 ({int8:?}) vs ONNX Runtime: {unmatched} of {total} detections without a partner within 2 px / 0.02");
+    eprintln!(
+        "int8 ({int8:?}) vs ONNX Runtime: {unmatched} of {total} detections without a partner within 2 px / 0.02"
+    );
     assert!(total > 500, "the reference holds {total} detections");
-    assert!(unmatched * 100 <= total * 8, "{unmatched} of {total} ONNX Runtime detections have no qdet partner within 2 px / 0.02");
+    assert!(
+        unmatched * 100 <= total * 8,
+        "{unmatched} of {total} ONNX Runtime detections have no qdet partner within 2 px / 0.02"
+    );
     assert!(weak.is_empty(), "confident detections apart:\n{}", weak.join("\n"));
     (unmatched, total)
 }
@@ -116,7 +121,14 @@ fn int8_native_matches_onnx_runtime() {
     // written by their cv1; 44 QuantizeLinears in conv epilogues, all in the reading conv's
     // layout; 33 of the 13 uint8 Concats' inputs quantized by their conv; the SPPF's 3
     // MaxPools and the neck's 2 upsamplings on uint8.
-    let fused = (report.residual_fused, report.split_fused, report.requant_fused, report.handed_over, report.concat_fused, report.concat_inputs_requantized);
+    let fused = (
+        report.residual_fused,
+        report.split_fused,
+        report.requant_fused,
+        report.handed_over,
+        report.concat_fused,
+        report.concat_inputs_requantized,
+    );
     assert_eq!(fused, (6, 8, 44, 44, 13, 33), "{report:?}");
     assert_eq!((report.max_pools_u8, report.resizes_u8), (3, 2), "{report:?}");
     check_int8(Int8::Native);

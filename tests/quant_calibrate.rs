@@ -16,10 +16,10 @@ use qdet::model::Model;
 use qdet::quant::calibrate::{calibrate, Calibrated, Method, Options};
 use qdet::quant::observers::{minmax_to_scale_offset, QuantBounds};
 use qdet::quant::proto::{self, ModelProto};
-use tract_onnx::pb::TensorProto;
 use qdet::quant::sites::{self, NamePattern};
 use qdet::val::{load_data, ValOptions};
 use serde::Deserialize;
+use tract_onnx::pb::TensorProto;
 
 #[derive(Deserialize)]
 struct Ranges {
@@ -82,7 +82,13 @@ fn check_params(done: &Calibrated, expected_range: impl Fn(&RefRange) -> (f32, f
         let (lo, hi) = expected_range(r);
         let want = minmax_to_scale_offset(f64::from(lo), f64::from(hi), QuantBounds::ASYM_U8);
         assert!((t.scale / want.scale - 1.0).abs() < 1e-4, "{}: scale {} vs {}", t.name, t.scale, want.scale);
-        assert!((t.zero_point - want.zero_point).abs() <= 1, "{}: zero point {} vs {}", t.name, t.zero_point, want.zero_point);
+        assert!(
+            (t.zero_point - want.zero_point).abs() <= 1,
+            "{}: zero point {} vs {}",
+            t.name,
+            t.zero_point,
+            want.zero_point
+        );
     }
 }
 
@@ -162,7 +168,10 @@ fn check_scheme(m: &ModelProto, weight_bits: u32) {
             assert!((ws[c] - absmax / qmax).abs() <= 1e-6 * ws[c], "{w}[{c}] scale");
             for (k, &v) in chunk.iter().enumerate() {
                 let q = wq[c * per + k];
-                assert!(f32::from(q).abs() <= qmax && (f32::from(q) * ws[c] - v).abs() <= 0.5001 * ws[c], "{w}[{c}][{k}]");
+                assert!(
+                    f32::from(q).abs() <= qmax && (f32::from(q) * ws[c] - v).abs() <= 0.5001 * ws[c],
+                    "{w}[{c}][{k}]"
+                );
             }
         }
         let b = site.bias.as_ref().unwrap();

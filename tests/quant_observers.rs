@@ -7,25 +7,18 @@
 //! cast back to f32, which that cannot change.)
 
 use qdet::quant::observers::{
-    weight_scales_per_channel, KlObserver, MinMaxObserver, MseObserver, PercentileObserver,
-    QuantBounds, QuantParams, DEFAULT_PERCENTILE,
+    weight_scales_per_channel, KlObserver, MinMaxObserver, MseObserver, PercentileObserver, QuantBounds, QuantParams,
+    DEFAULT_PERCENTILE,
 };
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/quant/observers.json"
-    );
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/quant/observers.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
 fn floats(v: &Value) -> Vec<f32> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap() as f32)
-        .collect()
+    v.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect()
 }
 
 fn bounds(name: &str) -> QuantBounds {
@@ -45,11 +38,7 @@ fn ours(observer: &str, b: QuantBounds, batches: &[Vec<f32>]) -> QuantParams {
             o.params(b).unwrap()
         }
         "percentile" | "percentile0.999" => {
-            let p = if observer == "percentile" {
-                DEFAULT_PERCENTILE
-            } else {
-                0.999
-            };
+            let p = if observer == "percentile" { DEFAULT_PERCENTILE } else { 0.999 };
             let mut o = PercentileObserver::new(p);
             batches.iter().for_each(|x| o.observe(x).unwrap());
             o.params(b).unwrap()
@@ -77,9 +66,7 @@ fn ours(observer: &str, b: QuantBounds, batches: &[Vec<f32>]) -> QuantParams {
 fn uniform_outlier_batches() -> Vec<Vec<f32>> {
     (0..4u64)
         .map(|b| {
-            let mut x: Vec<f32> = (0..65536u64)
-                .map(|i| ((i * 7919 + b * 104729) % 65536) as f32 / 65536.0)
-                .collect();
+            let mut x: Vec<f32> = (0..65536u64).map(|i| ((i * 7919 + b * 104729) % 65536) as f32 / 65536.0).collect();
             if b == 0 {
                 x[0] = 1.2;
             }
@@ -99,12 +86,7 @@ fn activation_observers_match_ppq() {
             assert_eq!(name, "uniform_outlier");
             uniform_outlier_batches()
         } else {
-            case["batches"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(floats)
-                .collect()
+            case["batches"].as_array().unwrap().iter().map(floats).collect()
         };
         for (key, want) in case["results"].as_object().unwrap() {
             let (observer, b) = key.split_once('/').unwrap();
@@ -112,9 +94,7 @@ fn activation_observers_match_ppq() {
             let want_scale = want["scale"].as_f64().unwrap() as f32;
             let want_zp = want["zero_point"].as_i64().unwrap();
             if got.scale != want_scale || i64::from(got.zero_point) != want_zp {
-                failures.push(format!(
-                    "{name} {key}: ours {got:?}, PPQ scale {want_scale} zp {want_zp}"
-                ));
+                failures.push(format!("{name} {key}: ours {got:?}, PPQ scale {want_scale} zp {want_zp}"));
             }
             checked += 1;
         }
@@ -137,10 +117,6 @@ fn weight_scales_match_ppq() {
         for (c, (g, e)) in got.iter().zip(&want_scales).enumerate() {
             assert_eq!(g, e, "{b} channel {c}");
         }
-        assert!(want["zero_points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|z| z.as_i64() == Some(0)));
+        assert!(want["zero_points"].as_array().unwrap().iter().all(|z| z.as_i64() == Some(0)));
     }
 }

@@ -88,7 +88,13 @@ fn int8_val_metrics_match_onnx_runtime_and_the_float_simulation() {
     // Per class, fewer predictions decide each number, so the engines' one-step rounding
     // differences (see int8_native_matches_onnx_runtime) move them more: measured 0.020 (P)
     // and 0.006 (mAP50-95) at most; the overall row stays within the fp32 tolerance.
-    check_metrics_within("tests/data/parity/shapes-int8-val-metrics.json", "models/shapes-yolov8n.int8.onnx", None, METRIC_TOL, 0.03);
+    check_metrics_within(
+        "tests/data/parity/shapes-int8-val-metrics.json",
+        "models/shapes-yolov8n.int8.onnx",
+        None,
+        METRIC_TOL,
+        0.03,
+    );
     let data = load_data(&root().join("datasets/shapes/data.yaml"), "val").unwrap();
     let path = root().join("models/shapes-yolov8n.int8.onnx");
     let map = |int8| {

@@ -417,7 +417,11 @@ fn reconcile_with_out(opts: &ConvertOptions, names: Vec<String>) -> Result<Vec<S
 
 fn preview(names: &[String]) -> String {
     let head: Vec<&str> = names.iter().take(5).map(String::as_str).collect();
-    if names.len() > 5 { format!("{}, ...", head.join(", ")) } else { head.join(", ") }
+    if names.len() > 5 {
+        format!("{}, ...", head.join(", "))
+    } else {
+        head.join(", ")
+    }
 }
 
 fn settle_classes(opts: &ConvertOptions, parsed: &mut [Parsed]) -> Result<Vec<String>> {

@@ -393,7 +393,9 @@ fn check_destinations(
             }
         }
     }
-    if yaml_existing == Existing::Keep && crate::input::read_text(yaml, crate::input::TEXT_LIMIT).is_ok_and(|t| t != yaml_text) {
+    if yaml_existing == Existing::Keep
+        && crate::input::read_text(yaml, crate::input::TEXT_LIMIT).is_ok_and(|t| t != yaml_text)
+    {
         conflicts.push(format!("{} already exists with other content", yaml.display()));
     }
     if conflicts.is_empty() {

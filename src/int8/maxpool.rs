@@ -41,7 +41,14 @@ impl EvalOp for MaxPoolU8 {
         let (oh, ow) = self.out_hw(h, w);
         let mut out = Tensor::zero::<u8>(&[1, c, oh, ow])?;
         let x = inputs[0].try_as_plain_ram()?.as_slice::<u8>()?;
-        crate::kernels::maxpool::max_pool_u8_parallel(x, c, (h, w), self.kernel, self.pad, out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?);
+        crate::kernels::maxpool::max_pool_u8_parallel(
+            x,
+            c,
+            (h, w),
+            self.kernel,
+            self.pad,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+        );
         Ok(tvec!(out.into_tvalue()))
     }
 }
@@ -90,7 +97,13 @@ impl EvalOp for UpsampleU8 {
         let (c, h, w) = (shape[1], shape[2], shape[3]);
         let mut out = Tensor::zero::<u8>(&[1, c, h * self.scale.0, w * self.scale.1])?;
         let x = inputs[0].try_as_plain_ram()?.as_slice::<u8>()?;
-        crate::kernels::maxpool::upsample_nearest_u8_parallel(x, c, (h, w), self.scale, out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?);
+        crate::kernels::maxpool::upsample_nearest_u8_parallel(
+            x,
+            c,
+            (h, w),
+            self.scale,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+        );
         Ok(tvec!(out.into_tvalue()))
     }
 }

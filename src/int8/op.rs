@@ -40,7 +40,11 @@ impl QConvOp {
 
 impl PartialEq for QConvOp {
     fn eq(&self, other: &Self) -> bool {
-        Arc::ptr_eq(&self.conv, &other.conv) && self.silu == other.silu && self.packed_in == other.packed_in && self.residual == other.residual && self.outputs == other.outputs
+        Arc::ptr_eq(&self.conv, &other.conv)
+            && self.silu == other.silu
+            && self.packed_in == other.packed_in
+            && self.residual == other.residual
+            && self.outputs == other.outputs
     }
 }
 
@@ -52,7 +56,14 @@ impl Op for QConvOp {
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
-        Ok(vec![format!("{:?}, {:?}, silu={}, residual={}, outputs={:?}", self.conv.isa(), self.conv.shape, self.silu, self.residual, self.outputs)])
+        Ok(vec![format!(
+            "{:?}, {:?}, silu={}, residual={}, outputs={:?}",
+            self.conv.isa(),
+            self.conv.shape,
+            self.silu,
+            self.residual,
+            self.outputs
+        )])
     }
 
     fn as_typed(&self) -> Option<&dyn TypedOp> {
@@ -69,7 +80,12 @@ impl EvalOp for QConvOp {
         let x = inputs[0].try_as_plain_ram()?.as_slice::<u8>()?;
         let s = &self.conv.shape;
         let input = if self.packed_in {
-            ensure!(x.len() == self.conv.layout().len(), "QdetConvU8: packed input of {} bytes for {:?}", x.len(), self.conv.layout());
+            ensure!(
+                x.len() == self.conv.layout().len(),
+                "QdetConvU8: packed input of {} bytes for {:?}",
+                x.len(),
+                self.conv.layout()
+            );
             Input::Packed(x)
         } else {
             ensure!(x.len() == s.in_c * s.in_h * s.in_w, "QdetConvU8: input of {} values for {:?}", x.len(), s);
@@ -78,8 +94,14 @@ impl EvalOp for QConvOp {
         let e = Epilogue { scale: &self.scales, bias: &self.bias, silu: self.silu };
         let residual = match self.residual {
             true => {
-                let r = inputs.get(1).context("QdetConvU8: no residual input")?.try_as_plain_ram()?.as_slice::<f32>()?;
-                ensure!(r.len() == s.out_c * s.out_h() * s.out_w(), "QdetConvU8: residual of {} values for {:?}", r.len(), s);
+                let r =
+                    inputs.get(1).context("QdetConvU8: no residual input")?.try_as_plain_ram()?.as_slice::<f32>()?;
+                ensure!(
+                    r.len() == s.out_c * s.out_h() * s.out_w(),
+                    "QdetConvU8: residual of {} values for {:?}",
+                    r.len(),
+                    s
+                );
                 Some(r)
             }
             false => None,
@@ -140,7 +162,12 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec], kernel: Option<Isa>) -
     let by_name: HashMap<&str, &QConvSpec> = specs.iter().map(|s| (s.name.as_str(), s)).collect();
     let mut report = PatchReport::default();
     let mut quantizers: Vec<(usize, f32, u8)> = Vec::new();
-    let conv_ids: Vec<usize> = model.nodes().iter().filter(|n| by_name.contains_key(n.name.as_str()) && n.op.name() == "Conv").map(|n| n.id).collect();
+    let conv_ids: Vec<usize> = model
+        .nodes()
+        .iter()
+        .filter(|n| by_name.contains_key(n.name.as_str()) && n.op.name() == "Conv")
+        .map(|n| n.id)
+        .collect();
     for id in conv_ids {
         let node = model.node(id);
         let spec = by_name[node.name.as_str()];
@@ -176,7 +203,8 @@ pub fn patch(model: &mut TypedModel, specs: &[QConvSpec], kernel: Option<Isa>) -
             let m = model.node(mul);
             let sig_out = model.outlet_successors(OutletId::new(sig, 0));
             let reads = |o: OutletId| m.inputs.contains(&o);
-            (m.op.name() == "Mul" && reads(conv_out) && reads(OutletId::new(sig, 0)) && sig_out.len() == 1).then_some(mul)
+            (m.op.name() == "Mul" && reads(conv_out) && reads(OutletId::new(sig, 0)) && sig_out.len() == 1)
+                .then_some(mul)
         })();
         let op = QConvOp {
             conv: Arc::new(QConv::new(conv_shape, &spec.weights, isa)),
@@ -235,9 +263,16 @@ fn fuse_concat_quantization(model: &mut TypedModel, report: &mut PatchReport) ->
         let input = model.node(q).inputs[0];
         let concat = model.node(input.node);
         let Some(axis) = concat.op_as::<TypedConcat>().map(|c| c.axis) else { continue };
-        let facts: Vec<TypedFact> = concat.inputs.iter().map(|&i| model.outlet_fact(i).cloned()).collect::<TractResult<_>>()?;
-        let batch_one_f32 = |f: &TypedFact| f.datum_type == DatumType::F32 && f.shape.as_concrete().is_some_and(|s| s.len() == 4 && s[0] == 1);
-        if axis != 1 || !facts.iter().all(batch_one_f32) || model.outlet_successors(input).len() != 1 || outputs.contains(&input) {
+        let facts: Vec<TypedFact> =
+            concat.inputs.iter().map(|&i| model.outlet_fact(i).cloned()).collect::<TractResult<_>>()?;
+        let batch_one_f32 = |f: &TypedFact| {
+            f.datum_type == DatumType::F32 && f.shape.as_concrete().is_some_and(|s| s.len() == 4 && s[0] == 1)
+        };
+        if axis != 1
+            || !facts.iter().all(batch_one_f32)
+            || model.outlet_successors(input).len() != 1
+            || outputs.contains(&input)
+        {
             continue;
         }
         let Some(quant) = model.node(q).op_as::<QuantizeU8>() else { continue };
@@ -262,7 +297,13 @@ fn hand_over_packed(model: &mut TypedModel, report: &mut PatchReport) -> TractRe
     let mut producers = Vec::new();
     for n in model.nodes() {
         if let Some(c) = n.op_as::<QConvOp>() {
-            producers.extend(c.outputs.iter().enumerate().filter(|(_, o)| matches!(o.kind, OutKind::U8(_))).map(|(j, _)| OutletId::new(n.id, j)));
+            producers.extend(
+                c.outputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, o)| matches!(o.kind, OutKind::U8(_)))
+                    .map(|(j, _)| OutletId::new(n.id, j)),
+            );
         }
     }
     for out in producers {
@@ -278,7 +319,9 @@ fn hand_over_packed(model: &mut TypedModel, report: &mut PatchReport) -> TractRe
                 model
                     .node(r.node)
                     .op_as::<QConvOp>()
-                    .filter(|c| r.slot == 0 && !c.packed_in && c.zero_point == requant.1 && c.conv.shape.in_c == spec.channels)
+                    .filter(|c| {
+                        r.slot == 0 && !c.packed_in && c.zero_point == requant.1 && c.conv.shape.in_c == spec.channels
+                    })
                     .map(|c| c.conv.layout())
             })
             .collect();
@@ -305,7 +348,12 @@ fn hand_over_packed(model: &mut TypedModel, report: &mut PatchReport) -> TractRe
 /// reader). The conv's other outputs keep their readers. Returns the patch, to which the
 /// caller adds its own rewiring, and the replacement's outlets: by the old conv's slot, then
 /// the uint8 one.
-fn requantized(model: &TypedModel, from: OutletId, q: (f32, u8), drop_float: bool) -> TractResult<Option<(TypedModelPatch, TVec<OutletId>, OutletId)>> {
+fn requantized(
+    model: &TypedModel,
+    from: OutletId,
+    q: (f32, u8),
+    drop_float: bool,
+) -> TractResult<Option<(TypedModelPatch, TVec<OutletId>, OutletId)>> {
     let Some(conv) = model.node(from.node).op_as::<QConvOp>() else { return Ok(None) };
     let spec = conv.outputs[from.slot];
     if spec.kind != OutKind::F32 {
@@ -315,7 +363,9 @@ fn requantized(model: &TypedModel, from: OutletId, q: (f32, u8), drop_float: boo
     if let Some(j) = conv.outputs.iter().position(|o| *o == requant) {
         // Already written: reuse it (a float output left unread goes in `drop_unread_outputs`).
         let mut p = TypedModelPatch::default();
-        let taps = (0..conv.outputs.len()).map(|k| p.tap_model(model, OutletId::new(from.node, k))).collect::<TractResult<TVec<_>>>()?;
+        let taps = (0..conv.outputs.len())
+            .map(|k| p.tap_model(model, OutletId::new(from.node, k)))
+            .collect::<TractResult<TVec<_>>>()?;
         let out = taps[j];
         return Ok(Some((p, taps, out)));
     }
@@ -368,11 +418,16 @@ fn fuse_requantization(model: &mut TypedModel, report: &mut PatchReport) -> Trac
 /// (the op copies uint8 inputs): the floats are never written unless something else reads
 /// them.
 fn requantize_concat_inputs(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
-    let float_conv_output = |model: &TypedModel, o: OutletId| model.node(o.node).op_as::<QConvOp>().is_some_and(|c| c.outputs[o.slot].kind == OutKind::F32);
+    let float_conv_output = |model: &TypedModel, o: OutletId| {
+        model.node(o.node).op_as::<QConvOp>().is_some_and(|c| c.outputs[o.slot].kind == OutKind::F32)
+    };
     // One input per patch: each replaces the concat node, so look again after each.
-    while let Some((concat, slot)) = model.nodes().iter().filter(|n| n.op_is::<QuantizeConcatU8>()).find_map(|n| {
-        n.inputs.iter().position(|&i| float_conv_output(model, i)).map(|slot| (n.id, slot))
-    }) {
+    while let Some((concat, slot)) = model
+        .nodes()
+        .iter()
+        .filter(|n| n.op_is::<QuantizeConcatU8>())
+        .find_map(|n| n.inputs.iter().position(|&i| float_conv_output(model, i)).map(|slot| (n.id, slot)))
+    {
         let node = model.node(concat);
         let op = node.op_as::<QuantizeConcatU8>().cloned().context("a QuantizeConcatU8")?;
         let input = node.inputs[slot];
@@ -402,7 +457,8 @@ fn requantize_concat_inputs(model: &mut TypedModel, report: &mut PatchReport) ->
 /// its outputs are the sum, so the rewrites below can quantize it in the epilogue too.
 fn fuse_residual_add(model: &mut TypedModel, report: &mut PatchReport) -> TractResult<()> {
     let outputs = model.output_outlets()?.to_vec();
-    let adds: Vec<usize> = model.nodes().iter().filter(|n| n.op.name() == "Add" && n.inputs.len() == 2).map(|n| n.id).collect();
+    let adds: Vec<usize> =
+        model.nodes().iter().filter(|n| n.op.name() == "Add" && n.inputs.len() == 2).map(|n| n.id).collect();
     for add in adds {
         let node = model.node(add);
         let facts = [model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?];
@@ -412,8 +468,10 @@ fn fuse_residual_add(model: &mut TypedModel, report: &mut PatchReport) -> TractR
         let Some((slot, conv)) = (0..2).find_map(|i| {
             let o = node.inputs[i];
             let c = model.node(o.node).op_as::<QConvOp>()?;
-            let whole = c.outputs.len() == 1 && c.outputs[0] == OutSpec { first: 0, channels: c.conv.shape.out_c, kind: OutKind::F32 };
-            (whole && !c.residual && model.outlet_successors(o).len() == 1 && !outputs.contains(&o)).then(|| (i, c.clone()))
+            let whole = c.outputs.len() == 1
+                && c.outputs[0] == OutSpec { first: 0, channels: c.conv.shape.out_c, kind: OutKind::F32 };
+            (whole && !c.residual && model.outlet_successors(o).len() == 1 && !outputs.contains(&o))
+                .then(|| (i, c.clone()))
         }) else {
             continue;
         };
@@ -445,9 +503,16 @@ fn quantized_max_pools(model: &mut TypedModel, report: &mut PatchReport) -> Trac
             PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, false) => (b.clone(), a.clone()),
             _ => return None,
         };
-        let ok = s.data_format == DataFormat::NCHW && s.kernel_shape.len() == 2 && before.len() == 2 && after.len() == 2 && ones(&s.strides) && ones(&s.dilations) && op.with_index_outputs.is_none();
+        let ok = s.data_format == DataFormat::NCHW
+            && s.kernel_shape.len() == 2
+            && before.len() == 2
+            && after.len() == 2
+            && ones(&s.strides)
+            && ones(&s.dilations)
+            && op.with_index_outputs.is_none();
         let (kh, kw) = (s.kernel_shape[0], s.kernel_shape[1]);
-        (ok && kh > before[0].max(after[0]) && kw > before[1].max(after[1])).then(|| MaxPoolU8 { kernel: (kh, kw), pad: [before[0], before[1], after[0], after[1]] })
+        (ok && kh > before[0].max(after[0]) && kw > before[1].max(after[1]))
+            .then(|| MaxPoolU8 { kernel: (kh, kw), pad: [before[0], before[1], after[0], after[1]] })
     };
     // Candidates with the quantization of their Concat readers.
     let mut set: HashMap<usize, (f32, u8)> = HashMap::new();
@@ -475,10 +540,12 @@ fn quantized_max_pools(model: &mut TypedModel, report: &mut PatchReport) -> Trac
             let readers_ok = !outputs.contains(&out)
                 && model.outlet_successors(out).iter().all(|r| {
                     let n = model.node(r.node);
-                    n.op_as::<QuantizeConcatU8>().is_some_and(|c| (c.scale, c.zero_point) == q) || set.get(&r.node) == Some(&q)
+                    n.op_as::<QuantizeConcatU8>().is_some_and(|c| (c.scale, c.zero_point) == q)
+                        || set.get(&r.node) == Some(&q)
                 });
             let input = model.node(id).inputs[0];
-            let from_conv = model.node(input.node).op_as::<QConvOp>().is_some_and(|c| c.outputs[input.slot].kind == OutKind::F32);
+            let from_conv =
+                model.node(input.node).op_as::<QConvOp>().is_some_and(|c| c.outputs[input.slot].kind == OutKind::F32);
             readers_ok && (from_conv || set.get(&input.node) == Some(&q))
         };
         let drop: Vec<usize> = set.keys().copied().filter(|&id| !keep(id, &set)).collect();
@@ -528,11 +595,18 @@ fn quantized_resizes(model: &mut TypedModel, report: &mut PatchReport) -> TractR
     // (Ultralytics' export), by whole factors on H and W given as constant scales.
     let upsample = |model: &TypedModel, n: &TypedNode| -> Option<UpsampleU8> {
         let r = n.op_as::<Resize>()?;
-        let plain = r.interpolator == Interpolator::Nearest && r.nearest == Nearest::Floor && r.coord_transformer == CoordTransform::Plain(CoordTransformer::Asymmetric);
+        let plain = r.interpolator == Interpolator::Nearest
+            && r.nearest == Nearest::Floor
+            && r.coord_transformer == CoordTransform::Plain(CoordTransformer::Asymmetric);
         let scales = model.outlet_fact(*n.inputs.get(r.optional_scales_input?)?).ok()?.konst.clone()?;
         let scales = scales.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.to_vec();
         let whole = |v: f32| (v >= 1.0 && v.fract() == 0.0).then_some(v as usize);
-        let ok = plain && r.optional_sizes_input.is_none() && r.axes.is_none() && scales.len() == 4 && scales[0] == 1.0 && scales[1] == 1.0;
+        let ok = plain
+            && r.optional_sizes_input.is_none()
+            && r.axes.is_none()
+            && scales.len() == 4
+            && scales[0] == 1.0
+            && scales[1] == 1.0;
         if !ok {
             return None;
         }
@@ -543,9 +617,13 @@ fn quantized_resizes(model: &mut TypedModel, report: &mut PatchReport) -> TractR
         let node = model.node(id);
         let Some(op) = upsample(model, node) else { continue };
         let (input, out) = (node.inputs[0], OutletId::new(id, 0));
-        let from_conv = model.node(input.node).op_as::<QConvOp>().is_some_and(|c| c.outputs[input.slot].kind == OutKind::F32);
+        let from_conv =
+            model.node(input.node).op_as::<QConvOp>().is_some_and(|c| c.outputs[input.slot].kind == OutKind::F32);
         let readers = model.outlet_successors(out);
-        let q: Vec<(u32, u8)> = readers.iter().filter_map(|r| model.node(r.node).op_as::<QuantizeConcatU8>().map(|c| (c.scale.to_bits(), c.zero_point))).collect();
+        let q: Vec<(u32, u8)> = readers
+            .iter()
+            .filter_map(|r| model.node(r.node).op_as::<QuantizeConcatU8>().map(|c| (c.scale.to_bits(), c.zero_point)))
+            .collect();
         let readers_ok = !q.is_empty() && q.len() == readers.len() && q.windows(2).all(|w| w[0] == w[1]);
         if !from_conv || !readers_ok || outputs.contains(&out) {
             continue;
@@ -574,7 +652,9 @@ fn drop_unread_outputs(model: &mut TypedModel) -> TractResult<()> {
     for id in ids {
         let Some(conv) = model.node(id).op_as::<QConvOp>() else { continue };
         let read: Vec<usize> = (0..conv.outputs.len())
-            .filter(|&j| !model.outlet_successors(OutletId::new(id, j)).is_empty() || outputs.contains(&OutletId::new(id, j)))
+            .filter(|&j| {
+                !model.outlet_successors(OutletId::new(id, j)).is_empty() || outputs.contains(&OutletId::new(id, j))
+            })
             .collect();
         if read.len() == conv.outputs.len() || read.is_empty() {
             continue;
@@ -601,7 +681,10 @@ fn split_outputs(model: &mut TypedModel, report: &mut PatchReport) -> TractResul
     let convs: Vec<usize> = model
         .nodes()
         .iter()
-        .filter(|n| n.op_as::<QConvOp>().is_some_and(|c| c.outputs.len() == 1 && c.outputs[0].kind == OutKind::F32 && c.outputs[0].first == 0))
+        .filter(|n| {
+            n.op_as::<QConvOp>()
+                .is_some_and(|c| c.outputs.len() == 1 && c.outputs[0].kind == OutKind::F32 && c.outputs[0].first == 0)
+        })
         .map(|n| n.id)
         .collect();
     for id in convs {
@@ -621,7 +704,10 @@ fn split_outputs(model: &mut TypedModel, report: &mut PatchReport) -> TractResul
             })
             .collect();
         let Some(ranges) = ranges else { continue };
-        let op = QConvOp { outputs: ranges.iter().map(|&(a, b)| OutSpec { first: a, channels: b - a, kind: OutKind::F32 }).collect(), ..conv.clone() };
+        let op = QConvOp {
+            outputs: ranges.iter().map(|&(a, b)| OutSpec { first: a, channels: b - a, kind: OutKind::F32 }).collect(),
+            ..conv.clone()
+        };
         let (inputs, name) = (model.node(id).inputs.clone(), format!("{}.split", model.node(id).name));
         let mut p = TypedModelPatch::default();
         let taps = inputs.iter().map(|&i| p.tap_model(model, i)).collect::<TractResult<TVec<_>>>()?;

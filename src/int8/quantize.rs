@@ -32,7 +32,12 @@ impl EvalOp for QuantizeU8 {
         let x = inputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
         // Written in place: building the tensor from a Vec would copy it.
         let mut out = Tensor::zero::<u8>(inputs[0].shape())?;
-        crate::kernels::quantize::quantize_parallel(x, self.scale, self.zero_point, out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?);
+        crate::kernels::quantize::quantize_parallel(
+            x,
+            self.scale,
+            self.zero_point,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?,
+        );
         Ok(tvec!(out.into_tvalue()))
     }
 }
@@ -145,7 +150,10 @@ mod tests {
         let a: Vec<f32> = (0..2 * h * w).map(|i| i as f32 * 0.37 - 4.0).collect();
         let b: Vec<f32> = (0..3 * h * w).map(|i| 6.0 - i as f32 * 0.29).collect();
         let op = QuantizeConcatU8 { scale: 0.05, zero_point: 100 };
-        let inputs = tvec!(Tensor::from_shape(&[1, 2, h, w], &a)?.into_tvalue(), Tensor::from_shape(&[1, 3, h, w], &b)?.into_tvalue());
+        let inputs = tvec!(
+            Tensor::from_shape(&[1, 2, h, w], &a)?.into_tvalue(),
+            Tensor::from_shape(&[1, 3, h, w], &b)?.into_tvalue()
+        );
         let out = EvalOp::eval(&op, &EvalContext::out_of_plan(), inputs)?.remove(0);
         assert_eq!(out.shape(), &[1, 5, h, w]);
         let mut want = vec![0u8; 5 * h * w];
@@ -155,7 +163,10 @@ mod tests {
         // An input a conv already quantized with the op's parameters is copied.
         let mut b_q = vec![0u8; b.len()];
         quantize(&b, 0.05, 100, &mut b_q);
-        let inputs = tvec!(Tensor::from_shape(&[1, 2, h, w], &a)?.into_tvalue(), Tensor::from_shape(&[1, 3, h, w], &b_q)?.into_tvalue());
+        let inputs = tvec!(
+            Tensor::from_shape(&[1, 2, h, w], &a)?.into_tvalue(),
+            Tensor::from_shape(&[1, 3, h, w], &b_q)?.into_tvalue()
+        );
         let mixed = EvalOp::eval(&op, &EvalContext::out_of_plan(), inputs)?.remove(0);
         assert_eq!(mixed.try_as_plain_ram()?.as_slice::<u8>()?, &want[..]);
         Ok(())
@@ -168,8 +179,10 @@ mod tests {
         let x = [0.25f32, 0.75, 1.25, -0.25, -0.75, 127.0, 1e9, -1e9, f32::NAN, 3.3];
         let mut out = [0u8; 10];
         quantize(&x, scale, 3, &mut out);
-        let want: Vec<u8> =
-            x.iter().map(|&v| if v.is_nan() { 0 } else { ((v / scale).round_ties_even() + 3.0).clamp(0.0, 255.0) as u8 }).collect();
+        let want: Vec<u8> = x
+            .iter()
+            .map(|&v| if v.is_nan() { 0 } else { ((v / scale).round_ties_even() + 3.0).clamp(0.0, 255.0) as u8 })
+            .collect();
         assert_eq!(out.to_vec(), want);
         assert_eq!(out[..5], [3, 5, 5, 3, 1]);
     }

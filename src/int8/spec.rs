@@ -56,7 +56,9 @@ fn int8_values(t: &pb::TensorProto) -> Option<Vec<i8>> {
 }
 
 fn u8_scalar(t: &pb::TensorProto) -> Option<u8> {
-    (t.data_type == pb::tensor_proto::DataType::Uint8 as i32).then(|| t.raw_data.first().copied().or_else(|| t.int32_data.first().map(|&v| v as u8))).flatten()
+    (t.data_type == pb::tensor_proto::DataType::Uint8 as i32)
+        .then(|| t.raw_data.first().copied().or_else(|| t.int32_data.first().map(|&v| v as u8)))
+        .flatten()
 }
 
 fn int32_values(t: &pb::TensorProto) -> Option<Vec<i32>> {
@@ -75,8 +77,10 @@ fn int32_values(t: &pb::TensorProto) -> Option<Vec<i32>> {
 pub fn quantized_convs(model: &pb::ModelProto) -> Vec<QConvSpec> {
     let Some(g) = model.graph.as_ref() else { return Vec::new() };
     let inits: HashMap<&str, &pb::TensorProto> = g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
-    let producer: HashMap<&str, &pb::NodeProto> = g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
-    let dq_of = |tensor: &str| producer.get(tensor).filter(|n| n.op_type == "DequantizeLinear" && n.input.len() >= 2).copied();
+    let producer: HashMap<&str, &pb::NodeProto> =
+        g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+    let dq_of =
+        |tensor: &str| producer.get(tensor).filter(|n| n.op_type == "DequantizeLinear" && n.input.len() >= 2).copied();
     let f32s = |name: &str| inits.get(name).and_then(|t| proto::f32_values(t));
     let mut out = Vec::new();
     for n in g.node.iter().filter(|n| n.op_type == "Conv" && n.input.len() >= 2) {
@@ -106,7 +110,9 @@ pub fn quantized_convs(model: &pb::ModelProto) -> Vec<QConvSpec> {
             if weight_scales.len() == 1 {
                 weight_scales = vec![weight_scales[0]; out_c];
             }
-            if weight_scales.len() != out_c || proto::attr_int(wdq, "axis").unwrap_or(1) != 0 && weight_scales.len() > 1 && out_c > 1 {
+            if weight_scales.len() != out_c
+                || proto::attr_int(wdq, "axis").unwrap_or(1) != 0 && weight_scales.len() > 1 && out_c > 1
+            {
                 return None;
             }
             let bias = match n.input.get(2).filter(|b| !b.is_empty()) {
@@ -142,7 +148,9 @@ pub fn quantized_convs(model: &pb::ModelProto) -> Vec<QConvSpec> {
                 weight_scales,
                 bias,
                 out_c,
-                kernel: two("kernel_shape", 0).filter(|k| k.0 == dims[2] && k.1 == dims[3]).or(Some((dims[2], dims[3])))?,
+                kernel: two("kernel_shape", 0)
+                    .filter(|k| k.0 == dims[2] && k.1 == dims[3])
+                    .or(Some((dims[2], dims[3])))?,
                 stride: two("strides", 1)?,
                 pad: [pads[0] as usize, pads[1] as usize, pads[2] as usize, pads[3] as usize],
                 dilation: two("dilations", 1)?,

@@ -41,7 +41,8 @@ pub fn concat_f32(shape: &[usize], outer: usize, parts: &[Part]) -> TractResult<
             for p in parts {
                 let n = p.src.len() / outer;
                 let (mine, next) = std::mem::take(&mut rest).split_at_mut(n);
-                pieces.extend(p.src[o * n..][..n].chunks(PIECE).zip(mine.chunks_mut(PIECE)).map(|(s, d)| (s, d, p.then)));
+                pieces
+                    .extend(p.src[o * n..][..n].chunks(PIECE).zip(mine.chunks_mut(PIECE)).map(|(s, d)| (s, d, p.then)));
                 rest = next;
             }
         }

@@ -7,8 +7,8 @@ use std::ops::Range;
 use tract_onnx::prelude::*;
 
 use super::epilogue::{Affine, Dest, Lane};
-use super::quantize::Quantizer;
 use super::pack::{self, Layout, PackedWeights};
+use super::quantize::Quantizer;
 use super::{tile, Isa, OC_BLOCK};
 
 thread_local! {
@@ -123,7 +123,14 @@ impl QConv {
     /// Computes output rows `rows` of every channel block and calls `emit(oy, block, sums)`
     /// with the zero-point-corrected sums of that row, `sums[ox][o]` for channel
     /// `block * OC_BLOCK + o`. `img` is the padded image, `acc` scratch.
-    fn rows(&self, img: &[u8], zp: u8, rows: Range<usize>, acc: &mut Vec<[i32; OC_BLOCK]>, mut emit: impl FnMut(usize, usize, &[[i32; OC_BLOCK]])) {
+    fn rows(
+        &self,
+        img: &[u8],
+        zp: u8,
+        rows: Range<usize>,
+        acc: &mut Vec<[i32; OC_BLOCK]>,
+        mut emit: impl FnMut(usize, usize, &[[i32; OC_BLOCK]]),
+    ) {
         let s = &self.shape;
         let isa = self.isa();
         let px = pack::padded_channels(isa, s.in_c) * isa.value_bytes();
@@ -134,7 +141,8 @@ impl QConv {
         // Starting from -zp * sum(w) subtracts the zero point for free; a kernel that shifts
         // the activations shifts the zero point with them.
         let zp = i32::from(zp) - isa.activation_offset();
-        let starts: Vec<[i32; OC_BLOCK]> = self.weights.sums.chunks_exact(OC_BLOCK).map(|sums| std::array::from_fn(|o| -zp * sums[o])).collect();
+        let starts: Vec<[i32; OC_BLOCK]> =
+            self.weights.sums.chunks_exact(OC_BLOCK).map(|sums| std::array::from_fn(|o| -zp * sums[o])).collect();
         for oy in rows {
             let base = oy * s.stride.0 * row_bytes;
             for (b, start) in starts.iter().enumerate() {
@@ -241,11 +249,22 @@ impl QConv {
 
     /// Runs the band `r` of output rows and calls `emit(oy, block, sums, affine)` with each
     /// row of each channel block and that block's epilogue constants.
-    fn epilogue_rows(&self, img: &[u8], zp: u8, e: Epilogue, r: Range<usize>, mut emit: impl FnMut(usize, usize, &[[i32; OC_BLOCK]], &Affine)) {
+    fn epilogue_rows(
+        &self,
+        img: &[u8],
+        zp: u8,
+        e: Epilogue,
+        r: Range<usize>,
+        mut emit: impl FnMut(usize, usize, &[[i32; OC_BLOCK]], &Affine),
+    ) {
         // Channels past `out_c` have zero sums; scale and bias 0 keep them finite.
         let lane = |v: &[f32], c: usize| v.get(c).copied().unwrap_or(0.0);
         let affines: Vec<Affine> = (0..self.weights.blocks())
-            .map(|b| Affine { scale: std::array::from_fn(|o| lane(e.scale, b * OC_BLOCK + o)), bias: std::array::from_fn(|o| lane(e.bias, b * OC_BLOCK + o)), silu: e.silu })
+            .map(|b| Affine {
+                scale: std::array::from_fn(|o| lane(e.scale, b * OC_BLOCK + o)),
+                bias: std::array::from_fn(|o| lane(e.bias, b * OC_BLOCK + o)),
+                silu: e.silu,
+            })
             .collect();
         self.rows(img, zp, r, &mut Vec::new(), |oy, b, sums| emit(oy, b, sums, &affines[b]));
     }
@@ -340,7 +359,9 @@ impl QConv {
                 // Floats first when a float target reads the block or several quantized
                 // ones share them.
                 let quantized = parts.iter().filter(|p| reads(p) && !matches!(p.dest, PartDest::F32(_))).count();
-                let floats = residual.is_some() || quantized > 1 || parts.iter().any(|p| reads(p) && matches!(p.dest, PartDest::F32(_)));
+                let floats = residual.is_some()
+                    || quantized > 1
+                    || parts.iter().any(|p| reads(p) && matches!(p.dest, PartDest::F32(_)));
                 if floats {
                     super::epilogue::row(sums, affine, Dest::F32(&mut f));
                 }
@@ -413,12 +434,22 @@ impl QConv {
     ///
     /// # Panics
     /// As [`QConv::run_targets`].
-    pub fn run_to_tensors(&self, x: Input, zp: u8, e: Epilogue, residual: Option<&[f32]>, specs: &[OutSpec]) -> TractResult<Vec<Tensor>> {
+    pub fn run_to_tensors(
+        &self,
+        x: Input,
+        zp: u8,
+        e: Epilogue,
+        residual: Option<&[f32]>,
+        specs: &[OutSpec],
+    ) -> TractResult<Vec<Tensor>> {
         let s = &self.shape;
         for o in specs {
             assert!(o.first % OC_BLOCK == 0 && o.first + o.channels <= s.out_c, "{o:?} of {} channels", s.out_c);
             if let OutKind::Packed(_, l) = o.kind {
-                assert!(l.in_c == o.channels && l.in_h == s.out_h() && l.in_w == s.out_w(), "{l:?} is not {o:?} of {s:?}");
+                assert!(
+                    l.in_c == o.channels && l.in_h == s.out_h() && l.in_w == s.out_w(),
+                    "{l:?} is not {o:?} of {s:?}"
+                );
             }
         }
         let mut tensors = Vec::with_capacity(specs.len());

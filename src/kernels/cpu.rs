@@ -20,7 +20,16 @@ pub enum Feature {
     I8mm,
 }
 
-const ALL: [Feature; 8] = [Feature::Avx2, Feature::Fma, Feature::Avx512F, Feature::Avx512Vl, Feature::Avx512Vnni, Feature::Neon, Feature::DotProd, Feature::I8mm];
+const ALL: [Feature; 8] = [
+    Feature::Avx2,
+    Feature::Fma,
+    Feature::Avx512F,
+    Feature::Avx512Vl,
+    Feature::Avx512Vnni,
+    Feature::Neon,
+    Feature::DotProd,
+    Feature::I8mm,
+];
 
 /// Whether this CPU has `f` (false for another architecture's features).
 pub fn has(f: Feature) -> bool {

@@ -54,9 +54,16 @@ pub fn side_scalar(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut 
 /// # Panics
 /// If `x` is not `bins * anchors` long or the anchors run past `anchors`.
 pub fn side(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) {
-    assert!(x.len() == bins * anchors && at + out.len() <= anchors, "DFL side of {} values, {bins} x {anchors}, anchors {at}+{}", x.len(), out.len());
+    assert!(
+        x.len() == bins * anchors && at + out.len() <= anchors,
+        "DFL side of {} values, {bins} x {anchors}, anchors {at}+{}",
+        x.len(),
+        out.len()
+    );
     #[cfg(target_arch = "x86_64")]
-    if let Some(()) = super::x86_64::widest!((x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) -> () => body) {
+    if let Some(()) =
+        super::x86_64::widest!((x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) -> () => body)
+    {
         return;
     }
     side_scalar(x, bins, anchors, at, out)
@@ -68,7 +75,12 @@ pub fn side(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) 
 /// # Panics
 /// If the lengths disagree with `bins` and `anchors`.
 pub fn dfl(x: &[f32], bins: usize, anchors: usize, out: &mut [f32]) {
-    assert!(x.len() == out.len() * bins && out.len().is_multiple_of(anchors.max(1)), "DFL of {} values into {} over {bins} bins x {anchors} anchors", x.len(), out.len());
+    assert!(
+        x.len() == out.len() * bins && out.len().is_multiple_of(anchors.max(1)),
+        "DFL of {} values into {} over {bins} bins x {anchors} anchors",
+        x.len(),
+        out.len()
+    );
     if anchors == 0 || bins == 0 {
         out.fill(0.0);
         return;

@@ -23,7 +23,11 @@ pub enum Dest<'a> {
     F32(&'a mut [[f32; OC_BLOCK]]),
     /// Pixel `j`'s 16 bytes at `out[j * stride..]`: 16 for pixel-major scratch, the pixel
     /// size of a channels-last image to write straight into it.
-    U8 { out: &'a mut [u8], stride: usize, q: Quantizer },
+    U8 {
+        out: &'a mut [u8],
+        stride: usize,
+        q: Quantizer,
+    },
 }
 
 impl Dest<'_> {
@@ -34,7 +38,11 @@ impl Dest<'_> {
             Dest::F32(out) => assert!(out.len() >= pixels, "{} pixels for {pixels}", out.len()),
             Dest::U8 { out, stride, .. } => {
                 assert!(*stride >= OC_BLOCK, "pixels of {stride} bytes overlap");
-                assert!(pixels == 0 || out.len() >= (pixels - 1) * stride + OC_BLOCK, "{} bytes for {pixels} pixels", out.len());
+                assert!(
+                    pixels == 0 || out.len() >= (pixels - 1) * stride + OC_BLOCK,
+                    "{} bytes for {pixels} pixels",
+                    out.len()
+                );
             }
         }
     }

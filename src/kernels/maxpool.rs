@@ -9,9 +9,19 @@
 ///
 /// # Panics
 /// If a window holds no input pixel, or `x` / `out` have the wrong sizes.
-pub fn max_pool_u8(x: &[u8], c: usize, (h, w): (usize, usize), (kh, kw): (usize, usize), pad: [usize; 4], out: &mut [u8]) {
+pub fn max_pool_u8(
+    x: &[u8],
+    c: usize,
+    (h, w): (usize, usize),
+    (kh, kw): (usize, usize),
+    pad: [usize; 4],
+    out: &mut [u8],
+) {
     let (oh, ow) = (h + pad[0] + pad[2] + 1 - kh, w + pad[1] + pad[3] + 1 - kw);
-    assert!(kh > pad[0].max(pad[2]) && kw > pad[1].max(pad[3]), "a {kh}x{kw} window with padding {pad:?} can miss the image");
+    assert!(
+        kh > pad[0].max(pad[2]) && kw > pad[1].max(pad[3]),
+        "a {kh}x{kw} window with padding {pad:?} can miss the image"
+    );
     assert!(x.len() == c * h * w && out.len() == c * oh * ow, "max pool of {} values into {}", x.len(), out.len());
     let mut rows = vec![0u8; h * ow];
     for (plane, o) in x.chunks_exact(h * w).zip(out.chunks_exact_mut(oh * ow)) {
@@ -79,7 +89,14 @@ fn channel_chunk(c: usize) -> usize {
 
 /// [`max_pool_u8`] over groups of channels on the kernels' team: the SPPF's pools were
 /// serial between parallel convolutions.
-pub fn max_pool_u8_parallel(x: &[u8], c: usize, (h, w): (usize, usize), k: (usize, usize), pad: [usize; 4], out: &mut [u8]) {
+pub fn max_pool_u8_parallel(
+    x: &[u8],
+    c: usize,
+    (h, w): (usize, usize),
+    k: (usize, usize),
+    pad: [usize; 4],
+    out: &mut [u8],
+) {
     let (oh, ow) = (h + pad[0] + pad[2] + 1 - k.0, w + pad[1] + pad[3] + 1 - k.1);
     assert!(x.len() == c * h * w && out.len() == c * oh * ow, "max pool of {} values into {}", x.len(), out.len());
     let n = channel_chunk(c);

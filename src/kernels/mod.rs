@@ -179,7 +179,15 @@ impl Isa {
     }
 
     /// The SIMD kernels in order of preference: fastest first.
-    const PREFERENCE: [Isa; 7] = [Isa::Avx512Vnni, Isa::Avx512VnniYmm, Isa::Avx2Maddubs, Isa::Avx2Madd16, Isa::NeonI8mm, Isa::NeonDot, Isa::NeonMull];
+    const PREFERENCE: [Isa; 7] = [
+        Isa::Avx512Vnni,
+        Isa::Avx512VnniYmm,
+        Isa::Avx2Maddubs,
+        Isa::Avx2Madd16,
+        Isa::NeonI8mm,
+        Isa::NeonDot,
+        Isa::NeonMull,
+    ];
 
     /// The fastest exact kernel on this CPU for weights up to `max_abs_weight`.
     /// `QDET_KERNEL=<name>` ([`Isa::name`]: `vnni512|vnni|maddubs|madd16` on x86,
@@ -243,7 +251,17 @@ impl Isa {
 /// If `isa` is not [`Isa::available`], `acc` is empty or longer than [`PX`], or an operand is
 /// too short for the offsets.
 #[allow(clippy::too_many_arguments)]
-pub fn tile(isa: Isa, x: &[u8], base: usize, step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+pub fn tile(
+    isa: Isa,
+    x: &[u8],
+    base: usize,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: &[u8],
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]],
+) {
     let n = acc.len();
     assert!((1..=PX).contains(&n), "a tile has 1 to {PX} pixels, not {n}");
     assert!(w.len() >= taps.len() * groups * WGROUP_BYTES, "weight block too short");

@@ -10,7 +10,6 @@
 //!   64 bytes, two 32-byte vectors for channels 0..8 and 8..16. Channels past `out_c` and
 //!   past `in_c` are zero weights.
 
-
 use super::conv::ConvShape;
 pub use super::generic::pack::{interleave2_scalar, interleave4_scalar};
 use super::{Isa, OC_BLOCK, WGROUP_BYTES};
@@ -87,7 +86,14 @@ pub struct Layout {
 
 impl Layout {
     pub fn of(isa: Isa, s: &ConvShape) -> Layout {
-        Layout { k_group: isa.k_group(), value_bytes: isa.value_bytes(), in_c: s.in_c, in_h: s.in_h, in_w: s.in_w, pad: s.pad }
+        Layout {
+            k_group: isa.k_group(),
+            value_bytes: isa.value_bytes(),
+            in_c: s.in_c,
+            in_h: s.in_h,
+            in_w: s.in_w,
+            pad: s.pad,
+        }
     }
 
     pub fn pixel_bytes(&self) -> usize {
@@ -178,7 +184,9 @@ impl Layout {
         const ROWS: usize = 4;
         let rb = self.row_bytes();
         let blocks: Vec<_> = interior.chunks_mut(rb * ROWS).enumerate().collect();
-        super::threads::for_each_item(blocks, |(b, rows)| rows.chunks_mut(rb).enumerate().for_each(|(y, row)| f(b * ROWS + y, row)));
+        super::threads::for_each_item(blocks, |(b, rows)| {
+            rows.chunks_mut(rb).enumerate().for_each(|(y, row)| f(b * ROWS + y, row))
+        });
     }
 }
 

@@ -90,7 +90,9 @@ pub fn quantize_scalar(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
 /// Quantizes `x` into `out` (same length), on AVX2 when the CPU has it.
 pub fn quantize(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
-    if let Some(()) = super::x86_64::widest!((x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) -> () => quantize_body) {
+    if let Some(()) =
+        super::x86_64::widest!((x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) -> () => quantize_body)
+    {
         return;
     }
     quantize_scalar(x, scale, zero_point, out)
@@ -100,5 +102,7 @@ pub fn quantize(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
 pub fn quantize_parallel(x: &[f32], scale: f32, zero_point: u8, out: &mut [u8]) {
     // Big enough that a chunk outweighs handing it to another thread.
     const CHUNK: usize = 1 << 15;
-    super::threads::for_each_item(x.chunks(CHUNK).zip(out.chunks_mut(CHUNK)).collect(), |(x, out)| quantize(x, scale, zero_point, out));
+    super::threads::for_each_item(x.chunks(CHUNK).zip(out.chunks_mut(CHUNK)).collect(), |(x, out)| {
+        quantize(x, scale, zero_point, out)
+    });
 }

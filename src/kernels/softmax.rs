@@ -6,7 +6,6 @@
 //! AVX-512 + FMA; the same operations in the same order, so all agree bit for bit (tested).
 //! Blocks of the outer axis run in parallel on the kernels' team, if one is set.
 
-
 use super::silu::exp_approx;
 
 #[inline(always)]
@@ -56,7 +55,11 @@ pub fn block(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
 /// If `x` and `out` differ in length or are not whole blocks of `n * inner`.
 pub fn softmax(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
     let len = n * inner;
-    assert!(x.len() == out.len() && (len == 0 || x.len().is_multiple_of(len)), "softmax of {} values over {n} x {inner} blocks", x.len());
+    assert!(
+        x.len() == out.len() && (len == 0 || x.len().is_multiple_of(len)),
+        "softmax of {} values over {n} x {inner} blocks",
+        x.len()
+    );
     if len == 0 {
         return;
     }

@@ -60,7 +60,14 @@ fn count(word: u64) -> usize {
 
 impl Team {
     fn new() -> Team {
-        Team { claims: AtomicU64::new(0), job: UnsafeCell::new(None), done: AtomicUsize::new(0), panicked: AtomicBool::new(false), helpers: OnceLock::new(), busy: Mutex::new(()) }
+        Team {
+            claims: AtomicU64::new(0),
+            job: UnsafeCell::new(None),
+            done: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+            helpers: OnceLock::new(),
+            busy: Mutex::new(()),
+        }
     }
 
     /// Claims and runs indices of the current section until none is left; false if there
@@ -173,7 +180,12 @@ pub fn set_threads_for(n: usize, teams: usize) {
             .map(|t| {
                 let team: &'static Team = Box::leak(Box::new(Team::new()));
                 let helpers = (0..n - 1)
-                    .filter_map(|i| std::thread::Builder::new().name(format!("qdet-kernel-{t}-{i}")).spawn(move || team.helper_loop(i)).ok())
+                    .filter_map(|i| {
+                        std::thread::Builder::new()
+                            .name(format!("qdet-kernel-{t}-{i}"))
+                            .spawn(move || team.helper_loop(i))
+                            .ok()
+                    })
                     .map(|h| (h.thread().clone(), AtomicBool::new(false)))
                     .collect();
                 let _ = team.helpers.set(helpers);

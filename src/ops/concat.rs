@@ -41,18 +41,31 @@ impl EvalOp for ConcatF32 {
     }
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
-        ensure!(inputs.len() == self.sigmoid.len(), "QdetConcat: {} inputs, {} flags", inputs.len(), self.sigmoid.len());
+        ensure!(
+            inputs.len() == self.sigmoid.len(),
+            "QdetConcat: {} inputs, {} flags",
+            inputs.len(),
+            self.sigmoid.len()
+        );
         let first = inputs.first().context("QdetConcat without inputs")?;
         let mut shape = first.shape().to_vec();
         ensure!(self.axis < shape.len(), "QdetConcat on axis {} of {:?}", self.axis, shape);
         shape[self.axis] = inputs.iter().map(|x| x.shape().get(self.axis).copied().unwrap_or(0)).sum();
         let outer: usize = shape[..self.axis].iter().product();
         let inner: usize = shape[self.axis + 1..].iter().product();
-        let srcs = inputs.iter().map(|x| x.try_as_plain_ram().and_then(|v| v.as_slice::<f32>())).collect::<TractResult<Vec<&[f32]>>>()?;
+        let srcs = inputs
+            .iter()
+            .map(|x| x.try_as_plain_ram().and_then(|v| v.as_slice::<f32>()))
+            .collect::<TractResult<Vec<&[f32]>>>()?;
         for (x, src) in inputs.iter().zip(&srcs) {
             let mut s = x.shape().to_vec();
             s[self.axis] = shape[self.axis];
-            ensure!(s == shape && src.len() == outer * x.shape()[self.axis] * inner, "QdetConcat: input {:?} into {:?}", x.shape(), shape);
+            ensure!(
+                s == shape && src.len() == outer * x.shape()[self.axis] * inner,
+                "QdetConcat: input {:?} into {:?}",
+                x.shape(),
+                shape
+            );
         }
         let kernel = tract_linalg::routines::Func::Sigmoid.ew_f32()?;
         let failed = std::sync::atomic::AtomicBool::new(false);
@@ -61,7 +74,11 @@ impl EvalOp for ConcatF32 {
                 failed.store(true, std::sync::atomic::Ordering::Relaxed);
             }
         };
-        let parts: Vec<Part> = srcs.iter().zip(&self.sigmoid).map(|(&src, &sig)| Part { src, then: sig.then_some(&sigmoid as Then) }).collect();
+        let parts: Vec<Part> = srcs
+            .iter()
+            .zip(&self.sigmoid)
+            .map(|(&src, &sig)| Part { src, then: sig.then_some(&sigmoid as Then) })
+            .collect();
         let out = crate::kernels::concat::concat_f32(&shape, outer.max(1), &parts)?;
         ensure!(!failed.into_inner(), "QdetConcat: the sigmoid kernel failed");
         Ok(tvec!(out.into_tvalue()))
@@ -115,12 +132,15 @@ fn patch_from(model: &mut TypedModel, min_len: usize) -> TractResult<(usize, usi
         if fact.datum_type != DatumType::F32 || !big || read_by_conv {
             continue;
         }
-        let all_f32 = node.inputs.iter().all(|i| model.outlet_fact(*i).is_ok_and(|f| f.datum_type == DatumType::F32 && f.shape.as_concrete().is_some()));
+        let all_f32 = node.inputs.iter().all(|i| {
+            model.outlet_fact(*i).is_ok_and(|f| f.datum_type == DatumType::F32 && f.shape.as_concrete().is_some())
+        });
         if !all_f32 {
             continue;
         }
         let (axis, name, inputs) = (op.axis, node.name.clone(), node.inputs.clone());
-        let sources: Vec<(OutletId, bool)> = inputs.iter().map(|&i| sigmoid_input(model, i).map_or((i, false), |s| (s, true))).collect();
+        let sources: Vec<(OutletId, bool)> =
+            inputs.iter().map(|&i| sigmoid_input(model, i).map_or((i, false), |s| (s, true))).collect();
         let mut p = TypedModelPatch::default();
         let taps = sources.iter().map(|(o, _)| p.tap_model(model, *o)).collect::<TractResult<TVec<_>>>()?;
         let sigmoid: Vec<bool> = sources.iter().map(|(_, s)| *s).collect();
@@ -138,7 +158,14 @@ mod tests {
     use super::*;
 
     fn run(m: TypedModel, input: &Tensor) -> Tensor {
-        m.into_optimized().unwrap().into_runnable().unwrap().run(tvec!(input.clone().into())).unwrap().remove(0).into_tensor()
+        m.into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap()
+            .run(tvec!(input.clone().into()))
+            .unwrap()
+            .remove(0)
+            .into_tensor()
     }
 
     /// The fixture's head (small at 320 with 3 classes, so with no size threshold): the f32
@@ -147,15 +174,26 @@ mod tests {
     #[test]
     fn replaces_the_fixture_heads_concats_bit_identically() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shapes-yolov8n.onnx");
-        let exported = tract_onnx::onnx().model_for_path(path).unwrap().with_input_fact(0, f32::fact([1, 3, 320, 320]).into()).unwrap().into_typed().unwrap();
-        let input: Vec<f32> = (0..3 * 320 * 320).map(|i| ((i % 320) as f32 / 320.0 + ((i / 320 / 16) % 2) as f32 * 0.5 + (i / 102_400) as f32 * 0.2) % 1.0).collect();
+        let exported = tract_onnx::onnx()
+            .model_for_path(path)
+            .unwrap()
+            .with_input_fact(0, f32::fact([1, 3, 320, 320]).into())
+            .unwrap()
+            .into_typed()
+            .unwrap();
+        let input: Vec<f32> = (0..3 * 320 * 320)
+            .map(|i| ((i % 320) as f32 / 320.0 + ((i / 320 / 16) % 2) as f32 * 0.5 + (i / 102_400) as f32 * 0.2) % 1.0)
+            .collect();
         let input = Tensor::from_shape(&[1, 3, 320, 320], &input).unwrap();
         let mut patched = exported.clone();
         assert_eq!(patch_from(&mut patched, 0).unwrap(), (4, 1));
         crate::kernels::threads::set_threads(2);
         let (want, got) = (run(exported, &input), run(patched, &input));
         assert_eq!(want.shape(), got.shape());
-        let (want, got) = (want.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec(), got.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec());
+        let (want, got) = (
+            want.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec(),
+            got.try_as_plain_ram().unwrap().as_slice::<f32>().unwrap().to_vec(),
+        );
         assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "outputs differ");
         assert!(want.iter().skip(4 * 2100).any(|&s| s > 0.0 && s < 1.0), "class scores are sigmoids");
     }
@@ -168,7 +206,9 @@ mod tests {
         let a: Vec<f32> = (0..2 * 3 * 5).map(|i| i as f32).collect();
         let b: Vec<f32> = (0..2 * 40_000 * 5).map(|i| -(i as f32)).collect();
         let double = |d: &mut [f32]| d.iter_mut().for_each(|v| *v *= 2.0);
-        let got = concat_f32(&[2, 40_003, 5], 2, &[Part { src: &a, then: None }, Part { src: &b, then: Some(&double) }]).unwrap();
+        let got =
+            concat_f32(&[2, 40_003, 5], 2, &[Part { src: &a, then: None }, Part { src: &b, then: Some(&double) }])
+                .unwrap();
         let mut want = Vec::new();
         for o in 0..2 {
             want.extend_from_slice(&a[o * 15..][..15]);

@@ -31,10 +31,17 @@ impl EvalOp for Dfl {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = &inputs[0];
-        let &[1, rows, anchors] = x.shape() else { bail!("DFL input of shape {:?}, not [1, sides x {}, anchors]", x.shape(), self.bins) };
+        let &[1, rows, anchors] = x.shape() else {
+            bail!("DFL input of shape {:?}, not [1, sides x {}, anchors]", x.shape(), self.bins)
+        };
         ensure!(rows % self.bins == 0, "DFL input of {rows} rows, not sides x {} bins", self.bins);
         let mut out = Tensor::zero::<f32>(&[1, rows / self.bins, anchors])?;
-        crate::kernels::dfl::dfl(x.try_as_plain_ram()?.as_slice::<f32>()?, self.bins, anchors, out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?);
+        crate::kernels::dfl::dfl(
+            x.try_as_plain_ram()?.as_slice::<f32>()?,
+            self.bins,
+            anchors,
+            out.try_as_plain_ram_mut()?.as_slice_mut::<f32>()?,
+        );
         Ok(tvec!(out.into_tvalue()))
     }
 }
@@ -99,12 +106,22 @@ fn dfl_chain(model: &TypedModel, softmax: usize) -> Option<(OutletId, usize, usi
         PaddingSpec::Explicit(b, a) | PaddingSpec::ExplicitOnnxPool(b, a, _) => b.iter().chain(a).all(|&x| x == 0),
         _ => true,
     };
-    if c.q_params.is_some() || c.group != 1 || p.kernel_shape.iter().any(|&k| k != 1) || !ones(&p.strides) || !ones(&p.dilations) || !unpadded || p.input_channels != bins || p.output_channels != 1 || conv.inputs.len() != 3 {
+    if c.q_params.is_some()
+        || c.group != 1
+        || p.kernel_shape.iter().any(|&k| k != 1)
+        || !ones(&p.strides)
+        || !ones(&p.dilations)
+        || !unpadded
+        || p.input_channels != bins
+        || p.output_channels != 1
+        || conv.inputs.len() != 3
+    {
         return None;
     }
     let konst = |i: usize| model.outlet_fact(conv.inputs[i]).ok()?.konst.clone();
     let (weights, bias) = (konst(1)?, konst(2)?);
-    let arange = weights.len() == bins && weights.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.iter().enumerate().all(|(i, &w)| w == i as f32);
+    let arange = weights.len() == bins
+        && weights.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.iter().enumerate().all(|(i, &w)| w == i as f32);
     let unbiased = bias.try_as_plain_ram().ok()?.as_slice::<f32>().ok()?.iter().all(|&b| b == 0.0);
     if !arange || !unbiased {
         return None;
@@ -138,7 +155,13 @@ mod tests {
 
     fn typed(file: &str) -> TypedModel {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file);
-        tract_onnx::onnx().model_for_path(path).unwrap().with_input_fact(0, f32::fact([1, 3, 320, 320]).into()).unwrap().into_typed().unwrap()
+        tract_onnx::onnx()
+            .model_for_path(path)
+            .unwrap()
+            .with_input_fact(0, f32::fact([1, 3, 320, 320]).into())
+            .unwrap()
+            .into_typed()
+            .unwrap()
     }
 
     /// The fixture's head, fp32 and int8 exports: one chain found, and the model's output
@@ -146,14 +169,18 @@ mod tests {
     /// 2e-4 px, on a test-card input (gradients and stripes).
     #[test]
     fn replaces_the_fixture_heads_dfl_and_keeps_its_output() {
-        let input: Vec<f32> = (0..3 * 320 * 320).map(|i| ((i % 320) as f32 / 320.0 + ((i / 320 / 16) % 2) as f32 * 0.5 + (i / 102_400) as f32 * 0.2) % 1.0).collect();
+        let input: Vec<f32> = (0..3 * 320 * 320)
+            .map(|i| ((i % 320) as f32 / 320.0 + ((i / 320 / 16) % 2) as f32 * 0.5 + (i / 102_400) as f32 * 0.2) % 1.0)
+            .collect();
         let input = Tensor::from_shape(&[1, 3, 320, 320], &input).unwrap();
         for file in ["shapes-yolov8n.onnx", "shapes-yolov8n.int8.onnx"] {
             let exported = typed(file);
             let mut patched = exported.clone();
             assert_eq!(patch(&mut patched).unwrap(), 1, "{file}");
             assert!(!patched.nodes().iter().any(|n| n.op_is::<Softmax>()), "{file}");
-            let run = |m: TypedModel| m.into_optimized().unwrap().into_runnable().unwrap().run(tvec!(input.clone().into())).unwrap().remove(0);
+            let run = |m: TypedModel| {
+                m.into_optimized().unwrap().into_runnable().unwrap().run(tvec!(input.clone().into())).unwrap().remove(0)
+            };
             let (want, got) = (run(exported), run(patched));
             let (want, got) = (want.to_plain_array_view::<f32>().unwrap(), got.to_plain_array_view::<f32>().unwrap());
             assert_eq!(want.shape(), got.shape());

@@ -62,7 +62,11 @@ pub fn patch(model: &mut TypedModel) -> TractResult<usize> {
         let node = model.node(id);
         let Some(op) = node.op_as::<Softmax>() else { continue };
         let fact = model.outlet_fact(node.inputs[0])?;
-        if op.kind != SoftmaxKind::Softmax || op.axes.len() != 1 || op.quant_output_dt.is_some() || fact.datum_type != DatumType::F32 {
+        if op.kind != SoftmaxKind::Softmax
+            || op.axes.len() != 1
+            || op.quant_output_dt.is_some()
+            || fact.datum_type != DatumType::F32
+        {
             continue;
         }
         let axis = op.axes[0];

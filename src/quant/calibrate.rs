@@ -11,7 +11,10 @@ use serde::Serialize;
 use tract_onnx::pb;
 
 use super::analysis::{self, ChannelMeanMeter, ErrorMeter, ErrorStats, OutputError, OutputMeter};
-use super::observers::{KlObserver, MinMaxObserver, MseObserver, ObserverError, PercentileObserver, QuantBounds, QuantParams, DEFAULT_PERCENTILE};
+use super::observers::{
+    KlObserver, MinMaxObserver, MseObserver, ObserverError, PercentileObserver, QuantBounds, QuantParams,
+    DEFAULT_PERCENTILE,
+};
 use super::proto;
 use super::qdq::{self, QuantizedConv};
 use super::runner::{GraphRunner, Output};
@@ -260,7 +263,12 @@ pub fn load_float_model(path: &Path) -> Result<pb::ModelProto> {
 }
 
 /// Calibrates `model_path` over `images` (already listed and sorted by the caller).
-pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event: &(dyn Fn(Event) + Sync)) -> Result<Calibrated> {
+pub fn calibrate(
+    model_path: &Path,
+    images: &[PathBuf],
+    opts: &Options,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<Calibrated> {
     let start = Instant::now();
     let float = load_float_model(model_path)?;
     let det = Detector::load(model_path, opts.imgsz, NmsOptions::default())?;
@@ -283,7 +291,8 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     }
 
     let all_sites = sites::conv_sites(&float);
-    let graph = float.graph.as_ref().ok_or_else(|| Error::NotOnnx { path: model_path.into(), reason: "no graph".into() })?;
+    let graph =
+        float.graph.as_ref().ok_or_else(|| Error::NotOnnx { path: model_path.into(), reason: "no graph".into() })?;
     let input_names: BTreeSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
     for p in &opts.exclude {
         if !all_sites.iter().any(|s| p.matches(&s.name)) {
@@ -327,7 +336,11 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         let failed = setup.pass(&good, work, |_, (chw, outputs): (Vec<f32>, Vec<Output>)| {
             let mut next = outputs.iter();
             for (k, (t, obs)) in tensors.iter().zip(observers.iter_mut()).enumerate() {
-                let values = if input_names.contains(t.as_str()) { &chw } else { &next.next().ok_or_else(|| Error::Inference("missing output".into()))?.data };
+                let values = if input_names.contains(t.as_str()) {
+                    &chw
+                } else {
+                    &next.next().ok_or_else(|| Error::Inference("missing output".into()))?.data
+                };
                 obs.observe(values).map_err(|e| Error::Inference(format!("statistics of {t}: {e}")))?;
                 if pass == 0 {
                     observed[k].observe(values).map_err(|e| Error::Inference(format!("statistics of {t}: {e}")))?;
@@ -340,7 +353,10 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
             good.retain(|p| !bad.contains(p));
             skipped = failed;
             if good.is_empty() {
-                return Err(Error::Invalid(format!("none of the {} calibration images could be read", setup.images.len())));
+                return Err(Error::Invalid(format!(
+                    "none of the {} calibration images could be read",
+                    setup.images.len()
+                )));
             }
             for o in observers.iter_mut() {
                 o.start_histogram().map_err(|e| Error::Inference(e.to_string()))?;
@@ -375,15 +391,17 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     };
     let build = |chosen: &[usize], biases: &BTreeMap<usize, Vec<f32>>| -> pb::ModelProto {
         let qs: Vec<QuantizedConv> = chosen.iter().map(|&i| quantize(i, biases.get(&i).map(Vec::as_slice))).collect();
-        let pairs: Vec<(&ConvSite, &QuantizedConv)> = chosen.iter().zip(&qs).map(|(&i, q)| (&all_sites[i], q)).collect();
+        let pairs: Vec<(&ConvSite, &QuantizedConv)> =
+            chosen.iter().zip(&qs).map(|(&i, q)| (&all_sites[i], q)).collect();
         qdq::build(&float, &pairs, &acts)
     };
     let candidates: Vec<usize> = (0..all_sites.len()).filter(|i| !kept_float.contains_key(i)).collect();
     let analysis_set: Vec<PathBuf> = good.iter().take(opts.analysis_images).cloned().collect();
-    let head_output = graph.output.first().map(|o| o.name.clone()).ok_or_else(|| Error::NotDetect {
-        path: model_path.into(),
-        reason: "the graph has no outputs".into(),
-    })?;
+    let head_output = graph
+        .output
+        .first()
+        .map(|o| o.name.clone())
+        .ok_or_else(|| Error::NotDetect { path: model_path.into(), reason: "the graph has no outputs".into() })?;
 
     // Layerwise sensitivity: one conv quantized at a time, error at the model output.
     let mut layerwise: BTreeMap<usize, OutputError> = BTreeMap::new();
@@ -393,10 +411,14 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         let reference_runner = GraphRunner::new(&reference_model, model_path)?;
         let mut references: Vec<(PathBuf, Output)> = Vec::new();
         on_event(Event::Stage("float reference", analysis_set.len()));
-        setup.pass(&analysis_set, |p| reference_runner.run(&p.chw, p.letterbox.out), |i, mut o| {
-            references.push((analysis_set[i].clone(), o.remove(0)));
-            Ok(())
-        })?;
+        setup.pass(
+            &analysis_set,
+            |p| reference_runner.run(&p.chw, p.letterbox.out),
+            |i, mut o| {
+                references.push((analysis_set[i].clone(), o.remove(0)));
+                Ok(())
+            },
+        )?;
         on_event(Event::Stage("layerwise analysis", candidates.len()));
         let results: Vec<Result<(usize, OutputError)>> = candidates
             .par_iter()
@@ -438,19 +460,22 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         let sites_b: Vec<&ConvSite> = with_bias.iter().map(|&i| &all_sites[i]).collect();
         let mut m = build(&chosen, &BTreeMap::new());
         analysis::add_shadows(&mut m, &float, &sites_b);
-        let names: Vec<String> =
-            sites_b.iter().flat_map(|s| [s.output.clone(), analysis::shadow_output(s)]).collect();
+        let names: Vec<String> = sites_b.iter().flat_map(|s| [s.output.clone(), analysis::shadow_output(s)]).collect();
         analysis::set_outputs(&mut m, &names);
         let runner = GraphRunner::new(&m, model_path)?;
         let mut meters: Vec<ChannelMeanMeter> = vec![ChannelMeanMeter::default(); with_bias.len()];
         on_event(Event::Stage("bias correction", good.len()));
-        setup.pass(&good, |p| runner.run(&p.chw, p.letterbox.out), |_, outs| {
-            for (k, meter) in meters.iter_mut().enumerate() {
-                let (q, f) = (&outs[2 * k], &outs[2 * k + 1]);
-                meter.add(&q.data, &f.data, q.channel_len());
-            }
-            Ok(())
-        })?;
+        setup.pass(
+            &good,
+            |p| runner.run(&p.chw, p.letterbox.out),
+            |_, outs| {
+                for (k, meter) in meters.iter_mut().enumerate() {
+                    let (q, f) = (&outs[2 * k], &outs[2 * k + 1]);
+                    meter.add(&q.data, &f.data, q.channel_len());
+                }
+                Ok(())
+            },
+        )?;
         for (k, &i) in with_bias.iter().enumerate() {
             let s = &all_sites[i];
             let Some(b) = s.bias.as_ref().and_then(|b| weights.get(b)) else { continue };
@@ -524,7 +549,8 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         convs,
         seconds: start.elapsed().as_secs_f64(),
     };
-    let excluded: Vec<&str> = all_sites.iter().enumerate().filter(|(i, _)| !chosen.contains(i)).map(|(_, s)| s.name.as_str()).collect();
+    let excluded: Vec<&str> =
+        all_sites.iter().enumerate().filter(|(i, _)| !chosen.contains(i)).map(|(_, s)| s.name.as_str()).collect();
     qdq::set_metadata(
         &mut model,
         &[

@@ -48,23 +48,11 @@ pub struct QuantBounds {
 
 impl QuantBounds {
     /// Activations: asymmetric uint8 `[0, 255]`.
-    pub const ASYM_U8: Self = Self {
-        qmin: 0,
-        qmax: 255,
-        symmetric: false,
-    };
+    pub const ASYM_U8: Self = Self { qmin: 0, qmax: 255, symmetric: false };
     /// Symmetric int8, full range `[-128, 127]` (`scale = absmax / 127.5`).
-    pub const SYM_I8: Self = Self {
-        qmin: -128,
-        qmax: 127,
-        symmetric: true,
-    };
+    pub const SYM_I8: Self = Self { qmin: -128, qmax: 127, symmetric: true };
     /// Symmetric int8, narrow range `[-127, 127]` (`scale = absmax / 127`): weights.
-    pub const SYM_I8_NARROW: Self = Self {
-        qmin: -127,
-        qmax: 127,
-        symmetric: true,
-    };
+    pub const SYM_I8_NARROW: Self = Self { qmin: -127, qmax: 127, symmetric: true };
 }
 
 /// A calibrated real range.
@@ -95,18 +83,12 @@ pub fn minmax_to_scale_offset(min: f64, max: f64, bounds: QuantBounds) -> QuantP
     let levels = f64::from(bounds.qmax - bounds.qmin);
     if bounds.symmetric {
         let scale = (2.0 * max.abs().max(min.abs()) / levels).max(MIN_SCALE);
-        QuantParams {
-            scale: scale as f32,
-            zero_point: 0,
-        }
+        QuantParams { scale: scale as f32, zero_point: 0 }
     } else {
         let scale = ((max - min) / levels).max(MIN_SCALE);
         // PPQ: ppq_numerical_round(-min / scale), Decimal ROUND_HALF_EVEN of the exact f64.
         let zero_point = (-min / scale).round_ties_even() as i32;
-        QuantParams {
-            scale: scale as f32,
-            zero_point,
-        }
+        QuantParams { scale: scale as f32, zero_point }
     }
 }
 
@@ -134,11 +116,7 @@ fn check(values: &[f32]) -> Result<()> {
 }
 
 fn min_max(values: &[f32]) -> (f32, f32) {
-    values
-        .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-            (lo.min(v), hi.max(v))
-        })
+    values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)))
 }
 
 /// Per-output-channel symmetric weight scales (PPQ `TorchMinMaxObserver`, `PER_CHANNEL`,
@@ -148,11 +126,7 @@ fn min_max(values: &[f32]) -> (f32, f32) {
 /// # Panics
 /// If `bounds` is not symmetric, `out_channels` is 0 or does not divide `weights.len()`, or
 /// `weights` is empty (programming errors: the shape comes from the model).
-pub fn weight_scales_per_channel(
-    weights: &[f32],
-    out_channels: usize,
-    bounds: QuantBounds,
-) -> Vec<f32> {
+pub fn weight_scales_per_channel(weights: &[f32], out_channels: usize, bounds: QuantBounds) -> Vec<f32> {
     assert!(bounds.symmetric, "weights are quantized symmetrically");
     assert!(
         out_channels > 0 && !weights.is_empty() && weights.len().is_multiple_of(out_channels),
@@ -191,9 +165,7 @@ impl MinMaxObserver {
     }
 
     pub fn range(&self) -> Result<Range> {
-        self.range
-            .map(|(min, max)| Range { min, max })
-            .ok_or(ObserverError::NoData)
+        self.range.map(|(min, max)| Range { min, max }).ok_or(ObserverError::NoData)
     }
 
     pub fn params(&self, bounds: QuantBounds) -> Result<QuantParams> {
@@ -217,16 +189,8 @@ impl PercentileObserver {
     /// # Panics
     /// If `percentile` is not in `(0, 1]`.
     pub fn new(percentile: f64) -> Self {
-        assert!(
-            percentile > 0.0 && percentile <= 1.0,
-            "percentile {percentile} not in (0, 1]"
-        );
-        Self {
-            percentile,
-            los: Vec::new(),
-            his: Vec::new(),
-            scratch: Vec::new(),
-        }
+        assert!(percentile > 0.0 && percentile <= 1.0, "percentile {percentile} not in (0, 1]");
+        Self { percentile, los: Vec::new(), his: Vec::new(), scratch: Vec::new() }
     }
 
     pub fn observe(&mut self, values: &[f32]) -> Result<()> {
@@ -250,10 +214,7 @@ impl PercentileObserver {
         // torch mean over dim 0 of a [batches, 2] f32 tensor: f32 sum, then divide.
         let n = self.los.len() as f32;
         let mean = |v: &[f32]| v.iter().fold(0.0f32, |a, &b| a + b) / n;
-        Ok(Range {
-            min: mean(&self.los),
-            max: mean(&self.his),
-        })
+        Ok(Range { min: mean(&self.los), max: mean(&self.his) })
     }
 
     pub fn params(&self, bounds: QuantBounds) -> Result<QuantParams> {
@@ -264,14 +225,7 @@ impl PercentileObserver {
 #[derive(Debug, Clone)]
 enum Pass {
     Range(MinMaxObserver),
-    Histogram {
-        min: f64,
-        max: f64,
-        hist_scale: f64,
-        lo: f64,
-        hi: f64,
-        counts: Vec<u64>,
-    },
+    Histogram { min: f64, max: f64, hist_scale: f64, lo: f64, hi: f64, counts: Vec<u64> },
 }
 
 /// Two-pass histogram collection shared by [`KlObserver`] and [`MseObserver`]
@@ -290,11 +244,7 @@ pub struct HistogramObserver {
 impl HistogramObserver {
     fn new(bins: usize, symmetric: bool) -> Self {
         assert!(bins > 0, "histogram needs bins");
-        Self {
-            bins,
-            symmetric,
-            pass: Pass::Range(MinMaxObserver::new()),
-        }
+        Self { bins, symmetric, pass: Pass::Range(MinMaxObserver::new()) }
     }
 
     /// Pass 1: range; pass 2: histogram.
@@ -311,9 +261,7 @@ impl HistogramObserver {
                     // torch.histc: min == max == 0 means "use the data's range".
                     let (a, b) = values
                         .iter()
-                        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                            (a.min(map(v)), b.max(map(v)))
-                        });
+                        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(map(v)), b.max(map(v))));
                     (lo, hi) = (f64::from(a), f64::from(b));
                 }
                 if lo == hi {
@@ -351,14 +299,7 @@ impl HistogramObserver {
         } else {
             ((max - min) / bins, min, max)
         };
-        self.pass = Pass::Histogram {
-            min,
-            max,
-            hist_scale,
-            lo,
-            hi,
-            counts: vec![0; self.bins],
-        };
+        self.pass = Pass::Histogram { min, max, hist_scale, lo, hi, counts: vec![0; self.bins] };
         Ok(())
     }
 
@@ -366,25 +307,15 @@ impl HistogramObserver {
     pub fn range(&self) -> Result<Range> {
         match &self.pass {
             Pass::Range(mm) => mm.range(),
-            Pass::Histogram { min, max, .. } => Ok(Range {
-                min: *min as f32,
-                max: *max as f32,
-            }),
+            Pass::Histogram { min, max, .. } => Ok(Range { min: *min as f32, max: *max as f32 }),
         }
     }
 
     fn histogram(&self) -> Result<(f64, f64, &[u64])> {
         match &self.pass {
             Pass::Range(_) => Err(ObserverError::WrongPass("histogram not started")),
-            Pass::Histogram { counts, .. } if counts.iter().all(|&c| c == 0) => {
-                Err(ObserverError::NoData)
-            }
-            Pass::Histogram {
-                min,
-                hist_scale,
-                counts,
-                ..
-            } => Ok((*min, *hist_scale, counts)),
+            Pass::Histogram { counts, .. } if counts.iter().all(|&c| c == 0) => Err(ObserverError::NoData),
+            Pass::Histogram { min, hist_scale, counts, .. } => Ok((*min, *hist_scale, counts)),
         }
     }
 }
@@ -404,9 +335,7 @@ impl Default for KlObserver {
 
 impl KlObserver {
     pub fn new(bins: usize) -> Self {
-        Self {
-            hist: HistogramObserver::new(bins, true),
-        }
+        Self { hist: HistogramObserver::new(bins, true) }
     }
 
     pub fn observe(&mut self, values: &[f32]) -> Result<()> {
@@ -473,12 +402,8 @@ impl KlObserver {
             bin_range += QUANT_BINS;
         }
         let (_, best_range) = best.ok_or(ObserverError::NoData)?;
-        let scale =
-            (best_range as f64 / bins as f64) * hist_scale * (bins as f64 / QUANT_BINS as f64);
-        Ok(QuantParams {
-            scale: scale.max(MIN_SCALE) as f32,
-            zero_point: 0,
-        })
+        let scale = (best_range as f64 / bins as f64) * hist_scale * (bins as f64 / QUANT_BINS as f64);
+        Ok(QuantParams { scale: scale.max(MIN_SCALE) as f32, zero_point: 0 })
     }
 }
 
@@ -493,10 +418,7 @@ pub struct MseObserver {
 
 impl MseObserver {
     pub fn new(bounds: QuantBounds) -> Self {
-        Self {
-            hist: HistogramObserver::new(MSE_HIST_BINS, bounds.symmetric),
-            bounds,
-        }
+        Self { hist: HistogramObserver::new(MSE_HIST_BINS, bounds.symmetric), bounds }
     }
 
     pub fn observe(&mut self, values: &[f32]) -> Result<()> {
@@ -519,11 +441,8 @@ impl MseObserver {
         let bins = counts.len();
         let levels = (self.bounds.qmax - self.bounds.qmin + 1) as usize;
         let mut cands = vec![(0usize, (bins / levels + 1) * levels)];
-        let starts: Vec<usize> = if self.bounds.symmetric {
-            vec![0]
-        } else {
-            (0..bins).step_by(MSE_COMPUTE_INTERVAL).collect()
-        };
+        let starts: Vec<usize> =
+            if self.bounds.symmetric { vec![0] } else { (0..bins).step_by(MSE_COMPUTE_INTERVAL).collect() };
         for start in starts {
             if !self.bounds.symmetric && start as f64 * hist_scale + min > 0.0 {
                 break;
@@ -548,10 +467,7 @@ impl MseObserver {
         let (lo, hi) = if self.bounds.symmetric {
             (-(end as f64 * hist_scale), end as f64 * hist_scale)
         } else {
-            (
-                start as f64 * hist_scale + min,
-                end as f64 * hist_scale + min,
-            )
+            (start as f64 * hist_scale + min, end as f64 * hist_scale + min)
         };
         Ok(minmax_to_scale_offset(lo, hi, self.bounds))
     }
@@ -592,13 +508,7 @@ mod tests {
         let mut o = MinMaxObserver::new();
         o.observe(&[-1.0, 0.5, 2.0]).unwrap();
         o.observe(&[3.0, -0.5]).unwrap();
-        assert_eq!(
-            o.range().unwrap(),
-            Range {
-                min: -1.0,
-                max: 3.0
-            }
-        );
+        assert_eq!(o.range().unwrap(), Range { min: -1.0, max: 3.0 });
         let p = o.params(QuantBounds::ASYM_U8).unwrap();
         let scale = 4.0f64 / 255.0;
         assert_eq!(p.scale, scale as f32);
@@ -639,13 +549,7 @@ mod tests {
         o.observe(&v).unwrap(); // lo = sorted[10], hi = sorted[9990]
         o.observe(&v[..1000]).unwrap(); // values 9999..9000: lo = sorted[1] = 9001, hi = sorted[999] = 9999
         let r = o.range().unwrap();
-        assert_eq!(
-            r,
-            Range {
-                min: (10.0 + 9001.0) / 2.0,
-                max: (9990.0 + 9999.0) / 2.0
-            }
-        );
+        assert_eq!(r, Range { min: (10.0 + 9001.0) / 2.0, max: (9990.0 + 9999.0) / 2.0 });
     }
 
     #[test]
@@ -656,16 +560,10 @@ mod tests {
         assert_eq!(o.observe(&[f32::NAN]), Err(ObserverError::NonFinite));
         let mut k = KlObserver::default();
         k.observe(&[1.0]).unwrap();
-        assert!(matches!(
-            k.params(QuantBounds::SYM_I8),
-            Err(ObserverError::WrongPass(_))
-        ));
+        assert!(matches!(k.params(QuantBounds::SYM_I8), Err(ObserverError::WrongPass(_))));
         k.start_histogram().unwrap();
         assert!(k.start_histogram().is_err());
-        assert_eq!(
-            k.params(QuantBounds::ASYM_U8),
-            Err(ObserverError::KlAsymmetric)
-        );
+        assert_eq!(k.params(QuantBounds::ASYM_U8), Err(ObserverError::KlAsymmetric));
     }
 
     #[test]

@@ -35,7 +35,8 @@ pub fn opset(model: &ModelProto) -> i64 {
 /// Values of a FLOAT tensor, from `raw_data` (little-endian) or `float_data`; `None` for any
 /// other type or for external data.
 pub fn f32_values(t: &pb::TensorProto) -> Option<Vec<f32>> {
-    if t.data_type != DataType::Float as i32 || t.data_location == Some(pb::tensor_proto::DataLocation::External as i32) {
+    if t.data_type != DataType::Float as i32 || t.data_location == Some(pb::tensor_proto::DataLocation::External as i32)
+    {
         return None;
     }
     let count: i64 = t.dims.iter().product();
@@ -51,7 +52,13 @@ pub fn f32_values(t: &pb::TensorProto) -> Option<Vec<f32>> {
 }
 
 fn tensor(name: &str, dims: &[i64], data_type: DataType, raw_data: Vec<u8>) -> pb::TensorProto {
-    pb::TensorProto { name: name.into(), dims: dims.to_vec(), data_type: data_type as i32, raw_data, ..Default::default() }
+    pb::TensorProto {
+        name: name.into(),
+        dims: dims.to_vec(),
+        data_type: data_type as i32,
+        raw_data,
+        ..Default::default()
+    }
 }
 
 pub fn f32_tensor(name: &str, dims: &[i64], v: &[f32]) -> pb::TensorProto {
@@ -70,7 +77,13 @@ pub fn i32_tensor(name: &str, dims: &[i64], v: &[i32]) -> pb::TensorProto {
     tensor(name, dims, DataType::Int32, v.iter().flat_map(|x| x.to_le_bytes()).collect())
 }
 
-pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attributes: Vec<pb::AttributeProto>) -> pb::NodeProto {
+pub fn node(
+    op: &str,
+    name: &str,
+    inputs: &[&str],
+    outputs: &[&str],
+    attributes: Vec<pb::AttributeProto>,
+) -> pb::NodeProto {
     pb::NodeProto {
         op_type: op.into(),
         name: name.into(),

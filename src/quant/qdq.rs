@@ -26,19 +26,29 @@ pub struct QuantizedConv {
 }
 
 /// Weights per output channel with `bounds`; bias as int32 at `input_scale * weight_scale`.
-pub fn quantize_conv(weight: &[f32], bias: Option<&[f32]>, out_channels: usize, input_scale: f32, bounds: QuantBounds) -> QuantizedConv {
+pub fn quantize_conv(
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    out_channels: usize,
+    input_scale: f32,
+    bounds: QuantBounds,
+) -> QuantizedConv {
     let weight_scales = observers::weight_scales_per_channel(weight, out_channels, bounds);
     let per = weight.len() / out_channels;
     let weight_q = weight
         .iter()
         .enumerate()
-        .map(|(i, &w)| observers::quantize(w, QuantParams { scale: weight_scales[i / per], zero_point: 0 }, bounds) as i8)
+        .map(|(i, &w)| {
+            observers::quantize(w, QuantParams { scale: weight_scales[i / per], zero_point: 0 }, bounds) as i8
+        })
         .collect();
     let bias_scales = observers::bias_scales(input_scale, &weight_scales);
     let bias_q = bias.map(|b| {
         b.iter()
             .zip(&bias_scales)
-            .map(|(&b, &s)| (f64::from(b) / f64::from(s)).round_ties_even().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32)
+            .map(|(&b, &s)| {
+                (f64::from(b) / f64::from(s)).round_ties_even().clamp(f64::from(i32::MIN), f64::from(i32::MAX)) as i32
+            })
             .collect()
     });
     QuantizedConv { weight_q, weight_scales, bias_q, bias_scales }
@@ -47,10 +57,15 @@ pub fn quantize_conv(weight: &[f32], bias: Option<&[f32]>, out_channels: usize, 
 /// `base` with `convs` (site, its integers) quantized and every tensor of `acts` given a Q/DQ
 /// pair. Activations no quantized Conv reads are left alone. Deterministic: the same inputs
 /// give the same message, field for field.
-pub fn build(base: &pb::ModelProto, convs: &[(&ConvSite, &QuantizedConv)], acts: &BTreeMap<String, QuantParams>) -> pb::ModelProto {
+pub fn build(
+    base: &pb::ModelProto,
+    convs: &[(&ConvSite, &QuantizedConv)],
+    acts: &BTreeMap<String, QuantParams>,
+) -> pb::ModelProto {
     let mut model = base.clone();
     let Some(graph) = model.graph.as_mut() else { return model };
-    let by_node: HashMap<usize, (&ConvSite, &QuantizedConv)> = convs.iter().map(|&(s, q)| (s.node_index, (s, q))).collect();
+    let by_node: HashMap<usize, (&ConvSite, &QuantizedConv)> =
+        convs.iter().map(|&(s, q)| (s.node_index, (s, q))).collect();
     let read: BTreeSet<&str> = convs.iter().map(|(s, _)| s.input.as_str()).collect();
     let acts: BTreeMap<&str, QuantParams> =
         acts.iter().filter(|(t, _)| read.contains(t.as_str())).map(|(t, p)| (t.as_str(), *p)).collect();
@@ -63,8 +78,20 @@ pub fn build(base: &pb::ModelProto, convs: &[(&ConvSite, &QuantizedConv)], acts:
         inits.push(proto::f32_tensor(&scale, &[], &[p.scale]));
         inits.push(proto::u8_tensor(&zp, &[], &[p.zero_point.clamp(0, 255) as u8]));
         let (q, dq) = (format!("{tensor}_quantized"), format!("{tensor}_dequantized"));
-        nodes.push(proto::node("QuantizeLinear", &format!("{tensor}_QuantizeLinear"), &[tensor, &scale, &zp], &[&q], vec![]));
-        nodes.push(proto::node("DequantizeLinear", &format!("{tensor}_DequantizeLinear"), &[&q, &scale, &zp], &[&dq], vec![]));
+        nodes.push(proto::node(
+            "QuantizeLinear",
+            &format!("{tensor}_QuantizeLinear"),
+            &[tensor, &scale, &zp],
+            &[&q],
+            vec![],
+        ));
+        nodes.push(proto::node(
+            "DequantizeLinear",
+            &format!("{tensor}_DequantizeLinear"),
+            &[&q, &scale, &zp],
+            &[&dq],
+            vec![],
+        ));
     };
 
     for input in &graph.input {
@@ -119,7 +146,9 @@ pub fn set_metadata(model: &mut pb::ModelProto, entries: &[(&str, String)]) {
     for (key, value) in entries {
         match model.metadata_props.iter_mut().find(|p| p.key == *key) {
             Some(p) => p.value = value.clone(),
-            None => model.metadata_props.push(pb::StringStringEntryProto { key: key.to_string(), value: value.clone() }),
+            None => {
+                model.metadata_props.push(pb::StringStringEntryProto { key: key.to_string(), value: value.clone() })
+            }
         }
     }
 }

@@ -7,8 +7,15 @@ use tract_onnx::pb;
 use super::proto;
 
 /// Ops that mean the model is already quantized: calibrating it again would quantize twice.
-const QUANTIZED_OPS: &[&str] =
-    &["QuantizeLinear", "DequantizeLinear", "QLinearConv", "ConvInteger", "QLinearMatMul", "MatMulInteger", "DynamicQuantizeLinear"];
+const QUANTIZED_OPS: &[&str] = &[
+    "QuantizeLinear",
+    "DequantizeLinear",
+    "QLinearConv",
+    "ConvInteger",
+    "QLinearMatMul",
+    "MatMulInteger",
+    "DynamicQuantizeLinear",
+];
 
 /// One Conv whose weights are float initializers, so it can be quantized.
 #[derive(Debug, Clone)]
@@ -55,7 +62,8 @@ pub fn conv_sites(model: &pb::ModelProto) -> Vec<ConvSite> {
         *uses.entry(input.as_str()).or_default() += 1;
     }
     // A weight shared with another node would need one quantization for two convs.
-    let is_float = |name: &str| inits.get(name).is_some_and(|t| proto::f32_values(t).is_some()) && uses.get(name) == Some(&1);
+    let is_float =
+        |name: &str| inits.get(name).is_some_and(|t| proto::f32_values(t).is_some()) && uses.get(name) == Some(&1);
     graph
         .node
         .iter()

@@ -5,7 +5,6 @@ use std::path::{Path, PathBuf, MAIN_SEPARATOR};
 
 use yaml_rust2::Yaml;
 
-
 use crate::error::{Error, Result};
 
 use super::IMG_FORMATS;

@@ -112,4 +112,3 @@ pub fn rect_input(src: (usize, usize), imgsz: usize, stride: usize) -> (usize, u
     let side = |s: f64| ((s * imgsz as f64 / stride as f64 + RECT_PAD).ceil() as usize) * stride;
     (side(shape[0]), side(shape[1]))
 }
-

@@ -217,7 +217,9 @@ pub fn run(
     for img in &images {
         let lp = label_path(img);
         let parsed = match crate::input::read(&lp, crate::input::TEXT_LIMIT) {
-            Err(crate::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => Ok(Labels::default()),
+            Err(crate::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
+                Ok(Labels::default())
+            }
             Err(e) => Err(Problem::from_error(&lp, &e)),
             Ok(bytes) => match String::from_utf8(bytes) {
                 Ok(text) => parse_labels(&text, &lp, data.names.len()),
@@ -506,4 +508,3 @@ mod tests {
         assert!(load_data(&yaml, "val").unwrap_err().to_string().contains("'nc' is 2"));
     }
 }
-

@@ -31,14 +31,20 @@ pub fn row_f32(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]])
 /// # Panics
 /// If `out` is too short for the pixels of `acc`.
 pub fn row_u8(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [u8], stride: usize) {
-    assert!(acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK, "{} bytes for {} pixels", out.len(), acc.len());
+    assert!(
+        acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK,
+        "{} bytes for {} pixels",
+        out.len(),
+        acc.len()
+    );
     // SAFETY: as in `row_f32`; the writes, 16 bytes at each `j * stride` for
     // `j < acc.len()`, are within `out` (asserted).
     unsafe {
         let (s, b) = (quarters(f.scale.as_ptr()), quarters(f.bias.as_ptr()));
         let out = out.as_mut_ptr();
         for (j, a) in acc.iter().enumerate() {
-            let y: [float32x4_t; 4] = std::array::from_fn(|h| affine(vld1q_s32(a.as_ptr().add(4 * h)), s[h], b[h], f.silu));
+            let y: [float32x4_t; 4] =
+                std::array::from_fn(|h| affine(vld1q_s32(a.as_ptr().add(4 * h)), s[h], b[h], f.silu));
             vst1q_u8(out.add(j * stride), quantize(y, q));
         }
     }
@@ -50,7 +56,12 @@ pub fn row_u8(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [u8]
 /// # Panics
 /// If `out` is too short for the pixels of `y`.
 pub fn quantize_pixels(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
-    assert!(y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK, "{} bytes for {} pixels", out.len(), y.len());
+    assert!(
+        y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK,
+        "{} bytes for {} pixels",
+        out.len(),
+        y.len()
+    );
     // SAFETY: 16 floats in each `v`; the writes are within `out` (asserted).
     unsafe {
         let out = out.as_mut_ptr();
@@ -97,7 +108,8 @@ fn silu(y: float32x4_t) -> float32x4_t {
             p = fma(p, r, vdupq_n_f32(c));
         }
         let e = vaddq_f32(fma(p, vmulq_f32(r, r), r), vdupq_n_f32(1.0));
-        let pow2 = vreinterpretq_f32_u32(vshlq_n_u32::<23>(vreinterpretq_u32_f32(vaddq_f32(n, vdupq_n_f32(POW2_BIAS)))));
+        let pow2 =
+            vreinterpretq_f32_u32(vshlq_n_u32::<23>(vreinterpretq_u32_f32(vaddq_f32(n, vdupq_n_f32(POW2_BIAS)))));
         let s = vdivq_f32(y, vaddq_f32(vdupq_n_f32(1.0), vmulq_f32(e, pow2)));
         let tiny = vcltq_f32(y, vdupq_n_f32(-87.0));
         vreinterpretq_f32_u32(vbicq_u32(vreinterpretq_u32_f32(s), tiny))
@@ -125,12 +137,15 @@ fn quantize(y: [float32x4_t; 4], q: &Quantizer) -> uint8x16_t {
             let quot = y.map(|v| vmulq_n_f32(v, inv));
             let rounded = quot.map(|v| vrndnq_f32(v));
             let limit = vdupq_n_f32(0.5 - NEAR_HALF);
-            let near = (0..4).fold(vdupq_n_u32(0), |m, h| vorrq_u32(m, vcgtq_f32(vabsq_f32(vsubq_f32(quot[h], rounded[h])), limit)));
+            let near = (0..4)
+                .fold(vdupq_n_u32(0), |m, h| vorrq_u32(m, vcgtq_f32(vabsq_f32(vsubq_f32(quot[h], rounded[h])), limit)));
             (vmaxvq_u32(near) == 0).then_some(rounded)
         });
         let rounded = fast.unwrap_or_else(|| y.map(|v| vrndnq_f32(vdivq_f32(v, vdupq_n_f32(q.scale)))));
         // `finish`: each lane's low byte is the value.
-        let lanes = rounded.map(|r| vreinterpretq_u32_f32(vaddq_f32(clamp(vaddq_f32(r, vdupq_n_f32(q.zp)), 0.0, 255.0), vdupq_n_f32(BYTE_BIAS))));
+        let lanes = rounded.map(|r| {
+            vreinterpretq_u32_f32(vaddq_f32(clamp(vaddq_f32(r, vdupq_n_f32(q.zp)), 0.0, 255.0), vdupq_n_f32(BYTE_BIAS)))
+        });
         let lo = vcombine_u16(vmovn_u32(lanes[0]), vmovn_u32(lanes[1]));
         let hi = vcombine_u16(vmovn_u32(lanes[2]), vmovn_u32(lanes[3]));
         vcombine_u8(vmovn_u16(lo), vmovn_u16(hi))

@@ -36,7 +36,16 @@ use crate::kernels::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 /// Runs one tile of 1 to [`crate::kernels::PX`] pixels on a NEON `isa`, in pieces of at most
 /// [`Isa::tile_pixels`]. `x` starts at the tile's first pixel.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+pub(super) fn tile(
+    isa: Isa,
+    x: &[u8],
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: &[u8],
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]],
+) {
     let most = isa.tile_pixels();
     for (i, acc) in acc.chunks_mut(most).enumerate() {
         let x = &x[i * most * step..];
@@ -53,7 +62,16 @@ pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usiz
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+fn run<const P: usize>(
+    isa: Isa,
+    x: &[u8],
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: &[u8],
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]],
+) {
     assert!(P <= isa.tile_pixels(), "{isa:?} tiles have at most {} pixels", isa.tile_pixels());
     let acc: &mut [[i32; OC_BLOCK]; P] = acc.try_into().expect("tile() dispatches on the length");
     let (x, w) = (x.as_ptr(), w.as_ptr());
@@ -134,7 +152,15 @@ macro_rules! dot_loop {
 /// `acc += sudot(w, x)`: four i8 x u8 products per lane (twin: [`crate::kernels::generic::tile::tile_quads`]).
 #[target_feature(enable = "neon,i8mm")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn i8mm<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
+unsafe fn i8mm<const P: usize>(
+    x: *const u8,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: *const u8,
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]; P],
+) {
     // SAFETY: the caller guarantees the features and the reads (see `run`).
     unsafe { dot_loop!(x, step, taps, groups, w, init, acc, |v: uint8x16_t| v, "sudot") }
 }
@@ -142,7 +168,15 @@ unsafe fn i8mm<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups
 /// `acc += sdot(w, x - 128)` (twin: [`crate::kernels::generic::tile::tile_quads_shifted`]).
 #[target_feature(enable = "neon,dotprod")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn dot<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
+unsafe fn dot<const P: usize>(
+    x: *const u8,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: *const u8,
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]; P],
+) {
     // SAFETY: the caller guarantees the features and the reads (see `run`).
     unsafe {
         let flip = vdupq_n_u8(0x80);
@@ -156,7 +190,15 @@ unsafe fn dot<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups:
 /// of two of a channel's k; `ADDP` folds them at the end.
 #[target_feature(enable = "neon")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn mull<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
+unsafe fn mull<const P: usize>(
+    x: *const u8,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: *const u8,
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]; P],
+) {
     // SAFETY: the caller guarantees the reads (see `run`); NEON is part of aarch64.
     unsafe {
         let flip = vdupq_n_u8(0x80);
@@ -166,7 +208,9 @@ unsafe fn mull<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups
             *o = j * step;
         }
         // Pixel `j`'s 4 bytes of the group at `xg`, minus 128, in every 32-bit lane.
-        let load = |xg: *const u8, j: usize| vreinterpretq_s8_u8(veorq_u8(vreinterpretq_u8_u32(vld1q_dup_u32(xg.add(offsets[j]) as *const u32)), flip));
+        let load = |xg: *const u8, j: usize| {
+            vreinterpretq_s8_u8(veorq_u8(vreinterpretq_u8_u32(vld1q_dup_u32(xg.add(offsets[j]) as *const u32)), flip))
+        };
         let mut wp = w;
         for &tap in taps {
             let xt = x.add(tap);
@@ -183,7 +227,11 @@ unsafe fn mull<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups
                     let w0 = vld1q_s8(wp.add(16 * v) as *const i8);
                     let w1 = vld1q_s8(wp.add(WGROUP_BYTES + 16 * v) as *const i8);
                     for j in 0..P {
-                        let lo = vmlal_s8(vmull_s8(vget_low_s8(w0), vget_low_s8(x0[j])), vget_low_s8(w1), vget_low_s8(x1[j]));
+                        let lo = vmlal_s8(
+                            vmull_s8(vget_low_s8(w0), vget_low_s8(x0[j])),
+                            vget_low_s8(w1),
+                            vget_low_s8(x1[j]),
+                        );
                         let hi = vmlal_high_s8(vmull_high_s8(w0, x0[j]), w1, x1[j]);
                         acc_v[j][2 * v] = vpadalq_s16(acc_v[j][2 * v], lo);
                         acc_v[j][2 * v + 1] = vpadalq_s16(acc_v[j][2 * v + 1], hi);

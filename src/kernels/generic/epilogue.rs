@@ -68,4 +68,3 @@ pub fn transpose_scalar<T: Copy>(t: &[T], rows: &mut [&mut [T]]) {
         }
     }
 }
-

@@ -16,4 +16,3 @@ pub fn interleave2_scalar(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
         out[4 * j..4 * j + 4].copy_from_slice(&[rows[0][j], 0, rows[1][j], 0]);
     }
 }
-

@@ -6,7 +6,15 @@ use crate::kernels::{GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
 /// Pairs layout: a pixel's group is two u16 channels, a weight group `OC_BLOCK` x two i16,
 /// little-endian.
-pub fn tile_pairs(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+pub fn tile_pairs(
+    x: &[u8],
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: &[u8],
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]],
+) {
     acc.fill(*init);
     let u16_at = |s: &[u8], i: usize| i32::from(u16::from_le_bytes([s[i], s[i + 1]]));
     let i16_at = |s: &[u8], i: usize| i32::from(i16::from_le_bytes([s[i], s[i + 1]]));
@@ -25,16 +33,40 @@ pub fn tile_pairs(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8]
 }
 
 /// Quads layout: a pixel's group is four u8 channels, a weight group `OC_BLOCK` x four i8.
-pub fn tile_quads(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+pub fn tile_quads(
+    x: &[u8],
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: &[u8],
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]],
+) {
     quads::<0>(x, step, taps, groups, w, init, acc)
 }
 
 /// [`tile_quads`] of `x - 128`, as the Arm kernels that multiply signed by signed compute it.
-pub fn tile_quads_shifted(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+pub fn tile_quads_shifted(
+    x: &[u8],
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: &[u8],
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]],
+) {
     quads::<128>(x, step, taps, groups, w, init, acc)
 }
 
-fn quads<const OFFSET: i32>(x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+fn quads<const OFFSET: i32>(
+    x: &[u8],
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: &[u8],
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]],
+) {
     acc.fill(*init);
     for (t, &tap) in taps.iter().enumerate() {
         for g in 0..groups {

@@ -40,7 +40,12 @@ pub fn row_f32_avx512(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_B
 /// If the CPU lacks AVX-512F or FMA, or `out` is too short for the pixels of `acc`.
 pub fn row_u8_avx512(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [u8], stride: usize) {
     assert!(avx512_available());
-    assert!(acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK, "{} bytes for {} pixels", out.len(), acc.len());
+    assert!(
+        acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK,
+        "{} bytes for {} pixels",
+        out.len(),
+        acc.len()
+    );
     // SAFETY: the features are checked above, and the writes, 16 bytes at each
     // `j * stride` for `j < acc.len()`, are within `out` (asserted).
     unsafe { u8_512(acc, f, q, out.as_mut_ptr(), stride) }
@@ -62,7 +67,12 @@ pub fn row_f32_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLO
 /// If the CPU lacks AVX2 or FMA, or `out` is too short for the pixels of `acc`.
 pub fn row_u8_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [u8], stride: usize) {
     assert!(avx2_available());
-    assert!(acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK, "{} bytes for {} pixels", out.len(), acc.len());
+    assert!(
+        acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK,
+        "{} bytes for {} pixels",
+        out.len(),
+        acc.len()
+    );
     // SAFETY: as in `row_u8_avx512`.
     unsafe { u8_256(acc, f, q, out.as_mut_ptr(), stride) }
 }
@@ -74,7 +84,12 @@ pub fn row_u8_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut
 /// If the CPU lacks AVX-512F or FMA, or `out` is too short for the pixels of `y`.
 pub fn quantize_avx512(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
     assert!(avx512_available());
-    assert!(y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK, "{} bytes for {} pixels", out.len(), y.len());
+    assert!(
+        y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK,
+        "{} bytes for {} pixels",
+        out.len(),
+        y.len()
+    );
     // SAFETY: as in `row_u8_avx512`.
     unsafe { q_512(y, q, out.as_mut_ptr(), stride) }
 }
@@ -85,7 +100,12 @@ pub fn quantize_avx512(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], str
 /// If the CPU lacks AVX2 or FMA, or `out` is too short for the pixels of `y`.
 pub fn quantize_avx2(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
     assert!(avx2_available());
-    assert!(y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK, "{} bytes for {} pixels", out.len(), y.len());
+    assert!(
+        y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK,
+        "{} bytes for {} pixels",
+        out.len(),
+        y.len()
+    );
     // SAFETY: as in `row_u8_avx512`.
     unsafe { q_256(y, q, out.as_mut_ptr(), stride) }
 }
@@ -222,7 +242,10 @@ mod z {
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
     fn finish(r: __m512, zp: f32) -> __m512i {
-        _mm512_castps_si512(_mm512_add_ps(clamp(_mm512_add_ps(r, _mm512_set1_ps(zp)), 0.0, 255.0), _mm512_set1_ps(BYTE_BIAS)))
+        _mm512_castps_si512(_mm512_add_ps(
+            clamp(_mm512_add_ps(r, _mm512_set1_ps(zp)), 0.0, 255.0),
+            _mm512_set1_ps(BYTE_BIAS),
+        ))
     }
 
     /// [`Quantizer::chunk`].
@@ -281,7 +304,10 @@ mod y8 {
             p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
         }
         let e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
-        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(_mm256_add_ps(n, _mm256_set1_ps(POW2_BIAS)))));
+        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(_mm256_add_ps(
+            n,
+            _mm256_set1_ps(POW2_BIAS),
+        ))));
         let s = _mm256_div_ps(y, _mm256_add_ps(_mm256_set1_ps(1.0), _mm256_mul_ps(e, pow2)));
         let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(y, _mm256_set1_ps(-87.0));
         _mm256_andnot_ps(tiny, s)
@@ -313,7 +339,10 @@ mod y8 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn finish(r: __m256, zp: f32) -> __m256i {
-        _mm256_castps_si256(_mm256_add_ps(clamp(_mm256_add_ps(r, _mm256_set1_ps(zp)), 0.0, 255.0), _mm256_set1_ps(BYTE_BIAS)))
+        _mm256_castps_si256(_mm256_add_ps(
+            clamp(_mm256_add_ps(r, _mm256_set1_ps(zp)), 0.0, 255.0),
+            _mm256_set1_ps(BYTE_BIAS),
+        ))
     }
 
     #[inline]

@@ -36,13 +36,21 @@ macro_rules! widest {
 }
 pub(crate) use widest;
 
-
 use crate::kernels::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
 /// Runs one tile of 1 to [`crate::kernels::PX`] pixels on a SIMD `isa`. `x` starts at the tile's
 /// first pixel.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+pub(super) fn tile(
+    isa: Isa,
+    x: &[u8],
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: &[u8],
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]],
+) {
     match acc.len() {
         1 => run::<1>(isa, x, step, taps, groups, w, init, acc),
         2 => run::<2>(isa, x, step, taps, groups, w, init, acc),
@@ -65,7 +73,16 @@ pub(super) fn tile(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usiz
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: usize, w: &[u8], init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]]) {
+fn run<const P: usize>(
+    isa: Isa,
+    x: &[u8],
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: &[u8],
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]],
+) {
     let acc: &mut [[i32; OC_BLOCK]; P] = acc.try_into().expect("tile() dispatches on the length");
     let (x, w) = (x.as_ptr(), w.as_ptr());
     // SAFETY: `crate::kernels::tile` checked that this CPU has the ISA's features and that every read,
@@ -86,7 +103,10 @@ fn run<const P: usize>(isa: Isa, x: &[u8], step: usize, taps: &[usize], groups: 
 /// 8..16) and one 32-bit broadcast per pixel, folded into the accumulators by `$mac`.
 macro_rules! kernel_loop {
     ($x:ident, $step:ident, $taps:ident, $groups:ident, $w:ident, $init:ident, $acc:ident, |$a:ident, $b:ident, $wv:ident| $mac:expr) => {{
-        let start = [_mm256_loadu_si256($init.as_ptr() as *const __m256i), _mm256_loadu_si256($init.as_ptr().add(8) as *const __m256i)];
+        let start = [
+            _mm256_loadu_si256($init.as_ptr() as *const __m256i),
+            _mm256_loadu_si256($init.as_ptr().add(8) as *const __m256i),
+        ];
         let mut acc_v: [[__m256i; 2]; P] = [start; P];
         let mut offsets = [0usize; P];
         for (j, o) in offsets.iter_mut().enumerate() {
@@ -120,7 +140,15 @@ macro_rules! kernel_loop {
 /// `acc += dpbusd(x, w)`: four u8 x s8 products per lane (twin: [`crate::kernels::generic::tile::tile_quads`]).
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn vnni<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
+unsafe fn vnni<const P: usize>(
+    x: *const u8,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: *const u8,
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]; P],
+) {
     // SAFETY: the caller guarantees the features and the reads (see `run`).
     unsafe { kernel_loop!(x, step, taps, groups, w, init, acc, |a, b, wv| _mm256_dpbusd_epi32(a, b, wv)) }
 }
@@ -130,7 +158,15 @@ unsafe fn vnni<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups
 /// [`crate::kernels::generic::tile::tile_quads`]).
 #[target_feature(enable = "avx512f,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn vnni512<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
+unsafe fn vnni512<const P: usize>(
+    x: *const u8,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: *const u8,
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]; P],
+) {
     // SAFETY: the caller guarantees the features and the reads (see `run`).
     unsafe {
         let start = _mm512_loadu_si512(init.as_ptr() as *const _);
@@ -162,20 +198,41 @@ unsafe fn vnni512<const P: usize>(x: *const u8, step: usize, taps: &[usize], gro
 /// `|w| <= 63` only.
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn maddubs<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
+unsafe fn maddubs<const P: usize>(
+    x: *const u8,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: *const u8,
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]; P],
+) {
     // SAFETY: the caller guarantees AVX2 and the reads (see `run`).
     unsafe {
         let ones = _mm256_set1_epi16(1);
-        kernel_loop!(x, step, taps, groups, w, init, acc, |a, b, wv| _mm256_add_epi32(a, _mm256_madd_epi16(_mm256_maddubs_epi16(b, wv), ones)))
+        kernel_loop!(x, step, taps, groups, w, init, acc, |a, b, wv| _mm256_add_epi32(
+            a,
+            _mm256_madd_epi16(_mm256_maddubs_epi16(b, wv), ones)
+        ))
     }
 }
 
 /// `acc += madd16(x, w)` on u16/i16 pairs (twin: [`crate::kernels::generic::tile::tile_pairs`]).
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
-unsafe fn madd16<const P: usize>(x: *const u8, step: usize, taps: &[usize], groups: usize, w: *const u8, init: &[i32; OC_BLOCK], acc: &mut [[i32; OC_BLOCK]; P]) {
+unsafe fn madd16<const P: usize>(
+    x: *const u8,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: *const u8,
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]; P],
+) {
     // SAFETY: the caller guarantees AVX2 and the reads (see `run`).
-    unsafe { kernel_loop!(x, step, taps, groups, w, init, acc, |a, b, wv| _mm256_add_epi32(a, _mm256_madd_epi16(b, wv))) }
+    unsafe {
+        kernel_loop!(x, step, taps, groups, w, init, acc, |a, b, wv| _mm256_add_epi32(a, _mm256_madd_epi16(b, wv)))
+    }
 }
 
 /// `out[4 * j + t] = rows[t][j]`: 16 pixels of four channel planes into channels-last quads
