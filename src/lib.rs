@@ -32,4 +32,9 @@ pub mod sources;
 pub mod val;
 pub mod yaml;
 
+pub use detector::Detector;
 pub use error::{Error, Result};
+pub use image_io::{decode_rgb as decode_image, read_rgb as read_image, RgbImage};
+pub use kernels::Isa as Kernel;
+pub use model::{Head, Int8, Model, Precision};
+pub use postprocess::{Detection, NmsOptions};
