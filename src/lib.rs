@@ -7,6 +7,8 @@
 //! [`run`] drives all of it over folders of images.
 
 pub mod atomic;
+#[doc(hidden)]
+pub mod cli;
 pub mod dataset;
 pub mod detector;
 pub mod draw;

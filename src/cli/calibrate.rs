@@ -1,4 +1,4 @@
-//! `qdet calibrate`: flags in, [`qdet::quant::calibrate`] in between, the QDQ model, the
+//! `qdet calibrate`: flags in, [`crate::quant::calibrate`] in between, the QDQ model, the
 //! report and the error-analysis tables out.
 
 use std::path::{Path, PathBuf};
@@ -8,13 +8,13 @@ use std::sync::Mutex;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
-use qdet::atomic::{self, Existing};
-use qdet::quant::analysis::bar;
-use qdet::quant::calibrate::{self, Event, Method, Options, Report};
-use qdet::quant::proto;
-use qdet::quant::sites::NamePattern;
+use crate::atomic::{self, Existing};
+use crate::quant::analysis::bar;
+use crate::quant::calibrate::{self, Event, Method, Options, Report};
+use crate::quant::proto;
+use crate::quant::sites::NamePattern;
 
-use crate::EXIT_SOME_FAILED;
+use super::common::exit_status;
 
 /// Rows of each error table printed (the report JSON has them all).
 const TABLE_ROWS: usize = 12;
@@ -65,7 +65,7 @@ pub struct CalibrateArgs {
     #[arg(long)]
     report: Option<PathBuf>,
     /// Inference size for dynamic models, `640` or `H,W` [default: the model's metadata imgsz, else 640].
-    #[arg(long, value_parser = crate::parse_imgsz)]
+    #[arg(long, value_parser = super::common::parse_imgsz)]
     imgsz: Option<(usize, usize)>,
     /// Replace an existing --out / --report file.
     #[arg(long)]
@@ -87,7 +87,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         // Before the statistics, not after: the folder is made (as detect's --out is) and
         // must take a file.
         let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        qdet::run::check_writable(dir).with_context(|| format!("{} cannot be written", p.display()))?;
+        crate::run::check_writable(dir).with_context(|| format!("{} cannot be written", p.display()))?;
     }
     let exclude =
         a.exclude.iter().map(|p| NamePattern::parse(p)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
@@ -96,7 +96,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
             bail!("{}: no such calibration folder or file", dir.display());
         }
     }
-    let collected = qdet::sources::collect(&a.images).context("collecting calibration images")?;
+    let collected = crate::sources::collect(&a.images).context("collecting calibration images")?;
     for (path, reason) in &collected.skipped {
         eprintln!("qdet: skipped {}: {reason}", path.display());
     }
@@ -104,7 +104,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
     if images.is_empty() {
         bail!("no images found in {}", a.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
-    let inflight = crate::setup_threads(a.threads, None, images.len())?;
+    let inflight = super::common::setup_threads(a.threads, None, images.len())?;
     let method = match a.method {
         MethodArg::Minmax => Method::Minmax,
         MethodArg::Percentile => Method::Percentile,
@@ -122,7 +122,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         imgsz: a.imgsz,
         inflight,
     };
-    let bar = Mutex::new(crate::progress_bar(0));
+    let bar = Mutex::new(super::common::progress_bar(0, "images"));
     let on_event = |e: Event| {
         let bar = bar.lock().unwrap_or_else(|p| p.into_inner());
         match e {
@@ -147,7 +147,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         let json = serde_json::to_string_pretty(&done.report)? + "\n";
         atomic::write(path, json.as_bytes(), existing).context("writing the report")?;
     }
-    print_tables(&done.report);
+    super::common::print_stdout(&tables(&done.report))?;
     let r = &done.report;
     let quantized = r.convs.iter().filter(|c| c.quantized).count();
     eprintln!(
@@ -170,7 +170,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
             eprintln!("  {}: {}", f.path.display(), f.reason);
         }
     }
-    Ok(if r.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_SOME_FAILED) })
+    Ok(exit_status(!r.skipped.is_empty()))
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {
@@ -181,19 +181,20 @@ fn same_file(a: &Path, b: &Path) -> bool {
 }
 
 /// The two error tables, worst first, each row with a bar scaled to the worst.
-fn print_tables(r: &Report) {
+fn tables(r: &Report) -> String {
+    let mut lines = Vec::new();
     let mut graphwise: Vec<(&str, f64, f64)> =
         r.convs.iter().filter_map(|c| c.graphwise.map(|g| (c.name.as_str(), g.nsr, g.cosine))).collect();
     graphwise.sort_by(|a, b| b.1.total_cmp(&a.1));
     if let Some(&(_, worst, _)) = graphwise.first() {
-        println!(
+        lines.push(format!(
             "Graphwise error (all quantized, each conv output vs float), worst {} of {}:",
             TABLE_ROWS.min(graphwise.len()),
             graphwise.len()
-        );
-        println!("  {:<44} {:>9} {:>9}", "conv", "NSR", "cosine");
+        ));
+        lines.push(format!("  {:<44} {:>9} {:>9}", "conv", "NSR", "cosine"));
         for (name, nsr, cos) in graphwise.iter().take(TABLE_ROWS) {
-            println!("  {name:<44} {nsr:>9.5} {cos:>9.5} {}", bar(*nsr, worst, 24));
+            lines.push(format!("  {name:<44} {nsr:>9.5} {cos:>9.5} {}", bar(*nsr, worst, 24)));
         }
     }
     let mut layerwise: Vec<(&str, f64, f64, f64)> = r
@@ -203,20 +204,21 @@ fn print_tables(r: &Report) {
         .collect();
     layerwise.sort_by(|a, b| b.1.total_cmp(&a.1));
     if let Some(&(_, worst, _, _)) = layerwise.first() {
-        println!(
+        lines.push(format!(
             "Layerwise sensitivity (only this conv quantized, model output vs float), worst {} of {}:",
             TABLE_ROWS.min(layerwise.len()),
             layerwise.len()
-        );
-        println!("  {:<44} {:>11} {:>11}", "conv", "score NSR", "box NSR");
+        ));
+        lines.push(format!("  {:<44} {:>11} {:>11}", "conv", "score NSR", "box NSR"));
         for (name, key, scores, boxes) in layerwise.iter().take(TABLE_ROWS) {
-            println!("  {name:<44} {scores:>11.3e} {boxes:>11.3e} {}", bar(*key, worst, 24));
+            lines.push(format!("  {name:<44} {scores:>11.3e} {boxes:>11.3e} {}", bar(*key, worst, 24)));
         }
     }
     if let Some(o) = r.output_error {
-        println!(
+        lines.push(format!(
             "Model output, all quantized vs float: scores NSR {:.3e} (cosine {:.5}), boxes NSR {:.3e} (cosine {:.6})",
             o.scores.nsr, o.scores.cosine, o.boxes.nsr, o.boxes.cosine
-        );
+        ));
     }
+    lines.join("\n") + "\n"
 }

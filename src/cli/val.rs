@@ -1,16 +1,15 @@
-//! `qdet val`: flags in, the library's [`qdet::val::run`] in between, Ultralytics' table out.
+//! `qdet val`: flags in, the library's [`crate::val::run`] in between, Ultralytics' table out.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{bail, Context};
 use clap::Args;
 
-use qdet::model::{Int8, Model};
-use qdet::val::{self, ValOptions, ValReport};
+use crate::model::{Int8, Model};
+use crate::val::{self, ValOptions, ValReport};
 
-use crate::EXIT_SOME_FAILED;
+use super::common::exit_status;
 
 /// Problems listed in the text output before the rest is only counted (`--json` lists all).
 const MAX_LISTED: usize = 50;
@@ -25,13 +24,13 @@ pub struct ValArgs {
     data: PathBuf,
     /// Inference size for dynamic models (one number; `H,W` uses the larger); static models
     /// run at their own size [default: the model's metadata imgsz, else 640].
-    #[arg(long, value_parser = crate::parse_imgsz)]
+    #[arg(long, value_parser = super::common::parse_imgsz)]
     imgsz: Option<(usize, usize)>,
     /// Confidence threshold (strictly above).
-    #[arg(long, default_value_t = val::DEFAULT_CONF)]
+    #[arg(long, default_value_t = val::DEFAULT_CONF, value_parser = super::common::parse_unit)]
     conf: f32,
     /// NMS IoU threshold.
-    #[arg(long, default_value_t = val::DEFAULT_IOU)]
+    #[arg(long, default_value_t = val::DEFAULT_IOU, value_parser = super::common::parse_unit)]
     iou: f32,
     /// At most this many detections per image [default: 300, or the most labels in one image if more].
     #[arg(long)]
@@ -52,16 +51,13 @@ pub struct ValArgs {
 }
 
 pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
-    if !(0.0..=1.0).contains(&a.conf) || !(0.0..=1.0).contains(&a.iou) {
-        bail!("--conf and --iou must be between 0 and 1");
-    }
     if a.max_det == Some(0) {
         bail!("--max-det must be at least 1");
     }
     let data = val::load_data(&a.data, &a.split).context("reading the dataset")?;
     let imgsz = a.imgsz.map(|(h, w)| h.max(w));
     let n_images = val::list_images(&data.sources).context("listing the images")?.len();
-    let inflight = crate::setup_threads(a.threads, None, n_images)?;
+    let inflight = super::common::setup_threads(a.threads, None, n_images)?;
     let int8 = if a.simulate_qdq { Int8::Simulated } else { Int8::Native };
     let model = Model::load_with(&a.model, imgsz.map(|n| (n, n)), int8).context("loading the model")?;
     if let (Some(size), Some(n)) = (model.fixed_size, imgsz) {
@@ -69,7 +65,7 @@ pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
             eprintln!("qdet: note: --imgsz {n} ignored: the model's input is fixed at {}x{}", size.1, size.0);
         }
     }
-    let bar = crate::progress_bar(n_images as u64);
+    let bar = super::common::progress_bar(n_images as u64, "images");
     let opts = ValOptions { conf: a.conf, iou: a.iou, max_det: a.max_det, imgsz, inflight };
     let report = val::run(&model, &data, &opts, &|problem| {
         if let Some(p) = problem {
@@ -79,16 +75,15 @@ pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
     })
     .context("validating")?;
     bar.finish_and_clear();
-    let text = if a.json { serde_json::to_string_pretty(&report)? + "\n" } else { table(&report) };
-    // A closed stdout (`| head`) is the reader's choice, not an error.
-    match std::io::stdout().lock().write_all(text.as_bytes()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => return Err(e).context("writing the results"),
-        _ => {}
+    if a.json {
+        super::common::print_json(&report)?;
+    } else {
+        super::common::print_stdout(&table(&report))?;
     }
     if !a.json {
         print_notes(&report);
     }
-    Ok(if report.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_SOME_FAILED) })
+    Ok(exit_status(!report.skipped.is_empty()))
 }
 
 /// Python's `"%.3g"`.

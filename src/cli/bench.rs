@@ -11,10 +11,10 @@ use anyhow::{bail, Context};
 use clap::Args;
 use serde::Serialize;
 
-use qdet::detector::Detector;
-use qdet::image_io::{read_rgb, RgbImage};
-use qdet::model::Model;
-use qdet::postprocess::NmsOptions;
+use crate::detector::Detector;
+use crate::image_io::{read_rgb, RgbImage};
+use crate::model::Model;
+use crate::postprocess::NmsOptions;
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -90,10 +90,10 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
-    crate::setup_threads(a.threads, Some(1), 1)?;
+    super::common::setup_threads(a.threads, Some(1), 1)?;
     let mut images: Vec<(PathBuf, RgbImage)> = Vec::new();
     if !a.images.is_empty() {
-        let collected = qdet::sources::collect(&a.images).context("collecting images")?;
+        let collected = crate::sources::collect(&a.images).context("collecting images")?;
         for (path, reason) in &collected.skipped {
             eprintln!("qdet: skipped {}: {reason}", path.display());
         }
@@ -123,7 +123,7 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             images.iter().map(|(_, i)| i).collect()
         };
         let (mut pre, mut inf, mut post, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut profile: BTreeMap<usize, qdet::model::NodeTime> = BTreeMap::new();
+        let mut profile: BTreeMap<usize, crate::model::NodeTime> = BTreeMap::new();
         for i in 0..a.warmup + a.runs {
             let img = imgs[i % imgs.len()];
             let t0 = Instant::now();
@@ -171,14 +171,28 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         });
     }
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&results)?);
+        super::common::print_json(&results)?;
         return Ok(ExitCode::SUCCESS);
     }
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
-    println!("{} timed runs per model after {} warm-up, {threads} thread(s), one image in flight", a.runs, a.warmup);
-    println!("{:<40} {:>10} {:>22} {:>22} {:>22} {:>8}", "model", "stage", "p50 ms", "p90 ms", "p99 ms", "ratio");
+    super::common::print_stdout(&table(&results, &a, threads))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The text table: p50/p90/p99 per stage with the ratio to the first model, then what the
+/// int8 rewrites did and, with `--profile`, the slowest ops.
+fn table(results: &[ModelResult], a: &BenchArgs, threads: usize) -> String {
+    let mut lines = Vec::new();
+    lines.push(format!(
+        "{} timed runs per model after {} warm-up, {threads} thread(s), one image in flight",
+        a.runs, a.warmup
+    ));
+    lines.push(format!(
+        "{:<40} {:>10} {:>22} {:>22} {:>22} {:>8}",
+        "model", "stage", "p50 ms", "p90 ms", "p99 ms", "ratio"
+    ));
     let base = results.first().map(|r| (r.inference.p50_ms, r.total.p50_ms));
-    for r in &results {
+    for r in results {
         let name = r.path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         for (stage, p) in [
             ("preprocess", r.preprocess),
@@ -191,38 +205,46 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
                 ("total", Some((_, b))) => format!("{:.2}x", p.p50_ms / b),
                 _ => String::new(),
             };
-            println!("{name:<40} {stage:>10} {:>22.2} {:>22.2} {:>22.2} {ratio:>8}", p.p50_ms, p.p90_ms, p.p99_ms);
+            lines.push(format!(
+                "{name:<40} {stage:>10} {:>22.2} {:>22.2} {:>22.2} {ratio:>8}",
+                p.p50_ms, p.p90_ms, p.p99_ms
+            ));
         }
         if let Some(k) = &r.int8_kernel {
             let [convs, silu, requant, packed, concat, split, concat_in, residual, pools, resizes] =
                 r.int8_fused.unwrap_or_default();
-            println!(
+            lines.push(format!(
                 "{name:<40} {convs} int8 convs on the {k} kernel, {silu} with SiLU fused, {residual} with their residual Add, {requant} QuantizeLinears in their epilogue, \
                  {packed} of those in their readers' layout; {split} Splits written by their conv; {concat} Concats quantized in place, {concat_in} of their inputs by the conv; {pools} MaxPools and {resizes} Resizes on uint8"
-            );
+            ));
         }
         if let (Some(prof), Some(best)) = (&r.profile_ms, &r.profile_best_ms) {
             let mut ops: Vec<(&String, &f64)> = prof.iter().collect();
             ops.sort_by(|a, b| b.1.total_cmp(a.1));
             let sum: f64 = prof.values().sum();
-            println!("{name:<40} {:>24} {:>13} {:>6} {:>13}", "op", "mean", "share", "best");
+            lines.push(format!("{name:<40} {:>24} {:>13} {:>6} {:>13}", "op", "mean", "share", "best"));
             for (op, t) in ops.iter().take(12) {
-                println!(
+                lines.push(format!(
                     "{name:<40} {op:>24} {t:>10.2} ms {:>5.1}% {:>10.2} ms",
                     100.0 * **t / sum,
                     best.get(*op).copied().unwrap_or(0.0)
-                );
+                ));
             }
-            println!("{name:<40} {:>24} {sum:>10.2} ms {:>6} {:>10.2} ms", "all ops", "", best.values().sum::<f64>());
+            lines.push(format!(
+                "{name:<40} {:>24} {sum:>10.2} ms {:>6} {:>10.2} ms",
+                "all ops",
+                "",
+                best.values().sum::<f64>()
+            ));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    lines.join("\n") + "\n"
 }
 
 /// Per op name, `f` summed over the op's nodes.
 fn by_op(
-    profile: &BTreeMap<usize, qdet::model::NodeTime>,
-    f: impl Fn(&qdet::model::NodeTime) -> f64,
+    profile: &BTreeMap<usize, crate::model::NodeTime>,
+    f: impl Fn(&crate::model::NodeTime) -> f64,
 ) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     for n in profile.values() {

@@ -1,23 +1,22 @@
 //! The dataset commands of the `qdet` binary: `convert`, `split` and `augment`. Flags are
-//! checked and turned into the library's options here; the work is in `qdet::dataset`.
+//! checked and turned into the library's options here; the work is in `crate::dataset`.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use qdet::atomic::Existing;
-use qdet::dataset::augment::{AugmentOptions, Params};
-use qdet::dataset::convert::{ConvertOptions, Format};
-use qdet::dataset::split::{LabelKind, SplitOptions};
-use qdet::dataset::transfer::Mode;
-use qdet::dataset::{classes, Event, Problem, Summary};
+use crate::atomic::Existing;
+use crate::dataset::augment::{AugmentOptions, Params};
+use crate::dataset::convert::{ConvertOptions, Format};
+use crate::dataset::split::{LabelKind, SplitOptions};
+use crate::dataset::transfer::Mode;
+use crate::dataset::{classes, Event, Problem, Summary};
 
-use indicatif::{ProgressBar, ProgressStyle};
+use indicatif::ProgressBar;
 
-use crate::EXIT_SOME_FAILED;
+use super::common::{exit_status, print_json, progress_bar};
 
 /// Problems printed in the text summary before the rest is only counted (`--json` lists all).
 const MAX_LISTED: usize = 200;
@@ -250,8 +249,8 @@ pub fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         voc_one_based: a.voc_one_based,
         existing: existing(a.overwrite),
     };
-    let bar = progress_bar("files");
-    let summary = qdet::dataset::convert::convert(&opts, &|e| tick(&bar, e))?;
+    let bar = progress_bar(0, "files");
+    let summary = crate::dataset::convert::convert(&opts, &|e| tick(&bar, e))?;
     bar.finish_and_clear();
     finish("convert", &summary, a.json)
 }
@@ -273,8 +272,8 @@ pub fn split(a: SplitArgs) -> anyhow::Result<ExitCode> {
         polygons: !a.rectangles_only,
         existing: existing(a.overwrite),
     };
-    let bar = progress_bar("pairs");
-    let summary = qdet::dataset::split::split(&opts, &|e| tick(&bar, e))?;
+    let bar = progress_bar(0, "pairs");
+    let summary = crate::dataset::split::split(&opts, &|e| tick(&bar, e))?;
     bar.finish_and_clear();
     finish("split", &summary, a.json)
 }
@@ -297,8 +296,8 @@ pub fn augment(a: AugmentArgs) -> anyhow::Result<ExitCode> {
         perspective: a.perspective,
     };
     let opts = AugmentOptions { src: a.src, out: a.out, n: a.n, seed: a.seed, params, existing: existing(a.overwrite) };
-    let bar = progress_bar("source images");
-    let summary = qdet::dataset::augment::augment(&opts, &|e| tick(&bar, e))?;
+    let bar = progress_bar(0, "source images");
+    let summary = crate::dataset::augment::augment(&opts, &|e| tick(&bar, e))?;
     bar.finish_and_clear();
     finish("augment", &summary, a.json)
 }
@@ -313,20 +312,6 @@ fn existing(overwrite: bool) -> Existing {
 
 fn read_classes(path: Option<&Path>) -> anyhow::Result<Option<(Vec<String>, PathBuf)>> {
     path.map(|p| Ok((classes::read(p).context("reading the class list")?, p.to_path_buf()))).transpose()
-}
-
-/// Like `detect`'s bar: on stderr, and only when it is a terminal.
-fn progress_bar(unit: &str) -> ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(0);
-    if let Ok(style) =
-        ProgressStyle::with_template(&format!("{{bar:40}} {{pos}}/{{len}} {unit}, {{per_sec}}, eta {{eta}}"))
-    {
-        bar.set_style(style);
-    }
-    bar
 }
 
 /// Moves the bar; a skipped file is named at once.
@@ -344,7 +329,7 @@ fn tick(bar: &ProgressBar, event: Event) {
 
 fn finish(command: &str, s: &Summary, json: bool) -> anyhow::Result<ExitCode> {
     if json {
-        println!("{}", serde_json::to_string_pretty(s)?);
+        print_json(s)?;
     } else {
         eprintln!(
             "qdet {command}: {} read, {} written, {} skipped, {} shapes left out; results in {}",
@@ -357,7 +342,7 @@ fn finish(command: &str, s: &Summary, json: bool) -> anyhow::Result<ExitCode> {
         list("skipped", &s.skipped);
         list("shapes left out", &s.dropped);
     }
-    Ok(if s.skipped.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_SOME_FAILED) })
+    Ok(exit_status(!s.skipped.is_empty()))
 }
 
 fn list(title: &str, problems: &[Problem]) {

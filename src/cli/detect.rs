@@ -1,0 +1,168 @@
+//! `qdet detect`: images in; labelme JSON, YOLO txt and drawn images out, through the
+//! batch pipeline of [`crate::run`].
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use super::common::{exit_status, parse_imgsz, parse_unit, print_json, progress_bar, setup_threads};
+use crate::atomic::Existing;
+use crate::detector::Detector;
+use crate::postprocess::NmsOptions;
+use crate::run::{JsonMode, Outputs, Summary};
+
+#[derive(Args)]
+pub(super) struct DetectArgs {
+    /// Ultralytics YOLOv8 detection ONNX export (fp32 or fp16, static or dynamic input).
+    #[arg(long)]
+    model: PathBuf,
+    /// Image files, folders (walked recursively) or glob patterns.
+    #[arg(required = true)]
+    sources: Vec<PathBuf>,
+    /// Output folder [default: runs/detect/predict, then predict2, predict3, ...].
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Inference size for dynamic models, `640` or `H,W` [default: the model's metadata imgsz, else 640].
+    #[arg(long, value_parser = parse_imgsz)]
+    imgsz: Option<(usize, usize)>,
+    /// Keep detections with a confidence strictly above this.
+    #[arg(long, default_value_t = 0.25, value_parser = parse_unit)]
+    conf: f32,
+    /// NMS IoU threshold.
+    #[arg(long, default_value_t = 0.7, value_parser = parse_unit)]
+    iou: f32,
+    /// At most this many detections per image.
+    #[arg(long, default_value_t = 300)]
+    max_det: usize,
+    /// Only these class ids, e.g. `--classes 0,2`.
+    #[arg(long, value_delimiter = ',')]
+    classes: Option<Vec<usize>>,
+    /// Class-agnostic NMS (a box may suppress boxes of other classes).
+    #[arg(long)]
+    agnostic: bool,
+    /// Class names for a model without metadata: `names.txt` (one per line) or a `data.yaml`.
+    #[arg(long)]
+    names: Option<PathBuf>,
+    /// Write YOLO txt labels to OUT/labels/.
+    #[arg(long)]
+    save_txt: bool,
+    /// Append the confidence to each YOLO txt line.
+    #[arg(long)]
+    save_conf: bool,
+    /// Write images with boxes, class names and scores drawn.
+    #[arg(long)]
+    save_img: bool,
+    /// Do not write labelme JSON.
+    #[arg(long, conflicts_with = "beside")]
+    no_json: bool,
+    /// Write each labelme JSON beside its image (labelme pre-annotation) instead of under OUT.
+    #[arg(long)]
+    beside: bool,
+    /// Replace existing output files (without it an existing file is kept and the image reported).
+    #[arg(long)]
+    overwrite: bool,
+    /// Worker threads for decoding and inference [default: all cores].
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run a QDQ model's quantized convs as its float graph (Q/DQ simulated) instead of on
+    /// qdet's integer kernels.
+    #[arg(long)]
+    simulate_qdq: bool,
+    /// Images in inference at once, each on threads/inflight tract threads [default: one per thread].
+    #[arg(long)]
+    inflight: Option<usize>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
+    let nms = NmsOptions { conf: a.conf, iou: a.iou, max_det: a.max_det, agnostic: a.agnostic, classes: a.classes };
+    let dir = a.out.clone().unwrap_or_else(|| crate::sources::next_run_dir(&PathBuf::from("runs/detect"), "predict"));
+    let collected =
+        crate::sources::collect_excluding(&a.sources, std::slice::from_ref(&dir)).context("collecting images")?;
+    for (path, reason) in &collected.skipped {
+        eprintln!("qdet: skipped {}: {reason}", path.display());
+    }
+    let images = collected.images;
+    if images.is_empty() {
+        bail!(
+            "no images found in {}",
+            a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    let inflight = setup_threads(a.threads, a.inflight, images.len())?;
+    let int8 = if a.simulate_qdq { crate::model::Int8::Simulated } else { crate::model::Int8::Native };
+    let model = crate::model::Model::load_with(&a.model, a.imgsz, int8).context("loading the model")?;
+    let mut det = Detector::new(model, a.imgsz, nms);
+    if let Some(names) = &a.names {
+        det.names = crate::meta::read_names_file(names).context("reading class names")?;
+    }
+    let writes_to_dir = !a.no_json && !a.beside || a.save_txt || a.save_img;
+    if writes_to_dir {
+        crate::run::check_writable(&dir).context("output folder is not writable")?;
+        let stale = crate::atomic::remove_stale_temps(&dir);
+        if stale > 0 {
+            eprintln!("qdet: removed {stale} temporary files an interrupted run left in {}", dir.display());
+        }
+    }
+    let outputs = Outputs {
+        dir,
+        json: if a.no_json {
+            JsonMode::Off
+        } else if a.beside {
+            JsonMode::Beside
+        } else {
+            JsonMode::OutDir
+        },
+        txt: a.save_txt,
+        txt_conf: a.save_conf,
+        img: a.save_img,
+        existing: if a.overwrite { Existing::Overwrite } else { Existing::Keep },
+    };
+    let bar = progress_bar(images.len() as u64, "images");
+    let mut summary = crate::run::run(&det, &images, &outputs, inflight, &|failure| {
+        if let Some(f) = failure {
+            bar.suspend(|| eprintln!("qdet: skipped {}: {}", f.path.display(), f.reason));
+        }
+        bar.inc(1);
+    });
+    // Folder entries that could not be walked count as failed inputs.
+    summary.images += collected.skipped.len();
+    summary.failed += collected.skipped.len();
+    summary.failures.extend(collected.skipped.into_iter().map(|(path, reason)| crate::run::Failure { path, reason }));
+    bar.finish_and_clear();
+    if a.json {
+        print_json(&summary)?;
+    } else {
+        print_summary(&summary);
+    }
+    Ok(exit_status(summary.failed > 0))
+}
+
+fn print_summary(s: &Summary) {
+    eprintln!(
+        "{} images: {} processed, {} failed, {} detections; results in {}",
+        s.images,
+        s.processed,
+        s.failed,
+        s.detections,
+        s.output_dir.display()
+    );
+    for (class, n) in &s.per_class {
+        eprintln!("  {n:>6}  {class}");
+    }
+    let m = &s.mean_ms;
+    eprintln!(
+        "mean ms per image: decode {:.1}, preprocess {:.1}, inference {:.1}, postprocess {:.2}, write {:.1}; {:.2} images/s",
+        m.decode, m.preprocess, m.inference, m.postprocess, m.write, s.images_per_s
+    );
+    if s.failed > 0 {
+        eprintln!("{} images could not be processed:", s.failed);
+        for f in &s.failures {
+            eprintln!("  {}: {}", f.path.display(), f.reason);
+        }
+    }
+}
