@@ -44,4 +44,25 @@ impl Error {
     pub fn format(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
         Error::Format { path: path.into(), reason: reason.into() }
     }
+
+    /// The file the error is about, when it names one.
+    pub fn path(&self) -> Option<&std::path::Path> {
+        match self {
+            Error::Io { path, .. }
+            | Error::Image { path, .. }
+            | Error::Format { path, .. }
+            | Error::Exists { path } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// The reason without the path, for reports that print the path beside it.
+    pub fn reason(&self) -> String {
+        match self {
+            Error::Io { cause, .. } => cause.to_string(),
+            Error::Image { reason, .. } | Error::Format { reason, .. } => reason.clone(),
+            Error::Exists { .. } => "already exists (pass --overwrite to replace it)".into(),
+            other => other.to_string(),
+        }
+    }
 }

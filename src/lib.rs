@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod model;
 pub mod nms;
 pub mod ops;
+pub mod pipeline;
 pub mod postprocess;
 pub mod pylit;
 pub mod quant;

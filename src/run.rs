@@ -2,11 +2,10 @@
 //! write every output atomically, report and skip bad images, and time each stage.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::atomic::{self, Existing};
@@ -15,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::formats::labelme::{relative_path, LabelmeFile, Shape};
 use crate::formats::yolo::detections_to_txt;
 use crate::image_io::{read_rgb, RgbImage};
+use crate::pipeline::{self, Clock, Job, Stage, StageMs};
 use crate::postprocess::Detection;
 use crate::sources::SourceImage;
 
@@ -45,16 +45,6 @@ pub struct Failure {
     pub reason: String,
 }
 
-/// Mean milliseconds per image for each stage.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StageMs {
-    pub decode: f64,
-    pub preprocess: f64,
-    pub inference: f64,
-    pub postprocess: f64,
-    pub write: f64,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     pub images: usize,
@@ -78,23 +68,43 @@ pub fn check_writable(dir: &Path) -> Result<()> {
     std::fs::remove_file(&probe).map_err(|e| Error::io(dir, e))
 }
 
-struct Decoded {
-    index: usize,
-    image: RgbImage,
-    prepared: Prepared,
-    decode_ms: f64,
-    preprocess_ms: f64,
+/// Detection on one image, as the batch pipeline runs it.
+struct DetectJob<'a> {
+    det: &'a Detector,
+    images: &'a [SourceImage],
+    out: &'a Outputs,
 }
 
-/// Per-run totals, merged across inference workers.
-#[derive(Default)]
-struct Acc {
-    failures: Vec<Failure>,
-    per_class: BTreeMap<String, usize>,
-    totals: StageMs,
-    processed: usize,
-    detections: usize,
-    timed: usize,
+impl Job for DetectJob<'_> {
+    type Decoded = (RgbImage, Prepared);
+    type Output = Vec<Detection>;
+    type Failure = Failure;
+
+    fn decode(&self, index: usize, clock: &mut Clock) -> std::result::Result<Self::Decoded, Failure> {
+        let src = &self.images[index];
+        let image = read_rgb(&src.path).map_err(|e| Failure { path: src.path.clone(), reason: e.reason() })?;
+        clock.lap(Stage::Decode);
+        let prepared = self.det.prepare(&image);
+        clock.lap(Stage::Preprocess);
+        Ok((image, prepared))
+    }
+
+    fn process(
+        &self,
+        index: usize,
+        (image, prepared): Self::Decoded,
+        clock: &mut Clock,
+    ) -> std::result::Result<Vec<Detection>, Failure> {
+        let src = &self.images[index];
+        let fail = |e: Error| Failure { path: src.path.clone(), reason: e.to_string() };
+        let raw = self.det.infer(&prepared).map_err(fail)?;
+        clock.lap(Stage::Inference);
+        let dets = self.det.postprocess(&raw, &prepared.letterbox);
+        clock.lap(Stage::Postprocess);
+        write_outputs(self.det, src, image, &dets, self.out).map_err(fail)?;
+        clock.lap(Stage::Write);
+        Ok(dets)
+    }
 }
 
 /// Runs detection on every source image. `inflight` images go through inference at once
@@ -106,123 +116,43 @@ pub fn run(
     images: &[SourceImage],
     out: &Outputs,
     inflight: usize,
-    on_event: &(dyn Fn(Option<&Failure>) + Sync),
+    on_event: &dyn Fn(Option<&Failure>),
 ) -> Summary {
     let start = Instant::now();
-    let acc = Mutex::new(Acc::default());
-    let fail = |f: Failure| {
-        on_event(Some(&f));
-        lock(&acc).failures.push(f);
-    };
-
-    // Bounded queue: decoding runs ahead of inference by a few images, not the whole folder.
-    let (tx, rx) = mpsc::sync_channel::<std::result::Result<Decoded, Failure>>(rayon::current_num_threads() * 2);
-    let rx = Mutex::new(rx);
-    std::thread::scope(|scope| {
-        scope.spawn(move || {
-            images.par_iter().enumerate().for_each_with(tx, |tx, (index, src)| {
-                let t0 = Instant::now();
-                let msg = match read_rgb(&src.path) {
-                    Ok(image) => {
-                        let t1 = Instant::now();
-                        let prepared = det.prepare(&image);
-                        Ok(Decoded { index, image, prepared, decode_ms: ms(t1 - t0), preprocess_ms: ms(t1.elapsed()) })
-                    }
-                    Err(e) => Err(Failure { path: src.path.clone(), reason: reason_of(&e) }),
-                };
-                // The receivers only go away if an inference worker panicked.
-                let _ = tx.send(msg);
-            });
-        });
-        for _ in 0..inflight.max(1) {
-            scope.spawn(|| loop {
-                // The lock is held only while taking the next image off the queue.
-                let Ok(msg) = lock(&rx).recv() else { break };
-                let d = match msg {
-                    Ok(d) => d,
-                    Err(f) => {
-                        fail(f);
-                        continue;
-                    }
-                };
-                let src = &images[d.index];
-                let t0 = Instant::now();
-                let raw = match det.infer(&d.prepared) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        fail(Failure { path: src.path.clone(), reason: e.to_string() });
-                        continue;
-                    }
-                };
-                let t1 = Instant::now();
-                let dets = det.postprocess(&raw, &d.prepared.letterbox);
-                let t2 = Instant::now();
-                let written = write_outputs(det, src, d.image, &dets, out);
-                let t3 = Instant::now();
-                {
-                    let mut a = lock(&acc);
-                    a.totals.decode += d.decode_ms;
-                    a.totals.preprocess += d.preprocess_ms;
-                    a.totals.inference += ms(t1 - t0);
-                    a.totals.postprocess += ms(t2 - t1);
-                    a.totals.write += ms(t3 - t2);
-                    a.timed += 1;
-                    if written.is_ok() {
-                        a.processed += 1;
-                        a.detections += dets.len();
-                        for d in &dets {
-                            *a.per_class.entry(det.label(d.class)).or_default() += 1;
-                        }
-                    }
+    let job = DetectJob { det, images, out };
+    let (mut processed, mut detections) = (0, 0);
+    let mut per_class: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    let Ok(mean_ms) = pipeline::run(&job, images.len(), inflight, |_, result| {
+        match result {
+            Ok(dets) => {
+                processed += 1;
+                detections += dets.len();
+                for d in &dets {
+                    *per_class.entry(det.label(d.class)).or_default() += 1;
                 }
-                match written {
-                    Ok(()) => on_event(None),
-                    Err(e) => fail(Failure { path: src.path.clone(), reason: e.to_string() }),
-                }
-            });
+                on_event(None);
+            }
+            Err(f) => {
+                on_event(Some(&f));
+                failures.push(f);
+            }
         }
+        Ok::<(), Infallible>(())
     });
-    let Acc { mut failures, per_class, totals, processed, detections, timed } =
-        acc.into_inner().unwrap_or_else(|p| p.into_inner());
-    let timed = timed.max(1) as f64;
-    let mean = StageMs {
-        decode: totals.decode / timed,
-        preprocess: totals.preprocess / timed,
-        inference: totals.inference / timed,
-        postprocess: totals.postprocess / timed,
-        write: totals.write / timed,
-    };
-    let wall_s = start.elapsed().as_secs_f64();
     failures.sort_by(|a, b| a.path.cmp(&b.path));
+    let wall_s = start.elapsed().as_secs_f64();
     Summary {
         images: images.len(),
         processed,
         failed: failures.len(),
         detections,
         per_class,
-        mean_ms: mean,
+        mean_ms,
         wall_s,
         images_per_s: if wall_s > 0.0 { processed as f64 / wall_s } else { 0.0 },
         failures,
         output_dir: out.dir.clone(),
-    }
-}
-
-/// A poisoned lock only means another worker panicked; its data is still consistent.
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
-
-/// The reason alone: the path is reported next to it already.
-fn reason_of(e: &Error) -> String {
-    match e {
-        Error::Image { reason, .. } => reason.clone(),
-        Error::Io { cause, .. } => cause.to_string(),
-        other => other.to_string(),
     }
 }
 

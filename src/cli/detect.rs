@@ -157,7 +157,12 @@ fn print_summary(s: &Summary) {
     let m = &s.mean_ms;
     eprintln!(
         "mean ms per image: decode {:.1}, preprocess {:.1}, inference {:.1}, postprocess {:.2}, write {:.1}; {:.2} images/s",
-        m.decode, m.preprocess, m.inference, m.postprocess, m.write, s.images_per_s
+        m.decode,
+        m.preprocess,
+        m.inference,
+        m.postprocess,
+        m.write.unwrap_or(0.0),
+        s.images_per_s
     );
     if s.failed > 0 {
         eprintln!("{} images could not be processed:", s.failed);

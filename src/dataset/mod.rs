@@ -47,20 +47,7 @@ impl Problem {
 
     /// A library error about one file, without repeating the path it already names.
     pub fn from_error(path: &Path, e: &Error) -> Problem {
-        let reason = match e {
-            Error::Io { cause, .. } => cause.to_string(),
-            Error::Image { reason, .. } | Error::Format { reason, .. } => reason.clone(),
-            Error::Exists { .. } => "already exists (pass --overwrite to replace it)".into(),
-            other => other.to_string(),
-        };
-        let path = match e {
-            Error::Io { path, .. }
-            | Error::Image { path, .. }
-            | Error::Format { path, .. }
-            | Error::Exists { path } => path.clone(),
-            _ => path.to_path_buf(),
-        };
-        Problem::new(path, reason)
+        Problem::new(e.path().unwrap_or(path), e.reason())
     }
 }
 

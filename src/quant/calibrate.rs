@@ -22,6 +22,7 @@ use super::sites::{self, ConvSite, NamePattern};
 use crate::detector::{Detector, Prepared};
 use crate::error::{Error, Result};
 use crate::image_io::read_rgb;
+use crate::pipeline::{self, Clock, Job, Stage};
 use crate::postprocess::NmsOptions;
 use crate::run::Failure;
 
@@ -197,9 +198,9 @@ struct Setup<'a> {
 }
 
 impl Setup<'_> {
-    /// Decodes and letterboxes `images`, `inflight` at a time in parallel, runs `work` on each
-    /// and hands the results to `sink` in image order. Unreadable images are returned as
-    /// failures; errors of `work` or `sink` stop the pass.
+    /// Decodes and letterboxes `images` through the batch pipeline, runs `work` on each,
+    /// `inflight` at a time, and hands the results to `sink` in image order. Unreadable
+    /// images are returned as failures; errors of `work` or `sink` stop the pass.
     fn pass<T: Send>(
         &self,
         images: &[PathBuf],
@@ -207,36 +208,55 @@ impl Setup<'_> {
         mut sink: impl FnMut(usize, T) -> Result<()>,
     ) -> Result<Vec<Failure>> {
         let mut failures = Vec::new();
-        for (c, chunk) in images.chunks(self.inflight.max(1)).enumerate() {
-            let results: Vec<std::result::Result<Result<T>, Failure>> = chunk
-                .par_iter()
-                .map(|path| match read_rgb(path) {
-                    Ok(img) => Ok(work(&self.det.prepare(&img))),
-                    Err(e) => Err(Failure { path: path.clone(), reason: image_reason(&e) }),
-                })
-                .collect();
-            for (i, r) in results.into_iter().enumerate() {
-                match r {
-                    Ok(value) => {
-                        sink(c * self.inflight.max(1) + i, value?)?;
-                        (self.on_event)(Event::Step(None));
-                    }
-                    Err(f) => {
-                        (self.on_event)(Event::Step(Some(&f)));
-                        failures.push(f);
-                    }
-                }
+        let job = PassJob { det: &self.det, images, work };
+        pipeline::run(&job, images.len(), self.inflight, |i, result| match result {
+            Ok(value) => {
+                sink(i, value)?;
+                (self.on_event)(Event::Step(None));
+                Ok(())
             }
-        }
+            Err(PassFailure::Image(f)) => {
+                (self.on_event)(Event::Step(Some(&f)));
+                failures.push(f);
+                Ok(())
+            }
+            Err(PassFailure::Fatal(e)) => Err(e),
+        })?;
         Ok(failures)
     }
 }
 
-fn image_reason(e: &Error) -> String {
-    match e {
-        Error::Image { reason, .. } => reason.clone(),
-        Error::Io { cause, .. } => cause.to_string(),
-        other => other.to_string(),
+/// One calibration pass over the images, as the batch pipeline runs it.
+struct PassJob<'a, W> {
+    det: &'a Detector,
+    images: &'a [PathBuf],
+    work: W,
+}
+
+/// An image that cannot be read is skipped; a model that fails on one stops calibration.
+enum PassFailure {
+    Image(Failure),
+    Fatal(Error),
+}
+
+impl<T: Send, W: Fn(&Prepared) -> Result<T> + Sync> Job for PassJob<'_, W> {
+    type Decoded = Prepared;
+    type Output = T;
+    type Failure = PassFailure;
+
+    fn decode(&self, index: usize, clock: &mut Clock) -> std::result::Result<Prepared, PassFailure> {
+        let path = &self.images[index];
+        let img = read_rgb(path).map_err(|e| PassFailure::Image(Failure { path: path.clone(), reason: e.reason() }))?;
+        clock.lap(Stage::Decode);
+        let prepared = self.det.prepare(&img);
+        clock.lap(Stage::Preprocess);
+        Ok(prepared)
+    }
+
+    fn process(&self, _: usize, prepared: Prepared, clock: &mut Clock) -> std::result::Result<T, PassFailure> {
+        let value = (self.work)(&prepared).map_err(PassFailure::Fatal)?;
+        clock.lap(Stage::Inference);
+        Ok(value)
     }
 }
 

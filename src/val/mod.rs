@@ -34,11 +34,10 @@ pub use data::{label_path, list_images, load_data, DataConfig};
 pub use geometry::{rect_input, ValGeometry};
 pub use labels::{parse_labels, GtLabel, Labels};
 
+use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::dataset::Problem;
@@ -46,6 +45,7 @@ use crate::error::{Error, Result};
 use crate::image_io::read_rgb;
 use crate::metrics::{match_boxes, ClassMetrics, Correct, DetStats};
 use crate::model::{Model, RawOutput};
+use crate::pipeline::{self, Clock, Job, Stage};
 use crate::postprocess::{decode_multi_label, NmsOptions};
 
 /// Ultralytics' `IMG_FORMATS`: these are listed as images (the ones qdet cannot decode are
@@ -78,15 +78,6 @@ impl Default for ValOptions {
     fn default() -> Self {
         ValOptions { conf: DEFAULT_CONF, iou: DEFAULT_IOU, max_det: None, imgsz: None, inflight: 1 }
     }
-}
-
-/// Mean milliseconds per image for each stage.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct StageMs {
-    pub decode: f64,
-    pub preprocess: f64,
-    pub inference: f64,
-    pub postprocess: f64,
 }
 
 /// One class's row with its name.
@@ -130,7 +121,7 @@ pub struct ValReport {
     pub skipped: Vec<Problem>,
     /// Things that did not stop an image (duplicate label rows dropped, classes the model lacks).
     pub warnings: Vec<Problem>,
-    pub mean_ms: StageMs,
+    pub mean_ms: crate::pipeline::StageMs,
     pub wall_s: f64,
 }
 
@@ -144,18 +135,6 @@ struct ImageResult {
 }
 
 /// What the inference workers share.
-#[derive(Default)]
-struct Acc {
-    results: Vec<Option<ImageResult>>,
-    skipped: Vec<Problem>,
-    totals: StageMs,
-    timed: usize,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Multi-label NMS on one image's raw output and matching against its labels, all in
 /// model-input pixels as Ultralytics' validator does.
 fn score_image(raw: &RawOutput, nms: &NmsOptions, g: &ValGeometry, gt: &[GtLabel]) -> ImageResult {
@@ -168,12 +147,56 @@ fn score_image(raw: &RawOutput, nms: &NmsOptions, g: &ValGeometry, gt: &[GtLabel
     ImageResult { tp, conf: dets.iter().map(|d| d.score).collect(), pred_cls, target_cls }
 }
 
-struct Decoded {
-    index: usize,
-    geometry: ValGeometry,
-    chw: Vec<f32>,
-    decode_ms: f64,
-    preprocess_ms: f64,
+/// Scoring one image, as the batch pipeline runs it: `todo[k]` is the k-th image it runs.
+struct ValJob<'a> {
+    model: &'a Model,
+    images: &'a [PathBuf],
+    todo: &'a [usize],
+    labels: &'a [Option<Vec<GtLabel>>],
+    nms: &'a NmsOptions,
+    /// The fixed input of a static model.
+    input: Option<(usize, usize)>,
+    imgsz: usize,
+    stride: usize,
+}
+
+impl Job for ValJob<'_> {
+    type Decoded = (ValGeometry, Vec<f32>);
+    type Output = ImageResult;
+    type Failure = Problem;
+
+    fn decode(&self, k: usize, clock: &mut Clock) -> std::result::Result<Self::Decoded, Problem> {
+        let path = &self.images[self.todo[k]];
+        let img = read_rgb(path).map_err(|e| Problem::from_error(path, &e))?;
+        if img.width < MIN_IMAGE_SIDE || img.height < MIN_IMAGE_SIDE {
+            return Err(Problem::new(
+                path,
+                format!("{}x{} pixels; Ultralytics skips images under {MIN_IMAGE_SIDE} pixels", img.width, img.height),
+            ));
+        }
+        clock.lap(Stage::Decode);
+        let src = (img.height, img.width);
+        let target = self.input.unwrap_or_else(|| rect_input(src, self.imgsz, self.stride));
+        let geometry = ValGeometry::new(src, target, self.imgsz);
+        let chw = geometry.prepare(&img);
+        clock.lap(Stage::Preprocess);
+        Ok((geometry, chw))
+    }
+
+    fn process(
+        &self,
+        k: usize,
+        (geometry, chw): Self::Decoded,
+        clock: &mut Clock,
+    ) -> std::result::Result<ImageResult, Problem> {
+        let index = self.todo[k];
+        let raw =
+            self.model.run(&chw, geometry.input()).map_err(|e| Problem::new(&self.images[index], e.to_string()))?;
+        clock.lap(Stage::Inference);
+        let result = score_image(&raw, self.nms, &geometry, self.labels[index].as_deref().unwrap_or(&[]));
+        clock.lap(Stage::Postprocess);
+        Ok(result)
+    }
 }
 
 /// Validates `model` on `data`'s split. `on_event` is called once per image (for a progress
@@ -255,92 +278,27 @@ pub fn run(
     let nms = NmsOptions { conf: opts.conf, iou: opts.iou, max_det, agnostic: false, classes: None };
 
     let todo: Vec<usize> = (0..images.len()).filter(|&i| labels[i].is_some()).collect();
-    let acc = Mutex::new(Acc { results: (0..images.len()).map(|_| None).collect(), ..Acc::default() });
-    let skip = |p: Problem| {
-        on_event(Some(&p));
-        lock(&acc).skipped.push(p);
-    };
-    // Bounded queue: decoding runs a few images ahead of inference, not the whole split.
-    let (tx, rx) = mpsc::sync_channel::<std::result::Result<Decoded, Problem>>(rayon::current_num_threads() * 2);
-    let rx = Mutex::new(rx);
-    std::thread::scope(|scope| {
-        let (images, todo) = (&images, &todo);
-        scope.spawn(move || {
-            todo.par_iter().for_each_with(tx, |tx, &index| {
-                let path = &images[index];
-                let t0 = Instant::now();
-                let msg = match read_rgb(path) {
-                    Err(e) => Err(Problem::from_error(path, &e)),
-                    Ok(img) if img.width < MIN_IMAGE_SIDE || img.height < MIN_IMAGE_SIDE => Err(Problem::new(
-                        path,
-                        format!(
-                            "{}x{} pixels; Ultralytics skips images under {MIN_IMAGE_SIDE} pixels",
-                            img.width, img.height
-                        ),
-                    )),
-                    Ok(img) => {
-                        let t1 = Instant::now();
-                        let src = (img.height, img.width);
-                        let target = input.unwrap_or_else(|| rect_input(src, imgsz, stride));
-                        let geometry = ValGeometry::new(src, target, imgsz);
-                        let chw = geometry.prepare(&img);
-                        Ok(Decoded { index, geometry, chw, decode_ms: ms(t1 - t0), preprocess_ms: ms(t1.elapsed()) })
-                    }
-                };
-                // The receivers only go away if an inference worker panicked.
-                let _ = tx.send(msg);
-            });
-        });
-        for _ in 0..opts.inflight.max(1) {
-            scope.spawn(|| loop {
-                // The lock is held only while taking the next image off the queue.
-                let Ok(msg) = lock(&rx).recv() else { break };
-                let d = match msg {
-                    Ok(d) => d,
-                    Err(p) => {
-                        skip(p);
-                        continue;
-                    }
-                };
-                let t0 = Instant::now();
-                let raw = match model.run(&d.chw, d.geometry.input()) {
-                    Ok(r) => r,
-                    Err(e) => {
-                        skip(Problem::new(&images[d.index], e.to_string()));
-                        continue;
-                    }
-                };
-                let t1 = Instant::now();
-                let result = score_image(&raw, &nms, &d.geometry, labels[d.index].as_deref().unwrap_or(&[]));
-                let t2 = Instant::now();
-                {
-                    let mut a = lock(&acc);
-                    a.results[d.index] = Some(result);
-                    a.totals.decode += d.decode_ms;
-                    a.totals.preprocess += d.preprocess_ms;
-                    a.totals.inference += ms(t1 - t0);
-                    a.totals.postprocess += ms(t2 - t1);
-                    a.timed += 1;
-                }
+    let job = ValJob { model, images: &images, todo: &todo, labels: &labels, nms: &nms, input, imgsz, stride };
+    let mut results: Vec<ImageResult> = Vec::with_capacity(todo.len());
+    let Ok(mean_ms) = pipeline::run(&job, todo.len(), opts.inflight, |_, result| {
+        match result {
+            Ok(r) => {
+                results.push(r);
                 on_event(None);
-            });
+            }
+            Err(p) => {
+                on_event(Some(&p));
+                skipped.push(p);
+            }
         }
+        Ok::<(), Infallible>(())
     });
-    let Acc { results, skipped: late, totals, timed } = acc.into_inner().unwrap_or_else(|p| p.into_inner());
-    skipped.extend(late);
 
     let mut stats = DetStats::new();
-    for r in results.iter().flatten() {
+    for r in &results {
         stats.add_image(&r.tp, &r.conf, &r.pred_cls, &r.target_cls);
     }
     let m = stats.compute();
-    let n = timed.max(1) as f64;
-    let mean_ms = StageMs {
-        decode: totals.decode / n,
-        preprocess: totals.preprocess / n,
-        inference: totals.inference / n,
-        postprocess: totals.postprocess / n,
-    };
     skipped.sort_by(|a, b| a.path.cmp(&b.path).then(a.line.cmp(&b.line)));
     let label = |c: usize| names.get(c).cloned().unwrap_or_else(|| c.to_string());
     Ok(ValReport {
@@ -369,10 +327,6 @@ pub fn run(
         mean_ms,
         wall_s: start.elapsed().as_secs_f64(),
     })
-}
-
-fn ms(d: std::time::Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
 
 fn show(paths: &[PathBuf]) -> String {
