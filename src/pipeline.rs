@@ -109,6 +109,7 @@ impl Totals {
     }
 }
 
+type Outcome<J> = (Result<<J as Job>::Output, <J as Job>::Failure>, Clock);
 type Message<J> = (usize, Result<<J as Job>::Output, <J as Job>::Failure>, Clock);
 
 /// Runs `job` on images `0..count`, `inflight` at a time. `sink` gets each image's result in
@@ -166,7 +167,7 @@ pub(crate) fn run<J: Job, E>(
             });
         }
         drop(to_caller);
-        let mut waiting: BTreeMap<usize, (Result<J::Output, J::Failure>, Clock)> = BTreeMap::new();
+        let mut waiting: BTreeMap<usize, Outcome<J>> = BTreeMap::new();
         let mut expected = 0;
         while let Ok((index, result, clock)) = results.recv() {
             waiting.insert(index, (result, clock));
@@ -212,14 +213,14 @@ mod tests {
         type Failure = String;
         fn decode(&self, index: usize, clock: &mut Clock) -> Result<usize, String> {
             clock.lap(Stage::Decode);
-            if index % 5 == 0 && index % 2 == 1 {
+            if index.is_multiple_of(5) && !index.is_multiple_of(2) {
                 return Err(format!("decode {index}"));
             }
             Ok(index)
         }
         fn process(&self, index: usize, decoded: usize, clock: &mut Clock) -> Result<usize, String> {
             clock.lap(Stage::Inference);
-            if index % 7 == 0 && index > 0 {
+            if index.is_multiple_of(7) && index > 0 {
                 return Err(format!("process {index}"));
             }
             Ok(decoded * decoded)
