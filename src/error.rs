@@ -1,6 +1,9 @@
 //! The library's error type: every variant names the file it is about and why it failed.
 
-use std::path::PathBuf;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -63,6 +66,40 @@ impl Error {
             Error::Image { reason, .. } | Error::Format { reason, .. } => reason.clone(),
             Error::Exists { .. } => "already exists (pass --overwrite to replace it)".into(),
             other => other.to_string(),
+        }
+    }
+}
+
+/// Something that went wrong with one file or one shape, with where and why.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Problem {
+    pub path: PathBuf,
+    /// 1-based line in `path`, where the format has lines and the problem has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    pub reason: String,
+}
+
+impl Problem {
+    pub fn new(path: impl Into<PathBuf>, reason: impl Into<String>) -> Problem {
+        Problem { path: path.into(), line: None, reason: reason.into() }
+    }
+
+    pub fn at_line(path: impl Into<PathBuf>, line: usize, reason: impl Into<String>) -> Problem {
+        Problem { path: path.into(), line: Some(line), reason: reason.into() }
+    }
+
+    /// A library error about one file, without repeating the path it already names.
+    pub fn from_error(path: &Path, e: &Error) -> Problem {
+        Problem::new(e.path().unwrap_or(path), e.reason())
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.line {
+            Some(l) => write!(f, "{}:{l}: {}", self.path.display(), self.reason),
+            None => write!(f, "{}: {}", self.path.display(), self.reason),
         }
     }
 }

@@ -131,3 +131,20 @@ pub fn upright_dimensions(path: &Path) -> Result<(u32, u32)> {
         _ => (w, h),
     })
 }
+/// Encodes `img` in the format of `path`'s extension (PNG, BMP, else JPEG at quality 95, as
+/// Ultralytics saves its images: drawn boxes and augmented copies should not gain visible
+/// JPEG blocks).
+pub fn encode(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
+    use image::ImageEncoder;
+    let mut buf = Vec::new();
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let (w, h) = (img.width as u32, img.height as u32);
+    let rgb = image::ExtendedColorType::Rgb8;
+    let res = match ext.as_str() {
+        "png" => image::codecs::png::PngEncoder::new(&mut buf).write_image(&img.data, w, h, rgb),
+        "bmp" => image::codecs::bmp::BmpEncoder::new(&mut buf).write_image(&img.data, w, h, rgb),
+        _ => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 95).write_image(&img.data, w, h, rgb),
+    };
+    res.map_err(|e| Error::format(path, format!("cannot encode the image: {e}")))?;
+    Ok(buf)
+}

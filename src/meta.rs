@@ -7,7 +7,7 @@ use std::path::Path;
 use yaml_rust2::Yaml;
 
 use crate::error::{Error, Result};
-use crate::pylit::{self, PyValue};
+use crate::python::{self, PyValue};
 
 /// What qdet needs to know about a model beyond its graph.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -30,7 +30,7 @@ impl ModelMeta {
         let lit = |key: &str| -> Result<Option<PyValue>> {
             match props.get(key) {
                 None => Ok(None),
-                Some(text) => pylit::parse(text)
+                Some(text) => python::parse(text)
                     .map(Some)
                     .map_err(|e| Error::format(path, format!("metadata {key:?} = {text:?}: {e}"))),
             }

@@ -10,10 +10,11 @@ use serde::Serialize;
 
 use crate::atomic::{self, Existing};
 use crate::detector::{Detector, Prepared};
-use crate::error::{Error, Result};
+use crate::error::{Error, Problem, Result};
 use crate::formats::labelme::{relative_path, LabelmeFile, Shape};
 use crate::formats::yolo::detections_to_txt;
 use crate::image_io::{read_rgb, RgbImage};
+use crate::paths::{absolute, ensure_parent};
 use crate::pipeline::{self, Clock, Job, Stage, StageMs};
 use crate::postprocess::Detection;
 use crate::sources::SourceImage;
@@ -38,15 +39,8 @@ pub struct Outputs {
     pub existing: Existing,
 }
 
-/// One image that could not be processed, and why.
 #[derive(Debug, Clone, Serialize)]
-pub struct Failure {
-    pub path: PathBuf,
-    pub reason: String,
-}
-
-#[derive(Debug, Clone, Serialize)]
-pub struct Summary {
+pub struct DetectSummary {
     pub images: usize,
     pub processed: usize,
     pub failed: usize,
@@ -55,7 +49,7 @@ pub struct Summary {
     pub mean_ms: StageMs,
     pub wall_s: f64,
     pub images_per_s: f64,
-    pub failures: Vec<Failure>,
+    pub failures: Vec<Problem>,
     pub output_dir: PathBuf,
 }
 
@@ -78,11 +72,11 @@ struct DetectJob<'a> {
 impl Job for DetectJob<'_> {
     type Decoded = (RgbImage, Prepared);
     type Output = Vec<Detection>;
-    type Failure = Failure;
+    type Failure = Problem;
 
-    fn decode(&self, index: usize, clock: &mut Clock) -> std::result::Result<Self::Decoded, Failure> {
+    fn decode(&self, index: usize, clock: &mut Clock) -> std::result::Result<Self::Decoded, Problem> {
         let src = &self.images[index];
-        let image = read_rgb(&src.path).map_err(|e| Failure { path: src.path.clone(), reason: e.reason() })?;
+        let image = read_rgb(&src.path).map_err(|e| Problem::new(src.path.clone(), e.reason()))?;
         clock.lap(Stage::Decode);
         let prepared = self.det.prepare(&image);
         clock.lap(Stage::Preprocess);
@@ -94,9 +88,9 @@ impl Job for DetectJob<'_> {
         index: usize,
         (image, prepared): Self::Decoded,
         clock: &mut Clock,
-    ) -> std::result::Result<Vec<Detection>, Failure> {
+    ) -> std::result::Result<Vec<Detection>, Problem> {
         let src = &self.images[index];
-        let fail = |e: Error| Failure { path: src.path.clone(), reason: e.to_string() };
+        let fail = |e: Error| Problem::new(src.path.clone(), e.to_string());
         let raw = self.det.infer(&prepared).map_err(fail)?;
         clock.lap(Stage::Inference);
         let dets = self.det.postprocess(&raw, &prepared.letterbox);
@@ -116,8 +110,8 @@ pub fn run(
     images: &[SourceImage],
     out: &Outputs,
     inflight: usize,
-    on_event: &dyn Fn(Option<&Failure>),
-) -> Summary {
+    on_event: &dyn Fn(Option<&Problem>),
+) -> DetectSummary {
     let start = Instant::now();
     let job = DetectJob { det, images, out };
     let (mut processed, mut detections) = (0, 0);
@@ -142,7 +136,7 @@ pub fn run(
     });
     failures.sort_by(|a, b| a.path.cmp(&b.path));
     let wall_s = start.elapsed().as_secs_f64();
-    Summary {
+    DetectSummary {
         images: images.len(),
         processed,
         failed: failures.len(),
@@ -200,7 +194,7 @@ fn write_outputs(
         } else {
             crate::draw::annotate(&mut image, dets, |d| format!("{} {:.2}", det.label(d.class), d.score));
             ensure_parent(&img_path)?;
-            keep(atomic::write(&img_path, &encode(&image, &img_path)?, out.existing))?;
+            keep(atomic::write(&img_path, &crate::image_io::encode(&image, &img_path)?, out.existing))?;
         }
     }
     kept.map_or(Ok(()), Err)
@@ -214,30 +208,4 @@ fn annotated_path(p: &Path) -> PathBuf {
     } else {
         p.with_extension(format!("{ext}.jpg"))
     }
-}
-
-fn encode(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
-    use image::ImageEncoder;
-    let mut buf = Vec::new();
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    let (w, h) = (img.width as u32, img.height as u32);
-    let rgb = image::ExtendedColorType::Rgb8;
-    let res = match ext.as_str() {
-        "png" => image::codecs::png::PngEncoder::new(&mut buf).write_image(&img.data, w, h, rgb),
-        "bmp" => image::codecs::bmp::BmpEncoder::new(&mut buf).write_image(&img.data, w, h, rgb),
-        _ => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 95).write_image(&img.data, w, h, rgb),
-    };
-    res.map_err(|e| Error::format(path, format!("cannot encode annotated image: {e}")))?;
-    Ok(buf)
-}
-
-fn ensure_parent(p: &Path) -> Result<()> {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => std::fs::create_dir_all(d).map_err(|e| Error::io(d, e)),
-        _ => Ok(()),
-    }
-}
-
-fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = qdet::pylit::parse(text);
+        let _ = qdet::python::parse(text);
         // The same text as each property qdet reads.
         let mut props = BTreeMap::new();
         for key in ["names", "imgsz", "stride", "task", "end2end"] {

@@ -4,13 +4,13 @@
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
         let path = std::path::Path::new("fuzz.txt");
-        if let Ok(labels) = qdet::dataset::yolo_txt::parse(text, path) {
+        if let Ok(labels) = qdet::formats::yolo::parse(text, path) {
             for l in &labels {
-                if let qdet::dataset::yolo_txt::Geometry::Box(_) = l.geometry {
+                if let qdet::formats::yolo::Geometry::Box(_) = l.geometry {
                     let _ = l.pixel_box(640, 480);
                 }
             }
         }
-        let _ = qdet::val::parse_labels(text, path, 80);
+        let _ = qdet::formats::yolo::parse_labels(text, path, 80);
     }
 });

@@ -3,14 +3,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Mutex;
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use crate::atomic::{self, Existing};
 use crate::quant::analysis::bar;
-use crate::quant::calibrate::{self, Event, Method, Options, Report};
+use crate::quant::calibrate::{self, Method, Options, Report};
 use crate::quant::proto;
 use crate::quant::sites::NamePattern;
 
@@ -122,26 +121,10 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         imgsz: a.imgsz,
         inflight,
     };
-    let bar = Mutex::new(super::common::progress_bar(0, "images"));
-    let on_event = |e: Event| {
-        let bar = bar.lock().unwrap_or_else(|p| p.into_inner());
-        match e {
-            Event::Stage(name, n) => {
-                bar.set_position(0);
-                bar.set_length(n as u64);
-                bar.set_message(name);
-            }
-            Event::Step(failure) => {
-                if let Some(f) = failure {
-                    bar.suspend(|| eprintln!("qdet: skipped {}: {}", f.path.display(), f.reason));
-                }
-                bar.inc(1);
-            }
-        }
-    };
-    let done = calibrate::calibrate(&a.model, &images, &opts, &on_event)
+    let bar = super::common::progress_bar(0, "images");
+    let done = calibrate::calibrate(&a.model, &images, &opts, &super::common::ticker(&bar))
         .with_context(|| format!("calibrating {}", a.model.display()))?;
-    bar.lock().unwrap_or_else(|p| p.into_inner()).finish_and_clear();
+    bar.finish_and_clear();
     atomic::write(&a.out, &proto::encode(&done.model), existing).context("writing the quantized model")?;
     if let Some(path) = &a.report {
         let json = serde_json::to_string_pretty(&done.report)? + "\n";

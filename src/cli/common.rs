@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::progress::Event;
+
 /// Exit status when the run finished but some inputs could not be processed.
 const EXIT_SOME_FAILED: u8 = 2;
 
@@ -55,6 +57,23 @@ pub(super) fn progress_bar(len: u64, unit: &str) -> ProgressBar {
         bar.set_style(style);
     }
     bar
+}
+
+/// Moves `bar` on a batch command's progress events and names a skipped input at once.
+pub(super) fn ticker(bar: &ProgressBar) -> impl Fn(Event) + Sync + '_ {
+    move |event| match event {
+        Event::Stage(name, n) => {
+            bar.set_position(0);
+            bar.set_length(n as u64);
+            bar.set_message(name);
+        }
+        Event::Step(problem) => {
+            if let Some(p) = problem {
+                bar.suspend(|| eprintln!("qdet: skipped {p}"));
+            }
+            bar.inc(1);
+        }
+    }
 }
 
 /// Writes `text` to stdout. A closed stdout (`qdet ... | head`) is the reader's choice, not

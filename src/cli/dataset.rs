@@ -12,9 +12,7 @@ use crate::dataset::augment::{AugmentOptions, Params};
 use crate::dataset::convert::{ConvertOptions, Format};
 use crate::dataset::split::{LabelKind, SplitOptions};
 use crate::dataset::transfer::Mode;
-use crate::dataset::{classes, Event, Problem, Summary};
-
-use indicatif::ProgressBar;
+use crate::dataset::{classes, DatasetSummary, Problem};
 
 use super::common::{exit_status, print_json, progress_bar};
 
@@ -250,7 +248,7 @@ pub fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
         existing: existing(a.overwrite),
     };
     let bar = progress_bar(0, "files");
-    let summary = crate::dataset::convert::convert(&opts, &|e| tick(&bar, e))?;
+    let summary = crate::dataset::convert::convert(&opts, &super::common::ticker(&bar))?;
     bar.finish_and_clear();
     finish("convert", &summary, a.json)
 }
@@ -273,7 +271,7 @@ pub fn split(a: SplitArgs) -> anyhow::Result<ExitCode> {
         existing: existing(a.overwrite),
     };
     let bar = progress_bar(0, "pairs");
-    let summary = crate::dataset::split::split(&opts, &|e| tick(&bar, e))?;
+    let summary = crate::dataset::split::split(&opts, &super::common::ticker(&bar))?;
     bar.finish_and_clear();
     finish("split", &summary, a.json)
 }
@@ -297,7 +295,7 @@ pub fn augment(a: AugmentArgs) -> anyhow::Result<ExitCode> {
     };
     let opts = AugmentOptions { src: a.src, out: a.out, n: a.n, seed: a.seed, params, existing: existing(a.overwrite) };
     let bar = progress_bar(0, "source images");
-    let summary = crate::dataset::augment::augment(&opts, &|e| tick(&bar, e))?;
+    let summary = crate::dataset::augment::augment(&opts, &super::common::ticker(&bar))?;
     bar.finish_and_clear();
     finish("augment", &summary, a.json)
 }
@@ -314,20 +312,7 @@ fn read_classes(path: Option<&Path>) -> anyhow::Result<Option<(Vec<String>, Path
     path.map(|p| Ok((classes::read(p).context("reading the class list")?, p.to_path_buf()))).transpose()
 }
 
-/// Moves the bar; a skipped file is named at once.
-fn tick(bar: &ProgressBar, event: Event) {
-    match event {
-        Event::Start(n) => bar.set_length(n as u64),
-        Event::Done(problem) => {
-            if let Some(p) = problem {
-                bar.suspend(|| eprintln!("qdet: skipped {p}"));
-            }
-            bar.inc(1);
-        }
-    }
-}
-
-fn finish(command: &str, s: &Summary, json: bool) -> anyhow::Result<ExitCode> {
+fn finish(command: &str, s: &DatasetSummary, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         print_json(s)?;
     } else {

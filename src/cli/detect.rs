@@ -11,7 +11,7 @@ use super::common::{exit_status, parse_imgsz, parse_unit, print_json, progress_b
 use crate::atomic::Existing;
 use crate::detector::Detector;
 use crate::postprocess::NmsOptions;
-use crate::run::{JsonMode, Outputs, Summary};
+use crate::run::{DetectSummary, JsonMode, Outputs};
 
 #[derive(Args)]
 pub(super) struct DetectArgs {
@@ -132,7 +132,9 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     // Folder entries that could not be walked count as failed inputs.
     summary.images += collected.skipped.len();
     summary.failed += collected.skipped.len();
-    summary.failures.extend(collected.skipped.into_iter().map(|(path, reason)| crate::run::Failure { path, reason }));
+    summary
+        .failures
+        .extend(collected.skipped.into_iter().map(|(path, reason)| crate::error::Problem::new(path, reason)));
     bar.finish_and_clear();
     if a.json {
         print_json(&summary)?;
@@ -142,7 +144,7 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_status(summary.failed > 0))
 }
 
-fn print_summary(s: &Summary) {
+fn print_summary(s: &DetectSummary) {
     eprintln!(
         "{} images: {} processed, {} failed, {} detections; results in {}",
         s.images,

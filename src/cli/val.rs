@@ -10,6 +10,7 @@ use crate::model::{Int8, Model};
 use crate::val::{self, ValOptions, ValReport};
 
 use super::common::exit_status;
+use crate::python::format_g;
 
 /// Problems listed in the text output before the rest is only counted (`--json` lists all).
 const MAX_LISTED: usize = 50;
@@ -86,30 +87,9 @@ pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_status(!report.skipped.is_empty()))
 }
 
-/// Python's `"%.3g"`.
-fn g3(v: f64) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return if v == 0.0 { "0".into() } else { v.to_string() };
-    }
-    let sci = format!("{v:.2e}");
-    let exp: i32 = sci.split_once('e').and_then(|(_, e)| e.parse().ok()).unwrap_or(0);
-    let trim = |s: &str| {
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s.to_string()
-        }
-    };
-    if !(-4..3).contains(&exp) {
-        let (m, _) = sci.split_once('e').unwrap_or((&sci, ""));
-        return format!("{}e{}{:02}", trim(m), if exp < 0 { '-' } else { '+' }, exp.abs());
-    }
-    let decimals = (2 - exp).max(0) as usize;
-    trim(&format!("{v:.decimals$}"))
-}
-
 /// Ultralytics' table: `%22s` then `%11s` columns, "all" first, then classes with labels.
 fn table(r: &ValReport) -> String {
+    let g3 = |v: f64| format_g(v, 3);
     let row = |name: &str, images: usize, inst: usize, v: [f64; 4]| {
         format!("{name:>22}{images:>11}{inst:>11}{:>11}{:>11}{:>11}{:>11}\n", g3(v[0]), g3(v[1]), g3(v[2]), g3(v[3]))
     };
@@ -151,30 +131,5 @@ fn print_notes(r: &ValReport) {
     }
     if !r.skipped.is_empty() {
         eprintln!("{} of {} images were skipped and are not in the scores", r.skipped.len(), r.images_found);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::g3;
-
-    #[test]
-    fn percent_3g_like_python() {
-        for (v, want) in [
-            (0.746, "0.746"),
-            (0.57, "0.57"),
-            (1.0, "1"),
-            (0.0, "0"),
-            (0.12345, "0.123"),
-            (0.9996, "1"),
-            (5e-5, "5e-05"),
-            (0.00012, "0.00012"),
-            (0.0009995, "0.000999"),
-            (0.00099951, "0.001"),
-            (123.4, "123"),
-            (1234.5, "1.23e+03"),
-        ] {
-            assert_eq!(g3(v), want, "{v}");
-        }
     }
 }

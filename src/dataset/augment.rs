@@ -13,10 +13,11 @@ use super::convert::parse_labelme;
 use super::files::{self, Found, ImageIndex};
 use super::geometry::{self, Mat3, Warp};
 use super::rng::Rng;
-use super::{photometric, shapes, warp, Event, Problem, Progress, Summary};
+use super::{photometric, warp, DatasetSummary, Event, Problem, Progress};
 use crate::atomic::{self, Existing};
 use crate::error::{Error, Result};
 use crate::formats::labelme::{LabelmeFile, Shape, LABELME_VERSION};
+use crate::formats::shapes;
 use crate::image_io::{read_rgb, RgbImage};
 
 /// How strong each augmentation may be; every value is the largest change drawn (uniformly
@@ -159,7 +160,7 @@ struct Outcome {
 
 /// Augments every labelme-annotated image under `opts.src`; `progress` is called once per
 /// source image.
-pub fn augment(opts: &AugmentOptions, progress: Progress) -> Result<Summary> {
+pub fn augment(opts: &AugmentOptions, progress: Progress) -> Result<DatasetSummary> {
     opts.params.check()?;
     if opts.n == 0 {
         return Err(Error::Invalid("--n must be at least 1".into()));
@@ -169,18 +170,18 @@ pub fn augment(opts: &AugmentOptions, progress: Progress) -> Result<Summary> {
         return Err(Error::Invalid(format!("no labelme .json files in {}", opts.src.display())));
     }
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
-    progress(Event::Start(inputs.len()));
+    progress(Event::Stage("source images", inputs.len()));
     let dirs: Vec<PathBuf> = inputs.iter().map(|f| f.path.parent().unwrap_or(Path::new("")).to_path_buf()).collect();
     let index = ImageIndex::build(dirs.iter().map(PathBuf::as_path));
     let outcomes: Vec<Outcome> = inputs
         .par_iter()
         .map(|f| {
             let o = augment_one(opts, f, &index);
-            progress(Event::Done(o.skipped.first()));
+            progress(Event::Step(o.skipped.first()));
             o
         })
         .collect();
-    let mut summary = Summary { output_dir: opts.out.clone(), skipped: unwalkable, ..Summary::default() };
+    let mut summary = DatasetSummary { output_dir: opts.out.clone(), skipped: unwalkable, ..DatasetSummary::default() };
     for o in outcomes {
         summary.read += o.read as usize;
         summary.written += o.written;
@@ -289,8 +290,8 @@ fn write_copy(file: &LabelmeFile, image: &RgbImage, draw: &Draw, img_dest: &Path
     let mut json = LabelmeFile { shapes, image_path: name, image_data: None, ..file.clone() };
     json.version = LABELME_VERSION.into();
     let written = (|| -> Result<()> {
-        super::ensure_parent(img_dest)?;
-        atomic::write(img_dest, &encode(&img, img_dest)?, existing)?;
+        crate::paths::ensure_parent(img_dest)?;
+        atomic::write(img_dest, &crate::image_io::encode(&img, img_dest)?, existing)?;
         atomic::write(&json_dest, &json.to_json(), existing)
     })();
     match written {
@@ -359,21 +360,6 @@ fn output_ext(image: &Path) -> String {
     } else {
         "jpg".into()
     }
-}
-
-fn encode(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
-    use image::ImageEncoder;
-    let mut buf = Vec::new();
-    let (w, h) = (img.width as u32, img.height as u32);
-    let rgb = image::ExtendedColorType::Rgb8;
-    let res = match path.extension().and_then(|e| e.to_str()).unwrap_or("") {
-        "png" => image::codecs::png::PngEncoder::new(&mut buf).write_image(&img.data, w, h, rgb),
-        "bmp" => image::codecs::bmp::BmpEncoder::new(&mut buf).write_image(&img.data, w, h, rgb),
-        // Quality 95, as Ultralytics saves JPEGs: augmentation should not add JPEG blocks.
-        _ => image::codecs::jpeg::JpegEncoder::new_with_quality(&mut buf, 95).write_image(&img.data, w, h, rgb),
-    };
-    res.map_err(|e| Error::format(path, format!("cannot encode the augmented image: {e}")))?;
-    Ok(buf)
 }
 
 #[cfg(test)]

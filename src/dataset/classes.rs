@@ -34,7 +34,7 @@ pub fn read(path: &Path) -> Result<Vec<String>> {
 pub fn find_beside(src: &Path) -> Option<PathBuf> {
     let dir = if src.is_file() { src.parent().unwrap_or(Path::new(".")) } else { src };
     let mut dirs = vec![dir.to_path_buf()];
-    if let Some(p) = super::absolute(dir).parent() {
+    if let Some(p) = crate::paths::absolute(dir).parent() {
         dirs.push(p.to_path_buf());
     }
     dirs.iter().flat_map(|d| ["data.yaml", "data.yml", "classes.txt"].map(|f| d.join(f))).find(|p| p.is_file())
@@ -68,7 +68,7 @@ pub fn write_if_changed(path: &Path, text: &str, existing: Existing) -> Result<b
             return Ok(false);
         }
     }
-    super::ensure_parent(path)?;
+    crate::paths::ensure_parent(path)?;
     atomic::write(path, text.as_bytes(), existing)?;
     Ok(true)
 }

@@ -12,11 +12,13 @@ use serde_json::Map;
 
 use super::classes::{self, Unknown, LABELME_RESERVED};
 use super::files::{self, Found, ImageIndex};
-use super::{shapes, yolo_txt, Event, Problem, Progress, Summary};
+use super::{DatasetSummary, Event, Problem, Progress};
 use crate::atomic::{self, Existing};
 use crate::error::{Error, Result};
 use crate::formats::labelme::{relative_path, LabelmeFile, Shape};
+use crate::formats::shapes;
 use crate::formats::voc;
+use crate::formats::yolo;
 use crate::image_io::upright_dimensions;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,21 +91,21 @@ struct Parsed {
 /// Converts every annotation file under `opts.src`; see the module docs for the order.
 /// Fatal problems (no input, unknown labels, no class names) are errors; per-file problems
 /// are in the summary.
-pub fn convert(opts: &ConvertOptions, progress: Progress) -> Result<Summary> {
+pub fn convert(opts: &ConvertOptions, progress: Progress) -> Result<DatasetSummary> {
     check_formats(opts.from, opts.to)?;
     let (inputs, unwalkable) = find_inputs(opts)?;
-    progress(Event::Start(inputs.len()));
+    progress(Event::Stage("files", inputs.len()));
     let index = image_index(opts.from, &inputs);
     let parsed: Vec<std::result::Result<Parsed, Problem>> =
         inputs.par_iter().map(|f| read_one(opts, f, &index)).collect();
 
-    let mut summary = Summary { output_dir: opts.out.clone(), skipped: unwalkable, ..Summary::default() };
+    let mut summary = DatasetSummary { output_dir: opts.out.clone(), skipped: unwalkable, ..DatasetSummary::default() };
     let mut ok = Vec::new();
     for p in parsed {
         match p {
             Ok(p) => ok.push(p),
             Err(problem) => {
-                progress(Event::Done(Some(&problem)));
+                progress(Event::Step(Some(&problem)));
                 summary.skipped.push(problem);
             }
         }
@@ -119,7 +121,7 @@ pub fn convert(opts: &ConvertOptions, progress: Progress) -> Result<Summary> {
         .map(|p| {
             let mut p = p;
             let written = write_one(opts, &mut p, &names);
-            progress(Event::Done(written.as_ref().err()));
+            progress(Event::Step(written.as_ref().err()));
             (p.dropped, written)
         })
         .collect();
@@ -157,11 +159,11 @@ fn check_formats(from: Format, to: Format) -> Result<()> {
 
 fn find_inputs(opts: &ConvertOptions) -> Result<(Vec<Found>, Vec<Problem>)> {
     let ext = opts.from.ext();
-    let names_file = opts.classes.as_ref().map(|(_, p)| super::absolute(p));
+    let names_file = opts.classes.as_ref().map(|(_, p)| crate::paths::absolute(p));
     let (found, unwalkable) = files::walk(&opts.src, std::slice::from_ref(&opts.out), |p| {
         // A class list lying among the labels is not a label file.
         let is_list = p.file_name() == Some(OsStr::new("classes.txt"))
-            || names_file.as_ref().is_some_and(|n| super::absolute(p) == *n);
+            || names_file.as_ref().is_some_and(|n| crate::paths::absolute(p) == *n);
         files::has_ext(p, ext) && !is_list
     })?;
     if found.is_empty() {
@@ -264,17 +266,17 @@ fn read_yolo(f: &Found, index: &ImageIndex) -> std::result::Result<Parsed, Probl
     let image =
         files::find_image(index, &files::image_dirs_for_label(&f.path), stem).map_err(|r| Problem::new(&f.path, r))?;
     let size = upright_dimensions(&image).map_err(|e| Problem::from_error(&image, &e))?;
-    let labels = yolo_txt::read(&f.path).map_err(|e| Problem::from_error(&f.path, &e))?;
+    let labels = yolo::read(&f.path).map_err(|e| Problem::from_error(&f.path, &e))?;
     let objects = labels
         .iter()
         .map(|l| Object {
             label: Label::Id(l.class),
             bbox: l.pixel_box(size.0, size.1),
             polygon: match &l.geometry {
-                yolo_txt::Geometry::Polygon(pts) => {
+                yolo::Geometry::Polygon(pts) => {
                     Some(pts.iter().map(|[x, y]| [x * size.0 as f64, y * size.1 as f64]).collect())
                 }
-                yolo_txt::Geometry::Box(_) => None,
+                yolo::Geometry::Box(_) => None,
             },
             score: l.conf,
             line: Some(l.line),
@@ -496,20 +498,20 @@ fn write_one(opts: &ConvertOptions, p: &mut Parsed, names: &[String]) -> std::re
                     Label::Id(i) => Some(*i),
                     Label::Name(n) => names.iter().position(|m| m == n),
                 };
-                id.map(|id| yolo_txt::box_line(id, o.bbox, w, h))
+                id.map(|id| yolo::box_line(id, o.bbox, w, h))
             })
             .collect::<String>()
             .into_bytes(),
         Format::Labelme => {
             let image = p.image.as_deref().unwrap_or(Path::new(""));
-            let dir = super::absolute(dest.parent().unwrap_or(Path::new(".")));
-            let image_path = relative_path(&super::absolute(image), &dir);
+            let dir = crate::paths::absolute(dest.parent().unwrap_or(Path::new(".")));
+            let image_path = relative_path(&crate::paths::absolute(image), &dir);
             let shapes = kept.iter().map(|o| labelme_shape(o, names)).collect();
             LabelmeFile::new(image_path.to_string_lossy().into_owned(), w, h, shapes).to_json()
         }
         Format::Voc => unreachable!("check_formats refuses VOC output"),
     };
-    super::ensure_parent(&dest).map_err(|e| Problem::from_error(&dest, &e))?;
+    crate::paths::ensure_parent(&dest).map_err(|e| Problem::from_error(&dest, &e))?;
     atomic::write(&dest, &bytes, opts.existing).map_err(|e| Problem::from_error(&dest, &e))
 }
 

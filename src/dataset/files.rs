@@ -32,13 +32,13 @@ pub fn walk(src: &Path, exclude: &[PathBuf], keep: impl Fn(&Path) -> bool) -> Re
     if !src.is_dir() {
         return Err(Error::io(src, std::io::Error::new(std::io::ErrorKind::NotFound, "no such file or folder")));
     }
-    let exclude: Vec<PathBuf> = exclude.iter().map(|e| super::absolute(e)).collect();
+    let exclude: Vec<PathBuf> = exclude.iter().map(|e| crate::paths::absolute(e)).collect();
     let mut out = Vec::new();
     let walker = walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name().into_iter();
     let walker = walker.filter_entry(|e| {
         let hidden = e.depth() > 0 && e.file_name().to_string_lossy().starts_with('.');
         // The source itself is never excluded: `--out SRC` writes beside the inputs.
-        let excluded = e.depth() > 0 && e.file_type().is_dir() && exclude.contains(&super::absolute(e.path()));
+        let excluded = e.depth() > 0 && e.file_type().is_dir() && exclude.contains(&crate::paths::absolute(e.path()));
         !hidden && !excluded
     });
     let mut problems = Vec::new();

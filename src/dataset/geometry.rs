@@ -84,7 +84,7 @@ impl Warp {
 pub fn transform_box(m: &Mat3, [x1, y1, x2, y2]: [f64; 4]) -> Option<[f64; 4]> {
     let corners = [[x1, y1], [x2, y1], [x2, y2], [x1, y2]];
     let moved: Option<Vec<[f64; 2]>> = corners.iter().map(|&p| apply(m, p)).collect();
-    super::shapes::bounds(moved?)
+    crate::formats::shapes::bounds(moved?)
 }
 
 /// Clips a polygon to the rectangle [0, width] x [0, height] (Sutherland-Hodgman: exact for

@@ -15,10 +15,12 @@ use super::convert::{labelme_labeled_boxes, parse_labelme};
 use super::files::{self, Found};
 use super::rng::Rng;
 use super::transfer::{self, Mode};
-use super::{shapes, yolo_txt, Event, Problem, Progress, Summary};
+use super::{DatasetSummary, Event, Problem, Progress};
 use crate::atomic::{self, Existing};
 use crate::error::{Error, Result};
 use crate::formats::labelme::LabelmeFile;
+use crate::formats::shapes;
+use crate::formats::yolo;
 use crate::image_io::upright_dimensions;
 use crate::sources::is_image;
 
@@ -78,14 +80,14 @@ impl Step {
     }
 }
 
-pub fn split(opts: &SplitOptions, progress: Progress) -> Result<Summary> {
+pub fn split(opts: &SplitOptions, progress: Progress) -> Result<DatasetSummary> {
     if !(opts.val > 0.0 && opts.val < 1.0) {
         return Err(Error::Invalid(format!("--val must be between 0 and 1 (a share of the images), not {}", opts.val)));
     }
     if !opts.src.is_dir() {
         return Err(Error::Invalid(format!("{} is not a folder", opts.src.display())));
     }
-    let mut summary = Summary { output_dir: opts.out.clone(), ..Summary::default() };
+    let mut summary = DatasetSummary { output_dir: opts.out.clone(), ..DatasetSummary::default() };
     let outputs: Vec<PathBuf> =
         ["images/train", "images/val", "labels/train", "labels/val"].iter().map(|d| opts.out.join(d)).collect();
     let (images, unwalkable) = files::walk(&opts.src, &outputs, is_image)?;
@@ -142,10 +144,10 @@ pub fn split(opts: &SplitOptions, progress: Progress) -> Result<Summary> {
     };
     check_destinations(opts, &pairs, &plans, &yaml_path, &yaml, yaml_existing)?;
 
-    progress(Event::Start(pairs.len()));
+    progress(Event::Stage("pairs", pairs.len()));
     for (pair, steps) in pairs.iter().zip(&plans) {
         let result = execute(opts, pair, steps);
-        progress(Event::Done(result.as_ref().err()));
+        progress(Event::Step(result.as_ref().err()));
         match result {
             Ok((written, leftovers)) => {
                 summary.written += written;
@@ -179,13 +181,13 @@ fn pair_up(
     images: &[Found],
     kind: LabelKind,
     outputs: &[PathBuf],
-    summary: &mut Summary,
+    summary: &mut DatasetSummary,
 ) -> Result<Vec<(Found, PathBuf)>> {
     let mut by_label: BTreeMap<PathBuf, Vec<Found>> = BTreeMap::new();
     for img in images {
         let label = if kind == LabelKind::Labelme { labelme_label(&img.path) } else { yolo_label(&img.path) };
         match label {
-            Some(l) => by_label.entry(super::absolute(&l)).or_default().push(img.clone()),
+            Some(l) => by_label.entry(crate::paths::absolute(&l)).or_default().push(img.clone()),
             None => {
                 let looked: Vec<String> = if kind == LabelKind::Labelme {
                     vec![img.path.with_file_name(files::with_ext(&img.path, "json")).display().to_string()]
@@ -212,12 +214,12 @@ fn pair_up(
         }
     }
     let ext = if kind == LabelKind::Labelme { "json" } else { "txt" };
-    let names_file = opts.classes.as_ref().map(|(_, p)| super::absolute(p));
+    let names_file = opts.classes.as_ref().map(|(_, p)| crate::paths::absolute(p));
     // Unwalkable entries were reported with the images' walk of the same folder.
     let (labels, _) =
         files::walk(&opts.src, outputs, |p| files::has_ext(p, ext) && p.file_name() != Some("classes.txt".as_ref()))?;
     for l in labels {
-        let abs = super::absolute(&l.path);
+        let abs = crate::paths::absolute(&l.path);
         if !by_label.contains_key(&abs) && names_file.as_ref() != Some(&abs) {
             summary.skipped.push(Problem::new(&l.path, "label file without an image"));
         }
@@ -235,7 +237,7 @@ fn read_pair(
 ) -> std::result::Result<(Pair, Vec<Problem>), Problem> {
     let rel = img.rel.strip_prefix("images").map(Path::to_path_buf).unwrap_or_else(|_| img.rel.clone());
     if kind != LabelKind::Labelme {
-        let lines = yolo_txt::read(&label).map_err(|e| Problem::from_error(&label, &e))?;
+        let lines = yolo::read(&label).map_err(|e| Problem::from_error(&label, &e))?;
         let content = Content::Yolo { max_class: lines.iter().map(|l| l.class).max() };
         return Ok((Pair { image: img.path, rel, label, content }, Vec::new()));
     }
@@ -260,7 +262,7 @@ fn read_pair(
 }
 
 /// Names for the data.yaml, and labelme labels checked against them.
-fn settle_classes(opts: &SplitOptions, pairs: &mut [Pair], summary: &mut Summary) -> Result<Vec<String>> {
+fn settle_classes(opts: &SplitOptions, pairs: &mut [Pair], summary: &mut DatasetSummary) -> Result<Vec<String>> {
     let is_yolo = matches!(pairs.first().map(|p| &p.content), Some(Content::Yolo { .. }));
     let given = match &opts.classes {
         Some(c) => Some(c.clone()),
@@ -348,7 +350,7 @@ fn plan(opts: &SplitOptions, p: &Pair, is_val: bool, names: &[String]) -> Vec<St
                 .iter()
                 .filter_map(|(l, b)| {
                     let id = names.iter().position(|n| n == l)?;
-                    shapes::clip(*b, w, h).map(|b| yolo_txt::box_line(id, b, w, h))
+                    shapes::clip(*b, w, h).map(|b| yolo::box_line(id, b, w, h))
                 })
                 .collect();
             steps.push(Step::Write { bytes: txt.into_bytes(), to: label_to });
@@ -373,12 +375,12 @@ fn check_destinations(
     yaml_existing: Existing,
 ) -> Result<()> {
     let sources: HashSet<PathBuf> =
-        pairs.iter().flat_map(|p| [super::absolute(&p.image), super::absolute(&p.label)]).collect();
+        pairs.iter().flat_map(|p| [crate::paths::absolute(&p.image), crate::paths::absolute(&p.label)]).collect();
     let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
     let mut conflicts = Vec::new();
     for (pair, steps) in pairs.iter().zip(plans) {
         for s in steps {
-            let abs = super::absolute(s.dest());
+            let abs = crate::paths::absolute(s.dest());
             if let Some(other) = seen.insert(abs.clone(), &pair.image) {
                 conflicts.push(format!(
                     "{} would receive both {} and {}",
@@ -420,7 +422,7 @@ fn execute(opts: &SplitOptions, pair: &Pair, steps: &[Step]) -> std::result::Res
         let r = match s {
             Step::Place { from, to } => transfer::place(from, to, opts.mode, opts.existing),
             Step::Write { bytes, to } => {
-                super::ensure_parent(to).and_then(|()| atomic::write(to, bytes, opts.existing))
+                crate::paths::ensure_parent(to).and_then(|()| atomic::write(to, bytes, opts.existing))
             }
         };
         if let Err(e) = r {
@@ -459,7 +461,7 @@ fn names_only_with(text: &str, names: &[String]) -> bool {
 /// Ultralytics resolves a relative `path` against its own datasets folder, not the yaml's,
 /// so the dataset root is written absolute.
 fn data_yaml(opts: &SplitOptions, names: &[String], n_train: usize, n_val: usize) -> String {
-    let root = super::absolute(&opts.out);
+    let root = crate::paths::absolute(&opts.out);
     format!(
         "# Written by qdet split (seed {}, val {}): {n_train} train and {n_val} val images.\npath: {}\ntrain: images/train\nval: images/val\n{}",
         opts.seed,

@@ -17,7 +17,7 @@ pub enum Mode {
 /// Makes `dst` hold the content of `src`; `src` is untouched (a move finishes with
 /// [`remove_source`] once every file of the item is in place).
 pub fn place(src: &Path, dst: &Path, mode: Mode, existing: Existing) -> Result<()> {
-    super::ensure_parent(dst)?;
+    crate::paths::ensure_parent(dst)?;
     if mode == Mode::Move && existing == Existing::Keep {
         // A hard link is atomic and refuses an existing name, and costs no copy.
         match std::fs::hard_link(src, dst) {

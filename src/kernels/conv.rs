@@ -287,7 +287,7 @@ impl QConv {
         let s = &self.shape;
         let (oh, ow, plane) = (s.out_h(), s.out_w(), s.out_h() * s.out_w());
         let bands = self.bands();
-        let mut parts: Vec<Vec<Part>> = bands.iter().map(|_| Vec::with_capacity(targets.len())).collect();
+        let mut parts: Vec<Vec<BandShare>> = bands.iter().map(|_| Vec::with_capacity(targets.len())).collect();
         for Target { first, out } in targets {
             assert!(first % OC_BLOCK == 0, "a target starts at channel {first}, not on a block of {OC_BLOCK}");
             // Each band's rows of every channel of a `[C][H][W]` buffer.
@@ -313,13 +313,13 @@ impl QConv {
                 Output::F32(o) => {
                     assert_eq!(o.len(), n * plane, "output is not channels x oh x ow");
                     for (band, r) in parts.iter_mut().zip(rows(o, plane, ow, &bands)) {
-                        band.push(Part { first, n, dest: PartDest::F32(r) });
+                        band.push(BandShare { first, n, dest: ShareDest::F32(r) });
                     }
                 }
                 Output::U8(o, q) => {
                     assert_eq!(o.len(), n * plane, "output is not channels x oh x ow");
                     for (band, r) in parts.iter_mut().zip(rows(o, plane, ow, &bands)) {
-                        band.push(Part { first, n, dest: PartDest::U8(r, q) });
+                        band.push(BandShare { first, n, dest: ShareDest::U8(r, q) });
                     }
                 }
                 Output::Packed(o, q, l) => {
@@ -327,15 +327,15 @@ impl QConv {
                     let mut rest = l.fill_top_bottom(q.1, o);
                     for (band, r) in parts.iter_mut().zip(&bands) {
                         let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * l.row_bytes());
-                        band.push(Part { first, n, dest: PartDest::Packed(mine, q, l) });
+                        band.push(BandShare { first, n, dest: ShareDest::Packed(mine, q, l) });
                         rest = next;
                     }
                 }
             }
         }
-        let run_band = |r: Range<usize>, mut parts: Vec<Part>| {
+        let run_band = |r: Range<usize>, mut parts: Vec<BandShare>| {
             for p in &mut parts {
-                if let PartDest::Packed(dst, (_, q_zp), l) = &mut p.dest {
+                if let ShareDest::Packed(dst, (_, q_zp), l) = &mut p.dest {
                     let px = l.pixel_bytes();
                     for row in dst.chunks_exact_mut(l.row_bytes()) {
                         l.fill(*q_zp, &mut row[..l.pad[1] * px]);
@@ -355,13 +355,13 @@ impl QConv {
             let (mut f, mut t) = (vec![[0f32; OC_BLOCK]; ow], vec![[0u8; OC_BLOCK]; ow]);
             self.epilogue_rows(img, zp, e, r, |oy, b, sums, affine| {
                 let c0 = b * OC_BLOCK;
-                let reads = |p: &Part| (p.first..p.first + p.n).contains(&c0);
+                let reads = |p: &BandShare| (p.first..p.first + p.n).contains(&c0);
                 // Floats first when a float target reads the block or several quantized
                 // ones share them.
-                let quantized = parts.iter().filter(|p| reads(p) && !matches!(p.dest, PartDest::F32(_))).count();
+                let quantized = parts.iter().filter(|p| reads(p) && !matches!(p.dest, ShareDest::F32(_))).count();
                 let floats = residual.is_some()
                     || quantized > 1
-                    || parts.iter().any(|p| reads(p) && matches!(p.dest, PartDest::F32(_)));
+                    || parts.iter().any(|p| reads(p) && matches!(p.dest, ShareDest::F32(_)));
                 if floats {
                     super::epilogue::row(sums, affine, Dest::F32(&mut f));
                 }
@@ -388,12 +388,12 @@ impl QConv {
                         }
                     };
                     match &mut p.dest {
-                        PartDest::F32(rows) => transpose_into(f.as_flattened(), &mut rows[at..at + n], y, ow),
-                        PartDest::U8(rows, q) => {
+                        ShareDest::F32(rows) => transpose_into(f.as_flattened(), &mut rows[at..at + n], y, ow),
+                        ShareDest::U8(rows, q) => {
                             bytes(*q, t.as_flattened_mut(), OC_BLOCK);
                             transpose_into(t.as_flattened(), &mut rows[at..at + n], y, ow);
                         }
-                        PartDest::Packed(dst, q, l) => {
+                        ShareDest::Packed(dst, q, l) => {
                             let (px, vb) = (l.pixel_bytes(), l.value_bytes);
                             let row = &mut dst[y * l.row_bytes()..][..l.row_bytes()];
                             if vb == 1 && n == OC_BLOCK {
@@ -528,13 +528,13 @@ pub struct Target<'a> {
 }
 
 /// A target's share of one band of output rows.
-struct Part<'a> {
+struct BandShare<'a> {
     first: usize,
     n: usize,
-    dest: PartDest<'a>,
+    dest: ShareDest<'a>,
 }
 
-enum PartDest<'a> {
+enum ShareDest<'a> {
     /// The band's rows of each channel.
     F32(Vec<&'a mut [f32]>),
     U8(Vec<&'a mut [u8]>, (f32, u8)),

@@ -17,14 +17,15 @@ use super::observers::{
 };
 use super::proto;
 use super::qdq::{self, QuantizedConv};
-use super::runner::{GraphRunner, Output};
+use super::runner::{Activation, GraphRunner};
 use super::sites::{self, ConvSite, NamePattern};
 use crate::detector::{Detector, Prepared};
+use crate::error::Problem;
 use crate::error::{Error, Result};
 use crate::image_io::read_rgb;
 use crate::pipeline::{self, Clock, Job, Stage};
 use crate::postprocess::NmsOptions;
-use crate::run::Failure;
+use crate::progress::Event;
 
 /// Activation range calibration method (PPQ's observer names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -74,12 +75,6 @@ pub struct Options {
     pub inflight: usize,
 }
 
-/// Progress, for a progress bar: a stage starts with its step count, then each step ends.
-pub enum Event<'a> {
-    Stage(&'static str, usize),
-    Step(Option<&'a Failure>),
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct TensorReport {
     pub name: String,
@@ -117,7 +112,7 @@ pub struct Report {
     pub bias_correct: bool,
     pub input_size: [usize; 2],
     pub images: usize,
-    pub skipped: Vec<Failure>,
+    pub skipped: Vec<Problem>,
     /// Wall time of the statistics pass(es) per image.
     pub ms_per_image: f64,
     pub analysis_images: usize,
@@ -206,7 +201,7 @@ impl Setup<'_> {
         images: &[PathBuf],
         work: impl Fn(&Prepared) -> Result<T> + Sync,
         mut sink: impl FnMut(usize, T) -> Result<()>,
-    ) -> Result<Vec<Failure>> {
+    ) -> Result<Vec<Problem>> {
         let mut failures = Vec::new();
         let job = PassJob { det: &self.det, images, work };
         pipeline::run(&job, images.len(), self.inflight, |i, result| match result {
@@ -235,7 +230,7 @@ struct PassJob<'a, W> {
 
 /// An image that cannot be read is skipped; a model that fails on one stops calibration.
 enum PassFailure {
-    Image(Failure),
+    Image(Problem),
     Fatal(Error),
 }
 
@@ -246,7 +241,7 @@ impl<T: Send, W: Fn(&Prepared) -> Result<T> + Sync> Job for PassJob<'_, W> {
 
     fn decode(&self, index: usize, clock: &mut Clock) -> std::result::Result<Prepared, PassFailure> {
         let path = &self.images[index];
-        let img = read_rgb(path).map_err(|e| PassFailure::Image(Failure { path: path.clone(), reason: e.reason() }))?;
+        let img = read_rgb(path).map_err(|e| PassFailure::Image(Problem::new(path.clone(), e.reason())))?;
         clock.lap(Stage::Decode);
         let prepared = self.det.prepare(&img);
         clock.lap(Stage::Preprocess);
@@ -353,7 +348,7 @@ pub fn calibrate(
     for pass in 0..passes {
         on_event(Event::Stage(if pass == 0 { "statistics" } else { "histograms" }, good.len()));
         let work = |p: &Prepared| stats_runner.run(&p.chw, p.letterbox.out).map(|o| (p.chw.clone(), o));
-        let failed = setup.pass(&good, work, |_, (chw, outputs): (Vec<f32>, Vec<Output>)| {
+        let failed = setup.pass(&good, work, |_, (chw, outputs): (Vec<f32>, Vec<Activation>)| {
             let mut next = outputs.iter();
             for (k, (t, obs)) in tensors.iter().zip(observers.iter_mut()).enumerate() {
                 let values = if input_names.contains(t.as_str()) {
@@ -429,7 +424,7 @@ pub fn calibrate(
         let mut reference_model = float.clone();
         analysis::set_outputs(&mut reference_model, std::slice::from_ref(&head_output));
         let reference_runner = GraphRunner::new(&reference_model, model_path)?;
-        let mut references: Vec<(PathBuf, Output)> = Vec::new();
+        let mut references: Vec<(PathBuf, Activation)> = Vec::new();
         on_event(Event::Stage("float reference", analysis_set.len()));
         setup.pass(
             &analysis_set,
@@ -522,7 +517,7 @@ pub fn calibrate(
         setup.pass(
             &analysis_set,
             |p| Ok((fr.run(&p.chw, p.letterbox.out)?, qr.run(&p.chw, p.letterbox.out)?)),
-            |_, (f, q): (Vec<Output>, Vec<Output>)| {
+            |_, (f, q): (Vec<Activation>, Vec<Activation>)| {
                 out_meter.add(&q[0].data, &f[0].data, f[0].shape.last().copied().unwrap_or(1));
                 for (k, m) in meters.iter_mut().enumerate() {
                     m.add(&q[k + 1].data, &f[k + 1].data);

@@ -13,12 +13,12 @@ use crate::model::{optimize_with, root_cause, Plan};
 
 /// One output tensor, flattened.
 #[derive(Debug, Clone)]
-pub struct Output {
+pub struct Activation {
     pub shape: Vec<usize>,
     pub data: Vec<f32>,
 }
 
-impl Output {
+impl Activation {
     /// Length of one channel (axis 1) of an NCHW or NC... tensor.
     pub fn channel_len(&self) -> usize {
         self.shape.iter().skip(2).product::<usize>().max(1)
@@ -73,7 +73,7 @@ impl GraphRunner {
     }
 
     /// Runs one letterboxed CHW image; outputs in the graph's output order.
-    pub fn run(&self, chw: &[f32], size: (usize, usize)) -> Result<Vec<Output>> {
+    pub fn run(&self, chw: &[f32], size: (usize, usize)) -> Result<Vec<Activation>> {
         let plan = self.plan(size)?;
         let fail = |e: TractError| Error::Inference(root_cause(&e));
         let input = Tensor::from_shape(&[1, 3, size.0, size.1], chw).map_err(fail)?;
@@ -83,7 +83,7 @@ impl GraphRunner {
             .map(|t| {
                 let t = t.cast_to::<f32>().map_err(fail)?;
                 let view = t.to_plain_array_view::<f32>().map_err(fail)?;
-                Ok(Output { shape: view.shape().to_vec(), data: view.iter().copied().collect() })
+                Ok(Activation { shape: view.shape().to_vec(), data: view.iter().copied().collect() })
             })
             .collect()
     }

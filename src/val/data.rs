@@ -158,7 +158,7 @@ pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
         } else if src.is_file() {
             let text = crate::input::read_text(src, crate::input::TEXT_LIMIT)?;
             let parent = src.parent().unwrap_or(Path::new(""));
-            for line in split_lines(text.trim_start_matches('\u{feff}').trim()) {
+            for line in crate::python::split_lines(text.trim_start_matches('\u{feff}').trim()) {
                 let p = if let Some(rest) = line.strip_prefix("./") {
                     parent.join(rest)
                 } else if Path::new(line).is_relative() && parent.join(line).exists() {
@@ -177,32 +177,6 @@ pub fn list_images(sources: &[PathBuf]) -> Result<Vec<PathBuf>> {
     // Python sorts the path strings.
     found.sort_by(|a, b| a.as_os_str().as_encoded_bytes().cmp(b.as_os_str().as_encoded_bytes()));
     Ok(found)
-}
-
-/// Python's `str.splitlines()` line boundaries.
-pub(super) fn split_lines(text: &str) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while !rest.is_empty() {
-        match rest
-            .find(['\n', '\r', '\u{0b}', '\u{0c}', '\u{1c}', '\u{1d}', '\u{1e}', '\u{85}', '\u{2028}', '\u{2029}'])
-        {
-            Some(i) => {
-                out.push(&rest[..i]);
-                let c = rest[i..].chars().next().unwrap_or('\n');
-                let mut skip = c.len_utf8();
-                if c == '\r' && rest[i + 1..].starts_with('\n') {
-                    skip += 1;
-                }
-                rest = &rest[i + skip..];
-            }
-            None => {
-                out.push(rest);
-                break;
-            }
-        }
-    }
-    out
 }
 
 /// `img2label_paths`: the last `/images/` becomes `/labels/`, the extension `.txt`.

@@ -4,7 +4,7 @@ use crate::image_io::RgbImage;
 use crate::letterbox::Letterbox;
 use crate::resize::resize_linear_u8c3;
 
-use super::labels::GtLabel;
+use crate::formats::yolo::GtLabel;
 
 /// Rectangular val batches pad by half a stride (`build_yolo_dataset`, mode="val").
 const RECT_PAD: f64 = 0.5;

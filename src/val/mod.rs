@@ -28,11 +28,10 @@
 
 mod data;
 mod geometry;
-mod labels;
 
+pub use crate::formats::yolo::{parse_labels, GtLabel, Labels};
 pub use data::{label_path, list_images, load_data, DataConfig};
 pub use geometry::{rect_input, ValGeometry};
-pub use labels::{parse_labels, GtLabel, Labels};
 
 use std::convert::Infallible;
 use std::path::PathBuf;
@@ -40,7 +39,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::dataset::Problem;
+use crate::error::Problem;
 use crate::error::{Error, Result};
 use crate::image_io::read_rgb;
 use crate::metrics::{match_boxes, ClassMetrics, Correct, DetStats};

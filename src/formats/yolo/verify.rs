@@ -3,8 +3,7 @@
 
 use std::path::Path;
 
-use super::data::split_lines;
-use crate::dataset::Problem;
+use crate::error::Problem;
 
 /// `verify_image_label`'s tolerance on normalized coordinates.
 const COORD_MAX: f32 = 1.01;
@@ -39,7 +38,7 @@ struct Row {
 /// offending line. `nc` is the dataset's class count.
 pub fn parse_labels(text: &str, path: &Path, nc: usize) -> std::result::Result<Labels, Problem> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let lines: Vec<(usize, Vec<&str>)> = split_lines(text)
+    let lines: Vec<(usize, Vec<&str>)> = crate::python::split_lines(text)
         .into_iter()
         .enumerate()
         .map(|(i, l)| (i + 1, l.split_whitespace().collect::<Vec<_>>()))

@@ -7,7 +7,6 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::formats::yolo::format_g;
 
 /// Normalized coordinates may overshoot [0, 1] by rounding in the tool that wrote them.
 const NORM_TOL: f64 = 1e-6;
@@ -38,7 +37,7 @@ impl Label {
                 [(cx - bw / 2.0) * w, (cy - bh / 2.0) * h, (cx + bw / 2.0) * w, (cy + bh / 2.0) * h]
             }
             Geometry::Polygon(pts) => {
-                let b = super::shapes::bounds(pts.iter().copied()).unwrap_or([0.0; 4]);
+                let b = crate::formats::shapes::bounds(pts.iter().copied()).unwrap_or([0.0; 4]);
                 [b[0] * w, b[1] * h, b[2] * w, b[3] * h]
             }
         }
@@ -117,23 +116,10 @@ fn clamp01(v: f64) -> f64 {
     v.clamp(0.0, 1.0)
 }
 
-/// One `class cx cy w h` line for a pixel box on a `width` x `height` image, numbers as
-/// Ultralytics writes them (`%g`).
-pub fn box_line(class: usize, b: [f64; 4], width: u32, height: u32) -> String {
-    let (w, h) = (width as f64, height as f64);
-    let nums = [(b[0] + b[2]) / 2.0 / w, (b[1] + b[3]) / 2.0 / h, (b[2] - b[0]) / w, (b[3] - b[1]) / h];
-    let mut s = class.to_string();
-    for v in nums {
-        s.push(' ');
-        s.push_str(&format_g(v));
-    }
-    s.push('\n');
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::yolo::box_line;
 
     #[test]
     fn boxes_confidences_and_polygons() {
