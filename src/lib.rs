@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod model;
 pub mod nms;
 pub mod ops;
+pub mod passes;
 pub mod postprocess;
 pub mod pylit;
 pub mod quant;
