@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod model;
 pub mod nms;
 pub mod ops;
+pub mod passes;
 pub mod paths;
 pub mod pipeline;
 pub mod postprocess;

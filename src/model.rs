@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use tract_onnx::prelude::tract_data::internal::DimLike;
 use tract_onnx::prelude::*;
-use tract_onnx::tract_core::floats::FloatPrecisionTranslator;
-use tract_onnx::tract_core::transform::ModelTransform;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{Error, Result};
+use crate::int8::op::QConvOp;
 use crate::meta::ModelMeta;
+use crate::passes::{Context, PatchReport, Report};
 
 pub(crate) type Plan = Arc<TypedRunnableModel>;
 
@@ -107,8 +107,8 @@ pub struct Model {
     int8_convs: Arc<Vec<crate::int8::spec::QConvSpec>>,
     /// The integer kernel asked for ([`Int8::Kernel`]).
     kernel: Option<crate::kernels::Isa>,
-    /// Convs replaced in the last plan built, SiLUs fused, kernel.
-    int8_report: Mutex<Option<crate::int8::op::PatchReport>>,
+    /// What the graph passes did for the last plan built.
+    report: Mutex<Option<Report>>,
 }
 
 impl std::fmt::Debug for Model {
@@ -175,6 +175,7 @@ impl Model {
         // Ultralytics' nms=True export pads a data-dependent NonMaxSuppression result to 300
         // rows with shapes tract fixes at load time, so it fails on the first image with
         // fewer boxes. qdet runs Ultralytics' NMS itself: the plain export is the one to use.
+        // By name (also below): tract-onnx's NonMaxSuppression and QuantizeLinear are private.
         if source.nodes().iter().any(|n| n.op.name() == "NonMaxSuppression") {
             return Err(Error::Unsupported {
                 path: path.into(),
@@ -234,7 +235,7 @@ impl Model {
                 Int8::Kernel(isa) => Some(isa),
                 _ => None,
             },
-            int8_report: Mutex::new(None),
+            report: Mutex::new(None),
         };
         let plan = model.plan(probe)?;
         model.head = detect_head(&plan, &model.meta).map_err(not_detect)?;
@@ -259,31 +260,27 @@ impl Model {
         if let Some(p) = plans.get(&size) {
             return Ok(p.clone());
         }
-        let specs = self.int8_convs.clone();
-        let report = Mutex::new(None);
-        let patch = |typed: &mut TypedModel| -> TractResult<()> {
-            if !specs.is_empty() {
-                *report.lock().unwrap_or_else(|p| p.into_inner()) =
-                    Some(crate::int8::op::patch(typed, &specs, self.kernel)?);
-            }
-            Ok(())
-        };
-        let plan = optimize_with(&self.source, self.input_type(), size, &patch).map_err(|e| Error::NotDetect {
-            path: self.path.clone(),
-            reason: format!("cannot prepare it for a {}x{} input: {}", size.1, size.0, root_cause(&e)),
-        })?;
+        let cx = Context { specs: &self.int8_convs, kernel: self.kernel };
+        let (plan, report) =
+            optimize_with(&self.source, self.input_type(), size, &cx).map_err(|e| Error::NotDetect {
+                path: self.path.clone(),
+                reason: format!("cannot prepare it for a {}x{} input: {}", size.1, size.0, root_cause(&e)),
+            })?;
         plans.insert(size, plan.clone());
-        if let Some(mut r) = report.into_inner().unwrap_or_else(|p| p.into_inner()) {
-            r.convs_in_plan = plan.model().nodes().iter().filter(|n| n.op.name() == "QdetConvU8").count();
-            *self.int8_report.lock().unwrap_or_else(|p| p.into_inner()) = Some(r);
-        }
+        *self.report.lock().unwrap_or_else(|p| p.into_inner()) = Some(report);
         Ok(plan)
+    }
+
+    /// What each graph pass ([`crate::passes::PASSES`]) did, by name, for the latest plan
+    /// built.
+    pub fn pass_report(&self) -> Option<Report> {
+        self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// For a QDQ model on the integer kernels: how many Convs they run, how many SiLUs are
     /// fused, and which kernel (from the latest plan built).
-    pub fn int8_report(&self) -> Option<crate::int8::op::PatchReport> {
-        self.int8_report.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    pub fn int8_report(&self) -> Option<PatchReport> {
+        self.pass_report().filter(|_| !self.int8_convs.is_empty()).map(|r| PatchReport::from(&r))
     }
 
     fn input_type(&self) -> DatumType {
@@ -351,31 +348,21 @@ impl Model {
     }
 }
 
-/// Optimizes a loaded graph for one `[1, 3, h, w]` input of type `input_type`, with `patch`
-/// applied to the typed model before tract optimizes it.
+/// Optimizes a loaded graph for one `[1, 3, h, w]` input of type `input_type`: qdet's graph
+/// passes ([`crate::passes::PASSES`], with `cx`) on the typed model, then tract's optimizer.
+/// Returns the plan and what the passes did.
 pub(crate) fn optimize_with(
     source: &InferenceModel,
     input_type: DatumType,
     size: (usize, usize),
-    patch: &dyn Fn(&mut TypedModel) -> TractResult<()>,
-) -> TractResult<Plan> {
-    let typed =
+    cx: &Context,
+) -> TractResult<(Plan, Report)> {
+    let mut typed =
         source.clone().with_input_fact(0, InferenceFact::dt_shape(input_type, [1, 3, size.0, size.1]))?.into_typed()?;
-    // CPUs without native fp16 arithmetic (x86 before AVX512-FP16) emulate every f16
-    // operation; an fp16 export runs far faster, and closer to the trained weights,
-    // with its weights widened to f32 once here.
-    let has_f16 = typed.nodes().iter().any(|n| n.outputs.iter().any(|o| o.fact.datum_type == DatumType::F16));
-    let mut typed = if has_f16 {
-        FloatPrecisionTranslator::new(DatumType::F16, DatumType::F32).transform_into(typed)?
-    } else {
-        typed
-    };
-    crate::ops::dfl::patch(&mut typed)?;
-    crate::ops::softmax::patch(&mut typed)?;
-    patch(&mut typed)?;
-    // After the int8 rewrites, which turn the Concats read by a QuantizeLinear into theirs.
-    crate::ops::concat::patch(&mut typed)?;
-    typed.into_optimized()?.into_runnable()
+    let mut report = crate::passes::run(&mut typed, cx)?;
+    let plan = typed.into_optimized()?.into_runnable()?;
+    report.convs_in_plan = plan.model().nodes().iter().filter(|n| n.op_is::<QConvOp>()).count();
+    Ok((plan, report))
 }
 
 /// Decides from the concrete output shapes what kind of head this is, and rejects the

@@ -144,6 +144,11 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        if a.profile && !a.json {
+            // Each graph pass of the plan, in order, with how many rewrites it did.
+            let passes = det.model.pass_report().map(|r| r.to_string()).unwrap_or_default();
+            println!("{}: graph passes: {passes}", path.display());
+        }
         let runs = a.runs as f64;
         results.push(ModelResult {
             path: path.clone(),

@@ -18,15 +18,11 @@ impl Op for QuantizeU8 {
         "QdetQuantizeU8".into()
     }
 
-    fn as_typed(&self) -> Option<&dyn TypedOp> {
-        Some(self)
-    }
+    op_as_typed_op!();
 }
 
 impl EvalOp for QuantizeU8 {
-    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
-        Ok(Some(EvalOp::eval(self, &EvalContext::out_of_plan(), inputs)?))
-    }
+    op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let x = inputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
@@ -47,13 +43,7 @@ impl TypedOp for QuantizeU8 {
         Ok(tvec!(u8::fact(inputs[0].shape.clone())))
     }
 
-    fn as_op(&self) -> &dyn Op {
-        self
-    }
-
-    fn as_op_mut(&mut self) -> &mut dyn Op {
-        self
-    }
+    as_op!();
 }
 
 /// `QuantizeLinear(Concat(x_0, x_1, ...))` along the channels of `[1, C, H, W]` tensors:
@@ -73,15 +63,11 @@ impl Op for QuantizeConcatU8 {
         "QdetQuantizeConcatU8".into()
     }
 
-    fn as_typed(&self) -> Option<&dyn TypedOp> {
-        Some(self)
-    }
+    op_as_typed_op!();
 }
 
 impl EvalOp for QuantizeConcatU8 {
-    fn eval_out_of_plan(&self, inputs: TVec<TValue>) -> TractResult<Option<TVec<TValue>>> {
-        Ok(Some(EvalOp::eval(self, &EvalContext::out_of_plan(), inputs)?))
-    }
+    op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let first = inputs.first().context("QdetQuantizeConcatU8 without inputs")?;
@@ -125,13 +111,7 @@ impl TypedOp for QuantizeConcatU8 {
         Ok(tvec!(u8::fact(shape)))
     }
 
-    fn as_op(&self) -> &dyn Op {
-        self
-    }
-
-    fn as_op_mut(&mut self) -> &mut dyn Op {
-        self
-    }
+    as_op!();
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
-//! Ops qdet puts into tract's graph where tract's own are slow on these models, patched into
-//! the typed model before tract optimizes it ([`crate::model`]).
+//! Ops qdet puts into tract's graph where tract's own are slow on these models, by passes of
+//! [`crate::passes`] on the typed model before tract optimizes it.
 //!
 //! * [`concat`]: large f32 Concats copied in parallel, a Sigmoid read only by the Concat
 //!   applied as its piece lands (the head's class scores).

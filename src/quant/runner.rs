@@ -57,14 +57,8 @@ impl GraphRunner {
         if let Some(p) = plans.get(&size) {
             return Ok(p.clone());
         }
-        let specs = &self.int8;
-        let patch = |m: &mut TypedModel| -> TractResult<()> {
-            if !specs.is_empty() {
-                crate::int8::op::patch(m, specs, None)?;
-            }
-            Ok(())
-        };
-        let plan = optimize_with(&self.source, DatumType::F32, size, &patch).map_err(|e| Error::Unsupported {
+        let cx = crate::passes::Context { specs: &self.int8, kernel: None };
+        let (plan, _) = optimize_with(&self.source, DatumType::F32, size, &cx).map_err(|e| Error::Unsupported {
             path: self.path.clone(),
             reason: format!("cannot prepare its graph for a {}x{} input: {}", size.1, size.0, root_cause(&e)),
         })?;

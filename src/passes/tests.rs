@@ -1,0 +1,103 @@
+//! The pass list on the bundled fixtures, its counts pinned.
+
+use tract_onnx::prelude::*;
+
+use super::*;
+
+fn typed(file: &str) -> TypedModel {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file);
+    tract_onnx::onnx()
+        .with_ignore_output_shapes(true)
+        .with_ignore_value_info(true)
+        .model_for_path(path)
+        .unwrap()
+        .with_input_fact(0, f32::fact([1, 3, 320, 320]).into())
+        .unwrap()
+        .into_typed()
+        .unwrap()
+}
+
+fn specs(file: &str) -> Vec<QConvSpec> {
+    use prost::Message;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file);
+    let proto = tract_onnx::pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
+    crate::int8::spec::quantized_convs(&proto)
+}
+
+/// The order of the module doc, which says why each pass is where it is.
+#[test]
+fn passes_run_in_the_documented_order() {
+    let names: Vec<&str> = PASSES.iter().map(|p| p.name()).collect();
+    assert_eq!(
+        names,
+        [
+            "f16_to_f32",
+            "dfl",
+            "softmax",
+            "int8_conv",
+            "quantize_u8",
+            "residual_add",
+            "split_outputs",
+            "requantize",
+            "hand_over_packed",
+            "quantize_concat",
+            "concat_inputs",
+            "max_pool_u8",
+            "resize_u8",
+            "drop_unread_outputs",
+            "concat_f32",
+        ]
+    );
+}
+
+/// The int8 fixture at 320 on the integer kernels. The counts are those the rewrites made
+/// before they became this list (measured on the old `int8::op::patch` and the
+/// `ops::*::patch` calls of `model::optimize_with`, before the refactor): 63 convs, 57 with
+/// SiLU, 6 residual Adds, 8 Splits, 44 requantizations all handed over packed, 13 Concats
+/// quantized in place with 33 of their inputs, 3 MaxPools, 2 Resizes; the DFL head and one
+/// large f32 Concat. `quantize_u8` and `drop_unread_outputs` were not counted then: 58
+/// QuantizeLinears feed the convs, and no conv is left with an output nothing reads.
+#[test]
+fn int8_fixture_counts() {
+    let file = "shapes-yolov8n.int8.onnx";
+    let specs = specs(file);
+    let mut model = typed(file);
+    let report = run(&mut model, &Context { specs: &specs, kernel: None }).unwrap();
+    let counts: Vec<(&str, usize)> = report.counts.clone();
+    assert_eq!(
+        counts,
+        [
+            ("f16_to_f32", 0),
+            ("dfl", 1),
+            ("softmax", 0),
+            ("int8_conv", 63),
+            ("int8_conv.silu", 57),
+            ("quantize_u8", 58),
+            ("residual_add", 6),
+            ("split_outputs", 8),
+            ("requantize", 44),
+            ("hand_over_packed", 44),
+            ("quantize_concat", 13),
+            ("concat_inputs", 33),
+            ("max_pool_u8", 3),
+            ("resize_u8", 2),
+            ("drop_unread_outputs", 0),
+            ("concat_f32", 1),
+            ("concat_f32.sigmoid", 0),
+        ],
+        "{report}"
+    );
+    assert!(report.isa.is_some());
+    let plan = model.into_optimized().unwrap();
+    assert_eq!(plan.nodes().iter().filter(|n| n.op_is::<crate::int8::op::QConvOp>()).count(), 63);
+}
+
+/// The float fixture: only the outer passes rewrite anything, as before the list.
+#[test]
+fn float_fixture_counts() {
+    let mut model = typed("shapes-yolov8n.onnx");
+    let report = run(&mut model, &Context::default()).unwrap();
+    let nonzero: Vec<(&str, usize)> = report.counts.iter().copied().filter(|c| c.1 > 0).collect();
+    assert_eq!(nonzero, [("dfl", 1), ("concat_f32", 1)], "{report}");
+    assert!(report.isa.is_none());
+}
