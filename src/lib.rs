@@ -16,7 +16,7 @@ pub mod error;
 pub mod formats;
 pub mod image_io;
 pub mod input;
-pub mod int8;
+
 pub mod jpeg;
 pub mod kernels;
 pub mod letterbox;

@@ -15,8 +15,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
 
 use crate::error::{Error, Result};
-use crate::int8::op::QConvOp;
 use crate::meta::ModelMeta;
+use crate::ops::qconv::QConvOp;
 use crate::passes::{Context, PatchReport, Report};
 
 pub(crate) type Plan = Arc<TypedRunnableModel>;
@@ -104,7 +104,7 @@ pub struct Model {
     source: InferenceModel,
     plans: Mutex<HashMap<(usize, usize), Plan>>,
     /// Quantized Convs the integer kernels run (empty for float models and `Int8::Simulated`).
-    int8_convs: Arc<Vec<crate::int8::spec::QConvSpec>>,
+    int8_convs: Arc<Vec<crate::quant::spec::QConvSpec>>,
     /// The integer kernel asked for ([`Int8::Kernel`]).
     kernel: Option<crate::kernels::Isa>,
     /// What the graph passes did for the last plan built.
@@ -218,7 +218,7 @@ impl Model {
             use prost::Message;
             let proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
                 .map_err(|e| Error::NotOnnx { path: path.into(), reason: e.to_string() })?;
-            crate::int8::spec::quantized_convs(&proto)
+            crate::quant::spec::quantized_convs(&proto)
         } else {
             Vec::new()
         };

@@ -6,8 +6,8 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 
-use crate::int8::op::QConvOp;
 use crate::kernels::conv::{OutKind, OutSpec};
+use crate::ops::qconv::QConvOp;
 
 /// The mini-op of an element-wise node (`Sigmoid`, `QuantizeLinearU8`...) if it is a `T`:
 /// tract types those nodes as one `ElementWiseOp` wrapping the mini-op.

@@ -7,7 +7,7 @@ use tract_onnx::tract_core::internal::*;
 
 use super::common::{float_conv_output, requantized, sole_reader};
 use super::{Context, Pass, Report};
-use crate::int8::quantize::QuantizeConcatU8;
+use crate::ops::quantize_u8::QuantizeConcatU8;
 
 /// Counts the Concat inputs quantized by their conv.
 #[derive(Debug)]

@@ -4,7 +4,7 @@
 use tract_onnx::prelude::*;
 
 use super::{Context, Pass, Report};
-use crate::int8::op::QConvOp;
+use crate::ops::qconv::QConvOp;
 
 /// Counts the convs that lost outputs.
 #[derive(Debug)]

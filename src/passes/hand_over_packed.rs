@@ -6,9 +6,9 @@
 use tract_onnx::prelude::*;
 
 use super::{Context, Pass, Report};
-use crate::int8::op::QConvOp;
 use crate::kernels::conv::OutKind;
 use crate::kernels::pack::Layout;
+use crate::ops::qconv::QConvOp;
 
 /// Counts the uint8 outputs handed over packed.
 #[derive(Debug)]

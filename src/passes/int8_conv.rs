@@ -17,10 +17,10 @@ use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearU8};
 
 use super::common::{element_wise, is_binary};
 use super::{Context, Pass, Report};
-use crate::int8::op::QConvOp;
-use crate::int8::spec::QConvSpec;
 use crate::kernels::conv::{OutKind, OutSpec, QConv};
 use crate::kernels::Isa;
+use crate::ops::qconv::QConvOp;
+use crate::quant::spec::QConvSpec;
 
 /// The sub-count of convs with their SiLU fused.
 pub const SILU: &str = "int8_conv.silu";

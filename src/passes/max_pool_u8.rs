@@ -10,8 +10,8 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::common::{float_conv_output, requantized, sole_reader};
 use super::{Context, Pass, Report};
-use crate::int8::maxpool::MaxPoolU8;
-use crate::int8::quantize::QuantizeConcatU8;
+use crate::ops::max_pool_u8::MaxPoolU8;
+use crate::ops::quantize_u8::QuantizeConcatU8;
 
 /// Counts the MaxPools on uint8.
 #[derive(Debug)]

@@ -27,8 +27,8 @@
 
 use tract_onnx::prelude::*;
 
-use crate::int8::spec::QConvSpec;
 use crate::kernels::Isa;
+use crate::quant::spec::QConvSpec;
 
 pub mod common;
 pub mod concat_f32;

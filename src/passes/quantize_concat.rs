@@ -5,7 +5,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::array::TypedConcat;
 
 use super::{Context, Pass, Report};
-use crate::int8::quantize::{QuantizeConcatU8, QuantizeU8};
+use crate::ops::quantize_u8::{QuantizeConcatU8, QuantizeU8};
 
 /// Counts the Concats quantized in place.
 #[derive(Debug)]

@@ -8,8 +8,8 @@ use tract_onnx::tract_core::ops::quant::QuantizeLinearU8;
 
 use super::common::element_wise;
 use super::{Context, Pass, Report};
-use crate::int8::op::QConvOp;
-use crate::int8::quantize::QuantizeU8;
+use crate::ops::qconv::QConvOp;
+use crate::ops::quantize_u8::QuantizeU8;
 
 /// Counts the QuantizeLinears replaced.
 #[derive(Debug)]

@@ -5,7 +5,7 @@ use tract_onnx::prelude::*;
 
 use super::common::{requantized, sole_reader};
 use super::{Context, Pass, Report};
-use crate::int8::quantize::QuantizeU8;
+use crate::ops::quantize_u8::QuantizeU8;
 
 /// Counts the QuantizeLinears fused.
 #[derive(Debug)]

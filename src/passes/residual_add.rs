@@ -8,8 +8,8 @@ use tract_onnx::tract_core::ops::math::Add;
 
 use super::common::is_binary;
 use super::{Context, Pass, Report};
-use crate::int8::op::QConvOp;
 use crate::kernels::conv::{OutKind, OutSpec};
+use crate::ops::qconv::QConvOp;
 
 /// Counts the Adds fused.
 #[derive(Debug)]

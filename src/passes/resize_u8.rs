@@ -9,8 +9,8 @@ use tract_onnx_opl::resize::{CoordTransform, Nearest, Resize};
 
 use super::common::{float_conv_output, requantized, sole_reader};
 use super::{Context, Pass, Report};
-use crate::int8::maxpool::UpsampleU8;
-use crate::int8::quantize::QuantizeConcatU8;
+use crate::ops::quantize_u8::QuantizeConcatU8;
+use crate::ops::upsample_u8::UpsampleU8;
 
 /// Counts the Resizes on uint8.
 #[derive(Debug)]

@@ -7,9 +7,9 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::Slice;
 
 use super::{Context, Pass, Report};
-use crate::int8::op::QConvOp;
 use crate::kernels::conv::{OutKind, OutSpec};
 use crate::kernels::OC_BLOCK;
+use crate::ops::qconv::QConvOp;
 
 /// Counts the convs split.
 #[derive(Debug)]

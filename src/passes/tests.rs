@@ -21,7 +21,7 @@ fn specs(file: &str) -> Vec<QConvSpec> {
     use prost::Message;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file);
     let proto = tract_onnx::pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
-    crate::int8::spec::quantized_convs(&proto)
+    crate::quant::spec::quantized_convs(&proto)
 }
 
 /// The order of the module doc, which says why each pass is where it is.
@@ -89,7 +89,7 @@ fn int8_fixture_counts() {
     );
     assert!(report.isa.is_some());
     let plan = model.into_optimized().unwrap();
-    assert_eq!(plan.nodes().iter().filter(|n| n.op_is::<crate::int8::op::QConvOp>()).count(), 63);
+    assert_eq!(plan.nodes().iter().filter(|n| n.op_is::<crate::ops::qconv::QConvOp>()).count(), 63);
 }
 
 /// The float fixture: only the outer passes rewrite anything, as before the list.

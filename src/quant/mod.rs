@@ -57,3 +57,4 @@ pub mod proto;
 pub mod qdq;
 pub mod runner;
 pub mod sites;
+pub mod spec;

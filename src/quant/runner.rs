@@ -31,7 +31,7 @@ pub struct GraphRunner {
     source: InferenceModel,
     plans: Mutex<HashMap<(usize, usize), Plan>>,
     /// Quantized Convs to run on the integer kernels (empty: the graph as written).
-    int8: Vec<crate::int8::spec::QConvSpec>,
+    int8: Vec<crate::quant::spec::QConvSpec>,
 }
 
 impl GraphRunner {
@@ -48,7 +48,7 @@ impl GraphRunner {
     /// A QDQ graph with its quantized Convs on qdet's integer kernels, as `detect` runs it.
     pub fn native(proto: &ModelProto, path: &Path) -> Result<GraphRunner> {
         let mut r = GraphRunner::new(proto, path)?;
-        r.int8 = crate::int8::spec::quantized_convs(proto);
+        r.int8 = crate::quant::spec::quantized_convs(proto);
         Ok(r)
     }
 
