@@ -17,7 +17,6 @@ pub mod formats;
 pub mod image_io;
 pub mod input;
 
-pub mod jpeg;
 pub mod kernels;
 pub mod letterbox;
 pub mod meta;

@@ -9,47 +9,13 @@ use tract_onnx::prelude::*;
 use super::epilogue::{Affine, Dest, Lane};
 use super::pack::{self, Layout, PackedWeights};
 use super::quantize::Quantizer;
+pub use super::shape::ConvShape;
 use super::{tile, Isa, OC_BLOCK};
 
 thread_local! {
     /// The padded image of the last convolution on this thread, kept for its allocation:
     /// a fresh buffer per layer cost page faults on every image.
     static IMAGE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
-}
-
-/// Shape of a convolution on one image (NCHW, batch 1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ConvShape {
-    pub in_c: usize,
-    pub in_h: usize,
-    pub in_w: usize,
-    pub out_c: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub stride: (usize, usize),
-    /// Top, left, bottom, right.
-    pub pad: [usize; 4],
-    pub dilation: (usize, usize),
-}
-
-impl ConvShape {
-    pub fn out_h(&self) -> usize {
-        (self.in_h + self.pad[0] + self.pad[2] - self.dilation.0 * (self.kh - 1) - 1) / self.stride.0 + 1
-    }
-
-    pub fn out_w(&self) -> usize {
-        (self.in_w + self.pad[1] + self.pad[3] - self.dilation.1 * (self.kw - 1) - 1) / self.stride.1 + 1
-    }
-
-    /// Reduction length: `in_c * kh * kw`.
-    pub fn k(&self) -> usize {
-        self.in_c * self.kh * self.kw
-    }
-
-    /// Multiply-adds per image.
-    pub fn macs(&self) -> u64 {
-        (self.out_c * self.k() * self.out_h() * self.out_w()) as u64
-    }
 }
 
 /// What happens to `acc - zp * sum(w)` of channel `c`.

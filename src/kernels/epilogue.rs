@@ -6,47 +6,9 @@
 //! all give the same bits (tested).
 //! Also the transposes from those tiles to channel rows.
 
-pub use super::generic::epilogue::{quantize_pixels_scalar, row_scalar, transpose_scalar};
+pub use super::generic::epilogue::{quantize_pixels_scalar, row_scalar, transpose_scalar, Affine, Dest};
 use super::quantize::Quantizer;
 use super::OC_BLOCK;
-
-/// One block's per-channel constants.
-#[derive(Debug, Clone, Copy)]
-pub struct Affine {
-    pub scale: [f32; OC_BLOCK],
-    pub bias: [f32; OC_BLOCK],
-    pub silu: bool,
-}
-
-/// Where a row of the epilogue goes.
-pub enum Dest<'a> {
-    F32(&'a mut [[f32; OC_BLOCK]]),
-    /// Pixel `j`'s 16 bytes at `out[j * stride..]`: 16 for pixel-major scratch, the pixel
-    /// size of a channels-last image to write straight into it.
-    U8 {
-        out: &'a mut [u8],
-        stride: usize,
-        q: Quantizer,
-    },
-}
-
-impl Dest<'_> {
-    /// # Panics
-    /// If `out` cannot hold `pixels` pixels or `stride` is less than 16 bytes.
-    pub(crate) fn check(&self, pixels: usize) {
-        match self {
-            Dest::F32(out) => assert!(out.len() >= pixels, "{} pixels for {pixels}", out.len()),
-            Dest::U8 { out, stride, .. } => {
-                assert!(*stride >= OC_BLOCK, "pixels of {stride} bytes overlap");
-                assert!(
-                    pixels == 0 || out.len() >= (pixels - 1) * stride + OC_BLOCK,
-                    "{} bytes for {pixels} pixels",
-                    out.len()
-                );
-            }
-        }
-    }
-}
 
 /// The epilogue of the pixels of `acc` into `dest`, on the widest vectors this CPU has.
 ///

@@ -52,6 +52,7 @@ pub mod epilogue;
 pub mod maxpool;
 pub mod pack;
 pub mod quantize;
+pub mod shape;
 pub mod silu;
 pub mod softmax;
 pub mod threads;

@@ -10,8 +10,8 @@
 //!   64 bytes, two 32-byte vectors for channels 0..8 and 8..16. Channels past `out_c` and
 //!   past `in_c` are zero weights.
 
-use super::conv::ConvShape;
 pub use super::generic::pack::{interleave2_scalar, interleave4_scalar};
+use super::shape::ConvShape;
 use super::{Isa, OC_BLOCK, WGROUP_BYTES};
 
 /// Channels after rounding up to whole k-groups.

@@ -7,7 +7,7 @@
 
 use std::arch::aarch64::*;
 
-use crate::kernels::epilogue::Affine;
+use crate::kernels::generic::epilogue::Affine;
 use crate::kernels::quantize::{Quantizer, BYTE_BIAS, NEAR_HALF};
 use crate::kernels::silu::{LN2_HI, LN2_LO, LOG2E, POLY, POW2_BIAS, ROUND};
 use crate::kernels::OC_BLOCK;

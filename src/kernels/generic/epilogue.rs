@@ -2,10 +2,47 @@
 //! forms in `x86_64::epilogue` and `aarch64::epilogue`, inlining the per-value steps of
 //! [`crate::kernels::silu`] and [`crate::kernels::quantize`].
 
-use crate::kernels::epilogue::{Affine, Dest};
 use crate::kernels::quantize::Quantizer;
 use crate::kernels::silu::silu_one;
 use crate::kernels::OC_BLOCK;
+
+/// One block's per-channel constants.
+#[derive(Debug, Clone, Copy)]
+pub struct Affine {
+    pub scale: [f32; OC_BLOCK],
+    pub bias: [f32; OC_BLOCK],
+    pub silu: bool,
+}
+
+/// Where a row of the epilogue goes.
+pub enum Dest<'a> {
+    F32(&'a mut [[f32; OC_BLOCK]]),
+    /// Pixel `j`'s 16 bytes at `out[j * stride..]`: 16 for pixel-major scratch, the pixel
+    /// size of a channels-last image to write straight into it.
+    U8 {
+        out: &'a mut [u8],
+        stride: usize,
+        q: Quantizer,
+    },
+}
+
+impl Dest<'_> {
+    /// # Panics
+    /// If `out` cannot hold `pixels` pixels or `stride` is less than 16 bytes.
+    pub(crate) fn check(&self, pixels: usize) {
+        match self {
+            Dest::F32(out) => assert!(out.len() >= pixels, "{} pixels for {pixels}", out.len()),
+            Dest::U8 { out, stride, .. } => {
+                assert!(*stride >= OC_BLOCK, "pixels of {stride} bytes overlap");
+                assert!(
+                    pixels == 0 || out.len() >= (pixels - 1) * stride + OC_BLOCK,
+                    "{} bytes for {pixels} pixels",
+                    out.len()
+                );
+            }
+        }
+    }
+}
 
 #[inline(always)]
 fn pixel<const SILU: bool>(a: &[i32; OC_BLOCK], f: &Affine) -> [f32; OC_BLOCK] {

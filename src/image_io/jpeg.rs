@@ -3,7 +3,7 @@
 
 use image::metadata::Orientation;
 
-use crate::image_io::{orient, RgbImage};
+use super::{orient, RgbImage};
 
 /// Decodes a JPEG to upright RGB. `Ok(None)` means libjpeg cannot produce RGB from this
 /// file's colour space (CMYK/YCCK): the caller falls back to the pure-Rust decoder.
@@ -33,7 +33,7 @@ fn decode_inner(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
     }
     let d = Decompress::with_markers(&[Marker::APP(1)]).from_mem(bytes).map_err(|e| e.to_string())?;
     // The header is read: refuse a huge claim before a row is decoded.
-    crate::image_io::check_pixels(d.width() as u64, d.height() as u64)?;
+    super::check_pixels(d.width() as u64, d.height() as u64)?;
     if matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK) {
         return Ok(None);
     }
