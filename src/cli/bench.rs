@@ -3,7 +3,7 @@
 //! each model to the first.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -61,6 +61,9 @@ struct ModelResult {
     /// Per op, the sum over its nodes of each node's fastest run.
     #[serde(skip_serializing_if = "Option::is_none")]
     profile_best_ms: Option<BTreeMap<String, f64>>,
+    /// The graph passes in the order they ran, each with its count of rewrites.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    graph_passes: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernel: Option<String>,
     /// Integer convs, SiLUs fused into them, QuantizeLinears done in a conv's epilogue, uint8
@@ -91,90 +94,8 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         bail!("--runs must be at least 1");
     }
     super::common::setup_threads(a.threads, Some(1), 1)?;
-    let mut images: Vec<(PathBuf, RgbImage)> = Vec::new();
-    if !a.images.is_empty() {
-        let collected = crate::sources::collect(&a.images).context("collecting images")?;
-        for (path, reason) in &collected.skipped {
-            eprintln!("qdet: skipped {}: {reason}", path.display());
-        }
-        for src in collected.images {
-            match read_rgb(&src.path) {
-                Ok(img) => images.push((src.path, img)),
-                Err(e) => eprintln!("qdet: skipped {e}"),
-            }
-        }
-        if images.is_empty() {
-            bail!(
-                "no readable images in {}",
-                a.images.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-            );
-        }
-    }
-    let mut results = Vec::new();
-    for path in &a.models {
-        let model = Model::load(path, None).with_context(|| format!("loading {}", path.display()))?;
-        let det = Detector::new(model, None, NmsOptions::default());
-        let gray;
-        let imgs: Vec<&RgbImage> = if images.is_empty() {
-            let (h, w) = det.target();
-            gray = RgbImage { width: w, height: h, data: vec![114; w * h * 3] };
-            vec![&gray]
-        } else {
-            images.iter().map(|(_, i)| i).collect()
-        };
-        let (mut pre, mut inf, mut post, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut profile: BTreeMap<usize, crate::model::NodeTime> = BTreeMap::new();
-        for i in 0..a.warmup + a.runs {
-            let img = imgs[i % imgs.len()];
-            let t0 = Instant::now();
-            let p = det.prepare(img);
-            let t1 = Instant::now();
-            let raw = det.infer(&p).with_context(|| format!("running {}", path.display()))?;
-            let t2 = Instant::now();
-            let dets = det.postprocess(&raw, &p.letterbox);
-            let t3 = Instant::now();
-            std::hint::black_box(dets);
-            if i >= a.warmup {
-                pre.push(ms(t1 - t0));
-                inf.push(ms(t2 - t1));
-                post.push(ms(t3 - t2));
-                total.push(ms(t3 - t0));
-                if a.profile {
-                    det.model.run_profiled(&p.chw, p.letterbox.out, &mut profile)?;
-                }
-            }
-        }
-        if a.profile && !a.json {
-            // Each graph pass of the plan, in order, with how many rewrites it did.
-            let passes = det.model.pass_report().map(|r| r.to_string()).unwrap_or_default();
-            println!("{}: graph passes: {passes}", path.display());
-        }
-        let runs = a.runs as f64;
-        results.push(ModelResult {
-            path: path.clone(),
-            preprocess: percentiles(pre),
-            inference: percentiles(inf),
-            postprocess: percentiles(post),
-            total: percentiles(total),
-            profile_ms: a.profile.then(|| by_op(&profile, |n| ms(n.total) / runs)),
-            profile_best_ms: a.profile.then(|| by_op(&profile, |n| ms(n.best))),
-            int8_kernel: det.model.int8_report().and_then(|r| r.isa).map(|i| format!("{i:?}")),
-            int8_fused: det.model.int8_report().filter(|r| r.replaced > 0).map(|r| {
-                [
-                    r.replaced,
-                    r.silu_fused,
-                    r.requant_fused,
-                    r.handed_over,
-                    r.concat_fused,
-                    r.split_fused,
-                    r.concat_inputs_requantized,
-                    r.residual_fused,
-                    r.max_pools_u8,
-                    r.resizes_u8,
-                ]
-            }),
-        });
-    }
+    let images = load_images(&a.images)?;
+    let results = a.models.iter().map(|path| time_model(path, &images, &a)).collect::<anyhow::Result<Vec<_>>>()?;
     if a.json {
         super::common::print_json(&results)?;
         return Ok(ExitCode::SUCCESS);
@@ -182,6 +103,95 @@ pub fn bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     let threads = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     super::common::print_stdout(&table(&results, &a, threads))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `--images` decoded once, before any timing; unreadable ones are reported and left out.
+fn load_images(sources: &[PathBuf]) -> anyhow::Result<Vec<RgbImage>> {
+    let mut images = Vec::new();
+    if sources.is_empty() {
+        return Ok(images);
+    }
+    let collected = crate::sources::collect(sources).context("collecting images")?;
+    for (path, reason) in &collected.skipped {
+        eprintln!("qdet: skipped {}: {reason}", path.display());
+    }
+    for src in collected.images {
+        match read_rgb(&src.path) {
+            Ok(img) => images.push(img),
+            Err(e) => eprintln!("qdet: skipped {e}"),
+        }
+    }
+    if images.is_empty() {
+        bail!(
+            "no readable images in {}",
+            sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(images)
+}
+
+/// Times one model over `images` (or a mid-gray image of its input size).
+fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result<ModelResult> {
+    let model = Model::load(path, None).with_context(|| format!("loading {}", path.display()))?;
+    let det = Detector::new(model, None, NmsOptions::default());
+    let gray;
+    let imgs: &[RgbImage] = if images.is_empty() {
+        let (h, w) = det.target();
+        gray = [RgbImage { width: w, height: h, data: vec![114; w * h * 3] }];
+        &gray
+    } else {
+        images
+    };
+    let (mut pre, mut inf, mut post, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut profile: BTreeMap<usize, crate::model::NodeTime> = BTreeMap::new();
+    for i in 0..a.warmup + a.runs {
+        let img = &imgs[i % imgs.len()];
+        let t0 = Instant::now();
+        let p = det.prepare(img);
+        let t1 = Instant::now();
+        let raw = det.infer(&p).with_context(|| format!("running {}", path.display()))?;
+        let t2 = Instant::now();
+        let dets = det.postprocess(&raw, &p.letterbox);
+        let t3 = Instant::now();
+        std::hint::black_box(dets);
+        if i >= a.warmup {
+            pre.push(ms(t1 - t0));
+            inf.push(ms(t2 - t1));
+            post.push(ms(t3 - t2));
+            total.push(ms(t3 - t0));
+            if a.profile {
+                det.model.run_profiled(&p.chw, p.letterbox.out, &mut profile)?;
+            }
+        }
+    }
+    let runs = a.runs as f64;
+    let int8 = det.model.int8_report();
+    Ok(ModelResult {
+        path: path.to_path_buf(),
+        preprocess: percentiles(pre),
+        inference: percentiles(inf),
+        postprocess: percentiles(post),
+        total: percentiles(total),
+        profile_ms: a.profile.then(|| by_op(&profile, |n| ms(n.total) / runs)),
+        profile_best_ms: a.profile.then(|| by_op(&profile, |n| ms(n.best))),
+        // Each graph pass of the plan, in order, with how many rewrites it did.
+        graph_passes: det.model.pass_report().map(|r| r.to_string()),
+        int8_kernel: int8.as_ref().and_then(|r| r.isa).map(|i| format!("{i:?}")),
+        int8_fused: int8.filter(|r| r.replaced > 0).map(|r| {
+            [
+                r.replaced,
+                r.silu_fused,
+                r.requant_fused,
+                r.handed_over,
+                r.concat_fused,
+                r.split_fused,
+                r.concat_inputs_requantized,
+                r.residual_fused,
+                r.max_pools_u8,
+                r.resizes_u8,
+            ]
+        }),
+    })
 }
 
 /// The text table: p50/p90/p99 per stage with the ratio to the first model, then what the
@@ -214,6 +224,9 @@ fn table(results: &[ModelResult], a: &BenchArgs, threads: usize) -> String {
                 "{name:<40} {stage:>10} {:>22.2} {:>22.2} {:>22.2} {ratio:>8}",
                 p.p50_ms, p.p90_ms, p.p99_ms
             ));
+        }
+        if let (true, Some(passes)) = (a.profile, &r.graph_passes) {
+            lines.push(format!("{name:<40} graph passes: {passes}"));
         }
         if let Some(k) = &r.int8_kernel {
             let [convs, silu, requant, packed, concat, split, concat_in, residual, pools, resizes] =

@@ -250,25 +250,23 @@ impl QConv {
     /// transpose into each `[C][H][W]` target's channel rows, or 16-byte stores into a packed
     /// target's pixels.
     fn run_bands(&self, img: &[u8], zp: u8, e: Epilogue, residual: Option<&[f32]>, targets: Vec<Target>) {
+        let bands = self.bands();
+        let parts = self.shares(&bands, targets);
+        let ow = self.shape.out_w();
+        let run_band = |r: Range<usize>, mut parts: Vec<BandShare>| {
+            fill_packed_margins(&mut parts, ow);
+            self.run_band(img, zp, e, residual, r, &mut parts);
+        };
+        super::threads::for_each_item(bands.into_iter().zip(parts).collect(), |(r, p)| run_band(r, p));
+    }
+
+    /// Each band's share of every target: the rows of each channel, or of the packed image.
+    fn shares<'a>(&self, bands: &[Range<usize>], targets: Vec<Target<'a>>) -> Vec<Vec<BandShare<'a>>> {
         let s = &self.shape;
         let (oh, ow, plane) = (s.out_h(), s.out_w(), s.out_h() * s.out_w());
-        let bands = self.bands();
         let mut parts: Vec<Vec<BandShare>> = bands.iter().map(|_| Vec::with_capacity(targets.len())).collect();
         for Target { first, out } in targets {
             assert!(first % OC_BLOCK == 0, "a target starts at channel {first}, not on a block of {OC_BLOCK}");
-            // Each band's rows of every channel of a `[C][H][W]` buffer.
-            fn rows<'a, T>(out: &'a mut [T], plane: usize, ow: usize, bands: &[Range<usize>]) -> Vec<Vec<&'a mut [T]>> {
-                let mut per_band: Vec<Vec<&mut [T]>> = bands.iter().map(|_| Vec::new()).collect();
-                for channel in out.chunks_mut(plane) {
-                    let mut rest = channel;
-                    for (band, r) in per_band.iter_mut().zip(bands) {
-                        let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * ow);
-                        band.push(mine);
-                        rest = next;
-                    }
-                }
-                per_band
-            }
             let n = match &out {
                 Output::F32(o) => o.len() / plane.max(1),
                 Output::U8(o, _) => o.len() / plane.max(1),
@@ -278,20 +276,20 @@ impl QConv {
             match out {
                 Output::F32(o) => {
                     assert_eq!(o.len(), n * plane, "output is not channels x oh x ow");
-                    for (band, r) in parts.iter_mut().zip(rows(o, plane, ow, &bands)) {
+                    for (band, r) in parts.iter_mut().zip(band_rows(o, plane, ow, bands)) {
                         band.push(BandShare { first, n, dest: ShareDest::F32(r) });
                     }
                 }
                 Output::U8(o, q) => {
                     assert_eq!(o.len(), n * plane, "output is not channels x oh x ow");
-                    for (band, r) in parts.iter_mut().zip(rows(o, plane, ow, &bands)) {
+                    for (band, r) in parts.iter_mut().zip(band_rows(o, plane, ow, bands)) {
                         band.push(BandShare { first, n, dest: ShareDest::U8(r, q) });
                     }
                 }
                 Output::Packed(o, q, l) => {
                     assert!(l.in_h == oh && l.in_w == ow, "{l:?} is not the output of {s:?}");
                     let mut rest = l.fill_top_bottom(q.1, o);
-                    for (band, r) in parts.iter_mut().zip(&bands) {
+                    for (band, r) in parts.iter_mut().zip(bands) {
                         let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * l.row_bytes());
                         band.push(BandShare { first, n, dest: ShareDest::Packed(mine, q, l) });
                         rest = next;
@@ -299,94 +297,144 @@ impl QConv {
                 }
             }
         }
-        let run_band = |r: Range<usize>, mut parts: Vec<BandShare>| {
-            for p in &mut parts {
-                if let ShareDest::Packed(dst, (_, q_zp), l) = &mut p.dest {
-                    let px = l.pixel_bytes();
-                    for row in dst.chunks_exact_mut(l.row_bytes()) {
-                        l.fill(*q_zp, &mut row[..l.pad[1] * px]);
-                        l.fill(*q_zp, &mut row[(l.pad[1] + ow) * px..]);
-                        // Lanes past `in_c` in the last k-group: never read with a weight, but
-                        // written, so the image holds no stale bytes.
-                        let cp = l.in_c.next_multiple_of(l.k_group);
-                        if cp > l.in_c {
-                            for pixel in row[l.pad[1] * px..][..ow * px].chunks_exact_mut(px) {
-                                l.fill(*q_zp, &mut pixel[l.in_c * l.value_bytes..]);
-                            }
+        parts
+    }
+
+    /// The output rows `r`, each 16-channel block through the epilogue once and written to
+    /// every share that reads it.
+    fn run_band(
+        &self,
+        img: &[u8],
+        zp: u8,
+        e: Epilogue,
+        residual: Option<&[f32]>,
+        r: Range<usize>,
+        parts: &mut [BandShare],
+    ) {
+        let s = &self.shape;
+        let (ow, plane) = (s.out_w(), s.out_h() * s.out_w());
+        let first_row = r.start;
+        let (mut f, mut t) = (vec![[0f32; OC_BLOCK]; ow], vec![[0u8; OC_BLOCK]; ow]);
+        self.epilogue_rows(img, zp, e, r, |oy, b, sums, affine| {
+            let c0 = b * OC_BLOCK;
+            let reads = |p: &BandShare| (p.first..p.first + p.n).contains(&c0);
+            // Floats first when a float target reads the block or several quantized
+            // ones share them.
+            let quantized = parts.iter().filter(|p| reads(p) && !matches!(p.dest, ShareDest::F32(_))).count();
+            let floats = residual.is_some()
+                || quantized > 1
+                || parts.iter().any(|p| reads(p) && matches!(p.dest, ShareDest::F32(_)));
+            if floats {
+                super::epilogue::row(sums, affine, Dest::F32(&mut f));
+            }
+            if let Some(res) = residual {
+                // Pixel-major, as the epilogue's floats; channels past `out_c` add 0.
+                for o in 0..(s.out_c - c0).min(OC_BLOCK) {
+                    let src = &res[(c0 + o) * plane + oy * ow..][..ow];
+                    for (v, &add) in f.iter_mut().zip(src) {
+                        v[o] += add;
+                    }
+                }
+            }
+            let block = Block { y: oy - first_row, c0, sums, affine, floats: floats.then_some(&f[..]) };
+            for p in parts.iter_mut().filter(|p| reads(p)) {
+                p.write(&block, &mut t);
+            }
+        });
+    }
+}
+
+/// Each band's rows of every channel of a `[C][H][W]` buffer.
+fn band_rows<'a, T>(out: &'a mut [T], plane: usize, ow: usize, bands: &[Range<usize>]) -> Vec<Vec<&'a mut [T]>> {
+    let mut per_band: Vec<Vec<&mut [T]>> = bands.iter().map(|_| Vec::new()).collect();
+    for channel in out.chunks_mut(plane) {
+        let mut rest = channel;
+        for (band, r) in per_band.iter_mut().zip(bands) {
+            let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * ow);
+            band.push(mine);
+            rest = next;
+        }
+    }
+    per_band
+}
+
+/// The left and right padding of a band's rows of a packed image, and the lanes past `in_c`
+/// in the last k-group: never read with a weight, but written, so the image holds no stale
+/// bytes.
+fn fill_packed_margins(parts: &mut [BandShare], ow: usize) {
+    for p in parts {
+        if let ShareDest::Packed(dst, (_, q_zp), l) = &mut p.dest {
+            let px = l.pixel_bytes();
+            for row in dst.chunks_exact_mut(l.row_bytes()) {
+                l.fill(*q_zp, &mut row[..l.pad[1] * px]);
+                l.fill(*q_zp, &mut row[(l.pad[1] + ow) * px..]);
+                let cp = l.in_c.next_multiple_of(l.k_group);
+                if cp > l.in_c {
+                    for pixel in row[l.pad[1] * px..][..ow * px].chunks_exact_mut(px) {
+                        l.fill(*q_zp, &mut pixel[l.in_c * l.value_bytes..]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// One 16-channel block of one output row, as the epilogue left it.
+struct Block<'s> {
+    /// The row within the band.
+    y: usize,
+    /// Its first channel.
+    c0: usize,
+    sums: &'s [[i32; OC_BLOCK]],
+    affine: &'s Affine,
+    /// The block's floats, pixel-major, when they were computed (with the residual added).
+    floats: Option<&'s [[f32; OC_BLOCK]]>,
+}
+
+impl BandShare<'_> {
+    /// Writes the channels of `b` this share holds; `t` is scratch for a row of bytes.
+    fn write(&mut self, b: &Block, t: &mut [[u8; OC_BLOCK]]) {
+        let (at, n) = (b.c0 - self.first, (self.first + self.n - b.c0).min(OC_BLOCK));
+        let ow = t.len();
+        // Into pixels `stride` bytes apart; the same bits either way (the fused path
+        // quantizes the same floats).
+        let bytes = |q: (f32, u8), out: &mut [u8], stride: usize| {
+            let q = Quantizer::new(q.0, q.1);
+            match b.floats {
+                Some(f) => super::epilogue::quantize_pixels(f, &q, out, stride),
+                None => super::epilogue::row(b.sums, b.affine, Dest::U8 { out, stride, q }),
+            }
+        };
+        match &mut self.dest {
+            ShareDest::F32(rows) => {
+                let f = b.floats.expect("a float target makes the epilogue compute the floats");
+                transpose_into(f.as_flattened(), &mut rows[at..at + n], b.y, ow);
+            }
+            ShareDest::U8(rows, q) => {
+                bytes(*q, t.as_flattened_mut(), OC_BLOCK);
+                transpose_into(t.as_flattened(), &mut rows[at..at + n], b.y, ow);
+            }
+            ShareDest::Packed(dst, q, l) => {
+                let (px, vb) = (l.pixel_bytes(), l.value_bytes);
+                let row = &mut dst[b.y * l.row_bytes()..][..l.row_bytes()];
+                if vb == 1 && n == OC_BLOCK {
+                    // A whole block of bytes: straight into the image's pixels.
+                    bytes(*q, &mut row[l.pad[1] * px + at..], px);
+                    return;
+                }
+                bytes(*q, t.as_flattened_mut(), OC_BLOCK);
+                for (ox, v) in t.iter().enumerate() {
+                    let at = (l.pad[1] + ox) * px + at * vb;
+                    if vb == 1 {
+                        row[at..at + n].copy_from_slice(&v[..n]);
+                    } else {
+                        for (d, &q) in row[at..at + 2 * n].chunks_exact_mut(2).zip(v) {
+                            d.copy_from_slice(&[q, 0]);
                         }
                     }
                 }
             }
-            let first_row = r.start;
-            let (mut f, mut t) = (vec![[0f32; OC_BLOCK]; ow], vec![[0u8; OC_BLOCK]; ow]);
-            self.epilogue_rows(img, zp, e, r, |oy, b, sums, affine| {
-                let c0 = b * OC_BLOCK;
-                let reads = |p: &BandShare| (p.first..p.first + p.n).contains(&c0);
-                // Floats first when a float target reads the block or several quantized
-                // ones share them.
-                let quantized = parts.iter().filter(|p| reads(p) && !matches!(p.dest, ShareDest::F32(_))).count();
-                let floats = residual.is_some()
-                    || quantized > 1
-                    || parts.iter().any(|p| reads(p) && matches!(p.dest, ShareDest::F32(_)));
-                if floats {
-                    super::epilogue::row(sums, affine, Dest::F32(&mut f));
-                }
-                if let Some(res) = residual {
-                    // Pixel-major, as the epilogue's floats; channels past `out_c` add 0.
-                    for o in 0..(s.out_c - c0).min(OC_BLOCK) {
-                        let src = &res[(c0 + o) * plane + oy * ow..][..ow];
-                        for (v, &add) in f.iter_mut().zip(src) {
-                            v[o] += add;
-                        }
-                    }
-                }
-                let y = oy - first_row;
-                for p in parts.iter_mut().filter(|p| reads(p)) {
-                    let (at, n) = (c0 - p.first, (p.first + p.n - c0).min(OC_BLOCK));
-                    // Into pixels `stride` bytes apart; the same bits either way (the fused
-                    // path quantizes the same floats).
-                    let bytes = |q: (f32, u8), out: &mut [u8], stride: usize| {
-                        let q = Quantizer::new(q.0, q.1);
-                        if floats {
-                            super::epilogue::quantize_pixels(&f, &q, out, stride);
-                        } else {
-                            super::epilogue::row(sums, affine, Dest::U8 { out, stride, q });
-                        }
-                    };
-                    match &mut p.dest {
-                        ShareDest::F32(rows) => transpose_into(f.as_flattened(), &mut rows[at..at + n], y, ow),
-                        ShareDest::U8(rows, q) => {
-                            bytes(*q, t.as_flattened_mut(), OC_BLOCK);
-                            transpose_into(t.as_flattened(), &mut rows[at..at + n], y, ow);
-                        }
-                        ShareDest::Packed(dst, q, l) => {
-                            let (px, vb) = (l.pixel_bytes(), l.value_bytes);
-                            let row = &mut dst[y * l.row_bytes()..][..l.row_bytes()];
-                            if vb == 1 && n == OC_BLOCK {
-                                // A whole block of bytes: straight into the image's pixels.
-                                bytes(*q, &mut row[l.pad[1] * px + at..], px);
-                                continue;
-                            }
-                            bytes(*q, t.as_flattened_mut(), OC_BLOCK);
-                            for (ox, v) in t.iter().enumerate() {
-                                let at = (l.pad[1] + ox) * px + at * vb;
-                                if vb == 1 && n == OC_BLOCK {
-                                    // A whole block: one 16-byte store.
-                                    row[at..at + OC_BLOCK].copy_from_slice(v);
-                                } else if vb == 1 {
-                                    row[at..at + n].copy_from_slice(&v[..n]);
-                                } else {
-                                    for (d, &q) in row[at..at + 2 * n].chunks_exact_mut(2).zip(v) {
-                                        d.copy_from_slice(&[q, 0]);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            });
-        };
-        super::threads::for_each_item(bands.into_iter().zip(parts).collect(), |(r, p)| run_band(r, p));
+        }
     }
 }
 

@@ -219,59 +219,11 @@ pub fn run(
         ));
     }
     let stride = model.meta.stride.unwrap_or(32) as usize;
-    let (input, imgsz) = match model.fixed_size {
-        Some((h, w)) => (Some((h, w)), h.max(w)),
-        None => {
-            let meta = model.meta.imgsz.map(|(h, w)| h.max(w) as usize);
-            let n = opts.imgsz.or(meta).unwrap_or(crate::detector::DEFAULT_IMGSZ);
-            // check_imgsz: up to a multiple of the stride.
-            (None, n.div_ceil(stride).max(1) * stride)
-        }
-    };
+    let (input, imgsz) = input_size(model, opts.imgsz, stride);
     let model_nc = model.num_classes();
     let names = if model.meta.names.is_empty() { data.names.clone() } else { model.meta.names.clone() };
-
-    let mut skipped: Vec<Problem> = Vec::new();
-    let mut warnings: Vec<Problem> = Vec::new();
     // Labels first: cheap, and max_det depends on them.
-    let mut labels: Vec<Option<Vec<GtLabel>>> = Vec::with_capacity(images.len());
-    let mut beyond_model = 0usize;
-    for img in &images {
-        let lp = label_path(img);
-        let parsed = match crate::input::read(&lp, crate::input::TEXT_LIMIT) {
-            Err(crate::Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => {
-                Ok(Labels::default())
-            }
-            Err(e) => Err(Problem::from_error(&lp, &e)),
-            Ok(bytes) => match String::from_utf8(bytes) {
-                Ok(text) => parse_labels(&text, &lp, data.names.len()),
-                Err(_) => Err(Problem::new(&lp, "not UTF-8 text")),
-            },
-        };
-        match parsed {
-            Ok(mut l) => {
-                if l.duplicates > 0 {
-                    warnings.push(Problem::new(&lp, format!("{} duplicate label rows ignored", l.duplicates)));
-                }
-                // Standalone val of a model with fewer classes skips the labels it cannot predict.
-                let before = l.boxes.len();
-                l.boxes.retain(|b| b.class < model_nc);
-                beyond_model += before - l.boxes.len();
-                labels.push(Some(l.boxes));
-            }
-            Err(p) => {
-                on_event(Some(&p));
-                skipped.push(p);
-                labels.push(None);
-            }
-        }
-    }
-    if beyond_model > 0 {
-        warnings.push(Problem::new(
-            &data.yaml,
-            format!("{beyond_model} labels of classes the model (nc={model_nc}) cannot predict were left out"),
-        ));
-    }
+    let GroundTruth { labels, mut skipped, warnings } = read_labels(&images, data, model_nc, on_event);
     let most_labels = labels.iter().flatten().map(Vec::len).max().unwrap_or(0);
     let max_det = opts.max_det.unwrap_or(DEFAULT_MAX_DET.max(most_labels));
     let nms = NmsOptions { conf: opts.conf, iou: opts.iou, max_det, agnostic: false, classes: None };
@@ -326,6 +278,74 @@ pub fn run(
         mean_ms,
         wall_s: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The fixed input of a static model, and the `imgsz` val letterboxes to: the model's, or
+/// (dynamic) the option, its metadata or 640, up to a multiple of the stride as
+/// Ultralytics' `check_imgsz` does.
+fn input_size(model: &Model, imgsz: Option<usize>, stride: usize) -> (Option<(usize, usize)>, usize) {
+    match model.fixed_size {
+        Some((h, w)) => (Some((h, w)), h.max(w)),
+        None => {
+            let meta = model.meta.imgsz.map(|(h, w)| h.max(w) as usize);
+            let n = imgsz.or(meta).unwrap_or(crate::detector::DEFAULT_IMGSZ);
+            (None, n.div_ceil(stride).max(1) * stride)
+        }
+    }
+}
+
+/// Every image's labels (`None`: the image is skipped, its problem reported).
+struct GroundTruth {
+    labels: Vec<Option<Vec<GtLabel>>>,
+    skipped: Vec<Problem>,
+    warnings: Vec<Problem>,
+}
+
+/// Reads the label file of each image as `verify_image_label` does; a missing file is an
+/// image without objects. Labels of classes the model cannot predict are left out (with a
+/// warning), as a standalone val of a model with fewer classes does.
+fn read_labels(
+    images: &[PathBuf],
+    data: &DataConfig,
+    model_nc: usize,
+    on_event: &(dyn Fn(Option<&Problem>) + Sync),
+) -> GroundTruth {
+    let mut gt = GroundTruth { labels: Vec::with_capacity(images.len()), skipped: Vec::new(), warnings: Vec::new() };
+    let mut beyond_model = 0usize;
+    for img in images {
+        let lp = label_path(img);
+        let parsed = match crate::input::read(&lp, crate::input::TEXT_LIMIT) {
+            Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::NotFound => Ok(Labels::default()),
+            Err(e) => Err(Problem::from_error(&lp, &e)),
+            Ok(bytes) => match String::from_utf8(bytes) {
+                Ok(text) => parse_labels(&text, &lp, data.names.len()),
+                Err(_) => Err(Problem::new(&lp, "not UTF-8 text")),
+            },
+        };
+        match parsed {
+            Ok(mut l) => {
+                if l.duplicates > 0 {
+                    gt.warnings.push(Problem::new(&lp, format!("{} duplicate label rows ignored", l.duplicates)));
+                }
+                let before = l.boxes.len();
+                l.boxes.retain(|b| b.class < model_nc);
+                beyond_model += before - l.boxes.len();
+                gt.labels.push(Some(l.boxes));
+            }
+            Err(p) => {
+                on_event(Some(&p));
+                gt.skipped.push(p);
+                gt.labels.push(None);
+            }
+        }
+    }
+    if beyond_model > 0 {
+        gt.warnings.push(Problem::new(
+            &data.yaml,
+            format!("{beyond_model} labels of classes the model (nc={model_nc}) cannot predict were left out"),
+        ));
+    }
+    gt
 }
 
 fn show(paths: &[PathBuf]) -> String {
