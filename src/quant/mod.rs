@@ -57,3 +57,6 @@ pub mod proto;
 pub mod qdq;
 pub mod runner;
 pub mod sites;
+
+#[cfg(test)]
+mod tests;

@@ -29,6 +29,8 @@
 mod data;
 mod geometry;
 mod labels;
+#[cfg(test)]
+mod parity_tests;
 
 pub use data::{label_path, list_images, load_data, DataConfig};
 pub use geometry::{rect_input, ValGeometry};

@@ -9,20 +9,19 @@
 //! (ONNX Runtime, versions in tools/requirements.txt). Rerun them whenever the fixture models
 //! change: the metrics depend on the model, the per-image geometry does not.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::root;
-use qdet::image_io::upright_dimensions;
-use qdet::model::{Int8, Model};
-use qdet::val::{label_path, load_data, parse_labels, rect_input, run, ValGeometry, ValOptions};
 use serde::Deserialize;
+
+use crate::image_io::upright_dimensions;
+use crate::model::{Int8, Model};
+use crate::tests::{load_json, root};
+use crate::val::{label_path, load_data, parse_labels, rect_input, run, ValGeometry, ValOptions};
 
 /// Allowed distance from Ultralytics on every P, R, mAP50 and mAP50-95. ONNX Runtime and
 /// tract round differently, which moves low scores by ~1e-6 and can reorder near-equal
-/// predictions; the metrics themselves are computed identically (tests/val_metrics.rs).
+/// predictions; the metrics themselves are computed identically (tests/it/val_metrics.rs).
 const METRIC_TOL: f64 = 0.005;
 
 #[derive(Deserialize)]
@@ -62,9 +61,7 @@ const STATIC_REF: &str = "tests/data/parity/shapes-val-metrics.json";
 const DYNAMIC_REF: &str = "tests/data/parity/shapes-dynamic-480-val-metrics.json";
 
 fn reference(rel: &str) -> Reference {
-    let p = root().join(rel);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    load_json(rel)
 }
 
 #[test]
