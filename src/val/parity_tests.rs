@@ -66,6 +66,7 @@ fn reference(rel: &str) -> Reference {
 
 #[test]
 fn shapes_val_metrics_match_ultralytics() {
+    let _team = crate::tests::team();
     check_metrics(STATIC_REF, "models/shapes-yolov8n.onnx", None);
 }
 
@@ -73,6 +74,7 @@ fn shapes_val_metrics_match_ultralytics() {
 /// rounded up to a stride multiple after half a stride of padding).
 #[test]
 fn dynamic_export_val_metrics_match_ultralytics() {
+    let _team = crate::tests::team();
     check_metrics(DYNAMIC_REF, "models/variants/shapes-yolov8n-dynamic.onnx", Some(480));
 }
 
@@ -82,6 +84,7 @@ fn dynamic_export_val_metrics_match_ultralytics() {
 /// against tract's float simulation of the same file: issue 4 asks for 0.003.
 #[test]
 fn int8_val_metrics_match_onnx_runtime_and_the_float_simulation() {
+    let _team = crate::tests::team();
     // Per class, fewer predictions decide each number, so the engines' one-step rounding
     // differences (see int8_native_matches_onnx_runtime) move them more: measured 0.020 (P)
     // and 0.006 (mAP50-95) at most; the overall row stays within the fp32 tolerance.
@@ -150,11 +153,13 @@ fn check_metrics_within(reference_file: &str, model: &str, imgsz: Option<usize>,
 /// carried into input pixels through Ultralytics' float32 steps.
 #[test]
 fn val_letterbox_and_label_boxes_match_ultralytics() {
+    let _team = crate::tests::team();
     check_geometry(STATIC_REF, None);
 }
 
 #[test]
 fn rectangular_val_inputs_match_ultralytics() {
+    let _team = crate::tests::team();
     check_geometry(DYNAMIC_REF, Some(480));
 }
 

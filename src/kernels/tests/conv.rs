@@ -5,6 +5,7 @@ use super::*;
 
 #[test]
 fn simd_tiles_equal_their_scalar_twins() {
+    let _team = crate::tests::team();
     let mut rng = Rng::for_item(7, "tiles", 0);
     for isa in available() {
         let max_abs = [128, 127, 63].into_iter().find(|&m| isa.exact_for(m)).unwrap();
@@ -38,6 +39,7 @@ fn simd_tiles_equal_their_scalar_twins() {
 
 #[test]
 fn convolutions_equal_a_direct_convolution() {
+    let _team = crate::tests::team();
     let mut rng = Rng::for_item(11, "conv", 0);
     let isas = available();
     let mut cases = 0;
@@ -81,6 +83,7 @@ fn convolutions_equal_a_direct_convolution() {
 /// The SIMD interleaves of the image layout (SSE2, NEON `ST4`) against their scalar twins.
 #[test]
 fn simd_interleave_equals_scalar() {
+    let _team = crate::tests::team();
     let mut rng = Rng::for_item(19, "interleave", 0);
     for _ in 0..100 {
         let rows: [[u8; 16]; 4] = std::array::from_fn(|_| std::array::from_fn(|_| rng.below(256) as u8));

@@ -9,6 +9,7 @@ use super::*;
 /// in the epilogue, must equal QuantizeLinear of the float one.
 #[test]
 fn float_epilogue_applies_scale_bias_and_silu() {
+    let _team = crate::tests::team();
     crate::kernels::threads::set_threads(2);
     assert_eq!(crate::kernels::threads::threads(), 2);
     let mut rng = Rng::for_item(13, "epilogue", 0);
@@ -60,6 +61,7 @@ fn float_epilogue_applies_scale_bias_and_silu() {
 /// channel rows, for row lengths around the 8- and 16-pixel steps and partial channel blocks.
 #[test]
 fn epilogue_simd_equals_scalar() {
+    let _team = crate::tests::team();
     use crate::kernels::epilogue::{row, row_scalar, transpose_scalar, Affine, Dest, Lane};
     use crate::kernels::quantize::Quantizer;
     let mut rng = Rng::for_item(23, "epilogue-simd", 0);

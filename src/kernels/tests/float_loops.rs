@@ -9,6 +9,7 @@ use super::*;
 /// shortcut must fall back to dividing), and non-finite ones.
 #[test]
 fn quantize_simd_equals_scalar() {
+    let _team = crate::tests::team();
     let mut rng = Rng::for_item(17, "quantize", 0);
     for round in 0..60 {
         let scale = if round == 0 { 0.037f32 } else { 10f32.powf(rng.uniform() as f32 * 5.0 - 4.0) };
@@ -43,6 +44,7 @@ fn quantize_simd_equals_scalar() {
 /// true value is subnormal, within 1e-30 of 0.
 #[test]
 fn silu_simd_equals_scalar_and_is_accurate() {
+    let _team = crate::tests::team();
     let mut v: Vec<f32> = (-200_000..=200_000).map(|i| i as f32 * 5e-4).collect();
     v.extend([-1e30f32, 1e30, 0.0, -0.0, f32::MIN_POSITIVE]);
     let (mut a, mut b) = (v.clone(), v.clone());
@@ -65,6 +67,7 @@ fn silu_simd_equals_scalar_and_is_accurate() {
 /// one block with a -1000 outlier that must come out 0).
 #[test]
 fn softmax_simd_equals_scalar_and_is_accurate() {
+    let _team = crate::tests::team();
     use crate::kernels::softmax::{block, block_scalar, softmax};
     let mut rng = Rng::for_item(37, "softmax", 0);
     let (outer, n, inner) = (4, 16, 1003);
@@ -102,6 +105,7 @@ fn softmax_simd_equals_scalar_and_is_accurate() {
 /// 2100 + 37 anchors (a partial pass and a partial parallel item).
 #[test]
 fn dfl_simd_equals_scalar_and_matches_the_definition() {
+    let _team = crate::tests::team();
     use crate::kernels::dfl::{dfl, side, side_scalar};
     let mut rng = Rng::for_item(53, "dfl", 0);
     let (sides, bins, anchors) = (4, 16, 2137);

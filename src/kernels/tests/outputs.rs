@@ -9,6 +9,7 @@ use super::*;
 /// asymmetric padding.
 #[test]
 fn packed_handover_equals_repacking() {
+    let _team = crate::tests::team();
     use crate::kernels::conv::{Input, Output};
     let mut rng = Rng::for_item(29, "handover", 0);
     let sa = ConvShape {
@@ -62,6 +63,7 @@ fn packed_handover_equals_repacking() {
 /// threads, so the targets are split into bands.
 #[test]
 fn split_targets_equal_slicing_one_output() {
+    let _team = crate::tests::team();
     use crate::kernels::conv::{Input, Output, Target};
     crate::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(31, "split", 0);
@@ -116,6 +118,7 @@ fn split_targets_equal_slicing_one_output() {
 /// sum: 40 channels (a partial block), float and packed targets, on two threads.
 #[test]
 fn residual_epilogue_equals_adding_afterwards() {
+    let _team = crate::tests::team();
     use crate::kernels::conv::{Input, Output, Target};
     crate::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(41, "residual", 0);
@@ -167,6 +170,7 @@ fn residual_epilogue_equals_adding_afterwards() {
 /// writing into zeroed buffers.
 #[test]
 fn run_to_tensors_writes_every_byte() {
+    let _team = crate::tests::team();
     use crate::kernels::conv::{Input, OutKind, OutSpec, Output, Target};
     crate::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(43, "uninit", 0);

@@ -6,6 +6,7 @@ use super::*;
 /// call over all channels (odd channel counts: a partial last group).
 #[test]
 fn parallel_pool_and_upsampling_equal_one_call() {
+    let _team = crate::tests::team();
     use crate::kernels::maxpool::{
         max_pool_u8, max_pool_u8_parallel, upsample_nearest_u8, upsample_nearest_u8_parallel,
     };
@@ -28,6 +29,7 @@ fn parallel_pool_and_upsampling_equal_one_call() {
 /// and an asymmetric case), and against pooling the floats then quantizing them.
 #[test]
 fn max_pool_u8_equals_the_definition_and_commutes_with_quantization() {
+    let _team = crate::tests::team();
     use crate::kernels::maxpool::max_pool_u8;
     let mut rng = Rng::for_item(47, "maxpool", 0);
     for ((c, h, w), (kh, kw), pad) in
@@ -70,6 +72,7 @@ fn max_pool_u8_equals_the_definition_and_commutes_with_quantization() {
 /// asymmetric coordinates and floor: `out[y][x] = in[floor(y / sh)][floor(x / sw)]`.
 #[test]
 fn upsample_nearest_u8_equals_the_definition() {
+    let _team = crate::tests::team();
     use crate::kernels::maxpool::upsample_nearest_u8;
     let mut rng = Rng::for_item(53, "upsample", 0);
     for ((c, h, w), (sh, sw)) in [((3, 5, 7), (2, 2)), ((2, 4, 3), (3, 1)), ((1, 1, 1), (2, 4))] {

@@ -110,6 +110,7 @@ fn f32s(t: &TensorProto) -> Vec<f32> {
 
 #[test]
 fn minmax_ranges_match_onnx_runtime_and_the_file_is_reproducible() {
+    let _team = crate::tests::team();
     let done = run(&options(Method::Minmax));
     check_params(&done, |r| (r.min, r.max));
     // The image input is 0..1 on every letterboxed image: scale 1/255, zero point 0.
@@ -122,6 +123,7 @@ fn minmax_ranges_match_onnx_runtime_and_the_file_is_reproducible() {
 
 #[test]
 fn percentile_ranges_match_onnx_runtime() {
+    let _team = crate::tests::team();
     let done = run(&options(Method::Percentile));
     check_params(&done, |r| (r.percentile_min, r.percentile_max));
 }
@@ -183,6 +185,7 @@ fn check_scheme(m: &ModelProto, weight_bits: u32) {
 
 #[test]
 fn int8_model_keeps_the_float_accuracy() {
+    let _team = crate::tests::team();
     // Default settings, as `qdet calibrate --model --images --out` runs them.
     let done = run(&options(Method::Mse));
     let dir = tempfile::tempdir().unwrap();
@@ -203,6 +206,7 @@ fn int8_model_keeps_the_float_accuracy() {
 
 #[test]
 fn analysis_ranks_layers_and_auto_exclude_keeps_the_worst_float() {
+    let _team = crate::tests::team();
     let opts = Options {
         num: Some(16),
         analysis_images: 2,
