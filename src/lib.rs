@@ -37,6 +37,9 @@ pub mod sources;
 pub mod val;
 pub mod yaml;
 
+#[cfg(test)]
+mod tests;
+
 pub use detector::Detector;
 pub use error::{Error, Result};
 pub use image_io::{decode_rgb as decode_image, read_rgb as read_image, RgbImage};

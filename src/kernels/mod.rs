@@ -64,6 +64,9 @@ pub mod generic;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
+#[cfg(test)]
+mod tests;
+
 /// Output channels per micro-kernel tile: two 8-lane i32 vectors.
 pub const OC_BLOCK: usize = 16;
 /// Most output pixels per micro-kernel tile (see [`Isa::tile_pixels`]).

@@ -243,12 +243,11 @@ pub fn for_each_item<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) {
 mod tests {
     use super::*;
 
-    /// These tests share the one team; run alone, each finds it free.
-    static ALONE: Mutex<()> = Mutex::new(());
-
-    fn alone() -> std::sync::MutexGuard<'static, ()> {
+    /// These tests share the one team; run alone (from each other and from the tests that run
+    /// parallel kernels, `crate::tests::team`), each finds it free.
+    fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
         set_threads(2);
-        ALONE.lock().unwrap_or_else(PoisonError::into_inner)
+        crate::tests::team_alone()
     }
 
     fn counted(n: usize, sections: usize) -> Vec<usize> {

@@ -102,6 +102,7 @@ mod tests {
     /// output bit-identical to tract running its own Concats and Sigmoid, on a test-card input.
     #[test]
     fn replaces_the_fixture_heads_concats_bit_identically() {
+        let _team = crate::tests::team();
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/shapes-yolov8n.onnx");
         let exported = tract_onnx::onnx()
             .model_for_path(path)

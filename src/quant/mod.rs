@@ -58,3 +58,6 @@ pub mod qdq;
 pub mod runner;
 pub mod sites;
 pub mod spec;
+
+#[cfg(test)]
+mod tests;

@@ -28,6 +28,8 @@
 
 mod data;
 mod geometry;
+#[cfg(test)]
+mod parity_tests;
 
 pub use crate::formats::yolo::{parse_labels, GtLabel, Labels};
 pub use data::{label_path, list_images, load_data, DataConfig};

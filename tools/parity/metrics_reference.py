@@ -7,7 +7,7 @@ Feeds fixed, seeded synthetic inputs through
   * ultralytics.utils.metrics.ap_per_class   (per-class AP, P/R/F1 at the max-F1 confidence),
   * ultralytics.utils.metrics.DetMetrics     (per-image stats -> counts and mean results),
   * ultralytics.utils.metrics.box_iou and DetectionValidator.match_predictions (greedy matching),
-and writes inputs and outputs side by side for tests/val_metrics.rs. Nothing here depends on
+and writes inputs and outputs side by side for tests/it/val_metrics.rs. Nothing here depends on
 a model, so the file only changes when Ultralytics' metric code does.
 
 Confidence ties: ap_per_class sorts with numpy's default argsort, which is not stable (its

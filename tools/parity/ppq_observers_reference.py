@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""PPQ 0.6.6 calibration-observer reference for `tests/quant_observers.rs`.
+"""PPQ 0.6.6 calibration-observer reference for `src/quant/tests/observers.rs`.
 
 Runs PPQ's own observer classes (ppq/quantization/observer/range.py: TorchMinMaxObserver,
 TorchPercentileObserver, TorchHistObserver (= 'kl'), TorchMSEObserver) on deterministic

@@ -1,28 +1,8 @@
 //! The `qdet detect` binary end to end in temporary folders: outputs, bad files, refusals.
 
-mod common;
-
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-use common::root;
 use serde_json::Value;
 
-fn qdet(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdet")).args(args).current_dir(cwd).output().expect("qdet runs")
-}
-
-fn model() -> String {
-    root().join("models/shapes-yolov8n.onnx").to_string_lossy().into_owned()
-}
-
-fn val(name: &str) -> PathBuf {
-    root().join("datasets/shapes/images/val").join(name)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::util::*;
 
 #[test]
 fn bad_files_are_reported_and_skipped_and_the_exit_status_says_so() {

@@ -1,13 +1,9 @@
 //! qdet's detections against Ultralytics' own on the fixture model (references made by
 //! tools/parity/ultralytics_reference.py with the versions in tools/requirements.txt).
 
-mod common;
+use qdet::{read_image, Detector, Int8, Model, NmsOptions};
 
-use common::*;
-use qdet::detector::Detector;
-use qdet::image_io::read_rgb;
-use qdet::model::{Int8, Model};
-use qdet::postprocess::NmsOptions;
+use crate::util::*;
 
 fn check(reference: &str, model: &str) {
     check_within(reference, model, None, BOX_TOL_PX, CONF_TOL)
@@ -21,7 +17,7 @@ fn check_within(reference: &str, model: &str, imgsz: Option<(usize, usize)>, box
     let mut compared = 0;
     for (rel, want) in &reference.images {
         let path = root().join(rel);
-        let img = read_rgb(&path).unwrap_or_else(|e| panic!("{e}"));
+        let img = read_image(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((img.width, img.height), (want.width, want.height), "{rel}: size after EXIF orientation");
         let got = det.detect(&img).unwrap_or_else(|e| panic!("{rel}: {e}"));
         problems.extend(compare(&path, &got, &want.detections, reference.conf, box_tol, conf_tol));
@@ -72,7 +68,7 @@ fn fp16_export_matches_ultralytics() {
 /// for tract's float simulation and qdet's integer kernels alike; each is 4-5% of detections
 /// outside issue 4's 2 px / 0.02 on this model). So the bar is those tolerances for at least
 /// 92% of the detections, every confident one (>= 0.5) found by both (IoU >= 0.85, conf
-/// within 0.1), and the mAP within 0.005 (tests/val_parity.rs).
+/// within 0.1), and the mAP within 0.005 (src/val/parity_tests.rs).
 fn check_int8(int8: Int8) -> (usize, usize) {
     let reference = load_reference("tests/data/parity/shapes-int8-ort.json");
     let path = root().join("models/shapes-yolov8n.int8.onnx");
@@ -81,7 +77,7 @@ fn check_int8(int8: Int8) -> (usize, usize) {
     let (mut total, mut unmatched, mut weak) = (0, 0, Vec::new());
     for (rel, want) in &reference.images {
         let path = root().join(rel);
-        let got = det.detect(&read_rgb(&path).unwrap()).unwrap();
+        let got = det.detect(&read_image(&path).unwrap()).unwrap();
         let problems = compare(&path, &got, &want.detections, reference.conf, 2.0, 0.02);
         total += want.detections.len();
         unmatched += problems.iter().filter(|p| p.contains(": reference ")).count();

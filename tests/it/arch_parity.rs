@@ -10,14 +10,9 @@
 //! float steps between them (tract's ops, the epilogue's rounding of `x / scale`) can put a
 //! value within an ulp of a rounding boundary one uint8 step apart.
 
-mod common;
+use qdet::{read_image, Detector, Int8, Kernel, Model, NmsOptions};
 
-use common::*;
-use qdet::detector::Detector;
-use qdet::image_io::read_rgb;
-use qdet::kernels::Isa;
-use qdet::model::{Int8, Model};
-use qdet::postprocess::NmsOptions;
+use crate::util::*;
 
 const FP32: &str = "models/shapes-yolov8n.onnx";
 const INT8: &str = "models/shapes-yolov8n.int8.onnx";
@@ -42,7 +37,7 @@ fn check(det: &Detector, reference: &str, box_tol: f32, conf_tol: f32) -> usize 
     for (rel, want) in &reference.images {
         let path = root().join(rel);
         let got =
-            det.detect(&read_rgb(&path).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{rel}: {e}"));
+            det.detect(&read_image(&path).unwrap_or_else(|e| panic!("{e}"))).unwrap_or_else(|e| panic!("{rel}: {e}"));
         problems.extend(compare(&path, &got, &want.detections, reference.conf, box_tol, conf_tol));
         compared += want.detections.len();
     }
@@ -63,13 +58,16 @@ fn fp32_detections_equal_the_x86_build() {
 fn int8_detections_on_every_kernel_equal_the_x86_build() {
     let default = detector(INT8, Int8::Native);
     let report = default.model.int8_report().expect("the QDQ model runs on the integer kernels");
-    assert_eq!(report.isa, Some(Isa::best(127)), "{report:?}");
+    assert_eq!(report.isa, Some(Kernel::best(127)), "{report:?}");
     #[cfg(target_arch = "aarch64")]
-    assert!(matches!(report.isa, Some(Isa::NeonI8mm | Isa::NeonDot | Isa::NeonMull)), "an ARM kernel: {report:?}");
-    // The same rewrites as on x86_64 (tests/parity_ultralytics.rs counts them).
+    assert!(
+        matches!(report.isa, Some(Kernel::NeonI8mm | Kernel::NeonDot | Kernel::NeonMull)),
+        "an ARM kernel: {report:?}"
+    );
+    // The same rewrites as on x86_64 (parity_ultralytics.rs counts them).
     assert_eq!((report.replaced, report.silu_fused, report.convs_in_plan), (63, 57, 63), "{report:?}");
-    let kernels: Vec<Isa> =
-        Isa::all().into_iter().filter(|&i| i != i.twin() && i.available() && i.exact_for(127)).collect();
+    let kernels: Vec<Kernel> =
+        Kernel::all().into_iter().filter(|&i| i != i.twin() && i.available() && i.exact_for(127)).collect();
     assert!(!kernels.is_empty(), "no SIMD kernel on this CPU");
     for isa in kernels {
         let det = detector(INT8, Int8::Kernel(isa));
@@ -80,7 +78,7 @@ fn int8_detections_on_every_kernel_equal_the_x86_build() {
 }
 
 /// Writes the references from this build (run on x86_64 after a change that moves
-/// detections: `cargo test --release --test arch_parity -- --ignored`).
+/// detections: `cargo test --release --test it arch_parity -- --ignored`).
 #[cfg(target_arch = "x86_64")]
 #[test]
 #[ignore]
@@ -89,7 +87,7 @@ fn write_x86_reference() {
         let det = detector(model, Int8::Native);
         let mut found = serde_json::Map::new();
         for rel in images() {
-            let img = read_rgb(&root().join(&rel)).unwrap();
+            let img = read_image(&root().join(&rel)).unwrap();
             let dets: Vec<_> = det
                 .detect(&img)
                 .unwrap()

@@ -8,10 +8,10 @@
 //! computes with BLAS; that only moves the last bits of the smoothed curve, and the index
 //! chosen from it is compared exactly.
 
-use std::path::PathBuf;
-
 use qdet::metrics::{ap_per_class, box_iou, match_predictions, Correct, DetStats, IOU_THRESHOLDS, NIOU};
 use serde::Deserialize;
+
+use crate::util::*;
 
 const TOL: f64 = 1e-9;
 
@@ -95,9 +95,7 @@ struct MatchImage {
 }
 
 fn reference() -> Reference {
-    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/metrics/reference.json");
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    load_json("tests/data/metrics/reference.json")
 }
 
 fn bits(rows: &[String]) -> Vec<Correct> {

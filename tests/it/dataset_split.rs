@@ -1,12 +1,10 @@
 //! `qdet split` end to end: pairing, the Ultralytics layout, determinism, and that no file is
 //! ever lost or replaced, copying or moving.
 
-mod dataset_common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use dataset_common::*;
+use crate::util::*;
 
 /// A YOLO dataset: images/ + labels/ with 9 pairs named with several dots, plus an image
 /// without a label, a label without an image and two images competing for one label.
@@ -83,7 +81,7 @@ fn yolo_pairs_go_to_the_ultralytics_layout_the_same_way_for_the_same_seed() {
             || yaml.contains(&format!("path: \"{}\"", out.display())),
         "{yaml}"
     );
-    assert_eq!(qdet::meta::read_names_file(&out.join("data.yaml")).unwrap(), vec!["cat", "dog"]);
+    assert_eq!(yaml_names(&out.join("data.yaml")), vec!["cat", "dog"]);
     // Copying left the source as it was.
     assert_eq!(tree(&ds), before);
 
@@ -178,7 +176,7 @@ fn labelme_pairs_become_yolo_labels_and_json_follows_its_image() {
         assert!(!ds.join(format!("p.{i}.png")).exists() && !ds.join(format!("p.{i}.json")).exists());
     }
     assert_eq!(val, 1);
-    assert_eq!(qdet::meta::read_names_file(&ds.join("data.yaml")).unwrap(), vec!["cat", "dog"]);
+    assert_eq!(yaml_names(&ds.join("data.yaml")), vec!["cat", "dog"]);
     // The pair that could not be split stays where it was.
     assert!(ds.join("rot.jpg").is_file() && ds.join("rot.json").is_file());
 }
@@ -196,7 +194,7 @@ fn convert_then_split_in_place_replaces_only_the_names_only_yaml() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let yaml = read(&ds.join("data.yaml"));
     assert!(yaml.contains("train: images/train"), "{yaml}");
-    assert_eq!(qdet::meta::read_names_file(&ds.join("data.yaml")).unwrap(), vec!["bird", "cat", "dog"]);
+    assert_eq!(yaml_names(&ds.join("data.yaml")), vec!["bird", "cat", "dog"]);
     let files = tree(&ds);
     let part = |name: &str| if files.contains(&format!("images/val/{name}")) { "val" } else { "train" };
     let (p1, p2) = (part("a.b.c.png"), part("sub/rot.jpg"));

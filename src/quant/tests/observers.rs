@@ -1,4 +1,4 @@
-//! Parity of `qdet::quant::observers` with PPQ 0.6.6's own observers, on the fixture written by
+//! Parity of `crate::quant::observers` with PPQ 0.6.6's own observers, on the fixture written by
 //! `tools/parity/ppq_observers_reference.py` (tests/data/quant/observers.json).
 //!
 //! Zero points and f32 scales must be bit-identical: PPQ computes scales in f64 (Python
@@ -6,15 +6,16 @@
 //! serde_json's default float parser may be one f64 ulp off, so the comparison is on the value
 //! cast back to f32, which that cannot change.)
 
-use qdet::quant::observers::{
+use serde_json::Value;
+
+use crate::quant::observers::{
     weight_scales_per_channel, KlObserver, MinMaxObserver, MseObserver, PercentileObserver, QuantBounds, QuantParams,
     DEFAULT_PERCENTILE,
 };
-use serde_json::Value;
+use crate::tests::load_json;
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/quant/observers.json");
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    load_json("tests/data/quant/observers.json")
 }
 
 fn floats(v: &Value) -> Vec<f32> {

@@ -2,10 +2,9 @@
 //! and the reason (the wrong-task models come from tools/fixtures/make_wrong_models.py and
 //! have the output shapes of real Ultralytics cls/seg/pose exports).
 
-mod common;
+use qdet::{Head, Model, Precision};
 
-use common::root;
-use qdet::model::{Head, Model, Precision};
+use crate::util::*;
 
 fn load_err(rel: &str) -> String {
     let path = root().join(rel);

@@ -9,20 +9,19 @@
 //! (ONNX Runtime, versions in tools/requirements.txt). Rerun them whenever the fixture models
 //! change: the metrics depend on the model, the per-image geometry does not.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use common::root;
-use qdet::image_io::upright_dimensions;
-use qdet::model::{Int8, Model};
-use qdet::val::{label_path, load_data, parse_labels, rect_input, run, ValGeometry, ValOptions};
 use serde::Deserialize;
+
+use crate::image_io::upright_dimensions;
+use crate::model::{Int8, Model};
+use crate::tests::{load_json, root};
+use crate::val::{label_path, load_data, parse_labels, rect_input, run, ValGeometry, ValOptions};
 
 /// Allowed distance from Ultralytics on every P, R, mAP50 and mAP50-95. ONNX Runtime and
 /// tract round differently, which moves low scores by ~1e-6 and can reorder near-equal
-/// predictions; the metrics themselves are computed identically (tests/val_metrics.rs).
+/// predictions; the metrics themselves are computed identically (tests/it/val_metrics.rs).
 const METRIC_TOL: f64 = 0.005;
 
 #[derive(Deserialize)]
@@ -62,13 +61,12 @@ const STATIC_REF: &str = "tests/data/parity/shapes-val-metrics.json";
 const DYNAMIC_REF: &str = "tests/data/parity/shapes-dynamic-480-val-metrics.json";
 
 fn reference(rel: &str) -> Reference {
-    let p = root().join(rel);
-    let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    load_json(rel)
 }
 
 #[test]
 fn shapes_val_metrics_match_ultralytics() {
+    let _team = crate::tests::team();
     check_metrics(STATIC_REF, "models/shapes-yolov8n.onnx", None);
 }
 
@@ -76,6 +74,7 @@ fn shapes_val_metrics_match_ultralytics() {
 /// rounded up to a stride multiple after half a stride of padding).
 #[test]
 fn dynamic_export_val_metrics_match_ultralytics() {
+    let _team = crate::tests::team();
     check_metrics(DYNAMIC_REF, "models/variants/shapes-yolov8n-dynamic.onnx", Some(480));
 }
 
@@ -85,6 +84,7 @@ fn dynamic_export_val_metrics_match_ultralytics() {
 /// against tract's float simulation of the same file: issue 4 asks for 0.003.
 #[test]
 fn int8_val_metrics_match_onnx_runtime_and_the_float_simulation() {
+    let _team = crate::tests::team();
     // Per class, fewer predictions decide each number, so the engines' one-step rounding
     // differences (see int8_native_matches_onnx_runtime) move them more: measured 0.020 (P)
     // and 0.006 (mAP50-95) at most; the overall row stays within the fp32 tolerance.
@@ -153,11 +153,13 @@ fn check_metrics_within(reference_file: &str, model: &str, imgsz: Option<usize>,
 /// carried into input pixels through Ultralytics' float32 steps.
 #[test]
 fn val_letterbox_and_label_boxes_match_ultralytics() {
+    let _team = crate::tests::team();
     check_geometry(STATIC_REF, None);
 }
 
 #[test]
 fn rectangular_val_inputs_match_ultralytics() {
+    let _team = crate::tests::team();
     check_geometry(DYNAMIC_REF, Some(480));
 }
 

@@ -4,22 +4,21 @@
 //! same letterboxed images (tests/data/quant/calib_ranges.json, from
 //!   tools/parity/ort_calib_ranges.py models/shapes-yolov8n.onnx calibration \
 //!       tests/data/quant/calib_ranges.json
-//! ); the observers themselves are checked against PPQ in tests/quant_observers.rs.
-
-mod common;
+//! ); the observers themselves are checked against PPQ in observers.rs beside this file.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 
-use common::root;
-use qdet::model::Model;
-use qdet::quant::calibrate::{calibrate, Calibrated, Method, Options};
-use qdet::quant::observers::{minmax_to_scale_offset, QuantBounds};
-use qdet::quant::proto::{self, ModelProto};
-use qdet::quant::sites::{self, NamePattern};
-use qdet::val::{load_data, ValOptions};
 use serde::Deserialize;
 use tract_onnx::pb::TensorProto;
+
+use crate::model::Model;
+use crate::quant::calibrate::{calibrate, Calibrated, Method, Options};
+use crate::quant::observers::{minmax_to_scale_offset, QuantBounds};
+use crate::quant::proto::{self, ModelProto};
+use crate::quant::sites::{self, NamePattern};
+use crate::tests::{load_json, root};
+use crate::val::{load_data, ValOptions};
 
 #[derive(Deserialize)]
 struct Ranges {
@@ -39,7 +38,7 @@ fn model_path() -> PathBuf {
 }
 
 fn images() -> Vec<PathBuf> {
-    let found = qdet::sources::collect(&[root().join("calibration")]).unwrap().images;
+    let found = crate::sources::collect(&[root().join("calibration")]).unwrap().images;
     found.into_iter().map(|s| s.path).collect()
 }
 
@@ -62,8 +61,7 @@ fn run(opts: &Options) -> Calibrated {
 }
 
 fn ranges() -> Ranges {
-    let text = std::fs::read_to_string(root().join("tests/data/quant/calib_ranges.json")).unwrap();
-    serde_json::from_str(&text).unwrap()
+    load_json("tests/data/quant/calib_ranges.json")
 }
 
 /// tract and ONNX Runtime sum in different orders: activations differ by ~1e-6 relative.
@@ -112,6 +110,7 @@ fn f32s(t: &TensorProto) -> Vec<f32> {
 
 #[test]
 fn minmax_ranges_match_onnx_runtime_and_the_file_is_reproducible() {
+    let _team = crate::tests::team();
     let done = run(&options(Method::Minmax));
     check_params(&done, |r| (r.min, r.max));
     // The image input is 0..1 on every letterboxed image: scale 1/255, zero point 0.
@@ -124,6 +123,7 @@ fn minmax_ranges_match_onnx_runtime_and_the_file_is_reproducible() {
 
 #[test]
 fn percentile_ranges_match_onnx_runtime() {
+    let _team = crate::tests::team();
     let done = run(&options(Method::Percentile));
     check_params(&done, |r| (r.percentile_min, r.percentile_max));
 }
@@ -185,6 +185,7 @@ fn check_scheme(m: &ModelProto, weight_bits: u32) {
 
 #[test]
 fn int8_model_keeps_the_float_accuracy() {
+    let _team = crate::tests::team();
     // Default settings, as `qdet calibrate --model --images --out` runs them.
     let done = run(&options(Method::Mse));
     let dir = tempfile::tempdir().unwrap();
@@ -192,20 +193,20 @@ fn int8_model_keeps_the_float_accuracy() {
     std::fs::write(&path, proto::encode(&done.model)).unwrap();
     let model = Model::load(&path, None).unwrap();
     let data = load_data(&root().join("datasets/shapes/data.yaml"), "val").unwrap();
-    let report = qdet::val::run(&model, &data, &ValOptions { inflight: 2, ..ValOptions::default() }, &|_| {}).unwrap();
+    let report = crate::val::run(&model, &data, &ValOptions { inflight: 2, ..ValOptions::default() }, &|_| {}).unwrap();
     // yolo val on the float model (tests/data/parity/shapes-val-metrics.json): 0.67187.
     #[derive(Deserialize)]
     struct Float {
         map50_95: f64,
     }
-    let text = std::fs::read_to_string(root().join("tests/data/parity/shapes-val-metrics.json")).unwrap();
-    let float: Float = serde_json::from_str(&text).unwrap();
+    let float: Float = load_json("tests/data/parity/shapes-val-metrics.json");
     let loss = float.map50_95 - report.map50_95;
     assert!(loss < 0.01, "int8 mAP50-95 {:.4} is {:.4} below float {:.4}", report.map50_95, loss, float.map50_95);
 }
 
 #[test]
 fn analysis_ranks_layers_and_auto_exclude_keeps_the_worst_float() {
+    let _team = crate::tests::team();
     let opts = Options {
         num: Some(16),
         analysis_images: 2,

@@ -1,9 +1,7 @@
 //! `qdet convert` end to end on hand-written labelme, VOC and YOLO fixtures
 //! (tests/data/dataset/); every expected line below is computed by hand in its comment.
 
-mod dataset_common;
-
-use dataset_common::*;
+use crate::util::*;
 
 #[test]
 fn labelme_to_yolo_collects_sorted_classes_and_reports_what_it_leaves_out() {
@@ -18,7 +16,7 @@ fn labelme_to_yolo_collects_sorted_classes_and_reports_what_it_leaves_out() {
     assert_eq!(tree(&out), vec!["a.b.c.txt", "classes.txt", "data.yaml", "sub/rot.txt"]);
     // Classes collected and sorted: bird 0, cat 1, dog 2 ("nose" is a point, not a box).
     assert_eq!(read(&out.join("classes.txt")), "bird\ncat\ndog\n");
-    assert_eq!(qdet::meta::read_names_file(&out.join("data.yaml")).unwrap(), vec!["bird", "cat", "dog"]);
+    assert_eq!(yaml_names(&out.join("data.yaml")), vec!["bird", "cat", "dog"]);
     // 40 x 30 image. cat (4,3)-(14,13): cx 9/40, cy 8/30, w 10/40, h 10/30.
     // dog given as (30,25),(20,5): (20,5)-(30,25): cx 25/40, cy 15/30, w 10/40, h 20/30.
     // cat polygon, bounding box (22,16)-(36,28): cx 29/40, cy 22/30, w 14/40, h 12/30.

@@ -1,17 +1,13 @@
 //! `qdet bench --json`: one object per model, with its path and p50/p90/p99 per stage.
 
-mod common;
-
-use std::process::Command;
-
-use common::root;
+use crate::util::*;
 
 #[test]
 fn bench_json_has_every_stage_for_every_model() {
     let fp32 = root().join("models/shapes-yolov8n.onnx");
     let int8 = root().join("models/shapes-yolov8n.int8.onnx");
     let images = root().join("datasets/shapes/images/val/val_0000.jpg");
-    let o = Command::new(env!("CARGO_BIN_EXE_qdet"))
+    let o = command()
         .args(["bench", "--model"])
         .arg(&fp32)
         .arg("--model")
@@ -42,7 +38,7 @@ fn bench_json_has_every_stage_for_every_model() {
 #[test]
 fn bench_profile_reports_mean_and_best_per_op() {
     let int8 = root().join("models/shapes-yolov8n.int8.onnx");
-    let o = Command::new(env!("CARGO_BIN_EXE_qdet"))
+    let o = command()
         .args(["bench", "--model"])
         .arg(&int8)
         .args(["--runs", "4", "--warmup", "1", "--threads", "1", "--profile", "--json"])

@@ -1,36 +1,28 @@
 //! The `qdet calibrate` binary on bad input: every refusal names the file and the reason, the
 //! source model is never overwritten, corrupt images are skipped and listed (exit status 2).
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-use common::root;
+use crate::util::*;
 
+/// Runs `qdet args` (every path in them absolute) from the repository.
 fn qdet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdet")).args(args).output().expect("qdet runs")
-}
-
-fn model() -> String {
-    root().join("models/shapes-yolov8n.onnx").to_string_lossy().into_owned()
+    crate::util::qdet(args, &root())
 }
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-/// `n` fixture calibration images copied into `dir/calib`.
+/// `n` fixture calibration images (the first by name; the folder holds only images) copied
+/// into `dir/calib`.
 fn calib(dir: &Path, n: usize) -> PathBuf {
     let out = dir.join("calib");
     std::fs::create_dir_all(&out).unwrap();
-    let src = qdet::sources::collect(&[root().join("calibration")]).unwrap().images;
-    for img in src.iter().take(n) {
-        std::fs::copy(&img.path, out.join(img.path.file_name().unwrap())).unwrap();
+    let src = root().join("calibration");
+    for name in tree(&src).iter().take(n) {
+        std::fs::copy(src.join(name), out.join(name)).unwrap();
     }
     out
 }
@@ -73,7 +65,7 @@ fn corrupt_images_are_skipped_and_listed_and_the_model_is_still_written() {
     let table = String::from_utf8_lossy(&o.stdout);
     assert!(table.contains("Layerwise sensitivity") && table.contains("/model."), "{table}");
     // The result is a model qdet loads, and calibrating it again is refused.
-    qdet::model::Model::load(&out, None).unwrap();
+    qdet::Model::load(&out, None).unwrap();
     let again = qdet(&["calibrate", "--model", s(&out), "--images", s(&c), "--out", s(&dir.path().join("x.onnx"))]);
     refused(&again, &["int8.onnx", "already quantized"]);
 }

@@ -1,11 +1,9 @@
 //! `qdet augment` end to end: pixels and boxes move together, runs are reproducible for a
 //! seed whatever the threads, and nothing existing is replaced.
 
-mod dataset_common;
-
 use std::path::Path;
 
-use dataset_common::*;
+use crate::util::*;
 
 /// Every augmentation off; tests turn on the ones they check.
 const OFF: [&str; 20] = [

@@ -3,28 +3,9 @@
 //! done, or refused with a clear message before any work. Nothing aborts, hangs or allocates
 //! what a file merely claims.
 
-mod common;
+use std::process::Command;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-
-use common::root;
-
-fn qdet(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdet")).args(args).current_dir(cwd).output().expect("qdet runs")
-}
-
-fn model() -> String {
-    root().join("models/shapes-yolov8n.onnx").to_string_lossy().into_owned()
-}
-
-fn val(name: &str) -> PathBuf {
-    root().join("datasets/shapes/images/val").join(name)
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
+use crate::util::*;
 
 fn crc32(bytes: &[u8]) -> u32 {
     let mut c = !0u32;

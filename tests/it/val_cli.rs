@@ -1,23 +1,13 @@
 //! The `qdet val` binary end to end on small copies of the fixture dataset: the table, the
 //! JSON, bad label lines and corrupt images, and the exit status.
 
-mod common;
-
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
-use common::root;
 use serde_json::Value;
 
+use crate::util::*;
+
 const NAMES: &str = "[circle, square, triangle, star, hexagon, cross]";
-
-fn qdet(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_qdet")).args(args).current_dir(cwd).output().expect("qdet runs")
-}
-
-fn model() -> String {
-    root().join("models/shapes-yolov8n.onnx").to_string_lossy().into_owned()
-}
 
 /// A dataset with `stems` copied from the fixture's val split, in `dir/ds`.
 fn dataset(dir: &Path, stems: &[&str]) -> PathBuf {
@@ -36,10 +26,6 @@ fn dataset(dir: &Path, stems: &[&str]) -> PathBuf {
 
 fn lines(p: &Path) -> usize {
     std::fs::read_to_string(p).unwrap().lines().filter(|l| !l.trim().is_empty()).count()
-}
-
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
 #[test]

@@ -1,0 +1,98 @@
+//! The micro-kernel tiles and whole convolutions against their twins and a direct
+//! convolution, and the interleaves of the image layout.
+
+use super::*;
+
+#[test]
+fn simd_tiles_equal_their_scalar_twins() {
+    let _team = crate::tests::team();
+    let mut rng = Rng::for_item(7, "tiles", 0);
+    for isa in available() {
+        let max_abs = [128, 127, 63].into_iter().find(|&m| isa.exact_for(m)).unwrap();
+        for groups in [1usize, 2, 3, 7, 64, 145] {
+            for n_taps in [1usize, 2, 9] {
+                for n in 1..=PX {
+                    // Pixels `step` apart (stride 1 or 2), taps anywhere after them.
+                    let step = groups * GROUP_BYTES * (1 + rng.below(2) as usize);
+                    let span = (n - 1) * step + groups * GROUP_BYTES;
+                    let taps: Vec<usize> = (0..n_taps).map(|t| t * span + 4 * rng.below(8) as usize).collect();
+                    let base = 4 * rng.below(4) as usize;
+                    let len = base + taps.iter().max().unwrap() + span;
+                    let mut x = layout_bytes(&mut rng, isa, len, false, 0);
+                    let mut w = layout_bytes(&mut rng, isa, n_taps * groups * WGROUP_BYTES, true, max_abs);
+                    // The extremes, where a 16-bit intermediate would saturate.
+                    let vb = isa.value_bytes();
+                    x[base..base + GROUP_BYTES].iter_mut().step_by(vb).for_each(|v| *v = 255);
+                    let wmin = (-max_abs.min(128) as i16).to_le_bytes();
+                    w[..GROUP_BYTES].chunks_exact_mut(vb).for_each(|v| v.copy_from_slice(&wmin[..vb]));
+                    let init: [i32; OC_BLOCK] = std::array::from_fn(|o| o as i32 * 1000 - 7);
+                    // Whatever the tiles held before is overwritten.
+                    let (mut simd, mut twin) = (vec![[1; OC_BLOCK]; n], vec![[-1; OC_BLOCK]; n]);
+                    tile(isa, &x, base, step, &taps, groups, &w, &init, &mut simd);
+                    tile(isa.twin(), &x, base, step, &taps, groups, &w, &init, &mut twin);
+                    assert_eq!(simd, twin, "{isa:?}, {groups} groups, {n_taps} taps, {n} pixels");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn convolutions_equal_a_direct_convolution() {
+    let _team = crate::tests::team();
+    let mut rng = Rng::for_item(11, "conv", 0);
+    let isas = available();
+    let mut cases = 0;
+    for &(in_c, out_c) in &[(1usize, 1usize), (3, 16), (5, 7), (16, 33), (17, 4), (32, 64)] {
+        for &(kh, kw) in &[(1usize, 1usize), (3, 3), (1, 3)] {
+            for stride in [1usize, 2] {
+                for &pad in &[[0usize; 4], [1, 1, 1, 1], [0, 1, 2, 0]] {
+                    for &(in_h, in_w) in &[(1usize, 1usize), (2, 3), (7, 5), (20, 20), (33, 17)] {
+                        if in_h + pad[0] + pad[2] < kh || in_w + pad[1] + pad[3] < kw {
+                            continue;
+                        }
+                        let s = ConvShape {
+                            in_c,
+                            in_h,
+                            in_w,
+                            out_c,
+                            kh,
+                            kw,
+                            stride: (stride, stride),
+                            pad,
+                            dilation: (1, 1),
+                        };
+                        let x = pixels(&mut rng, in_c * in_h * in_w);
+                        let zp = rng.below(256) as u8;
+                        for &isa in &isas {
+                            let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+                            let w = weights(&mut rng, out_c * s.k(), max_abs);
+                            let want = reference(&s, &x, zp, &w);
+                            let got = QConv::new(s, &w, isa).run_i32(&x, zp);
+                            assert_eq!(got, want, "{isa:?} {s:?} zp {zp}");
+                            cases += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases > 1000, "{cases} cases");
+}
+
+/// The SIMD interleaves of the image layout (SSE2, NEON `ST4`) against their scalar twins.
+#[test]
+fn simd_interleave_equals_scalar() {
+    let _team = crate::tests::team();
+    let mut rng = Rng::for_item(19, "interleave", 0);
+    for _ in 0..100 {
+        let rows: [[u8; 16]; 4] = std::array::from_fn(|_| std::array::from_fn(|_| rng.below(256) as u8));
+        let (mut a, mut b) = ([0u8; 64], [0u8; 64]);
+        pack::interleave4([&rows[0], &rows[1], &rows[2], &rows[3]], &mut a);
+        pack::interleave4_scalar([&rows[0], &rows[1], &rows[2], &rows[3]], &mut b);
+        assert_eq!(a, b);
+        pack::interleave2([&rows[0], &rows[1]], &mut a);
+        pack::interleave2_scalar([&rows[0], &rows[1]], &mut b);
+        assert_eq!(a, b);
+    }
+}

@@ -1,0 +1,5 @@
+//! The calibration against ONNX Runtime and the observers against PPQ, on the repository's
+//! fixtures.
+
+mod calibrate;
+mod observers;
