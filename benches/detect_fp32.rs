@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use qdet::detector::Detector;
-use qdet::image_io::read_rgb;
-use qdet::postprocess::NmsOptions;
+use qdet::read_image as read_rgb;
+use qdet::Detector;
+use qdet::NmsOptions;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -20,7 +20,7 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Path, image: &Path) {
     let bytes = std::fs::read(image).expect("bench image");
     let mut g = c.benchmark_group(name);
     g.sample_size(20);
-    g.bench_function("decode", |b| b.iter(|| qdet::image_io::decode_rgb(&bytes).unwrap()));
+    g.bench_function("decode", |b| b.iter(|| qdet::decode_image(&bytes).unwrap()));
     let img = read_rgb(image).expect("bench image decodes");
     g.bench_function("preprocess", |b| b.iter(|| det.prepare(&img)));
     let prepared = det.prepare(&img);
@@ -29,7 +29,7 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Path, image: &Path) {
     g.bench_function("postprocess", |b| b.iter(|| det.postprocess(&raw, &prepared.letterbox)));
     g.bench_function("end_to_end", |b| {
         b.iter(|| {
-            let img = qdet::image_io::decode_rgb(&bytes).unwrap();
+            let img = qdet::decode_image(&bytes).unwrap();
             det.detect(&img).unwrap()
         })
     });

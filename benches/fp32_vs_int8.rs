@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use qdet::detector::Detector;
-use qdet::image_io::read_rgb;
-use qdet::postprocess::NmsOptions;
+use qdet::read_image as read_rgb;
+use qdet::Detector;
+use qdet::NmsOptions;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -35,7 +35,7 @@ fn benches(c: &mut Criterion) {
     if threads > 1 {
         use tract_linalg::multithread::{set_default_executor, Executor};
         set_default_executor(Executor::multithread(threads));
-        qdet::kernels::threads::set_threads(threads);
+        qdet::internals::set_threads(threads);
     }
     let val_image = root().join("datasets/shapes/images/val/val_0000.jpg");
     let fixture =

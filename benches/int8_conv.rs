@@ -3,9 +3,8 @@
 //! "elem/s" is MAC/s. Shapes: (in_c, out_c, k, stride, input side).
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use qdet::kernels::conv::{ConvShape, Epilogue, QConv};
-use qdet::kernels::Isa;
-use qdet::quant::proto;
+use qdet::internals::{proto, ConvShape, Epilogue, QConv};
+use qdet::Kernel as Isa;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 

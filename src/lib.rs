@@ -1,48 +1,84 @@
-//! qdet: Ultralytics YOLOv8 detection exports on the CPU, with Ultralytics' exact
-//! preprocessing and NMS, writing labelme JSON and YOLO txt.
+//! qdet: Ultralytics YOLO detection exports on the CPU, with Ultralytics' exact preprocessing
+//! and NMS, fp32 or int8 on qdet's own integer kernels, writing labelme JSON and YOLO txt.
 //!
-//! The pipeline, in module order: [`model`] loads and checks an ONNX export, [`image_io`]
-//! decodes images as OpenCV does, [`letterbox`] (with [`resize`]) builds the model input,
-//! [`postprocess`] (with [`nms`]) turns raw output into boxes, [`formats`] writes them, and
-//! [`run`] drives all of it over folders of images.
+//! The library API is small: load a [`Model`] (any Ultralytics detection export, fp32, fp16
+//! or a QDQ int8 file from `qdet calibrate`) into a [`Detector`], decode an image with
+//! [`read_image`], get [`Detection`]s in the image's pixels; [`formats`] reads and writes
+//! labelme JSON, YOLO txt and Pascal VOC, [`metrics`] computes mAP as Ultralytics does.
+//!
+//! ```
+//! use std::path::Path;
+//!
+//! let det = qdet::Detector::load(Path::new("models/shapes-yolov8n.onnx"), None, qdet::NmsOptions::default())?;
+//! let image = qdet::read_image(Path::new("datasets/shapes/images/val/val_0000.jpg"))?;
+//! let found = det.detect(&image)?;
+//! assert!(!found.is_empty());
+//! for d in &found {
+//!     let [x1, y1, x2, y2] = d.bbox;
+//!     println!("{} {:.2} at ({x1:.0}, {y1:.0})-({x2:.0}, {y2:.0})", det.label(d.class), d.score);
+//! }
+//! # Ok::<(), qdet::Error>(())
+//! ```
+//!
+//! Inside, in pipeline order: `model` loads and checks an export and runs the graph passes
+//! of `passes` (the int8 ones put the ops of `ops` on the `kernels`), `image_io` decodes as
+//! OpenCV does, `letterbox` (with `resize`) builds the input, `postprocess` (with `nms`)
+//! turns raw output into boxes, and `pipeline` drives a model over many images for `run`
+//! (detect), `val` and `quant` (calibrate). The `qdet` binary is `cli`.
 
-pub mod atomic;
+pub mod formats;
+pub mod metrics;
+
+mod atomic;
 #[doc(hidden)]
 pub mod cli;
-pub mod dataset;
-pub mod detector;
-pub mod draw;
-pub mod error;
-pub mod formats;
-pub mod image_io;
-pub mod input;
-
-pub mod kernels;
-pub mod letterbox;
-pub mod meta;
-pub mod metrics;
-pub mod model;
-pub mod nms;
-pub mod ops;
-pub mod passes;
-pub mod paths;
-pub mod pipeline;
-pub mod postprocess;
-pub mod progress;
-pub mod python;
-pub mod quant;
-pub mod resize;
-pub mod run;
-pub mod sources;
-pub mod val;
-pub mod yaml;
+mod dataset;
+mod detector;
+mod draw;
+mod error;
+mod image_io;
+mod input;
+mod kernels;
+mod letterbox;
+mod meta;
+mod model;
+mod nms;
+mod ops;
+mod passes;
+mod paths;
+mod pipeline;
+mod postprocess;
+mod progress;
+mod python;
+mod quant;
+mod resize;
+mod run;
+mod sources;
+mod val;
+mod yaml;
 
 #[cfg(test)]
 mod tests;
 
 pub use detector::Detector;
-pub use error::{Error, Result};
+pub use error::{Error, Problem, Result};
 pub use image_io::{decode_rgb as decode_image, read_rgb as read_image, RgbImage};
 pub use kernels::Isa as Kernel;
+pub use meta::ModelMeta;
 pub use model::{Head, Int8, Model, Precision};
+pub use passes::{PatchReport, Report as PassReport};
 pub use postprocess::{Detection, NmsOptions};
+
+/// What qdet's own benches and fuzz targets reach inside for. Not part of the API: it
+/// changes with the code.
+#[doc(hidden)]
+pub mod internals {
+    pub use crate::dataset::convert::{labelme_labeled_boxes, parse_labelme_bytes};
+    pub use crate::image_io::set_max_pixels;
+    pub use crate::kernels::conv::{ConvShape, Epilogue, QConv};
+    pub use crate::kernels::threads::set_threads;
+    pub use crate::meta::names_from_yaml;
+    pub use crate::python::parse as parse_python_literal;
+    pub use crate::quant::proto;
+    pub use crate::yaml::load as load_yaml;
+}

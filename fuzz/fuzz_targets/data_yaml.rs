@@ -2,7 +2,7 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = qdet::yaml::load(text);
-        let _ = qdet::meta::names_from_yaml(text);
+        let _ = qdet::internals::load_yaml(text);
+        let _ = qdet::internals::names_from_yaml(text);
     }
 });

@@ -5,8 +5,8 @@ use std::path::Path;
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let path = Path::new("fuzz.json");
-    if let Ok(file) = qdet::dataset::convert::parse_labelme_bytes(data, path) {
-        let _ = qdet::dataset::convert::labelme_labeled_boxes(path, &file, true);
-        let _ = qdet::dataset::convert::labelme_labeled_boxes(path, &file, false);
+    if let Ok(file) = qdet::internals::parse_labelme_bytes(data, path) {
+        let _ = qdet::internals::labelme_labeled_boxes(path, &file, true);
+        let _ = qdet::internals::labelme_labeled_boxes(path, &file, false);
     }
 });

@@ -37,11 +37,6 @@ pub fn has(f: Feature) -> bool {
     PROBED.get_or_init(|| ALL.map(detect))[f as usize]
 }
 
-/// The features this CPU has, for reports.
-pub fn present() -> Vec<Feature> {
-    ALL.into_iter().filter(|&f| has(f)).collect()
-}
-
 #[allow(unreachable_code)]
 fn detect(f: Feature) -> bool {
     #[cfg(target_arch = "x86_64")]

@@ -10,6 +10,7 @@
 //!   64 bytes, two 32-byte vectors for channels 0..8 and 8..16. Channels past `out_c` and
 //!   past `in_c` are zero weights.
 
+#[cfg(any(test, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
 pub use super::generic::pack::{interleave2_scalar, interleave4_scalar};
 use super::shape::ConvShape;
 use super::{Isa, OC_BLOCK, WGROUP_BYTES};

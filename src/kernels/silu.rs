@@ -45,25 +45,3 @@ pub fn silu_one(y: f32) -> f32 {
         s
     }
 }
-
-#[inline(always)]
-fn silu_body(v: &mut [f32]) {
-    for y in v.iter_mut() {
-        *y = silu_one(*y);
-    }
-}
-
-/// The portable twin.
-pub fn silu_scalar(v: &mut [f32]) {
-    silu_body(v)
-}
-
-/// SiLU in place, 16 wide on AVX-512, 8 wide on AVX2, with FMA; 4 wide on NEON, which every
-/// aarch64 CPU has, so there the portable loop is the SIMD one.
-pub fn silu(v: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if let Some(()) = super::x86_64::widest!((v: &mut [f32]) -> () => silu_body) {
-        return;
-    }
-    silu_scalar(v)
-}

@@ -52,6 +52,8 @@ impl QuantBounds {
     /// Symmetric int8, full range `[-128, 127]` (`scale = absmax / 127.5`).
     pub const SYM_I8: Self = Self { qmin: -128, qmax: 127, symmetric: true };
     /// Symmetric int8, narrow range `[-127, 127]` (`scale = absmax / 127`): weights.
+    /// PPQ's narrow int8 scheme, which the observer parity tests run against PPQ.
+    #[cfg(test)]
     pub const SYM_I8_NARROW: Self = Self { qmin: -127, qmax: 127, symmetric: true };
 }
 

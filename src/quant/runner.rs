@@ -45,13 +45,6 @@ impl GraphRunner {
         Ok(GraphRunner { path: path.into(), source, plans: Mutex::new(HashMap::new()), int8: Vec::new() })
     }
 
-    /// A QDQ graph with its quantized Convs on qdet's integer kernels, as `detect` runs it.
-    pub fn native(proto: &ModelProto, path: &Path) -> Result<GraphRunner> {
-        let mut r = GraphRunner::new(proto, path)?;
-        r.int8 = crate::quant::spec::quantized_convs(proto);
-        Ok(r)
-    }
-
     fn plan(&self, size: (usize, usize)) -> Result<Plan> {
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(p) = plans.get(&size) {

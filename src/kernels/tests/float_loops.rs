@@ -39,18 +39,15 @@ fn quantize_simd_equals_scalar() {
     }
 }
 
-/// The vectorized SiLU: AVX2 compilation equal to the portable one, and both within 4 ulp
-/// (relative 5e-7) of `y / (1 + exp(-y))` computed in f64, from -80 to 100; below, where the
+/// The epilogue's SiLU (the SIMD epilogues are held to it bit for bit in the epilogue tests)
+/// within 4 ulp (relative 5e-7) of `y / (1 + exp(-y))` computed in f64, from -80 to 100; below, where the
 /// true value is subnormal, within 1e-30 of 0.
 #[test]
 fn silu_simd_equals_scalar_and_is_accurate() {
     let _team = crate::tests::team();
     let mut v: Vec<f32> = (-200_000..=200_000).map(|i| i as f32 * 5e-4).collect();
     v.extend([-1e30f32, 1e30, 0.0, -0.0, f32::MIN_POSITIVE]);
-    let (mut a, mut b) = (v.clone(), v.clone());
-    crate::kernels::silu::silu(&mut a);
-    crate::kernels::silu::silu_scalar(&mut b);
-    assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()));
+    let a: Vec<f32> = v.iter().map(|&y| crate::kernels::silu::silu_one(y)).collect();
     for (&y, &got) in v.iter().zip(&a).filter(|(y, _)| **y < -80.0) {
         assert!(got.abs() < 1e-30, "silu({y}) = {got}");
     }

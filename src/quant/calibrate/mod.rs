@@ -36,8 +36,6 @@ pub enum Method {
 }
 
 impl Method {
-    pub const ALL: [Method; 4] = [Method::Minmax, Method::Percentile, Method::Kl, Method::Mse];
-
     pub fn name(self) -> &'static str {
         match self {
             Method::Minmax => "minmax",
