@@ -184,27 +184,7 @@ impl Model {
                     .into(),
             });
         }
-        if source.inputs.len() != 1 {
-            return Err(not_detect(format!("expected one image input, found {}", source.inputs.len())));
-        }
-        let fact = source.input_fact(0).map_err(|e| not_detect(root_cause(&e)))?;
-        let precision = match fact.datum_type.concretize() {
-            Some(DatumType::F32) | None => Precision::F32,
-            Some(DatumType::F16) => Precision::F16,
-            Some(other) => return Err(not_detect(format!("input type {other:?} is not a float image"))),
-        };
-        if fact.shape.is_open() {
-            return Err(not_detect("the input has no known rank".into()));
-        }
-        let dims: Vec<Option<usize>> =
-            fact.shape.dims().map(|d| d.concretize().and_then(|d| d.to_usize().ok())).collect();
-        if dims.len() != 4 || dims[1].is_some_and(|c| c != 3) {
-            return Err(not_detect(format!("input shape {:?} is not [batch, 3, height, width]", fact.shape)));
-        }
-        let fixed_size = match (dims[2], dims[3]) {
-            (Some(h), Some(w)) => Some((h, w)),
-            _ => None,
-        };
+        let (precision, fixed_size) = input_of(&source).map_err(not_detect)?;
         if let (None, Some((h, w))) = (fixed_size, probe_size) {
             check_imgsz(h, w, meta.stride.unwrap_or(32) as usize).map_err(|reason| Error::format(path, reason))?;
         }
@@ -363,6 +343,31 @@ pub(crate) fn optimize_with(
     let plan = typed.into_optimized()?.into_runnable()?;
     report.convs_in_plan = plan.model().nodes().iter().filter(|n| n.op_is::<QConvOp>()).count();
     Ok((plan, report))
+}
+
+/// The precision and, for a static export, the size of the model's one image input.
+fn input_of(source: &InferenceModel) -> std::result::Result<(Precision, Option<(usize, usize)>), String> {
+    if source.inputs.len() != 1 {
+        return Err(format!("expected one image input, found {}", source.inputs.len()));
+    }
+    let fact = source.input_fact(0).map_err(|e| root_cause(&e))?;
+    let precision = match fact.datum_type.concretize() {
+        Some(DatumType::F32) | None => Precision::F32,
+        Some(DatumType::F16) => Precision::F16,
+        Some(other) => return Err(format!("input type {other:?} is not a float image")),
+    };
+    if fact.shape.is_open() {
+        return Err("the input has no known rank".into());
+    }
+    let dims: Vec<Option<usize>> = fact.shape.dims().map(|d| d.concretize().and_then(|d| d.to_usize().ok())).collect();
+    if dims.len() != 4 || dims[1].is_some_and(|c| c != 3) {
+        return Err(format!("input shape {:?} is not [batch, 3, height, width]", fact.shape));
+    }
+    let fixed_size = match (dims[2], dims[3]) {
+        (Some(h), Some(w)) => Some((h, w)),
+        _ => None,
+    };
+    Ok((precision, fixed_size))
 }
 
 /// Decides from the concrete output shapes what kind of head this is, and rejects the

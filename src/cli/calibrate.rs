@@ -75,19 +75,8 @@ pub struct CalibrateArgs {
 }
 
 pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
-    if same_file(&a.model, &a.out) {
-        bail!("--out {} is the input model: qdet never overwrites the model it calibrates", a.out.display());
-    }
+    check_outputs(&a)?;
     let existing = if a.overwrite { Existing::Overwrite } else { Existing::Keep };
-    for p in std::iter::once(&a.out).chain(&a.report) {
-        if !a.overwrite && p.exists() {
-            bail!("{} already exists (pass --overwrite to replace it)", p.display());
-        }
-        // Before the statistics, not after: the folder is made (as detect's --out is) and
-        // must take a file.
-        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-        crate::run::check_writable(dir).with_context(|| format!("{} cannot be written", p.display()))?;
-    }
     let exclude =
         a.exclude.iter().map(|p| NamePattern::parse(p)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
     for dir in &a.images {
@@ -154,6 +143,22 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(exit_status(!r.skipped.is_empty()))
+}
+
+/// Before the statistics, not after: the outputs are not the input model, do not exist
+/// (without --overwrite), and their folders are made (as detect's --out is) and take a file.
+fn check_outputs(a: &CalibrateArgs) -> anyhow::Result<()> {
+    if same_file(&a.model, &a.out) {
+        bail!("--out {} is the input model: qdet never overwrites the model it calibrates", a.out.display());
+    }
+    for p in std::iter::once(&a.out).chain(&a.report) {
+        if !a.overwrite && p.exists() {
+            bail!("{} already exists (pass --overwrite to replace it)", p.display());
+        }
+        let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
+        crate::run::check_writable(dir).with_context(|| format!("{} cannot be written", p.display()))?;
+    }
+    Ok(())
 }
 
 fn same_file(a: &Path, b: &Path) -> bool {

@@ -106,27 +106,7 @@ pub fn split(opts: &SplitOptions, progress: Progress) -> Result<DatasetSummary> 
         LabelKind::Auto => LabelKind::Labelme,
         k => k,
     };
-    let found = pair_up(opts, &images, kind, &outputs, &mut summary)?;
-    let read: Vec<_> = found.into_par_iter().map(|(img, label)| read_pair(opts, img, label, kind)).collect();
-    let mut pairs = Vec::new();
-    for r in read {
-        match r {
-            Ok((p, dropped)) => {
-                pairs.push(p);
-                summary.dropped.extend(dropped);
-            }
-            Err(problem) => summary.skipped.push(problem),
-        }
-    }
-    if pairs.is_empty() {
-        summary.sort();
-        let why: Vec<String> = summary.skipped.iter().take(5).map(|p| p.to_string()).collect();
-        return Err(Error::Invalid(format!(
-            "no usable image+label pairs in {}: {}",
-            opts.src.display(),
-            why.join("; ")
-        )));
-    }
+    let mut pairs = read_pairs(opts, &images, kind, &outputs, &mut summary)?;
     summary.read = pairs.len();
     let names = settle_classes(opts, &mut pairs, &mut summary)?;
 
@@ -163,6 +143,39 @@ pub fn split(opts: &SplitOptions, progress: Progress) -> Result<DatasetSummary> 
     }
     summary.sort();
     Ok(summary)
+}
+
+/// The images paired with their labels and read; at least one pair, or an error naming the
+/// first problems.
+fn read_pairs(
+    opts: &SplitOptions,
+    images: &[Found],
+    kind: LabelKind,
+    outputs: &[PathBuf],
+    summary: &mut DatasetSummary,
+) -> Result<Vec<Pair>> {
+    let found = pair_up(opts, images, kind, outputs, summary)?;
+    let read: Vec<_> = found.into_par_iter().map(|(img, label)| read_pair(opts, img, label, kind)).collect();
+    let mut pairs = Vec::new();
+    for r in read {
+        match r {
+            Ok((p, dropped)) => {
+                pairs.push(p);
+                summary.dropped.extend(dropped);
+            }
+            Err(problem) => summary.skipped.push(problem),
+        }
+    }
+    if pairs.is_empty() {
+        summary.sort();
+        let why: Vec<String> = summary.skipped.iter().take(5).map(|p| p.to_string()).collect();
+        return Err(Error::Invalid(format!(
+            "no usable image+label pairs in {}: {}",
+            opts.src.display(),
+            why.join("; ")
+        )));
+    }
+    Ok(pairs)
 }
 
 fn yolo_label(image: &Path) -> Option<PathBuf> {

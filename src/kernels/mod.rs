@@ -56,6 +56,7 @@ pub mod shape;
 pub mod silu;
 pub mod softmax;
 pub mod threads;
+pub mod upsample;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;

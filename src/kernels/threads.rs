@@ -239,6 +239,12 @@ pub fn for_each_item<T: Send>(items: Vec<T>, f: impl Fn(T) + Sync) {
     });
 }
 
+/// Channels per parallel item when a loop over channels is split over the team: about four
+/// items per thread.
+pub fn channel_chunk(c: usize) -> usize {
+    c.div_ceil(4 * threads()).max(1)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

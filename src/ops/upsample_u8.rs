@@ -28,7 +28,7 @@ impl EvalOp for UpsampleU8 {
         let (c, h, w) = (shape[1], shape[2], shape[3]);
         let mut out = Tensor::zero::<u8>(&[1, c, h * self.scale.0, w * self.scale.1])?;
         let x = inputs[0].try_as_plain_ram()?.as_slice::<u8>()?;
-        crate::kernels::maxpool::upsample_nearest_u8_parallel(
+        crate::kernels::upsample::upsample_nearest_u8_parallel(
             x,
             c,
             (h, w),

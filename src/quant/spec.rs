@@ -76,87 +76,103 @@ fn int32_values(t: &pb::TensorProto) -> Option<Vec<i32>> {
 /// int32 or float bias, group 1. Others are left to tract.
 pub fn quantized_convs(model: &pb::ModelProto) -> Vec<QConvSpec> {
     let Some(g) = model.graph.as_ref() else { return Vec::new() };
-    let inits: HashMap<&str, &pb::TensorProto> = g.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
-    let producer: HashMap<&str, &pb::NodeProto> =
-        g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
-    let dq_of =
-        |tensor: &str| producer.get(tensor).filter(|n| n.op_type == "DequantizeLinear" && n.input.len() >= 2).copied();
-    let f32s = |name: &str| inits.get(name).and_then(|t| proto::f32_values(t));
-    let mut out = Vec::new();
-    for n in g.node.iter().filter(|n| n.op_type == "Conv" && n.input.len() >= 2) {
-        let spec = (|| {
-            let xdq = dq_of(&n.input[0])?;
-            let xq = producer.get(xdq.input[0].as_str()).filter(|p| p.op_type == "QuantizeLinear")?;
-            let _ = xq;
-            let input_scale = *f32s(&xdq.input[1])?.first()?;
-            let input_zero_point = match xdq.input.get(2) {
-                Some(z) => u8_scalar(inits.get(z.as_str())?)?,
-                None => return None,
-            };
-            let wdq = dq_of(&n.input[1])?;
-            let wt = inits.get(wdq.input[0].as_str())?;
-            let weights = int8_values(wt)?;
-            if let Some(z) = wdq.input.get(2) {
-                if int8_values(inits.get(z.as_str())?)?.iter().any(|&v| v != 0) {
-                    return None;
-                }
-            }
-            let dims: Vec<usize> = wt.dims.iter().map(|&d| d as usize).collect();
-            if dims.len() != 4 || proto::attr_int(n, "group").unwrap_or(1) != 1 {
-                return None;
-            }
-            let out_c = dims[0];
-            let mut weight_scales = f32s(&wdq.input[1])?;
-            if weight_scales.len() == 1 {
-                weight_scales = vec![weight_scales[0]; out_c];
-            }
-            if weight_scales.len() != out_c
-                || proto::attr_int(wdq, "axis").unwrap_or(1) != 0 && weight_scales.len() > 1 && out_c > 1
-            {
-                return None;
-            }
-            let bias = match n.input.get(2).filter(|b| !b.is_empty()) {
-                None => vec![0.0; out_c],
-                Some(b) => match dq_of(b) {
-                    Some(bdq) => {
-                        let q = int32_values(inits.get(bdq.input[0].as_str())?)?;
-                        let s = f32s(&bdq.input[1])?;
-                        q.iter().enumerate().map(|(c, &v)| v as f32 * s[if s.len() == 1 { 0 } else { c }]).collect()
-                    }
-                    None => f32s(b)?,
-                },
-            };
-            if bias.len() != out_c {
-                return None;
-            }
-            let two = |name: &str, default: usize| -> Option<(usize, usize)> {
-                match proto::attr_ints(n, name) {
-                    Some(v) if v.len() == 2 => Some((v[0] as usize, v[1] as usize)),
-                    Some(_) => None,
-                    None => Some((default, default)),
-                }
-            };
-            let pads = proto::attr_ints(n, "pads").unwrap_or_else(|| vec![0; 4]);
-            if pads.len() != 4 || proto::attr_int(n, "auto_pad").is_some() {
-                return None;
-            }
-            Some(QConvSpec {
-                name: n.name.clone(),
-                input_scale,
-                input_zero_point,
-                weights,
-                weight_scales,
-                bias,
-                out_c,
-                kernel: two("kernel_shape", 0)
-                    .filter(|k| k.0 == dims[2] && k.1 == dims[3])
-                    .or(Some((dims[2], dims[3])))?,
-                stride: two("strides", 1)?,
-                pad: [pads[0] as usize, pads[1] as usize, pads[2] as usize, pads[3] as usize],
-                dilation: two("dilations", 1)?,
-            })
-        })();
-        out.extend(spec);
+    let graph = Graph {
+        inits: g.initializer.iter().map(|t| (t.name.as_str(), t)).collect(),
+        producer: g.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect(),
+    };
+    g.node.iter().filter(|n| n.op_type == "Conv" && n.input.len() >= 2).filter_map(|n| graph.spec(n)).collect()
+}
+
+/// The graph's initializers and, per tensor, the node that writes it.
+struct Graph<'a> {
+    inits: HashMap<&'a str, &'a pb::TensorProto>,
+    producer: HashMap<&'a str, &'a pb::NodeProto>,
+}
+
+impl<'a> Graph<'a> {
+    fn dq_of(&self, tensor: &str) -> Option<&'a pb::NodeProto> {
+        self.producer.get(tensor).filter(|n| n.op_type == "DequantizeLinear" && n.input.len() >= 2).copied()
     }
-    out
+
+    fn f32s(&self, name: &str) -> Option<Vec<f32>> {
+        self.inits.get(name).and_then(|t| proto::f32_values(t))
+    }
+
+    /// The spec of Conv `n` when it reads `QuantizeLinear -> DequantizeLinear` and its weights
+    /// are int8 through a DequantizeLinear with zero zero points, in a form the kernels run.
+    fn spec(&self, n: &pb::NodeProto) -> Option<QConvSpec> {
+        let xdq = self.dq_of(&n.input[0])?;
+        self.producer.get(xdq.input[0].as_str()).filter(|p| p.op_type == "QuantizeLinear")?;
+        let input_scale = *self.f32s(&xdq.input[1])?.first()?;
+        let input_zero_point = u8_scalar(self.inits.get(xdq.input.get(2)?.as_str())?)?;
+        let (weights, weight_scales, dims) = self.weights(n)?;
+        if dims.len() != 4 || proto::attr_int(n, "group").unwrap_or(1) != 1 {
+            return None;
+        }
+        let out_c = dims[0];
+        let bias = self.bias(n, out_c)?;
+        let two = |name: &str, default: usize| -> Option<(usize, usize)> {
+            match proto::attr_ints(n, name) {
+                Some(v) if v.len() == 2 => Some((v[0] as usize, v[1] as usize)),
+                Some(_) => None,
+                None => Some((default, default)),
+            }
+        };
+        let pads = proto::attr_ints(n, "pads").unwrap_or_else(|| vec![0; 4]);
+        if pads.len() != 4 || proto::attr_int(n, "auto_pad").is_some() {
+            return None;
+        }
+        Some(QConvSpec {
+            name: n.name.clone(),
+            input_scale,
+            input_zero_point,
+            weights,
+            weight_scales,
+            bias,
+            out_c,
+            kernel: two("kernel_shape", 0).filter(|k| k.0 == dims[2] && k.1 == dims[3]).or(Some((dims[2], dims[3])))?,
+            stride: two("strides", 1)?,
+            pad: [pads[0] as usize, pads[1] as usize, pads[2] as usize, pads[3] as usize],
+            dilation: two("dilations", 1)?,
+        })
+    }
+
+    /// The int8 weights, one scale per output channel (a per-tensor scale repeated), and the
+    /// weight dims; `None` for a nonzero weight zero point or scales along another axis.
+    fn weights(&self, n: &pb::NodeProto) -> Option<(Vec<i8>, Vec<f32>, Vec<usize>)> {
+        let wdq = self.dq_of(&n.input[1])?;
+        let wt = self.inits.get(wdq.input[0].as_str())?;
+        let weights = int8_values(wt)?;
+        if let Some(z) = wdq.input.get(2) {
+            if int8_values(self.inits.get(z.as_str())?)?.iter().any(|&v| v != 0) {
+                return None;
+            }
+        }
+        let dims: Vec<usize> = wt.dims.iter().map(|&d| d as usize).collect();
+        let out_c = *dims.first()?;
+        let mut scales = self.f32s(&wdq.input[1])?;
+        if scales.len() == 1 {
+            scales = vec![scales[0]; out_c];
+        }
+        if scales.len() != out_c || proto::attr_int(wdq, "axis").unwrap_or(1) != 0 && scales.len() > 1 && out_c > 1 {
+            return None;
+        }
+        Some((weights, scales, dims))
+    }
+
+    /// The float bias of Conv `n`: dequantized int32, plain float, or zeros without one.
+    fn bias(&self, n: &pb::NodeProto, out_c: usize) -> Option<Vec<f32>> {
+        let bias = match n.input.get(2).filter(|b| !b.is_empty()) {
+            None => vec![0.0; out_c],
+            Some(b) => match self.dq_of(b) {
+                Some(bdq) => {
+                    let q = int32_values(self.inits.get(bdq.input[0].as_str())?)?;
+                    let s = self.f32s(&bdq.input[1])?;
+                    q.iter().enumerate().map(|(c, &v)| v as f32 * s[if s.len() == 1 { 0 } else { c }]).collect()
+                }
+                None => self.f32s(b)?,
+            },
+        };
+        (bias.len() == out_c).then_some(bias)
+    }
 }

@@ -37,6 +37,17 @@ struct Row {
 /// Parses a YOLO label file with `verify_image_label`'s rules; an error names the first
 /// offending line. `nc` is the dataset's class count.
 pub fn parse_labels(text: &str, path: &Path, nc: usize) -> std::result::Result<Labels, Problem> {
+    let rows = parse_rows(text, path)?;
+    for r in &rows {
+        check_row(r, nc).map_err(|reason| Problem::at_line(path, r.line, reason))?;
+    }
+    let (order, duplicates) = unique(&rows);
+    let boxes = order.iter().map(|&i| GtLabel { class: rows[i].cls as usize, xywh: rows[i].xywh }).collect();
+    Ok(Labels { boxes, duplicates })
+}
+
+/// The rows of the file, numbers as numpy reads them; polygon rows as their bounding boxes.
+fn parse_rows(text: &str, path: &Path) -> std::result::Result<Vec<Row>, Problem> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<(usize, Vec<&str>)> = crate::python::split_lines(text)
         .into_iter()
@@ -60,63 +71,67 @@ pub fn parse_labels(text: &str, path: &Path, nc: usize) -> std::result::Result<L
         let line = *line;
         let cls = number(line, f[0])?;
         let vals = f[1..].iter().map(|s| number(line, s)).collect::<std::result::Result<Vec<f32>, Problem>>()?;
-        let (xywh, key) = if polygons {
-            if f.len() == 5 {
-                return Err(at(line, "a box row in a file of polygon rows (Ultralytics rejects the mix)".into()));
-            }
-            if vals.is_empty() || vals.len() % 2 != 0 {
-                return Err(at(
-                    line,
-                    format!("{} coordinates; a polygon row is `class x1 y1 x2 y2 ...` (pairs)", vals.len()),
-                ));
-            }
-            // segments2boxes: the polygon's bounding box, then xyxy2xywh, in float32.
-            let (mut x1, mut y1, mut x2, mut y2) = (f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY);
-            for p in vals.chunks(2) {
-                (x1, x2) = (x1.min(p[0]), x2.max(p[0]));
-                (y1, y2) = (y1.min(p[1]), y2.max(p[1]));
-            }
-            ([(x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1, y2 - y1], vals.clone())
-        } else {
-            if f.len() != 5 {
-                return Err(at(
-                    line,
-                    format!("{} values; a label row is `class x_center y_center width height`", f.len()),
-                ));
-            }
-            ([vals[0], vals[1], vals[2], vals[3]], vals.clone())
-        };
-        rows.push(Row { cls, cls_text: f[0].to_string(), xywh, line, key });
+        let xywh = if polygons { polygon_box(f.len(), &vals) } else { box_row(f.len(), &vals) };
+        let xywh = xywh.map_err(|reason| at(line, reason))?;
+        rows.push(Row { cls, cls_text: f[0].to_string(), xywh, line, key: vals });
     }
-    for r in &rows {
-        // The asserts of verify_image_label, row by row.
-        if let Some(v) = r.xywh.iter().find(|&&v| v > COORD_MAX) {
-            return Err(at(
-                r.line,
-                format!("coordinate {v} is above 1.01: YOLO labels are fractions of the image size"),
-            ));
-        }
-        if let Some(v) = std::iter::once(&r.cls).chain(&r.xywh).find(|&&v| v < NEG_TOL) {
-            return Err(at(r.line, format!("negative value {v}")));
-        }
-        if r.xywh[2] < 0.0 || r.xywh[3] < 0.0 {
-            return Err(at(r.line, format!("negative width or height ({} x {})", r.xywh[2], r.xywh[3])));
-        }
-        if r.cls.fract() != 0.0 {
-            return Err(at(r.line, format!("class {} is not a whole number", r.cls_text)));
-        }
-        if f64::from(r.cls) >= nc as f64 {
-            return Err(at(
-                r.line,
-                format!("class {} is not one of the dataset's {nc} classes (0-{})", r.cls_text, nc.saturating_sub(1)),
-            ));
-        }
+    Ok(rows)
+}
+
+/// segments2boxes: a polygon row's bounding box, then xyxy2xywh, in float32.
+fn polygon_box(fields: usize, vals: &[f32]) -> std::result::Result<[f32; 4], String> {
+    if fields == 5 {
+        return Err("a box row in a file of polygon rows (Ultralytics rejects the mix)".into());
     }
-    // np.unique(lb, axis=0): exact duplicate rows go, and the survivors come out sorted.
+    if vals.is_empty() || !vals.len().is_multiple_of(2) {
+        return Err(format!("{} coordinates; a polygon row is `class x1 y1 x2 y2 ...` (pairs)", vals.len()));
+    }
+    let (mut x1, mut y1, mut x2, mut y2) = (f32::INFINITY, f32::INFINITY, f32::NEG_INFINITY, f32::NEG_INFINITY);
+    for p in vals.chunks(2) {
+        (x1, x2) = (x1.min(p[0]), x2.max(p[0]));
+        (y1, y2) = (y1.min(p[1]), y2.max(p[1]));
+    }
+    Ok([(x1 + x2) / 2.0, (y1 + y2) / 2.0, x2 - x1, y2 - y1])
+}
+
+fn box_row(fields: usize, vals: &[f32]) -> std::result::Result<[f32; 4], String> {
+    if fields != 5 {
+        return Err(format!("{fields} values; a label row is `class x_center y_center width height`"));
+    }
+    Ok([vals[0], vals[1], vals[2], vals[3]])
+}
+
+/// The asserts of verify_image_label, for one row.
+fn check_row(r: &Row, nc: usize) -> std::result::Result<(), String> {
+    if let Some(v) = r.xywh.iter().find(|&&v| v > COORD_MAX) {
+        return Err(format!("coordinate {v} is above 1.01: YOLO labels are fractions of the image size"));
+    }
+    if let Some(v) = std::iter::once(&r.cls).chain(&r.xywh).find(|&&v| v < NEG_TOL) {
+        return Err(format!("negative value {v}"));
+    }
+    if r.xywh[2] < 0.0 || r.xywh[3] < 0.0 {
+        return Err(format!("negative width or height ({} x {})", r.xywh[2], r.xywh[3]));
+    }
+    if r.cls.fract() != 0.0 {
+        return Err(format!("class {} is not a whole number", r.cls_text));
+    }
+    if f64::from(r.cls) >= nc as f64 {
+        return Err(format!(
+            "class {} is not one of the dataset's {nc} classes (0-{})",
+            r.cls_text,
+            nc.saturating_sub(1)
+        ));
+    }
+    Ok(())
+}
+
+/// np.unique(lb, axis=0): exact duplicate rows go, and the survivors come out sorted (in
+/// file order when nothing was dropped). Returns the rows kept and how many went.
+fn unique(rows: &[Row]) -> (Vec<usize>, usize) {
     let n = rows.len();
     let mut order: Vec<usize> = (0..n).collect();
-    let row_key = |r: &Row| -> Vec<f32> { std::iter::once(r.cls).chain(r.key.iter().copied()).collect() };
-    let keys: Vec<Vec<f32>> = rows.iter().map(row_key).collect();
+    let keys: Vec<Vec<f32>> =
+        rows.iter().map(|r| std::iter::once(r.cls).chain(r.key.iter().copied()).collect()).collect();
     // Values are finite, so partial_cmp is total here; -0.0 == 0.0 as in numpy.
     let cmp = |a: &Vec<f32>, b: &Vec<f32>| {
         a.iter()
@@ -131,6 +146,5 @@ pub fn parse_labels(text: &str, path: &Path, nc: usize) -> std::result::Result<L
     if duplicates == 0 {
         order = (0..n).collect();
     }
-    let boxes = order.iter().map(|&i| GtLabel { class: rows[i].cls as usize, xywh: rows[i].xywh }).collect();
-    Ok(Labels { boxes, duplicates })
+    (order, duplicates)
 }

@@ -1,6 +1,8 @@
 //! The epilogue: scale, bias, SiLU and requantization, SIMD against the portable twin.
 
 use super::*;
+use crate::kernels::epilogue::{row, row_scalar, transpose_scalar, Affine, Dest, Lane};
+use crate::kernels::quantize::Quantizer;
 
 /// The float epilogue against the same formula written out: `acc * scale + bias`, then the
 /// SiLU of `crate::kernels::silu` (its accuracy is checked below). The kernels' own thread pool
@@ -53,21 +55,11 @@ fn float_epilogue_applies_scale_bias_and_silu() {
     }
 }
 
-/// The epilogue on the widest vectors of this CPU against its portable twin, bit for bit:
-/// floats and requantized bytes, with and without SiLU, for accumulators whose floats span
-/// SiLU's whole range (-100 to 100, past its -87 cut-off), for quotients all within an ulp
-/// or so of a rounding tie (`(m + 0.5) * 0.1` over 0.1), and a
-/// subnormal quantizer scale (no reciprocal). Also the transposes from pixel-major tiles to
-/// channel rows, for row lengths around the 8- and 16-pixel steps and partial channel blocks.
-#[test]
-fn epilogue_simd_equals_scalar() {
-    let _team = crate::tests::team();
-    use crate::kernels::epilogue::{row, row_scalar, transpose_scalar, Affine, Dest, Lane};
-    use crate::kernels::quantize::Quantizer;
-    let mut rng = Rng::for_item(23, "epilogue-simd", 0);
-    type Row = fn(&[[i32; OC_BLOCK]], &Affine, Dest);
-    // `row` takes the widest; the narrower SIMD forms are called directly.
-    let mut simd: Vec<(&str, Row)> = vec![("widest", row)];
+type RowFn = fn(&[[i32; OC_BLOCK]], &Affine, Dest);
+
+/// Every SIMD epilogue of this CPU: `row` takes the widest; the narrower forms directly.
+fn simd_rows() -> Vec<(&'static str, RowFn)> {
+    let mut simd: Vec<(&str, RowFn)> = vec![("widest", row)];
     #[cfg(target_arch = "x86_64")]
     {
         use crate::kernels::x86_64::epilogue as x;
@@ -92,35 +84,71 @@ fn epilogue_simd_equals_scalar() {
         }
         simd.push(("neon", neon));
     }
+    simd
+}
+
+/// Accumulators, constants and quantizer of one test case on `n` pixels.
+fn case_input(case: usize, n: usize, rng: &mut Rng) -> (Vec<[i32; OC_BLOCK]>, Affine, Quantizer) {
+    let acc: Vec<[i32; OC_BLOCK]> =
+        (0..n).map(|_| std::array::from_fn(|_| rng.below(1 << 24) as i32 - (1 << 23))).collect();
+    match case {
+        // Floats from -100 to 100.
+        0 | 1 => (
+            acc,
+            Affine {
+                scale: std::array::from_fn(|_| 1.2e-5),
+                bias: std::array::from_fn(|_| rng.uniform() as f32 - 0.5),
+                silu: case == 1,
+            },
+            Quantizer::new(0.4, 100),
+        ),
+        // `(m + 0.5) * 0.1`, rounded, over 0.1: within an ulp or so of a rounding tie,
+        // where the reciprocal shortcut must give way to the division.
+        2 => (
+            acc.iter().map(|a| a.map(|v| 50 + 100 * (v % 120))).collect(),
+            Affine { scale: [1e-3; OC_BLOCK], bias: [0.0; OC_BLOCK], silu: false },
+            Quantizer::new(0.1, 128),
+        ),
+        _ => (
+            acc,
+            Affine { scale: std::array::from_fn(|_| rng.uniform() as f32 * 1e-3), bias: [0.5; OC_BLOCK], silu: true },
+            Quantizer::new(1e-39, 0),
+        ),
+    }
+}
+
+/// The transposes from pixel-major tiles to channel rows, floats and bytes, on `n` pixels.
+fn check_transposes(n: usize, rng: &mut Rng) {
+    fn check<T: Lane + PartialEq + std::fmt::Debug>(t: &[T], n: usize, channels: usize) {
+        let (mut simd, mut twin) = (vec![vec![T::default(); n]; channels], vec![vec![T::default(); n]; channels]);
+        T::transpose(t, &mut simd.iter_mut().map(|r| r.as_mut_slice()).collect::<Vec<_>>());
+        transpose_scalar(t, &mut twin.iter_mut().map(|r| r.as_mut_slice()).collect::<Vec<_>>());
+        assert_eq!(simd, twin, "{n} pixels, {channels} channels");
+        assert_eq!(twin[channels - 1][n - 1], t[OC_BLOCK * (n - 1) + channels - 1]);
+    }
+    let t: Vec<f32> = (0..n * OC_BLOCK).map(|_| rng.uniform() as f32).collect();
+    let bytes: Vec<u8> = (0..n * OC_BLOCK).map(|_| rng.below(256) as u8).collect();
+    for channels in [1usize, 5, 8, 9, 16] {
+        check(&t, n, channels);
+        check(&bytes, n, channels);
+    }
+}
+
+/// The epilogue on the widest vectors of this CPU against its portable twin, bit for bit:
+/// floats and requantized bytes, with and without SiLU, for accumulators whose floats span
+/// SiLU's whole range (-100 to 100, past its -87 cut-off), for quotients all within an ulp
+/// or so of a rounding tie (`(m + 0.5) * 0.1` over 0.1), and a
+/// subnormal quantizer scale (no reciprocal). Also the transposes from pixel-major tiles to
+/// channel rows, for row lengths around the 8- and 16-pixel steps and partial channel blocks.
+#[test]
+fn epilogue_simd_equals_scalar() {
+    let _team = crate::tests::team();
+    let mut rng = Rng::for_item(23, "epilogue-simd", 0);
+    let simd = simd_rows();
     let mut ties = 0;
     for n in [1usize, 7, 8, 9, 15, 16, 17, 40, 83] {
         for case in 0..4 {
-            let acc: Vec<[i32; OC_BLOCK]> =
-                (0..n).map(|_| std::array::from_fn(|_| rng.below(1 << 24) as i32 - (1 << 23))).collect();
-            let (affine, q) = match case {
-                // Floats from -100 to 100.
-                0 | 1 => (
-                    Affine {
-                        scale: std::array::from_fn(|_| 1.2e-5),
-                        bias: std::array::from_fn(|_| rng.uniform() as f32 - 0.5),
-                        silu: case == 1,
-                    },
-                    Quantizer::new(0.4, 100),
-                ),
-                // `(m + 0.5) * 0.1`, rounded, over 0.1: within an ulp or so of a rounding tie,
-                // where the reciprocal shortcut must give way to the division.
-                2 => (Affine { scale: [1e-3; OC_BLOCK], bias: [0.0; OC_BLOCK], silu: false }, Quantizer::new(0.1, 128)),
-                _ => (
-                    Affine {
-                        scale: std::array::from_fn(|_| rng.uniform() as f32 * 1e-3),
-                        bias: [0.5; OC_BLOCK],
-                        silu: true,
-                    },
-                    Quantizer::new(1e-39, 0),
-                ),
-            };
-            let acc: Vec<[i32; OC_BLOCK]> =
-                if case == 2 { acc.iter().map(|a| a.map(|v| 50 + 100 * (v % 120))).collect() } else { acc };
+            let (acc, affine, q) = case_input(case, n, &mut rng);
             let (mut b, mut qb) = (vec![[0f32; OC_BLOCK]; n], vec![[0u8; OC_BLOCK]; n]);
             row_scalar(&acc, &affine, Dest::F32(&mut b));
             row_scalar(&acc, &affine, Dest::U8 { out: qb.as_flattened_mut(), stride: OC_BLOCK, q });
@@ -157,20 +185,7 @@ fn epilogue_simd_equals_scalar() {
                 ties += b.len() * OC_BLOCK;
             }
         }
-        let t: Vec<f32> = (0..n * OC_BLOCK).map(|_| rng.uniform() as f32).collect();
-        let bytes: Vec<u8> = (0..n * OC_BLOCK).map(|_| rng.below(256) as u8).collect();
-        for channels in [1usize, 5, 8, 9, 16] {
-            fn check<T: Lane + PartialEq + std::fmt::Debug>(t: &[T], n: usize, channels: usize) {
-                let (mut simd, mut twin) =
-                    (vec![vec![T::default(); n]; channels], vec![vec![T::default(); n]; channels]);
-                T::transpose(t, &mut simd.iter_mut().map(|r| r.as_mut_slice()).collect::<Vec<_>>());
-                transpose_scalar(t, &mut twin.iter_mut().map(|r| r.as_mut_slice()).collect::<Vec<_>>());
-                assert_eq!(simd, twin, "{n} pixels, {channels} channels");
-                assert_eq!(twin[channels - 1][n - 1], t[OC_BLOCK * (n - 1) + channels - 1]);
-            }
-            check(&t, n, channels);
-            check(&bytes, n, channels);
-        }
+        check_transposes(n, &mut rng);
     }
     assert!(ties > 1000, "{ties} ties");
 }

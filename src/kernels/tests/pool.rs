@@ -7,9 +7,8 @@ use super::*;
 #[test]
 fn parallel_pool_and_upsampling_equal_one_call() {
     let _team = crate::tests::team();
-    use crate::kernels::maxpool::{
-        max_pool_u8, max_pool_u8_parallel, upsample_nearest_u8, upsample_nearest_u8_parallel,
-    };
+    use crate::kernels::maxpool::{max_pool_u8, max_pool_u8_parallel};
+    use crate::kernels::upsample::{upsample_nearest_u8, upsample_nearest_u8_parallel};
     crate::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(59, "parallel-pool", 0);
     for (c, h, w) in [(1, 5, 4), (37, 9, 11), (128, 20, 20)] {
@@ -73,7 +72,7 @@ fn max_pool_u8_equals_the_definition_and_commutes_with_quantization() {
 #[test]
 fn upsample_nearest_u8_equals_the_definition() {
     let _team = crate::tests::team();
-    use crate::kernels::maxpool::upsample_nearest_u8;
+    use crate::kernels::upsample::upsample_nearest_u8;
     let mut rng = Rng::for_item(53, "upsample", 0);
     for ((c, h, w), (sh, sw)) in [((3, 5, 7), (2, 2)), ((2, 4, 3), (3, 1)), ((1, 1, 1), (2, 4))] {
         let x = pixels(&mut rng, c * h * w);
