@@ -112,7 +112,7 @@ pub fn convert(opts: &ConvertOptions, progress: Progress) -> Result<DatasetSumma
     }
     summary.read = ok.len();
     drop_unwritable_labels(&mut ok);
-    let names = settle_classes(opts, &mut ok)?;
+    let names = class_list(opts, &mut ok)?;
     let names = if opts.to == Format::Yolo { reconcile_with_out(opts, names)? } else { names };
 
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
@@ -426,7 +426,9 @@ fn preview(names: &[String]) -> String {
     }
 }
 
-fn settle_classes(opts: &ConvertOptions, parsed: &mut [Parsed]) -> Result<Vec<String>> {
+/// The class list of the output: the one given (or found beside YOLO labels), with the
+/// objects it does not name left out and reported, or else every label found, sorted.
+fn class_list(opts: &ConvertOptions, parsed: &mut [Parsed]) -> Result<Vec<String>> {
     let given = match (&opts.classes, opts.from) {
         (Some((names, path)), _) => Some((names.clone(), path.clone())),
         (None, Format::Yolo) => {
@@ -493,7 +495,7 @@ fn write_one(opts: &ConvertOptions, p: &mut Parsed, names: &[String]) -> std::re
         Format::Yolo => kept
             .iter()
             .filter_map(|o| {
-                // settle_classes left only labels that are in the list.
+                // class_list left only labels that are in the list.
                 let id = match &o.label {
                     Label::Id(i) => Some(*i),
                     Label::Name(n) => names.iter().position(|m| m == n),

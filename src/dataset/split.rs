@@ -108,7 +108,7 @@ pub fn split(opts: &SplitOptions, progress: Progress) -> Result<DatasetSummary> 
     };
     let mut pairs = read_pairs(opts, &images, kind, &outputs, &mut summary)?;
     summary.read = pairs.len();
-    let names = settle_classes(opts, &mut pairs, &mut summary)?;
+    let names = yaml_names(opts, &mut pairs, &mut summary)?;
 
     let val = choose_val(&pairs.iter().map(|p| files::rel_key(&p.rel)).collect::<Vec<_>>(), opts.val, opts.seed);
     let plans: Vec<Vec<Step>> =
@@ -275,7 +275,7 @@ fn read_pair(
 }
 
 /// Names for the data.yaml, and labelme labels checked against them.
-fn settle_classes(opts: &SplitOptions, pairs: &mut [Pair], summary: &mut DatasetSummary) -> Result<Vec<String>> {
+fn yaml_names(opts: &SplitOptions, pairs: &mut [Pair], summary: &mut DatasetSummary) -> Result<Vec<String>> {
     let is_yolo = matches!(pairs.first().map(|p| &p.content), Some(Content::Yolo { .. }));
     let given = match &opts.classes {
         Some(c) => Some(c.clone()),
