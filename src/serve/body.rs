@@ -9,7 +9,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Multipart, Request};
 use axum::http::{header, HeaderMap};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 
 use super::error::ApiError;
 
@@ -22,21 +22,39 @@ pub(super) struct Upload {
     pub fields: HashMap<String, String>,
 }
 
-/// Reads the body of `req` whole, refusing more than `max` bytes (413, from the declared
-/// length when there is one) and a body slower than `timeout` (408).
+/// Reads the body of `req` whole, refusing more than `max` bytes (413) and a body slower
+/// than `timeout` (408). A declared length over `max` is refused before reading; a chunked
+/// body that runs over is read on (to at most twice `max`) and dropped, so that the client,
+/// still writing, gets to read the 413 instead of a reset connection.
 pub(super) async fn read(req: Request, max: usize, timeout: Duration) -> Result<(HeaderMap, Bytes), ApiError> {
     let (parts, body) = req.into_parts();
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return Err(ApiError::TooLarge(max));
     }
-    let collect = Limited::new(body, max).collect();
-    let collected = tokio::time::timeout(timeout, collect).await.map_err(|_| ApiError::Timeout(timeout.as_secs()))?;
-    match collected {
-        Ok(c) => Ok((parts.headers, c.to_bytes())),
-        Err(e) if e.is::<LengthLimitError>() => Err(ApiError::TooLarge(max)),
-        Err(e) => Err(ApiError::BadRequest(format!("cannot read the request body: {e}"))),
+    let collected = tokio::time::timeout(timeout, collect(body, max)).await;
+    let bytes = collected.map_err(|_| ApiError::Timeout(timeout.as_secs()))??;
+    Ok((parts.headers, bytes))
+}
+
+async fn collect(mut body: Body, max: usize) -> Result<Bytes, ApiError> {
+    let mut buf = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| ApiError::BadRequest(format!("cannot read the request body: {e}")))?;
+        let Ok(data) = frame.into_data() else { continue };
+        seen = seen.saturating_add(data.len());
+        if seen > max.saturating_mul(2) {
+            break;
+        }
+        if seen <= max {
+            buf.extend_from_slice(&data);
+        }
     }
+    if seen > max {
+        return Err(ApiError::TooLarge(max));
+    }
+    Ok(Bytes::from(buf))
 }
 
 pub(super) fn is_multipart(headers: &HeaderMap) -> bool {

@@ -84,8 +84,10 @@ async fn answer(
     req: Request,
 ) -> Result<Json<Answer>, ApiError> {
     let start = Instant::now();
-    let model = state.model(model.as_deref())?;
+    // The body first, even for an unknown model: an answer before the upload is read would
+    // leave the client writing into a closed connection instead of reading the 404.
     let (headers, body) = read(req, state.max_body, state.read_timeout).await?;
+    let model = state.model(model.as_deref())?;
     let upload = multipart(headers.clone(), body).await?;
     check_token(state.token.as_deref(), &headers, upload.fields.get("api_key").map(String::as_str))?;
     let conf = match upload.fields.get("min_confidence") {

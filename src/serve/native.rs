@@ -82,9 +82,10 @@ pub(super) async fn detect(
     req: Request,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
+    // The body first (see `deepstack::answer`).
+    let (headers, body) = read(req, state.max_body, state.read_timeout).await?;
     let model = state.model(q.get("model").map(String::as_str))?;
     let p = params(&q, &model.det.nms)?;
-    let (headers, body) = read(req, state.max_body, state.read_timeout).await?;
     let (image, file_name, form_key) = if is_multipart(&headers) {
         let mut upload = multipart(headers.clone(), body).await?;
         (upload.image, upload.file_name, upload.fields.remove("api_key"))

@@ -54,10 +54,16 @@ impl Pool {
     {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let queued_at = Instant::now();
+        let gauges = self.gauges.clone();
         let job: Job = Box::new(move || {
             let waited_ms = queued_at.elapsed().as_secs_f64() * 1e3;
+            let result = {
+                let _working = InFlight::start(&gauges);
+                f()
+            };
+            // Counted out before the answer leaves, so a client never sees itself in flight.
             // The client may have gone: its answer is then dropped.
-            let _ = tx.send((f(), waited_ms));
+            let _ = tx.send((result, waited_ms));
         });
         self.submit(job)?;
         // The sender is dropped unanswered only when the job panicked.
@@ -100,8 +106,22 @@ fn work(receiver: &Mutex<Receiver<Job>>, gauges: &Gauges) {
         };
         let Ok(job) = job else { return };
         gauges.queued.fetch_sub(1, Ordering::Relaxed);
-        gauges.in_flight.fetch_add(1, Ordering::Relaxed);
         let _ = catch_unwind(AssertUnwindSafe(job));
-        gauges.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts an image in flight while alive, also when its job panics.
+struct InFlight<'a>(&'a Gauges);
+
+impl InFlight<'_> {
+    fn start(gauges: &Gauges) -> InFlight<'_> {
+        gauges.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(gauges)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
     }
 }
