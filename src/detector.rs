@@ -67,7 +67,25 @@ impl Detector {
     }
 
     pub fn prepare(&self, img: &RgbImage) -> Prepared {
-        let letterbox = self.letterbox_for(img);
+        self.prepare_at(img, self.target)
+    }
+
+    /// The letterbox target for an inference size asked per image (`qdet serve`'s `imgsz`):
+    /// a dynamic model's rounded up to the stride as in [`Detector::new`]; a static model
+    /// always runs at its own size.
+    pub(crate) fn target_for(&self, imgsz: Option<(usize, usize)>) -> (usize, usize) {
+        match imgsz {
+            Some((h, w)) if self.auto => {
+                let up = |v: usize| v.div_ceil(self.stride).max(1) * self.stride;
+                (up(h), up(w))
+            }
+            _ => self.target,
+        }
+    }
+
+    /// [`Detector::prepare`] aiming at `target` (from [`Detector::target_for`]).
+    pub(crate) fn prepare_at(&self, img: &RgbImage, target: (usize, usize)) -> Prepared {
+        let letterbox = Letterbox::new((img.height, img.width), target, self.auto, self.stride);
         let mut chw = Vec::new();
         letterbox.apply(img, &mut chw);
         Prepared { letterbox, chw }
@@ -80,7 +98,17 @@ impl Detector {
 
     /// NMS and mapping back to the source image.
     pub fn postprocess(&self, raw: &crate::model::RawOutput, lb: &Letterbox) -> Vec<Detection> {
-        let mut dets = decode(raw, &self.nms);
+        self.postprocess_with(raw, lb, &self.nms)
+    }
+
+    /// [`Detector::postprocess`] with other NMS options (`qdet serve`'s per-request ones).
+    pub(crate) fn postprocess_with(
+        &self,
+        raw: &crate::model::RawOutput,
+        lb: &Letterbox,
+        nms: &NmsOptions,
+    ) -> Vec<Detection> {
+        let mut dets = decode(raw, nms);
         to_source(&mut dets, lb);
         dets
     }

@@ -53,6 +53,7 @@ mod python;
 mod quant;
 mod resize;
 mod run;
+mod serve;
 mod sources;
 mod val;
 mod yaml;

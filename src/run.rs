@@ -175,10 +175,9 @@ fn write_outputs(
         JsonMode::Beside => Some(src.path.with_extension("json")),
     };
     if let Some(json_path) = json_path {
-        let shapes = dets.iter().map(|d| Shape::from_detection(d, det.label(d.class))).collect();
         let json_dir = absolute(json_path.parent().unwrap_or(Path::new(".")));
         let image_path = relative_path(&absolute(&src.path), &json_dir);
-        let file = LabelmeFile::new(image_path.to_string_lossy().into_owned(), w, h, shapes);
+        let file = labelme_file(det, dets, image_path.to_string_lossy().into_owned(), w, h);
         ensure_parent(&json_path)?;
         keep(atomic::write(&json_path, &file.to_json(), out.existing))?;
     }
@@ -198,6 +197,13 @@ fn write_outputs(
         }
     }
     kept.map_or(Ok(()), Err)
+}
+
+/// The labelme file of `dets` on a `w` x `h` image at `image_path`: what `detect` writes and
+/// `serve` answers.
+pub(crate) fn labelme_file(det: &Detector, dets: &[Detection], image_path: String, w: u32, h: u32) -> LabelmeFile {
+    let shapes = dets.iter().map(|d| Shape::from_detection(d, det.label(d.class))).collect();
+    LabelmeFile::new(image_path, w, h, shapes)
 }
 
 /// Keeps the source's name where qdet can encode that format, else writes a JPEG.

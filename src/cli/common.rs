@@ -92,7 +92,7 @@ pub(super) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 }
 
 /// `--imgsz`: `640` or `H,W` (also `HxW`), each side from 1 to [`crate::model::MAX_IMGSZ`].
-pub(super) fn parse_imgsz(s: &str) -> Result<(usize, usize), String> {
+pub(crate) fn parse_imgsz(s: &str) -> Result<(usize, usize), String> {
     let bad = || format!("{s:?} is not a size like 640 or 384,640");
     let nums: Vec<usize> =
         s.split([',', 'x']).map(|p| p.trim().parse::<usize>().map_err(|_| bad())).collect::<Result<_, _>>()?;
@@ -108,7 +108,7 @@ pub(super) fn parse_imgsz(s: &str) -> Result<(usize, usize), String> {
 }
 
 /// `--conf` and `--iou`: a number from 0 to 1.
-pub(super) fn parse_unit(s: &str) -> Result<f32, String> {
+pub(crate) fn parse_unit(s: &str) -> Result<f32, String> {
     match s.trim().parse::<f32>() {
         Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
         _ => Err(format!("{s:?} is not a number between 0 and 1")),

@@ -6,9 +6,11 @@
 
 mod bench;
 mod calibrate;
-mod common;
+/// Also the flag parsers `serve` applies to its query parameters, so both say the same.
+pub(crate) mod common;
 mod dataset;
 mod detect;
+mod serve;
 mod val;
 
 use std::process::ExitCode;
@@ -46,6 +48,8 @@ enum Command {
     Calibrate(calibrate::CalibrateArgs),
     /// Score a model on a labelled dataset split: P, R, mAP50, mAP50-95 as Ultralytics computes them.
     Val(val::ValArgs),
+    /// Serve models over HTTP: the DeepStack / CodeProject.AI detection API and qdet's own.
+    Serve(serve::ServeArgs),
 }
 
 /// Runs the command line; the exit status is the README's ("Exit status").
@@ -69,6 +73,7 @@ pub fn main() -> ExitCode {
         Command::Val(args) => val::val(args),
         Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Bench(args) => bench::bench(args),
+        Command::Serve(args) => serve::serve(args),
     };
     match result {
         Ok(code) => code,

@@ -35,7 +35,7 @@ fn bmp_bomb() -> Vec<u8> {
 }
 
 /// A PNG whose IHDR claims 60000 x 60000 RGB, with a valid (tiny) IDAT and IEND.
-fn png_bomb() -> Vec<u8> {
+pub(crate) fn png_bomb() -> Vec<u8> {
     let chunk = |kind: &[u8], data: &[u8]| {
         let mut c = (data.len() as u32).to_be_bytes().to_vec();
         let body: Vec<u8> = kind.iter().chain(data).copied().collect();

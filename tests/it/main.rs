@@ -12,6 +12,7 @@ mod dataset_split;
 mod hostile_inputs;
 mod model_load;
 mod parity_ultralytics;
+mod serve;
 mod util;
 mod val_cli;
 mod val_metrics;
