@@ -44,6 +44,7 @@ mod meta;
 mod model;
 mod nms;
 mod ops;
+mod options;
 mod passes;
 mod paths;
 mod pipeline;

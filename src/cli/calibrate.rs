@@ -64,7 +64,7 @@ pub struct CalibrateArgs {
     #[arg(long)]
     report: Option<PathBuf>,
     /// Inference size for dynamic models, `640` or `H,W` [default: the model's metadata imgsz, else 640].
-    #[arg(long, value_parser = super::common::parse_imgsz)]
+    #[arg(long, value_parser = crate::options::parse_imgsz)]
     imgsz: Option<(usize, usize)>,
     /// Replace an existing --out / --report file.
     #[arg(long)]

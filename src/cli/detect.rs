@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::common::{exit_status, parse_imgsz, parse_unit, print_json, progress_bar, setup_threads};
+use super::common::{exit_status, print_json, progress_bar, setup_threads};
 use crate::atomic::Existing;
 use crate::detector::Detector;
+use crate::options::{parse_imgsz, parse_unit};
 use crate::postprocess::NmsOptions;
 use crate::run::{DetectSummary, JsonMode, Outputs};
 

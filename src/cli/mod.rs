@@ -7,7 +7,7 @@
 mod bench;
 mod calibrate;
 /// Also the flag parsers `serve` applies to its query parameters, so both say the same.
-pub(crate) mod common;
+mod common;
 mod dataset;
 mod detect;
 mod serve;

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 
-use super::common::{parse_imgsz, setup_threads};
+use super::common::setup_threads;
 use crate::detector::Detector;
+use crate::options::parse_imgsz;
 use crate::postprocess::NmsOptions;
 use crate::serve::{Config, Served};
 

@@ -25,13 +25,13 @@ pub struct ValArgs {
     data: PathBuf,
     /// Inference size for dynamic models (one number; `H,W` uses the larger); static models
     /// run at their own size [default: the model's metadata imgsz, else 640].
-    #[arg(long, value_parser = super::common::parse_imgsz)]
+    #[arg(long, value_parser = crate::options::parse_imgsz)]
     imgsz: Option<(usize, usize)>,
     /// Confidence threshold (strictly above).
-    #[arg(long, default_value_t = val::DEFAULT_CONF, value_parser = super::common::parse_unit)]
+    #[arg(long, default_value_t = val::DEFAULT_CONF, value_parser = crate::options::parse_unit)]
     conf: f32,
     /// NMS IoU threshold.
-    #[arg(long, default_value_t = val::DEFAULT_IOU, value_parser = super::common::parse_unit)]
+    #[arg(long, default_value_t = val::DEFAULT_IOU, value_parser = crate::options::parse_unit)]
     iou: f32,
     /// At most this many detections per image [default: 300, or the most labels in one image if more].
     #[arg(long)]

@@ -92,9 +92,7 @@ async fn answer(
     check_token(state.token.as_deref(), &headers, upload.fields.get("api_key").map(String::as_str))?;
     let conf = match upload.fields.get("min_confidence") {
         None => DEFAULT_MIN_CONFIDENCE,
-        Some(v) => {
-            crate::cli::common::parse_unit(v).map_err(|e| ApiError::BadRequest(format!("min_confidence: {e}")))?
-        }
+        Some(v) => crate::options::parse_unit(v).map_err(|e| ApiError::BadRequest(format!("min_confidence: {e}")))?,
     };
     let nms = NmsOptions { conf, ..model.det.nms.clone() };
     let labels = model.clone();

@@ -16,7 +16,7 @@ use super::error::ApiError;
 use super::metrics::STAGES;
 use super::work::{detect as run_detect, Ask, Outcome};
 use super::{AppState, Served};
-use crate::cli::common::{parse_imgsz, parse_unit};
+use crate::options::{parse_imgsz, parse_unit};
 use crate::postprocess::NmsOptions;
 
 /// The name `imagePath` gets when the upload has none (a raw body without `?filename=`).

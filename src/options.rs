@@ -1,0 +1,53 @@
+//! Option values as users type them, checked the same way on the command line and in the
+//! HTTP API: inference sizes and thresholds.
+
+/// An inference size: `640` or `H,W` (also `HxW`), each side from 1 to [`crate::model::MAX_IMGSZ`].
+pub fn parse_imgsz(s: &str) -> Result<(usize, usize), String> {
+    let bad = || format!("{s:?} is not a size like 640 or 384,640");
+    let nums: Vec<usize> =
+        s.split([',', 'x']).map(|p| p.trim().parse::<usize>().map_err(|_| bad())).collect::<Result<_, _>>()?;
+    let max = crate::model::MAX_IMGSZ;
+    if nums.iter().any(|&n| n > max) {
+        return Err(format!("{s:?} is larger than {max}"));
+    }
+    match nums.as_slice() {
+        [n] if *n > 0 => Ok((*n, *n)),
+        [h, w] if *h > 0 && *w > 0 => Ok((*h, *w)),
+        _ => Err(bad()),
+    }
+}
+
+/// A confidence or IoU threshold: a number from 0 to 1.
+pub fn parse_unit(s: &str) -> Result<f32, String> {
+    match s.trim().parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        _ => Err(format!("{s:?} is not a number between 0 and 1")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn imgsz_forms() {
+        assert_eq!(parse_imgsz("640"), Ok((640, 640)));
+        assert_eq!(parse_imgsz("384,640"), Ok((384, 640)));
+        assert_eq!(parse_imgsz("384x640"), Ok((384, 640)));
+        assert!(parse_imgsz("0").is_err());
+        assert!(parse_imgsz("640,0").is_err());
+        assert!(parse_imgsz("1,2,3").is_err());
+        assert!(parse_imgsz("4097").unwrap_err().contains("larger than 4096"));
+        assert!(parse_imgsz("abc").is_err());
+    }
+
+    #[test]
+    fn unit_range() {
+        assert_eq!(parse_unit("0"), Ok(0.0));
+        assert_eq!(parse_unit("1"), Ok(1.0));
+        assert_eq!(parse_unit("0.25"), Ok(0.25));
+        assert!(parse_unit("1.01").is_err());
+        assert!(parse_unit("-0.1").is_err());
+        assert!(parse_unit("NaN").is_err());
+    }
+}
