@@ -102,7 +102,8 @@ pub struct Model {
     pub fixed_size: Option<(usize, usize)>,
     pub head: Head,
     source: InferenceModel,
-    plans: Mutex<HashMap<(usize, usize), Plan>>,
+    /// Plans by input size, each with when it was last used (a counter).
+    plans: Mutex<Plans>,
     /// Quantized Convs the integer kernels run (empty for float models and `Int8::Simulated`).
     int8_convs: Arc<Vec<crate::quant::spec::QConvSpec>>,
     /// The integer kernel asked for ([`Int8::Kernel`]).
@@ -209,7 +210,7 @@ impl Model {
             fixed_size,
             head: Head::EndToEnd,
             source,
-            plans: Mutex::new(HashMap::new()),
+            plans: Mutex::new(Plans::default()),
             int8_convs: Arc::new(int8_convs),
             kernel: match int8 {
                 Int8::Kernel(isa) => Some(isa),
@@ -237,8 +238,8 @@ impl Model {
     /// The optimized plan for one input size, built on first use.
     fn plan(&self, size: (usize, usize)) -> Result<Plan> {
         let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(p) = plans.get(&size) {
-            return Ok(p.clone());
+        if let Some(p) = plans.get(size) {
+            return Ok(p);
         }
         let cx = Context { specs: &self.int8_convs, kernel: self.kernel };
         let (plan, report) =
@@ -325,6 +326,46 @@ impl Model {
         }
         let view = out.to_plain_array_view::<f32>().map_err(fail)?;
         Ok(RawOutput::new(self.head, view.iter().copied().collect(), dims))
+    }
+}
+
+/// Most plans a model keeps. A dynamic model gets a plan per letterboxed input shape (an
+/// image's aspect ratio decides it, and `serve` clients choose `imgsz`): a long-running server
+/// fed every shape must not keep one for each. 32 covers the rectangular shapes `val` meets
+/// on a dataset of mixed aspect ratios at 640 (multiples of 32 for the short side), so that
+/// it never rebuilds one.
+const MAX_PLANS: usize = 32;
+
+/// The plans of one model by input size, least recently used dropped first.
+struct Plans<P = Plan> {
+    by_size: HashMap<(usize, usize), (P, u64)>,
+    clock: u64,
+}
+
+impl<P> Default for Plans<P> {
+    fn default() -> Self {
+        Plans { by_size: HashMap::new(), clock: 0 }
+    }
+}
+
+impl<P: Clone> Plans<P> {
+    fn get(&mut self, size: (usize, usize)) -> Option<P> {
+        self.clock += 1;
+        let now = self.clock;
+        self.by_size.get_mut(&size).map(|(plan, used)| {
+            *used = now;
+            plan.clone()
+        })
+    }
+
+    fn insert(&mut self, size: (usize, usize), plan: P) {
+        if self.by_size.len() >= MAX_PLANS {
+            if let Some(oldest) = self.by_size.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| *k) {
+                self.by_size.remove(&oldest);
+            }
+        }
+        self.clock += 1;
+        self.by_size.insert(size, (plan, self.clock));
     }
 }
 
@@ -428,5 +469,26 @@ pub(crate) fn root_cause(e: &TractError) -> String {
         [] => e.to_string(),
         [only] => only.clone(),
         [first, .., last] => format!("{first}: {last}"),
+    }
+}
+
+#[cfg(test)]
+mod plan_cache_tests {
+    use super::{Plans, MAX_PLANS};
+
+    /// Past `MAX_PLANS` sizes the least recently used plan goes, and only it.
+    #[test]
+    fn least_recently_used_plan_is_dropped() {
+        let mut plans: Plans<usize> = Plans::default();
+        for i in 0..MAX_PLANS {
+            plans.insert((i, i), i);
+        }
+        assert_eq!(plans.get((0, 0)), Some(0)); // (1, 1) is now the oldest
+        plans.insert((999, 999), 999);
+        assert_eq!(plans.by_size.len(), MAX_PLANS);
+        assert_eq!(plans.get((1, 1)), None);
+        assert_eq!(plans.get((0, 0)), Some(0));
+        assert_eq!(plans.get((2, 2)), Some(2));
+        assert_eq!(plans.get((999, 999)), Some(999));
     }
 }
