@@ -136,6 +136,9 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         r.seconds,
         a.out.display()
     );
+    for c in r.convs.iter().filter(|c| !c.quantized) {
+        eprintln!("  kept float: {} ({})", c.name, c.kept_float.as_deref().unwrap_or("not chosen"));
+    }
     if !r.skipped.is_empty() {
         eprintln!("qdet: {} images skipped:", r.skipped.len());
         for f in &r.skipped {

@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use tract_onnx::prelude::*;
 
+use super::depthwise::{self, DepthwiseWeights};
 use super::epilogue::{Affine, Dest, Lane};
 use super::pack::{self, Layout, PackedWeights};
 use super::quantize::Quantizer;
@@ -60,6 +61,8 @@ pub struct QConv {
     taps: Vec<usize>,
     /// k-groups per tap.
     groups: usize,
+    /// A depthwise conv's weights (then `weights` holds only the sums).
+    depthwise: Option<DepthwiseWeights>,
 }
 
 impl QConv {
@@ -70,6 +73,27 @@ impl QConv {
     pub fn new(shape: ConvShape, w: &[i8], isa: Isa) -> QConv {
         let weights = PackedWeights::new(isa, w, &shape);
         assert!(isa.exact_for(weights.max_abs), "{isa:?} is not exact for weights up to {}", weights.max_abs);
+        QConv::with_weights(shape, weights, None)
+    }
+
+    /// A depthwise convolution (`group == in_c == out_c`), `w` is `[c][1][kh][kw]` int8. It
+    /// reads `isa`'s image layout, so it takes and hands over packed images like any other.
+    ///
+    /// # Panics
+    /// If `in_c != out_c` or `w` has the wrong size.
+    pub fn depthwise(shape: ConvShape, w: &[i8], isa: Isa) -> QConv {
+        assert_eq!(shape.in_c, shape.out_c, "a depthwise conv has as many outputs as inputs");
+        let taps = shape.kh * shape.kw;
+        let dw = DepthwiseWeights::new(w, shape.out_c, taps);
+        let mut sums: Vec<i32> = w.chunks_exact(taps).map(|c| c.iter().map(|&v| i32::from(v)).sum()).collect();
+        sums.resize(shape.out_c.next_multiple_of(OC_BLOCK), 0);
+        let max_abs = w.iter().map(|&v| i32::from(v).abs()).max().unwrap_or(0);
+        let weights = PackedWeights { isa, out_c: shape.out_c, block_bytes: 0, data: Vec::new(), sums, max_abs };
+        QConv::with_weights(shape, weights, Some(dw))
+    }
+
+    fn with_weights(shape: ConvShape, weights: PackedWeights, depthwise: Option<DepthwiseWeights>) -> QConv {
+        let isa = weights.isa;
         let px = pack::padded_channels(isa, shape.in_c) * isa.value_bytes();
         let wp = shape.in_w + shape.pad[1] + shape.pad[3];
         let mut taps = Vec::with_capacity(shape.kh * shape.kw);
@@ -79,7 +103,21 @@ impl QConv {
             }
         }
         let groups = pack::padded_channels(isa, shape.in_c) / isa.k_group();
-        QConv { shape, weights, taps, groups }
+        QConv { shape, weights, taps, groups, depthwise }
+    }
+
+    pub fn is_depthwise(&self) -> bool {
+        self.depthwise.is_some()
+    }
+
+    /// Multiply-adds per image.
+    pub fn macs(&self) -> u64 {
+        let s = &self.shape;
+        if self.is_depthwise() {
+            (s.out_c * s.kh * s.kw * s.out_h() * s.out_w()) as u64
+        } else {
+            s.macs()
+        }
     }
 
     pub fn isa(&self) -> Isa {
@@ -109,9 +147,16 @@ impl QConv {
         let zp = i32::from(zp) - isa.activation_offset();
         let starts: Vec<[i32; OC_BLOCK]> =
             self.weights.sums.chunks_exact(OC_BLOCK).map(|sums| std::array::from_fn(|o| -zp * sums[o])).collect();
+        let pixels = depthwise::Pixels { img, value_bytes: isa.value_bytes(), offset: isa.activation_offset() };
         for oy in rows {
             let base = oy * s.stride.0 * row_bytes;
             for (b, start) in starts.iter().enumerate() {
+                if let Some(dw) = &self.depthwise {
+                    let (c0, lanes) = (b * OC_BLOCK, (s.out_c - b * OC_BLOCK).min(OC_BLOCK));
+                    depthwise::row(pixels, base, step, &self.taps, dw.block(b), start, c0, lanes, acc);
+                    emit(oy, b, acc);
+                    continue;
+                }
                 let w = self.weights.block(b);
                 for (i, chunk) in acc.chunks_mut(tp).enumerate() {
                     tile(isa, img, base + i * tp * step, step, &self.taps, self.groups, w, start, chunk);

@@ -47,6 +47,7 @@
 
 pub mod concat;
 pub mod conv;
+pub mod depthwise;
 pub mod dfl;
 pub mod epilogue;
 pub mod maxpool;

@@ -79,11 +79,18 @@ fn quantized_conv(
     rule_if_some!(shape = fact.shape.as_concrete().map(|s| s.to_vec()));
     rule_if!(shape.len() == 4 && shape[0] == 1 && fact.datum_type == DatumType::U8);
     let conv_shape = spec.shape(shape[1], shape[2], shape[3]);
-    rule_if!(spec.weights.len() == conv_shape.out_c * conv_shape.k());
     let max_abs = spec.weights.iter().map(|&w| i32::from(w).abs()).max().unwrap_or(0);
     let isa = Isa::choose(max_abs, kernel);
+    let conv = if spec.depthwise {
+        let taps = conv_shape.kh * conv_shape.kw;
+        rule_if!(conv_shape.in_c == conv_shape.out_c && spec.weights.len() == conv_shape.out_c * taps);
+        QConv::depthwise(conv_shape, &spec.weights, isa)
+    } else {
+        rule_if!(spec.weights.len() == conv_shape.out_c * conv_shape.k());
+        QConv::new(conv_shape, &spec.weights, isa)
+    };
     let op = QConvOp {
-        conv: Arc::new(QConv::new(conv_shape, &spec.weights, isa)),
+        conv: Arc::new(conv),
         input_scale: spec.input_scale,
         zero_point: spec.input_zero_point,
         scales: Arc::new(spec.output_scales()),

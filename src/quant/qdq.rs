@@ -97,26 +97,32 @@ pub fn build(
     for input in &graph.input {
         quantize_act(&input.name, &mut nodes, &mut inits);
     }
-    let mut replaced: BTreeSet<String> = BTreeSet::new();
+    // A weight or bias shared by several convs gets one quantized copy per conv (the bias
+    // scale is each conv's own), named after the node index from the second use on.
+    let mut written: BTreeSet<String> = BTreeSet::new();
+    let mut own_name = |tensor: &str, i: usize| {
+        let name = if written.contains(tensor) { format!("{tensor}_{i}") } else { tensor.to_string() };
+        written.insert(name.clone());
+        name
+    };
     for (i, node) in graph.node.iter().enumerate() {
         let mut node = node.clone();
         if let Some((site, q)) = by_node.get(&i) {
             let oc = site.out_channels() as i64;
-            let w = &site.weight;
+            let w = own_name(&site.weight, i);
             inits.push(proto::i8_tensor(&format!("{w}_quantized"), &site.weight_dims, &q.weight_q));
             inits.push(proto::f32_tensor(&format!("{w}_scale"), &[oc], &q.weight_scales));
             inits.push(proto::i8_tensor(&format!("{w}_zero_point"), &[oc], &vec![0; oc as usize]));
-            nodes.push(dequantize(w));
+            nodes.push(dequantize(&w));
             node.input[0] = format!("{}_dequantized", site.input);
             node.input[1] = format!("{w}_dequantized");
-            replaced.insert(w.clone());
             if let (Some(b), Some(bq)) = (&site.bias, &q.bias_q) {
+                let b = own_name(b, i);
                 inits.push(proto::i32_tensor(&format!("{b}_quantized"), &[oc], bq));
                 inits.push(proto::f32_tensor(&format!("{b}_scale"), &[oc], &q.bias_scales));
                 inits.push(proto::i32_tensor(&format!("{b}_zero_point"), &[oc], &vec![0; oc as usize]));
-                nodes.push(dequantize(b));
+                nodes.push(dequantize(&b));
                 node.input[2] = format!("{b}_dequantized");
-                replaced.insert(b.clone());
             }
         }
         let outputs = node.output.clone();
@@ -125,7 +131,11 @@ pub fn build(
             quantize_act(out, &mut nodes, &mut inits);
         }
     }
-    graph.initializer.retain(|t| !replaced.contains(&t.name));
+    // Float weights go once no node reads them; a shared one may still feed a float conv.
+    let read: BTreeSet<&str> = nodes.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
+    let quantized: BTreeSet<&str> =
+        convs.iter().flat_map(|(s, _)| std::iter::once(s.weight.as_str()).chain(s.bias.as_deref())).collect();
+    graph.initializer.retain(|t| !quantized.contains(t.name.as_str()) || read.contains(t.name.as_str()));
     graph.initializer.extend(inits);
     graph.node = nodes;
     model

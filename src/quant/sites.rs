@@ -51,29 +51,25 @@ pub fn has_f16_weights(model: &pb::ModelProto) -> bool {
     model.graph.as_ref().is_some_and(|g| g.initializer.iter().any(|t| t.data_type == f16))
 }
 
-/// Every Conv with float initializer weights (and bias, if any) used by it alone, in graph order.
+/// Every Conv with float initializer weights (and bias, if any), in graph order. A weight or
+/// bias may be shared with other nodes: onnxslim merges identical initializers, and a model
+/// with freshly initialised BatchNorms folds to all-zero biases that become one tensor; the
+/// QDQ writer gives each conv its own quantized copy.
 pub fn conv_sites(model: &pb::ModelProto) -> Vec<ConvSite> {
     let Some(graph) = model.graph.as_ref() else { return Vec::new() };
-    let inits: HashMap<&str, &pb::TensorProto> = graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect();
+    let inits = initializers(graph);
     let producers: HashMap<&str, &str> =
         graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n.op_type.as_str()))).collect();
-    let mut uses: HashMap<&str, usize> = HashMap::new();
-    for input in graph.node.iter().flat_map(|n| n.input.iter()) {
-        *uses.entry(input.as_str()).or_default() += 1;
-    }
-    // A weight shared with another node would need one quantization for two convs.
-    let is_float =
-        |name: &str| inits.get(name).is_some_and(|t| proto::f32_values(t).is_some()) && uses.get(name) == Some(&1);
     graph
         .node
         .iter()
         .enumerate()
-        .filter(|(_, n)| n.op_type == "Conv" && n.input.len() >= 2 && n.output.len() == 1)
-        .filter(|(_, n)| is_float(&n.input[1]) && n.input.get(2).is_none_or(|b| b.is_empty() || is_float(b)))
+        .filter(|(_, n)| n.op_type == "Conv")
+        .filter(|(_, n)| why_float(n, &inits).is_none())
         .filter_map(|(i, n)| {
             let dims = inits.get(n.input[1].as_str())?.dims.clone();
-            (dims.len() == 4 && dims[0] > 0).then(|| ConvSite {
-                name: if n.name.is_empty() { format!("Conv_{i}") } else { n.name.clone() },
+            Some(ConvSite {
+                name: node_name(n, i),
                 node_index: i,
                 input: n.input[0].clone(),
                 weight: n.input[1].clone(),
@@ -84,6 +80,71 @@ pub fn conv_sites(model: &pb::ModelProto) -> Vec<ConvSite> {
             })
         })
         .collect()
+}
+
+/// A Conv node the scheme cannot quantize.
+#[derive(Debug, Clone)]
+pub struct FloatConv {
+    pub node_index: usize,
+    pub name: String,
+    pub input: String,
+    pub output: String,
+    pub why: String,
+}
+
+/// The Conv nodes the scheme cannot quantize, in graph order.
+pub fn float_only_convs(model: &pb::ModelProto) -> Vec<FloatConv> {
+    let Some(graph) = model.graph.as_ref() else { return Vec::new() };
+    let inits = initializers(graph);
+    graph
+        .node
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.op_type == "Conv")
+        .filter_map(|(i, n)| {
+            Some(FloatConv {
+                node_index: i,
+                name: node_name(n, i),
+                input: n.input.first().cloned().unwrap_or_default(),
+                output: n.output.first().cloned().unwrap_or_default(),
+                why: why_float(n, &inits)?,
+            })
+        })
+        .collect()
+}
+
+fn initializers(graph: &pb::GraphProto) -> HashMap<&str, &pb::TensorProto> {
+    graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect()
+}
+
+fn node_name(n: &pb::NodeProto, index: usize) -> String {
+    if n.name.is_empty() {
+        format!("Conv_{index}")
+    } else {
+        n.name.clone()
+    }
+}
+
+/// Why a Conv node cannot take the scheme's int8 weights, or `None` when it can.
+fn why_float(n: &pb::NodeProto, inits: &HashMap<&str, &pb::TensorProto>) -> Option<String> {
+    if n.input.len() < 2 || n.output.len() != 1 {
+        return Some(format!("{} inputs and {} outputs, not a Conv as exported", n.input.len(), n.output.len()));
+    }
+    let Some(w) = inits.get(n.input[1].as_str()) else {
+        return Some("its weights are computed in the graph, not stored: there is nothing to quantize ahead".into());
+    };
+    if proto::f32_values(w).is_none() {
+        return Some("its weights are not float32".into());
+    }
+    if w.dims.len() != 4 || w.dims[0] <= 0 {
+        return Some(format!("its weights have shape {:?}: only 2-D convolutions are quantized", w.dims));
+    }
+    match n.input.get(2).filter(|b| !b.is_empty()) {
+        Some(b) if inits.get(b.as_str()).and_then(|t| proto::f32_values(t)).is_none() => {
+            Some("its bias is not a float32 initializer".into())
+        }
+        _ => None,
+    }
 }
 
 /// Float values of the model's initializers by name (only those the sites use).

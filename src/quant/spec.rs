@@ -26,6 +26,8 @@ pub struct QConvSpec {
     /// Top, left, bottom, right.
     pub pad: [usize; 4],
     pub dilation: (usize, usize),
+    /// `group == in_c == out_c`, weights `[c][1][kh][kw]`.
+    pub depthwise: bool,
 }
 
 impl QConvSpec {
@@ -73,7 +75,8 @@ fn int32_values(t: &pb::TensorProto) -> Option<Vec<i32>> {
 
 /// Every Conv of `model` the integer kernels can run exactly as the file says: uint8 input
 /// through Q/DQ, int8 weights with zero zero points (per tensor or per output channel),
-/// int32 or float bias, group 1. Others are left to tract.
+/// int32 or float bias, group 1 or depthwise (one input channel per output channel). Others
+/// are left to tract.
 pub fn quantized_convs(model: &pb::ModelProto) -> Vec<QConvSpec> {
     let Some(g) = model.graph.as_ref() else { return Vec::new() };
     let graph = Graph {
@@ -106,7 +109,9 @@ impl<'a> Graph<'a> {
         let input_scale = *self.f32s(&xdq.input[1])?.first()?;
         let input_zero_point = u8_scalar(self.inits.get(xdq.input.get(2)?.as_str())?)?;
         let (weights, weight_scales, dims) = self.weights(n)?;
-        if dims.len() != 4 || proto::attr_int(n, "group").unwrap_or(1) != 1 {
+        let group = proto::attr_int(n, "group").unwrap_or(1);
+        let depthwise = group > 1 && dims.len() == 4 && dims[1] == 1 && group as usize == dims[0];
+        if dims.len() != 4 || group != 1 && !depthwise {
             return None;
         }
         let out_c = dims[0];
@@ -134,6 +139,7 @@ impl<'a> Graph<'a> {
             stride: two("strides", 1)?,
             pad: [pads[0] as usize, pads[1] as usize, pads[2] as usize, pads[3] as usize],
             dilation: two("dilations", 1)?,
+            depthwise,
         })
     }
 

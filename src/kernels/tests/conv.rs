@@ -80,6 +80,51 @@ fn convolutions_equal_a_direct_convolution() {
     assert!(cases > 1000, "{cases} cases");
 }
 
+/// Depthwise convolutions (YOLO11's head, YOLOv10's SCDown and CIB) on every kernel's image
+/// layout against the direct convolution of their block-diagonal dense weights.
+#[test]
+fn depthwise_convolutions_equal_a_direct_convolution() {
+    let _team = crate::tests::team();
+    let mut rng = Rng::for_item(13, "depthwise", 0);
+    let mut cases = 0;
+    for c in [1usize, 5, 16, 17, 40, 64] {
+        for k in [3usize, 5, 7] {
+            for stride in [1usize, 2] {
+                for &(in_h, in_w) in &[(1usize, 1usize), (4, 9), (20, 20), (33, 17)] {
+                    let p = k / 2;
+                    let s = ConvShape {
+                        in_c: c,
+                        in_h,
+                        in_w,
+                        out_c: c,
+                        kh: k,
+                        kw: k,
+                        stride: (stride, stride),
+                        pad: [p, p, p, p],
+                        dilation: (1, 1),
+                    };
+                    let x = pixels(&mut rng, c * in_h * in_w);
+                    let zp = rng.below(256) as u8;
+                    // Both extremes of int8, which the dense kernels cannot all take.
+                    let mut w = weights(&mut rng, c * k * k, 127);
+                    w[0] = -128;
+                    let mut dense = vec![0i8; c * c * k * k];
+                    for (ch, taps) in w.chunks_exact(k * k).enumerate() {
+                        dense[(ch * c + ch) * k * k..][..k * k].copy_from_slice(taps);
+                    }
+                    let want = reference(&s, &x, zp, &dense);
+                    for isa in available() {
+                        let got = QConv::depthwise(s, &w, isa).run_i32(&x, zp);
+                        assert_eq!(got, want, "{isa:?} {s:?} zp {zp}");
+                        cases += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(cases > 400, "{cases} cases");
+}
+
 /// The SIMD interleaves of the image layout (SSE2, NEON `ST4`) against their scalar twins.
 #[test]
 fn simd_interleave_equals_scalar() {

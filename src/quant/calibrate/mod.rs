@@ -99,6 +99,21 @@ pub struct ConvReport {
     pub bias_shift_max: Option<f64>,
 }
 
+impl ConvReport {
+    fn float(c: sites::FloatConv) -> ConvReport {
+        ConvReport {
+            name: c.name,
+            input: c.input,
+            output: c.output,
+            quantized: false,
+            kept_float: Some(c.why),
+            graphwise: None,
+            layerwise: None,
+            bias_shift_max: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     pub tool: String,
@@ -181,21 +196,27 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     let (graphwise, output_error) =
         if analysis_set.is_empty() { Default::default() } else { cal.graphwise(&model, &chosen, &analysis_set)? };
 
-    let convs = cal
+    let mut convs: Vec<(usize, ConvReport)> = cal
         .sites
         .iter()
         .enumerate()
-        .map(|(i, s)| ConvReport {
-            name: s.name.clone(),
-            input: s.input.clone(),
-            output: s.output.clone(),
-            quantized: chosen.contains(&i),
-            kept_float: kept_float.get(&i).cloned(),
-            graphwise: graphwise.get(&i).copied(),
-            layerwise: layerwise.get(&i).copied(),
-            bias_shift_max: shifts.get(&i).copied(),
+        .map(|(i, s)| {
+            let report = ConvReport {
+                name: s.name.clone(),
+                input: s.input.clone(),
+                output: s.output.clone(),
+                quantized: chosen.contains(&i),
+                kept_float: kept_float.get(&i).cloned(),
+                graphwise: graphwise.get(&i).copied(),
+                layerwise: layerwise.get(&i).copied(),
+                bias_shift_max: shifts.get(&i).copied(),
+            };
+            (s.node_index, report)
         })
         .collect();
+    convs.extend(sites::float_only_convs(&float).into_iter().map(|c| (c.node_index, ConvReport::float(c))));
+    convs.sort_by_key(|(node, _)| *node);
+    let convs = convs.into_iter().map(|(_, c)| c).collect();
     let size = cal.setup.det.target();
     let report = Report {
         tool: format!("qdet {}", env!("CARGO_PKG_VERSION")),
