@@ -26,14 +26,17 @@
 //! A label file Ultralytics would reject makes qdet skip the image too, but qdet says which
 //! line is wrong and exits with status 2.
 
+pub mod agreement;
 mod data;
 mod geometry;
 #[cfg(test)]
 mod parity_tests;
+mod reference;
 
 pub use crate::formats::yolo::{parse_labels, GtLabel, Labels};
 pub use data::{label_path, list_images, load_data, DataConfig};
 pub use geometry::{rect_input, ValGeometry};
+pub use reference::{run as run_reference, AgreementReport};
 
 use std::convert::Infallible;
 use std::path::PathBuf;
