@@ -281,7 +281,8 @@ impl<'a> Calibration<'a> {
     pub(super) fn agreement(&self, model: &pb::ModelProto, images: &[PathBuf]) -> Result<AgreementSummary> {
         let det = &self.setup.det;
         let bytes = proto::encode(model);
-        let quantized = Model::from_bytes(Path::new("(the quantized model)"), &bytes, Some(det.target()), Int8::Native)?;
+        let quantized =
+            Model::from_bytes(Path::new("(the quantized model)"), &bytes, Some(det.target()), Int8::Native)?;
         let t = Thresholds::default();
         let mut agreement = Agreement::default();
         (self.setup.on_event)(Event::Stage("agreement", images.len()));
