@@ -100,13 +100,13 @@ fn lines(r: &AgreementReport) -> String {
     let t = &s.thresholds;
     let name = |p: &Path| p.file_name().map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned());
     let mut out = format!(
-        "Agreement of {} with the reference {}: its detections (conf > {}, IoU {}, max_det {}, as qdet detect) are \
-         the labels; boxes >= {} compared, partners at same-class IoU >= {}\n",
-        name(&r.model),
+        "Labels: the detections of the reference {} (conf > {}, IoU {}, max_det {}, as qdet detect)\n\
+         Agreement of {} on boxes >= {} (a partner: same class, IoU >= {}):\n",
         name(&r.reference),
         t.detect_conf,
         t.detect_iou,
         t.detect_max_det,
+        name(&r.model),
         t.strong_conf,
         t.match_iou
     );

@@ -20,6 +20,9 @@
 //!   `_check_max_det` does when max_det is left at its default);
 //! * the metrics are [`crate::metrics`].
 //!
+//! `--reference` scores a model against another model's detections instead of labels
+//! ([`agreement`], run by [`run_reference`]).
+//!
 //! Where qdet deliberately differs: a relative `path:` is looked up beside the yaml first
 //! and only then in the current folder (Ultralytics looks only in the current folder, then
 //! in its settings' `datasets_dir`), and so are relative entries of `.txt` image lists.
