@@ -27,10 +27,11 @@ pub struct ValArgs {
     /// Score --model against this model's detections instead of labels (e.g. the fp32 export
     /// of an int8 model): the reference's detections as `qdet detect` gives them (conf > 0.25,
     /// NMS IoU 0.7, max_det 300, predict's letterbox for both models) are the ground truth of
-    /// the mAP. Also reports, over the reference boxes with conf >= 0.5, the largest and mean
-    /// confidence drift (against the model's same-class box of highest IoU), the boxes lost
-    /// (no same-class model detection at IoU >= 0.5) and added (model boxes >= 0.5 the
-    /// reference lacks), and the worst IoU of the matched ones.
+    /// the mAP, which ranks the model's predictions at --conf (single-label NMS). Also reports,
+    /// over the reference boxes with conf >= 0.5, the largest and mean confidence drift
+    /// (against the model's same-class prediction of highest IoU), the boxes lost (no
+    /// same-class model detection, conf > 0.25, at IoU >= 0.5) and added (model detections
+    /// >= 0.5 the reference lacks so), and the worst IoU of the matched ones.
     #[arg(long, value_name = "MODEL")]
     reference: Option<PathBuf>,
     /// Unlabelled images for --reference, instead of --data: files, folders (walked
@@ -38,7 +39,8 @@ pub struct ValArgs {
     #[arg(long, num_args = 1.., requires = "reference", conflicts_with = "data")]
     images: Vec<PathBuf>,
     /// Inference size for dynamic models (one number; `H,W` uses the larger); static models
-    /// run at their own size [default: the model's metadata imgsz, else 640].
+    /// run at their own size [default: the model's metadata imgsz, else 640]. With --reference,
+    /// `H,W` is used as `qdet detect --imgsz` uses it.
     #[arg(long, value_parser = crate::options::parse_imgsz)]
     imgsz: Option<(usize, usize)>,
     /// Confidence threshold (strictly above) of the predictions scored (the model's with --reference).
