@@ -154,10 +154,16 @@ impl Model {
     /// [`Model::load`], choosing how a QDQ model's quantized Convs run.
     pub fn load_with(path: &Path, probe_size: Option<(usize, usize)>, int8: Int8) -> Result<Model> {
         let bytes = crate::input::read(path, crate::input::MODEL_LIMIT)?;
+        Model::from_bytes(path, &bytes, probe_size, int8)
+    }
+
+    /// [`Model::load_with`] on a model already in memory (`calibrate` checks the model it is
+    /// about to write); `path` names it in messages.
+    pub fn from_bytes(path: &Path, bytes: &[u8], probe_size: Option<(usize, usize)>, int8: Int8) -> Result<Model> {
         if bytes.is_empty() {
             return Err(Error::NotOnnx { path: path.into(), reason: "the file is empty".into() });
         }
-        let mut reader = std::io::Cursor::new(&bytes);
+        let mut reader = std::io::Cursor::new(bytes);
         // Declared output shapes and value_info of dynamic exports name a symbolic batch
         // that conflicts with the concrete input qdet sets; the shapes are re-derived anyway.
         let source = tract_onnx::onnx()
@@ -197,7 +203,7 @@ impl Model {
         let kernels_fast = crate::kernels::Isa::simd_available();
         let int8_convs = if has_qdq && int8 != Int8::Simulated && kernels_fast {
             use prost::Message;
-            let proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice())
+            let proto = tract_onnx::pb::ModelProto::decode(bytes)
                 .map_err(|e| Error::NotOnnx { path: path.into(), reason: e.to_string() })?;
             crate::quant::spec::quantized_convs(&proto)
         } else {

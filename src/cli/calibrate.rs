@@ -12,6 +12,7 @@ use crate::quant::analysis::bar;
 use crate::quant::calibrate::{self, Method, Options, Report};
 use crate::quant::proto;
 use crate::quant::sites::NamePattern;
+use crate::val::agreement::AgreementSummary;
 
 use super::common::exit_status;
 
@@ -211,5 +212,27 @@ fn tables(r: &Report) -> String {
             o.scores.nsr, o.scores.cosine, o.boxes.nsr, o.boxes.cosine
         ));
     }
+    if let Some(a) = &r.agreement {
+        lines.push(agreement_line(a, r.analysis_images));
+    }
     lines.join("\n") + "\n"
+}
+
+/// The agreement of the written model with the float one, in one line.
+fn agreement_line(a: &AgreementSummary, images: usize) -> String {
+    let drift = match (a.drift.max, a.drift.mean) {
+        (Some(max), Some(mean)) => format!("max {max:.3} (mean {mean:.3})"),
+        _ => "none measured".into(),
+    };
+    format!(
+        "Detections vs float on {images} images (as qdet val --reference): mAP50-95 {:.3}, mAP50 {:.3}; boxes >= {}: \
+         confidence drift {drift}, {} of {} lost, {} added, worst IoU {}",
+        a.map50_95,
+        a.map50,
+        a.thresholds.strong_conf,
+        a.lost.count,
+        a.lost.of,
+        a.added.count,
+        a.iou.min.map_or("-".into(), |v| format!("{v:.3}"))
+    )
 }

@@ -90,3 +90,24 @@ pub(super) fn print_stdout(text: &str) -> anyhow::Result<()> {
 pub(super) fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     print_stdout(&(serde_json::to_string_pretty(value)? + "\n"))
 }
+
+/// Ultralytics' val table: `%22s` then `%11s` columns, "all" (images, instances, P, R, mAP50,
+/// mAP50-95) first, then the classes for a multi-class model (`nc` > 1), as Ultralytics lists them.
+pub(super) fn metrics_table(all: (usize, usize, [f64; 4]), classes: &[crate::val::ClassRow], nc: usize) -> String {
+    let g3 = |v: f64| crate::python::format_g(v, 3);
+    let row = |name: &str, images: usize, inst: usize, v: [f64; 4]| {
+        format!("{name:>22}{images:>11}{inst:>11}{:>11}{:>11}{:>11}{:>11}\n", g3(v[0]), g3(v[1]), g3(v[2]), g3(v[3]))
+    };
+    let mut t = format!(
+        "{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}\n",
+        "Class", "Images", "Instances", "Box(P", "R", "mAP50", "mAP50-95)"
+    );
+    t += &row("all", all.0, all.1, all.2);
+    if nc > 1 {
+        for c in classes {
+            let m = &c.metrics;
+            t += &row(&c.name, m.images, m.instances, [m.precision, m.recall, m.map50, m.map50_95]);
+        }
+    }
+    t
+}

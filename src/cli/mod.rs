@@ -4,6 +4,7 @@
 //! It is part of the library (hidden from its docs) rather than of the binary so that the
 //! rest of the library can stay `pub(crate)`: the binary only calls [`main`].
 
+mod agreement;
 mod bench;
 mod calibrate;
 /// Also the flag parsers `serve` applies to its query parameters, so both say the same.
@@ -46,7 +47,8 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Quantize a model to int8 (QDQ ONNX) from sample images, with per-layer error analysis.
     Calibrate(calibrate::CalibrateArgs),
-    /// Score a model on a labelled dataset split: P, R, mAP50, mAP50-95 as Ultralytics computes them.
+    /// Score a model on a labelled dataset split: P, R, mAP50, mAP50-95 as Ultralytics computes them;
+    /// or, with --reference, its agreement with another model on unlabelled images.
     Val(val::ValArgs),
     /// Serve models over HTTP: the DeepStack / CodeProject.AI detection API and qdet's own.
     Serve(serve::ServeArgs),

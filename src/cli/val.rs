@@ -9,8 +9,8 @@ use clap::Args;
 use crate::model::{Int8, Model};
 use crate::val::{self, ValOptions, ValReport};
 
+use super::agreement::AgreementArgs;
 use super::common::exit_status;
-use crate::python::format_g;
 
 /// Problems listed in the text output before the rest is only counted (`--json` lists all).
 const MAX_LISTED: usize = 50;
@@ -20,20 +20,37 @@ pub struct ValArgs {
     /// Ultralytics YOLOv8 detection ONNX export.
     #[arg(long)]
     model: PathBuf,
-    /// Ultralytics dataset yaml (`path`, `val`/`test`/`train`, `names` or `nc`).
-    #[arg(long)]
-    data: PathBuf,
+    /// Ultralytics dataset yaml (`path`, `val`/`test`/`train`, `names` or `nc`). With
+    /// --reference only its split's images are used, not its labels.
+    #[arg(long, required_unless_present = "images")]
+    data: Option<PathBuf>,
+    /// Score --model against this model's detections instead of labels (e.g. the fp32 export
+    /// of an int8 model): the reference's detections as `qdet detect` gives them (conf > 0.25,
+    /// NMS IoU 0.7, max_det 300, predict's letterbox for both models) are the ground truth of
+    /// the mAP, which ranks the model's predictions at --conf (single-label NMS). Also reports,
+    /// over the reference boxes with conf >= 0.5, the largest and mean confidence drift
+    /// (against the model's same-class prediction of highest IoU), the boxes lost (no
+    /// same-class model detection, conf > 0.25, at IoU >= 0.5) and added (model detections
+    /// >= 0.5 the reference lacks so), and the worst IoU of the matched ones.
+    #[arg(long, value_name = "MODEL")]
+    reference: Option<PathBuf>,
+    /// Unlabelled images for --reference, instead of --data: files, folders (walked
+    /// recursively) or glob patterns.
+    #[arg(long, num_args = 1.., requires = "reference", conflicts_with = "data")]
+    images: Vec<PathBuf>,
     /// Inference size for dynamic models (one number; `H,W` uses the larger); static models
-    /// run at their own size [default: the model's metadata imgsz, else 640].
+    /// run at their own size [default: the model's metadata imgsz, else 640]. With --reference,
+    /// `H,W` is used as `qdet detect --imgsz` uses it.
     #[arg(long, value_parser = crate::options::parse_imgsz)]
     imgsz: Option<(usize, usize)>,
-    /// Confidence threshold (strictly above).
+    /// Confidence threshold (strictly above) of the predictions scored (the model's with --reference).
     #[arg(long, default_value_t = val::DEFAULT_CONF, value_parser = crate::options::parse_unit)]
     conf: f32,
     /// NMS IoU threshold.
     #[arg(long, default_value_t = val::DEFAULT_IOU, value_parser = crate::options::parse_unit)]
     iou: f32,
-    /// At most this many detections per image [default: 300, or the most labels in one image if more].
+    /// At most this many detections per image [default: 300, or the most labels in one image if more]
+    /// (the model's predictions with --reference).
     #[arg(long)]
     max_det: Option<usize>,
     /// Which split of the yaml to score.
@@ -55,7 +72,24 @@ pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
     if a.max_det == Some(0) {
         bail!("--max-det must be at least 1");
     }
-    let data = val::load_data(&a.data, &a.split).context("reading the dataset")?;
+    if let Some(reference) = a.reference {
+        return super::agreement::agreement(AgreementArgs {
+            model: a.model,
+            reference,
+            images: a.images,
+            data: a.data,
+            split: a.split,
+            imgsz: a.imgsz,
+            conf: a.conf,
+            iou: a.iou,
+            max_det: a.max_det,
+            json: a.json,
+            threads: a.threads,
+            simulate_qdq: a.simulate_qdq,
+        });
+    }
+    let Some(data) = &a.data else { bail!("--data is required (or --reference with --images)") };
+    let data = val::load_data(data, &a.split).context("reading the dataset")?;
     let imgsz = a.imgsz.map(|(h, w)| h.max(w));
     let n_images = val::list_images(&data.sources).context("listing the images")?.len();
     let inflight = super::common::setup_threads(a.threads, None, n_images)?;
@@ -87,25 +121,12 @@ pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_status(!report.skipped.is_empty()))
 }
 
-/// Ultralytics' table: `%22s` then `%11s` columns, "all" first, then classes with labels.
 fn table(r: &ValReport) -> String {
-    let g3 = |v: f64| format_g(v, 3);
-    let row = |name: &str, images: usize, inst: usize, v: [f64; 4]| {
-        format!("{name:>22}{images:>11}{inst:>11}{:>11}{:>11}{:>11}{:>11}\n", g3(v[0]), g3(v[1]), g3(v[2]), g3(v[3]))
-    };
-    let mut t = format!(
-        "{:>22}{:>11}{:>11}{:>11}{:>11}{:>11}{:>11}\n",
-        "Class", "Images", "Instances", "Box(P", "R", "mAP50", "mAP50-95)"
-    );
-    t += &row("all", r.images, r.instances, [r.precision, r.recall, r.map50, r.map50_95]);
-    // Ultralytics lists classes only for multi-class models.
-    if r.nc > 1 {
-        for c in &r.classes {
-            let m = &c.metrics;
-            t += &row(&c.name, m.images, m.instances, [m.precision, m.recall, m.map50, m.map50_95]);
-        }
-    }
-    t
+    super::common::metrics_table(
+        (r.images, r.instances, [r.precision, r.recall, r.map50, r.map50_95]),
+        &r.classes,
+        r.nc,
+    )
 }
 
 /// Settings, timings and warnings, on stderr below the table.

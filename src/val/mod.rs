@@ -20,20 +20,26 @@
 //!   `_check_max_det` does when max_det is left at its default);
 //! * the metrics are [`crate::metrics`].
 //!
+//! `--reference` scores a model against another model's detections instead of labels
+//! ([`agreement`], run by [`run_reference`]).
+//!
 //! Where qdet deliberately differs: a relative `path:` is looked up beside the yaml first
 //! and only then in the current folder (Ultralytics looks only in the current folder, then
 //! in its settings' `datasets_dir`), and so are relative entries of `.txt` image lists.
 //! A label file Ultralytics would reject makes qdet skip the image too, but qdet says which
 //! line is wrong and exits with status 2.
 
+pub mod agreement;
 mod data;
 mod geometry;
 #[cfg(test)]
 mod parity_tests;
+mod reference;
 
 pub use crate::formats::yolo::{parse_labels, GtLabel, Labels};
 pub use data::{label_path, list_images, load_data, DataConfig};
 pub use geometry::{rect_input, ValGeometry};
+pub use reference::{run as run_reference, AgreementReport};
 
 use std::convert::Infallible;
 use std::path::PathBuf;

@@ -14,5 +14,6 @@ mod model_load;
 mod parity_ultralytics;
 mod serve;
 mod util;
+mod val_agreement;
 mod val_cli;
 mod val_metrics;

@@ -24,6 +24,7 @@ use crate::detector::Detector;
 use crate::error::{Error, Problem, Result};
 use crate::postprocess::NmsOptions;
 use crate::progress::Progress;
+use crate::val::agreement::AgreementSummary;
 
 /// Activation range calibration method (PPQ's observer names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -129,6 +130,9 @@ pub struct Report {
     pub analysis_images: usize,
     /// The whole quantized model against the float one, at the detect head output.
     pub output_error: Option<OutputError>,
+    /// The written model's detections against the float model's on the analysis images, as
+    /// `qdet val --model OUT --reference MODEL` measures them.
+    pub agreement: Option<AgreementSummary>,
     pub tensors: Vec<TensorReport>,
     pub convs: Vec<ConvReport>,
     pub seconds: f64,
@@ -195,6 +199,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     let mut model = cal.build(&stats.acts, &chosen, &biases);
     let (graphwise, output_error) =
         if analysis_set.is_empty() { Default::default() } else { cal.graphwise(&model, &chosen, &analysis_set)? };
+    let agreement = if analysis_set.is_empty() { None } else { Some(cal.agreement(&model, &analysis_set)?) };
 
     let mut convs: Vec<(usize, ConvReport)> = cal
         .sites
@@ -230,6 +235,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         ms_per_image: stats.ms_per_image,
         analysis_images: analysis_set.len(),
         output_error,
+        agreement,
         tensors: stats.tensors,
         convs,
         seconds: start.elapsed().as_secs_f64(),

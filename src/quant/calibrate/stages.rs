@@ -14,12 +14,15 @@ use super::pass::Setup;
 use super::{weight_bounds, Method, Options, TensorReport};
 use crate::error::{Error, Problem, Result};
 use crate::image_io::read_rgb;
+use crate::model::{Int8, Model};
 use crate::progress::Event;
 use crate::quant::analysis::{self, ChannelMeanMeter, ErrorMeter, ErrorStats, OutputError, OutputMeter};
 use crate::quant::observers::{MinMaxObserver, ObserverError, QuantBounds, QuantParams};
+use crate::quant::proto;
 use crate::quant::qdq::{self, QuantizedConv};
 use crate::quant::runner::{Activation, GraphRunner};
 use crate::quant::sites::{self, ConvSite};
+use crate::val::agreement::{compare, Agreement, AgreementSummary, ImageDetections, Thresholds};
 
 /// The float model and what every stage reads from it.
 pub(super) struct Calibration<'a> {
@@ -269,5 +272,30 @@ impl<'a> Calibration<'a> {
         )?;
         let per_conv = chosen.iter().enumerate().filter_map(|(k, &i)| Some((i, meters[k].stats()?))).collect();
         Ok((per_conv, out_meter.stats()))
+    }
+
+    /// `model` against the float one as `qdet val --reference` measures it: `model` loaded as
+    /// `qdet detect` would load the written file (on the integer kernels, not simulated as
+    /// the error analysis runs it), both from the float model's letterbox, which a QDQ copy
+    /// of its graph shares.
+    pub(super) fn agreement(&self, model: &pb::ModelProto, images: &[PathBuf]) -> Result<AgreementSummary> {
+        let det = &self.setup.det;
+        let bytes = proto::encode(model);
+        let quantized =
+            Model::from_bytes(Path::new("(the quantized model)"), &bytes, Some(det.target()), Int8::Native)?;
+        let t = Thresholds::default();
+        let mut agreement = Agreement::default();
+        (self.setup.on_event)(Event::Stage("agreement", images.len()));
+        // The analysis images were all read once already; one failing now is left out.
+        self.setup.pass(
+            images,
+            |p| Ok((p.letterbox, det.infer(p)?, quantized.run(&p.chw, p.letterbox.out)?)),
+            |i, (lb, float, quant)| {
+                let dets = ImageDetections::decode((&float, &lb), (&quant, &lb), &t);
+                agreement.add(&images[i], compare(&dets, &t));
+                Ok(())
+            },
+        )?;
+        Ok(agreement.finish(&det.names, t))
     }
 }
