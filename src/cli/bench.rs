@@ -72,6 +72,22 @@ struct ModelResult {
     /// Adds done by the conv they add, MaxPools and nearest Resizes run on uint8.
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_fused: Option<[usize; 10]>,
+    /// The model's Conv nodes and how many of them run on the integer kernels.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    convs: Option<ConvCount>,
+}
+
+#[derive(Serialize)]
+struct ConvCount {
+    total: usize,
+    int8: usize,
+}
+
+/// Conv nodes in the ONNX file (the optimized plan no longer says which ops were convs).
+fn conv_count(path: &Path, int8: usize) -> Option<ConvCount> {
+    let model = crate::quant::proto::read_model(path).ok()?;
+    let total = model.graph.as_ref()?.node.iter().filter(|n| n.op_type == "Conv").count();
+    Some(ConvCount { total, int8 })
 }
 
 /// Nearest-rank percentile of sorted `v`.
@@ -166,7 +182,9 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
     }
     let runs = a.runs as f64;
     let int8 = det.model.int8_report();
+    let convs = conv_count(path, int8.as_ref().map_or(0, |r| r.convs_in_plan));
     Ok(ModelResult {
+        convs,
         path: path.to_path_buf(),
         preprocess: percentiles(pre),
         inference: percentiles(inf),
