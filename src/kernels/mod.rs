@@ -200,12 +200,27 @@ impl Isa {
     /// `i8mm|dotprod|neon` on aarch64, `scalar` anywhere) narrows the choice (to measure the
     /// path another CPU would take); a kernel that is unavailable or inexact is still skipped.
     pub fn best(max_abs_weight: i32) -> Isa {
-        let wanted = std::env::var("QDET_KERNEL").ok();
+        let wanted = Isa::from_env();
         Isa::PREFERENCE
             .into_iter()
             .filter(|i| wanted.as_deref().is_none_or(|w| w == i.name()))
             .find(|i| i.available() && i.exact_for(max_abs_weight))
             .unwrap_or(Isa::ScalarQuads)
+    }
+
+    /// `QDET_KERNEL`, when it names a kernel. A misspelt name would otherwise quietly measure
+    /// the portable kernel, so it is reported (once) and ignored.
+    fn from_env() -> Option<String> {
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        let wanted = std::env::var("QDET_KERNEL").ok().filter(|w| !w.is_empty())?;
+        if Isa::all().iter().any(|i| i.name() == wanted) {
+            return Some(wanted);
+        }
+        WARNED.call_once(|| {
+            let names: Vec<&str> = Isa::all().iter().map(|i| i.name()).collect();
+            eprintln!("qdet: QDET_KERNEL={wanted:?} is not a kernel ({}); using the fastest", names.join(", "));
+        });
+        None
     }
 
     /// `wanted` if it is available and exact for these weights, else [`Isa::best`].

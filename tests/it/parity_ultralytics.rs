@@ -9,7 +9,7 @@ fn check(reference: &str, model: &str) {
     check_within(reference, model, None, BOX_TOL_PX, CONF_TOL)
 }
 
-fn check_within(reference: &str, model: &str, imgsz: Option<(usize, usize)>, box_tol: f32, conf_tol: f32) {
+pub(crate) fn check_within(reference: &str, model: &str, imgsz: Option<(usize, usize)>, box_tol: f32, conf_tol: f32) {
     let reference = load_reference(reference);
     let det = Detector::load(&root().join(model), imgsz, NmsOptions { conf: reference.conf, ..Default::default() })
         .expect("fixture model loads");

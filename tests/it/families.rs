@@ -1,0 +1,142 @@
+//! The detection families users train with Ultralytics, each an n-size model trained briefly
+//! on the fixture data (tools/fixtures/train.py, export_families.py; models/families/), in
+//! the head forms Ultralytics exports: fp32 boxes against `yolo predict`'s own (references
+//! from tools/parity/ultralytics_reference.py at conf 0.1: the short training leaves few
+//! confident boxes), and `qdet calibrate` on each, every Conv but the DFL's on the integer
+//! kernels with the int8 rewrites applied, judged against the fp32 model's own detections.
+
+use qdet::{Head, Model, Precision};
+use serde_json::Value;
+
+use crate::parity_ultralytics::check_within;
+use crate::util::*;
+
+fn parity(stem: &str, imgsz: Option<(usize, usize)>) {
+    let model = format!("models/families/{stem}.onnx");
+    check_within(&format!("tests/data/parity/families/{stem}.json"), &model, imgsz, BOX_TOL_PX, CONF_TOL);
+}
+
+fn head(stem: &str) -> (Head, Precision) {
+    let m = Model::load(&root().join(format!("models/families/{stem}.onnx")), None).expect("family model loads");
+    (m.head, m.precision)
+}
+
+#[test]
+fn yolov5nu_matches_ultralytics() {
+    parity("shapes-yolov5nu", None);
+}
+
+#[test]
+fn yolov10n_raw_head_matches_ultralytics() {
+    assert!(matches!(head("shapes-yolov10n").0, Head::Raw { num_classes: 6 }));
+    parity("shapes-yolov10n", None);
+}
+
+/// `nms=False`: the one-to-one head's `[1, 300, 6]`, exported dynamic and fp16 together.
+#[test]
+fn yolov10n_end_to_end_head_matches_ultralytics() {
+    assert_eq!(head("shapes-yolov10n-e2e-dynamic-fp16"), (Head::EndToEnd, Precision::F16));
+    parity("shapes-yolov10n-e2e-dynamic-fp16", Some((320, 320)));
+}
+
+#[test]
+fn yolo11n_matches_ultralytics() {
+    parity("shapes-yolo11n", None);
+}
+
+#[test]
+fn yolo11n_dynamic_fp16_matches_ultralytics() {
+    assert_eq!(head("shapes-yolo11n-dynamic-fp16").1, Precision::F16);
+    parity("shapes-yolo11n-dynamic-fp16", Some((320, 320)));
+}
+
+/// YOLO26 without its NMS-free branch (`nms` left unset: the one-to-many head, no DFL).
+#[test]
+fn yolo26n_raw_head_matches_ultralytics() {
+    assert!(matches!(head("shapes-yolo26n").0, Head::Raw { num_classes: 6 }));
+    parity("shapes-yolo26n", None);
+}
+
+#[test]
+fn yolo26n_end_to_end_head_matches_ultralytics() {
+    assert_eq!(head("shapes-yolo26n-e2e-dynamic"), (Head::EndToEnd, Precision::F32));
+    parity("shapes-yolo26n-e2e-dynamic", Some((320, 320)));
+}
+
+/// Calibrates `stem` on 8 images and checks what the integer plan runs and how close it
+/// stays to the fp32 model on the val split.
+fn quantizes_fully(stem: &str, dfl_convs: usize, min_agreement: f64) {
+    let dir = tempfile::tempdir().unwrap();
+    let (fp32, int8, report) = (
+        root().join(format!("models/families/{stem}.onnx")),
+        dir.path().join("int8.onnx"),
+        dir.path().join("report.json"),
+    );
+    let calib = root().join("calibration");
+    let s = |p: &std::path::Path| p.to_string_lossy().into_owned();
+    let o = qdet(
+        &["calibrate", "--model", &s(&fp32), "--images", &s(&calib), "--num", "8", "--analysis-images", "0"]
+            .into_iter()
+            .chain(["--out", &s(&int8), "--report", &s(&report)])
+            .collect::<Vec<_>>(),
+        dir.path(),
+    );
+    assert!(o.status.success(), "{stem}: calibrate failed: {}", stderr(&o));
+    let r = json(&report);
+    let convs = r["convs"].as_array().unwrap();
+    let float: Vec<(&str, &str)> = convs
+        .iter()
+        .filter(|c| c["quantized"] == false)
+        .map(|c| (c["name"].as_str().unwrap(), c["kept_float"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(float.len(), dfl_convs, "{stem}: convs left float: {float:?}");
+    assert!(float.iter().all(|(n, why)| n.contains("/dfl/") && why.starts_with("DFL")), "{stem}: {float:?}");
+    let quantized = convs.len() - float.len();
+
+    let b = qdet(&["bench", "--model", &s(&int8), "--runs", "1", "--json"], dir.path());
+    assert!(b.status.success(), "{stem}: bench failed: {}", stderr(&b));
+    let bench: Value = serde_json::from_slice(&b.stdout).unwrap();
+    let m = &bench[0];
+    assert_eq!(m["convs"]["total"], convs.len(), "{stem}: {m}");
+    assert_eq!(m["convs"]["int8"], quantized, "{stem}: every quantized conv on the integer kernels: {m}");
+    // [convs, silu, requantized, handed over, concats, splits, concat inputs, residual, pools, resizes]
+    let fused: Vec<u64> = m["int8_fused"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+    for (i, what) in [(1, "SiLU"), (2, "requantize"), (3, "packed hand-over"), (4, "Concat"), (6, "Concat inputs")] {
+        assert!(fused[i] > 0, "{stem}: no {what} rewrite applied: {fused:?}");
+    }
+    assert_eq!(fused[8], 3, "{stem}: the SPPF's 3 MaxPools on uint8: {fused:?}");
+    assert_eq!(fused[9], 2, "{stem}: the neck's 2 upsamplings on uint8: {fused:?}");
+
+    let images = root().join("datasets/shapes/images/val");
+    let v = qdet(&["val", "--model", &s(&int8), "--reference", &s(&fp32), "--images", &s(&images), "--json"], dir.path());
+    assert!(v.status.success(), "{stem}: val failed: {}", stderr(&v));
+    let a: Value = serde_json::from_slice(&v.stdout).unwrap();
+    let map = a["map50_95"].as_f64().unwrap();
+    assert!(map >= min_agreement, "{stem}: int8 agrees with fp32 at mAP50-95 {map}: {a}");
+}
+
+#[test]
+fn yolov5nu_quantizes_fully() {
+    quantizes_fully("shapes-yolov5nu", 1, 0.8);
+}
+
+#[test]
+fn yolov10n_quantizes_fully() {
+    quantizes_fully("shapes-yolov10n", 1, 0.8);
+}
+
+#[test]
+fn yolo11n_quantizes_fully() {
+    quantizes_fully("shapes-yolo11n", 1, 0.8);
+}
+
+#[test]
+fn yolo26n_quantizes_fully() {
+    quantizes_fully("shapes-yolo26n", 0, 0.8);
+}
+
+/// The NMS-free head's own convs (`one2one_cv2`/`cv3`) and its TopK decode.
+#[test]
+fn yolo26n_end_to_end_quantizes_fully() {
+    quantizes_fully("shapes-yolo26n-e2e-dynamic", 0, 0.8);
+}
