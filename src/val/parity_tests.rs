@@ -85,14 +85,15 @@ fn dynamic_export_val_metrics_match_ultralytics() {
 #[test]
 fn int8_val_metrics_match_onnx_runtime_and_the_float_simulation() {
     let _team = crate::tests::team();
-    // Per class, fewer predictions decide each number, so the engines' one-step rounding
-    // differences (see int8_native_matches_onnx_runtime) move them more: measured 0.020 (P)
-    // and 0.006 (mAP50-95) at most; the overall row stays within the fp32 tolerance.
+    // The engines' one-step rounding differences (see int8_native_matches_onnx_runtime) move
+    // P and R, read at the confidence of best F1, more than the areas: measured 0.0055 for the
+    // overall P; per class, fewer predictions decide each number: 0.025 (P), 0.022 (R), 0.004
+    // (mAP50-95) at most.
     check_metrics_within(
         "tests/data/parity/shapes-int8-val-metrics.json",
         "models/shapes-yolov8n.int8.onnx",
         None,
-        METRIC_TOL,
+        0.01,
         0.03,
     );
     let data = load_data(&root().join("datasets/shapes/data.yaml"), "val").unwrap();
