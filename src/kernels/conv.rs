@@ -8,6 +8,7 @@ use tract_onnx::prelude::*;
 
 use super::depthwise::{self, DepthwiseWeights};
 use super::epilogue::{Affine, Dest, Lane};
+pub use super::outspec::{OutKind, OutSpec};
 use super::pack::{self, Layout, PackedWeights};
 use super::quantize::Quantizer;
 pub use super::shape::ConvShape;
@@ -534,36 +535,6 @@ impl QConv {
         self.run_targets(x, zp, e, residual, targets);
         drop(views);
         Ok(tensors)
-    }
-}
-
-/// One output of [`QConv::run_to_tensors`]: channels `first..first + channels`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct OutSpec {
-    /// A multiple of [`OC_BLOCK`].
-    pub first: usize,
-    pub channels: usize,
-    pub kind: OutKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum OutKind {
-    F32,
-    /// Quantized with (scale, zero point), `[1, n, OH, OW]`.
-    U8((f32, u8)),
-    /// Quantized, as the padded channels-last image of the next convs.
-    Packed((f32, u8), Layout),
-}
-
-impl OutSpec {
-    /// The datum type and shape of its tensor.
-    pub fn tensor_shape(&self, s: &ConvShape) -> (DatumType, Vec<usize>) {
-        let shape = vec![1, self.channels, s.out_h(), s.out_w()];
-        match self.kind {
-            OutKind::F32 => (DatumType::F32, shape),
-            OutKind::U8(_) => (DatumType::U8, shape),
-            OutKind::Packed(_, l) => (DatumType::U8, vec![l.len()]),
-        }
     }
 }
 

@@ -51,6 +51,7 @@ pub mod depthwise;
 pub mod dfl;
 pub mod epilogue;
 pub mod maxpool;
+pub mod outspec;
 pub mod pack;
 pub mod quantize;
 pub mod shape;

@@ -73,25 +73,9 @@ pub fn build(
     let mut inits: Vec<pb::TensorProto> = Vec::new();
     let mut nodes: Vec<pb::NodeProto> = Vec::new();
     let quantize_act = |tensor: &str, nodes: &mut Vec<pb::NodeProto>, inits: &mut Vec<pb::TensorProto>| {
-        let Some(p) = acts.get(tensor) else { return };
-        let (scale, zp) = (format!("{tensor}_scale"), format!("{tensor}_zero_point"));
-        inits.push(proto::f32_tensor(&scale, &[], &[p.scale]));
-        inits.push(proto::u8_tensor(&zp, &[], &[p.zero_point.clamp(0, 255) as u8]));
-        let (q, dq) = (format!("{tensor}_quantized"), format!("{tensor}_dequantized"));
-        nodes.push(proto::node(
-            "QuantizeLinear",
-            &format!("{tensor}_QuantizeLinear"),
-            &[tensor, &scale, &zp],
-            &[&q],
-            vec![],
-        ));
-        nodes.push(proto::node(
-            "DequantizeLinear",
-            &format!("{tensor}_DequantizeLinear"),
-            &[&q, &scale, &zp],
-            &[&dq],
-            vec![],
-        ));
+        if let Some(p) = acts.get(tensor) {
+            quantize_activation(tensor, *p, nodes, inits);
+        }
     };
 
     for input in &graph.input {
@@ -139,6 +123,28 @@ pub fn build(
     graph.initializer.extend(inits);
     graph.node = nodes;
     model
+}
+
+/// A QuantizeLinear/DequantizeLinear pair after `tensor`, per tensor, uint8.
+fn quantize_activation(tensor: &str, p: QuantParams, nodes: &mut Vec<pb::NodeProto>, inits: &mut Vec<pb::TensorProto>) {
+    let (scale, zp) = (format!("{tensor}_scale"), format!("{tensor}_zero_point"));
+    inits.push(proto::f32_tensor(&scale, &[], &[p.scale]));
+    inits.push(proto::u8_tensor(&zp, &[], &[p.zero_point.clamp(0, 255) as u8]));
+    let (q, dq) = (format!("{tensor}_quantized"), format!("{tensor}_dequantized"));
+    nodes.push(proto::node(
+        "QuantizeLinear",
+        &format!("{tensor}_QuantizeLinear"),
+        &[tensor, &scale, &zp],
+        &[&q],
+        vec![],
+    ));
+    nodes.push(proto::node(
+        "DequantizeLinear",
+        &format!("{tensor}_DequantizeLinear"),
+        &[&q, &scale, &zp],
+        &[&dq],
+        vec![],
+    ));
 }
 
 fn dequantize(tensor: &str) -> pb::NodeProto {

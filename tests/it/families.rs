@@ -108,7 +108,8 @@ fn quantizes_fully(stem: &str, dfl_convs: usize, min_agreement: f64) {
     assert_eq!(fused[9], 2, "{stem}: the neck's 2 upsamplings on uint8: {fused:?}");
 
     let images = root().join("datasets/shapes/images/val");
-    let v = qdet(&["val", "--model", &s(&int8), "--reference", &s(&fp32), "--images", &s(&images), "--json"], dir.path());
+    let v =
+        qdet(&["val", "--model", &s(&int8), "--reference", &s(&fp32), "--images", &s(&images), "--json"], dir.path());
     assert!(v.status.success(), "{stem}: val failed: {}", stderr(&v));
     let a: Value = serde_json::from_slice(&v.stdout).unwrap();
     let map = a["map50_95"].as_f64().unwrap();
