@@ -124,8 +124,16 @@ impl<'a> Calibration<'a> {
         let mut acts = BTreeMap::new();
         for ((t, o), mm) in tensors.iter().zip(&observers).zip(&observed) {
             let range_err = |e: ObserverError| Error::Inference(format!("range of {t}: {e}"));
-            let p = o.params().map_err(range_err)?;
             let r = mm.range().map_err(range_err)?;
+            // The image input holds 8-bit pixels / 255 (`detect`'s letterbox and resize work
+            // in u8): scale 1/255 and zero point 0 carry it exactly, where an observer may
+            // pick a coarser grid (mse: a 1.125 clip on the COCO yolov8n, re-rounding every
+            // pixel before the first conv).
+            let p = if input_names.contains(t.as_str()) && r.min >= 0.0 && r.max <= 1.0 {
+                QuantParams { scale: 1.0 / 255.0, zero_point: 0 }
+            } else {
+                o.params().map_err(range_err)?
+            };
             reports.push(TensorReport {
                 name: t.clone(),
                 observed_min: r.min,

@@ -14,7 +14,7 @@ use tract_onnx::pb::TensorProto;
 
 use crate::model::Model;
 use crate::quant::calibrate::{calibrate, Calibrated, Method, Options};
-use crate::quant::observers::{minmax_to_scale_offset, QuantBounds};
+use crate::quant::observers::{minmax_to_scale_offset, QuantBounds, QuantParams};
 use crate::quant::proto::{self, ModelProto};
 use crate::quant::sites::{self, NamePattern};
 use crate::tests::{load_json, root};
@@ -77,8 +77,13 @@ fn check_params(done: &Calibrated, expected_range: impl Fn(&RefRange) -> (f32, f
         let span = r.max - r.min;
         assert_close(&format!("{} min", t.name), t.observed_min, r.min, span);
         assert_close(&format!("{} max", t.name), t.observed_max, r.max, span);
-        let (lo, hi) = expected_range(r);
-        let want = minmax_to_scale_offset(f64::from(lo), f64::from(hi), QuantBounds::ASYM_U8);
+        // The image input takes the exact pixel grid whatever the method.
+        let want = if t.name == "images" {
+            QuantParams { scale: 1.0 / 255.0, zero_point: 0 }
+        } else {
+            let (lo, hi) = expected_range(r);
+            minmax_to_scale_offset(f64::from(lo), f64::from(hi), QuantBounds::ASYM_U8)
+        };
         assert!((t.scale / want.scale - 1.0).abs() < 1e-4, "{}: scale {} vs {}", t.name, t.scale, want.scale);
         assert!(
             (t.zero_point - want.zero_point).abs() <= 1,
@@ -186,11 +191,17 @@ fn check_scheme(m: &ModelProto, weight_bits: u32) {
 #[test]
 fn int8_model_keeps_the_float_accuracy() {
     let _team = crate::tests::team();
-    // Default settings, as `qdet calibrate --model --images --out` runs them.
-    let done = run(&options(Method::Mse));
+    // Default settings, as `qdet calibrate --model --images --out` runs them: they write the
+    // committed int8 fixture, byte for byte.
+    let done = run(&Options { bias_correct: true, ..options(Method::Mse) });
+    let bytes = proto::encode(&done.model);
+    assert!(bytes == std::fs::read(root().join("models/shapes-yolov8n.int8.onnx")).unwrap(), "not the fixture");
+    // The image input on the exact pixel grid, where mse alone would clip at 1.125.
+    let images = done.report.tensors.iter().find(|t| t.name == "images").unwrap();
+    assert_eq!((images.scale, images.zero_point, images.observed_max), (1.0 / 255.0, 0, 1.0));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("int8.onnx");
-    std::fs::write(&path, proto::encode(&done.model)).unwrap();
+    std::fs::write(&path, &bytes).unwrap();
     let model = Model::load(&path, None).unwrap();
     let data = load_data(&root().join("datasets/shapes/data.yaml"), "val").unwrap();
     let report = crate::val::run(&model, &data, &ValOptions { inflight: 2, ..ValOptions::default() }, &|_| {}).unwrap();
