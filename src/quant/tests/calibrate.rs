@@ -253,3 +253,39 @@ fn analysis_ranks_layers_and_auto_exclude_keeps_the_worst_float() {
     let out = r.output_error.unwrap();
     assert!(out.scores.cosine > 0.99 && out.boxes.cosine > 0.999, "{out:?}");
 }
+
+/// An untrained export's BatchNorms fold to all-zero biases, which onnxslim merges into one
+/// initializer: every conv with that many channels then shares it. Each still gets
+/// quantized (with its own int32 copy, the bias scale being each conv's own) and runs on the
+/// integer kernels; the shared float tensor goes once no node reads it.
+#[test]
+fn convs_sharing_a_bias_are_each_quantized() {
+    let _team = crate::tests::team();
+    let mut m = proto::read_model(&model_path()).unwrap();
+    let g = m.graph.as_mut().unwrap();
+    let dims: HashMap<String, i64> =
+        g.initializer.iter().filter(|t| !t.dims.is_empty()).map(|t| (t.name.clone(), t.dims[0])).collect();
+    let mut shared = 0;
+    for n in g.node.iter_mut().filter(|n| n.op_type == "Conv" && n.input.len() == 3) {
+        if dims[&n.input[2]] == 64 {
+            n.input[2] = "shared_zero_bias".into();
+            shared += 1;
+        }
+    }
+    assert!(shared > 5, "{shared} convs with 64 channels");
+    g.initializer.push(proto::f32_tensor("shared_zero_bias", &[64], &[0.0; 64]));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.onnx");
+    std::fs::write(&path, proto::encode(&m)).unwrap();
+
+    let opts = Options { num: Some(4), ..options(Method::Minmax) };
+    let done = calibrate(&path, &images(), &opts, &|_| {}).unwrap();
+    let quantized = done.report.convs.iter().filter(|c| c.quantized).count();
+    assert_eq!((quantized, done.report.convs.len()), (63, 64));
+    let inits = initializers(&done.model);
+    assert!(!inits.contains_key("shared_zero_bias"), "the float original is still there");
+    let copies = inits.keys().filter(|k| k.starts_with("shared_zero_bias") && k.ends_with("_quantized")).count();
+    assert_eq!(copies, shared);
+    let int8 = Model::from_bytes(&path, &proto::encode(&done.model), None, crate::model::Int8::Native).unwrap();
+    assert_eq!(int8.int8_report().unwrap().replaced, 63);
+}
