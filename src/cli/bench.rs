@@ -158,6 +158,16 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
     } else {
         images
     };
+    // A dynamic model compiles a plan per letterboxed shape on first use (118 ms against 18
+    // on the fixture): every shape the timed runs will see runs once first, so they time
+    // inference, not compiles (up to the model's plan cache, 32 shapes).
+    let mut shapes = std::collections::BTreeSet::new();
+    for img in imgs.iter().take(a.warmup + a.runs) {
+        let p = det.prepare(img);
+        if shapes.insert(p.letterbox.out) {
+            det.infer(&p).with_context(|| format!("running {}", path.display()))?;
+        }
+    }
     let (mut pre, mut inf, mut post, mut total) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut profile: BTreeMap<usize, crate::model::NodeTime> = BTreeMap::new();
     for i in 0..a.warmup + a.runs {
