@@ -391,7 +391,12 @@ impl QConv {
 }
 
 /// Each band's rows of every channel of a `[C][H][W]` buffer.
-fn band_rows<'a, T>(out: &'a mut [T], plane: usize, ow: usize, bands: &[Range<usize>]) -> Vec<Vec<&'a mut [T]>> {
+pub(super) fn band_rows<'a, T>(
+    out: &'a mut [T],
+    plane: usize,
+    ow: usize,
+    bands: &[Range<usize>],
+) -> Vec<Vec<&'a mut [T]>> {
     let mut per_band: Vec<Vec<&mut [T]>> = bands.iter().map(|_| Vec::new()).collect();
     for channel in out.chunks_mut(plane) {
         let mut rest = channel;
@@ -540,7 +545,7 @@ impl QConv {
 
 /// Rows `y` of up to 16 channel rows (`ow` values each, per channel a band's rows) from
 /// pixel-major values.
-fn transpose_into<T: Lane>(t: &[T], channels: &mut [&mut [T]], y: usize, ow: usize) {
+pub(super) fn transpose_into<T: Lane>(t: &[T], channels: &mut [&mut [T]], y: usize, ow: usize) {
     let n = channels.len();
     let mut rows: [&mut [T]; OC_BLOCK] = Default::default();
     for (row, d) in rows.iter_mut().zip(channels.iter_mut()) {

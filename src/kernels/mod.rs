@@ -50,6 +50,8 @@ pub mod conv;
 pub mod depthwise;
 pub mod dfl;
 pub mod epilogue;
+pub mod fconv;
+pub mod fisa;
 pub mod maxpool;
 pub mod outspec;
 pub mod pack;

@@ -45,3 +45,26 @@ pub fn silu_one(y: f32) -> f32 {
         s
     }
 }
+
+#[inline(always)]
+fn silu_body(v: &mut [f32]) {
+    for y in v {
+        *y = silu_one(*y);
+    }
+}
+
+/// [`silu_one`] of every value, in place, on the widest vectors this CPU has (the same bits
+/// as the portable loop: see the module doc).
+pub fn silu_in_place(v: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(()) = super::x86_64::widest!((v: &mut [f32]) -> () => silu_body) {
+        return;
+    }
+    silu_body(v)
+}
+
+/// The portable twin of [`silu_in_place`] (for the tests).
+#[cfg(test)]
+pub fn silu_in_place_scalar(v: &mut [f32]) {
+    silu_body(v)
+}

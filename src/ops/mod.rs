@@ -23,6 +23,7 @@
 
 pub mod concat;
 pub mod dfl;
+pub mod fconv;
 pub mod max_pool_u8;
 pub mod qconv;
 pub mod quantize_u8;

@@ -5,6 +5,8 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
+use tract_onnx::tract_core::ops::math::Mul;
+use tract_onnx::tract_core::ops::nn::Sigmoid;
 
 use crate::kernels::conv::{OutKind, OutSpec};
 use crate::ops::qconv::QConvOp;
@@ -77,4 +79,19 @@ pub fn requantized(
     }
     let out = new[slot];
     Ok(Some((p, new, out)))
+}
+
+/// The Mul of `Sigmoid(conv)`, `Mul(conv, sigmoid)` (SiLU) when nothing else reads the conv
+/// or the sigmoid.
+pub fn silu_mul(model: &TypedModel, conv_out: OutletId) -> Option<usize> {
+    let succ: Vec<usize> = model.outlet_successors(conv_out).iter().map(|i| i.node).collect();
+    if succ.len() != 2 {
+        return None;
+    }
+    let sig = succ.iter().copied().find(|&s| element_wise::<Sigmoid>(model.node(s)).is_some())?;
+    let mul = succ.iter().copied().find(|&s| s != sig)?;
+    let m = model.node(mul);
+    let sig_out = model.outlet_successors(OutletId::new(sig, 0));
+    let reads = |o: OutletId| m.inputs.contains(&o);
+    (is_binary::<Mul>(m) && reads(conv_out) && reads(OutletId::new(sig, 0)) && sig_out.len() == 1).then_some(mul)
 }

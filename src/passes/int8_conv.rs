@@ -11,11 +11,9 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::Conv;
-use tract_onnx::tract_core::ops::math::Mul;
-use tract_onnx::tract_core::ops::nn::Sigmoid;
 use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearU8};
 
-use super::common::{element_wise, is_binary};
+use super::common::{element_wise, silu_mul};
 use super::{Context, Pass, Report};
 use crate::kernels::conv::{OutKind, OutSpec, QConv};
 use crate::kernels::Isa;
@@ -101,19 +99,4 @@ fn quantized_conv(
         outputs: vec![OutSpec { first: 0, channels: conv_shape.out_c, kind: OutKind::F32 }],
     };
     Ok(Some((q_outlet, op)))
-}
-
-/// The Mul of `Sigmoid(conv)`, `Mul(conv, sigmoid)` (SiLU) when nothing else reads the conv
-/// or the sigmoid.
-fn silu_mul(model: &TypedModel, conv_out: OutletId) -> Option<usize> {
-    let succ: Vec<usize> = model.outlet_successors(conv_out).iter().map(|i| i.node).collect();
-    if succ.len() != 2 {
-        return None;
-    }
-    let sig = succ.iter().copied().find(|&s| element_wise::<Sigmoid>(model.node(s)).is_some())?;
-    let mul = succ.iter().copied().find(|&s| s != sig)?;
-    let m = model.node(mul);
-    let sig_out = model.outlet_successors(OutletId::new(sig, 0));
-    let reads = |o: OutletId| m.inputs.contains(&o);
-    (is_binary::<Mul>(m) && reads(conv_out) && reads(OutletId::new(sig, 0)) && sig_out.len() == 1).then_some(mul)
 }

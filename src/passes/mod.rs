@@ -19,7 +19,8 @@
 //! 12. [`max_pool_u8`]: the SPPF MaxPools on uint8.
 //! 13. [`resize_u8`]: the neck's nearest upsamplings on uint8.
 //! 14. [`drop_unread_outputs`]: conv outputs nothing reads any more no longer written.
-//! 15. [`concat_f32`]: large f32 Concats copied in parallel, a Sigmoid read only by one
+//! 15. [`f32_conv`]: the float Convs left on qdet's fp32 kernels, SiLU fused.
+//! 16. [`concat_f32`]: large f32 Concats copied in parallel, a Sigmoid read only by one
 //!     folded in (after the int8 passes, which turn the Concats a QuantizeLinear reads into
 //!     their own).
 //!
@@ -36,6 +37,7 @@ pub mod concat_inputs;
 pub mod dfl;
 pub mod drop_unread_outputs;
 pub mod f16_to_f32;
+pub mod f32_conv;
 pub mod hand_over_packed;
 pub mod int8_conv;
 pub mod max_pool_u8;
@@ -91,6 +93,7 @@ pub const PASSES: &[&dyn Pass] = &[
     &max_pool_u8::MaxPoolU8Pass,
     &resize_u8::ResizeU8,
     &drop_unread_outputs::DropUnreadOutputs,
+    &f32_conv::F32Conv,
     &concat_f32::ConcatF32Pass,
 ];
 

@@ -86,15 +86,16 @@ fn dynamic_export_val_metrics_match_ultralytics() {
 fn int8_val_metrics_match_onnx_runtime_and_the_float_simulation() {
     let _team = crate::tests::team();
     // The engines' one-step rounding differences (see int8_native_matches_onnx_runtime) move
-    // P and R, read at the confidence of best F1, more than the areas: measured 0.0055 for the
-    // overall P; per class, fewer predictions decide each number: 0.025 (P), 0.022 (R), 0.004
-    // (mAP50-95) at most.
+    // P and R, read at the one confidence of best mean F1 (a step function of the scores),
+    // more than the areas: measured 0.0055 for the overall P and 0.025 (P), 0.022 (R) per
+    // class with one calibration of the fixture; 0.017 (overall R) and 0.024 (P), 0.038 (R)
+    // per class with the next, whose areas still agree to 0.003 (mAP50) and 0.004 (mAP50-95).
+    // So the areas are held to METRIC_TOL overall and 0.01 per class, P and R to 0.02 and 0.05.
     check_metrics_within(
         "tests/data/parity/shapes-int8-val-metrics.json",
         "models/shapes-yolov8n.int8.onnx",
         None,
-        0.01,
-        0.03,
+        Tolerances { all_pr: 0.02, class_pr: 0.05, all_map: METRIC_TOL, class_map: 0.01 },
     );
     let data = load_data(&root().join("datasets/shapes/data.yaml"), "val").unwrap();
     let path = root().join("models/shapes-yolov8n.int8.onnx");
@@ -108,10 +109,19 @@ fn int8_val_metrics_match_onnx_runtime_and_the_float_simulation() {
 }
 
 fn check_metrics(reference_file: &str, model: &str, imgsz: Option<usize>) {
-    check_metrics_within(reference_file, model, imgsz, METRIC_TOL, METRIC_TOL)
+    let t = METRIC_TOL;
+    check_metrics_within(reference_file, model, imgsz, Tolerances { all_pr: t, class_pr: t, all_map: t, class_map: t })
 }
 
-fn check_metrics_within(reference_file: &str, model: &str, imgsz: Option<usize>, all_tol: f64, class_tol: f64) {
+/// Largest differences allowed: P and R, and the mAPs, on the "all" row and per class.
+struct Tolerances {
+    all_pr: f64,
+    class_pr: f64,
+    all_map: f64,
+    class_map: f64,
+}
+
+fn check_metrics_within(reference_file: &str, model: &str, imgsz: Option<usize>, tol: Tolerances) {
     let want = reference(reference_file);
     let model = Model::load(&root().join(model), imgsz.map(|n| (n, n))).expect("fixture model loads");
     let data = load_data(&root().join("datasets/shapes/data.yaml"), "val").expect("fixture dataset");
@@ -125,7 +135,14 @@ fn check_metrics_within(reference_file: &str, model: &str, imgsz: Option<usize>,
         let d = (g - w).abs();
         let worst = diffs.entry(what).or_default();
         *worst = worst.max(d);
-        if d > if row == "all" { all_tol } else { class_tol } {
+        let pr = what == "P" || what == "R";
+        let limit = match (row == "all", pr) {
+            (true, true) => tol.all_pr,
+            (true, false) => tol.all_map,
+            (false, true) => tol.class_pr,
+            (false, false) => tol.class_map,
+        };
+        if d > limit {
             problems.push(format!("{row} {what}: qdet {g:.5} vs Ultralytics {w:.5}"));
         }
     };

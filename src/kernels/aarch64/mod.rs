@@ -27,6 +27,7 @@
 //! with the target feature; the loads and the rest are intrinsics.
 
 pub mod epilogue;
+pub mod ftile;
 
 use std::arch::aarch64::*;
 use std::arch::asm;

@@ -2,5 +2,6 @@
 //! aarch64 kernels against, bit for bit, and the fallback on CPUs without them.
 
 pub mod epilogue;
+pub mod ftile;
 pub mod pack;
 pub mod tile;

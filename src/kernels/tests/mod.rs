@@ -6,6 +6,7 @@
 
 mod conv;
 mod epilogue;
+mod fconv;
 mod float_loops;
 mod outputs;
 mod pool;

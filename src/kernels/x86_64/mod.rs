@@ -3,6 +3,7 @@
 //! the operand lengths.
 
 pub mod epilogue;
+pub mod ftile;
 
 use std::arch::x86_64::*;
 

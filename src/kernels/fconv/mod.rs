@@ -1,0 +1,129 @@
+//! qdet's fp32 convolution, on the int8 engine's design ([`super::conv`]): the input copied
+//! once into a padded channels-last image, a micro-kernel of up to [`PX`] output pixels x
+//! [`OC_BLOCK`] output channels walking it in place (no im2col), bias as the starting sums,
+//! and an epilogue per row of each channel block (SiLU, a residual Add, the transpose into
+//! each reader's channel rows) while the row is in cache. tract's float convolutions
+//! (im2col, a generic matmul, SiLU and Add as separate passes over memory) took 1.8x ONNX
+//! Runtime's time on the COCO yolov8n.
+//!
+//! | CPU | kernel | `QDET_FKERNEL` |
+//! |---|---|---|
+//! | AVX-512F | [`FIsa::Avx512`] (one zmm per pixel, 14 pixels) | `avx512` |
+//! | AVX2 + FMA | [`FIsa::Avx2`] (two ymm per pixel, 6 pixels) | `avx2` |
+//! | aarch64 | [`FIsa::Neon`] (four q registers per pixel, 5 pixels) | `neon` |
+//! | none of these | tract's convolution | |
+//!
+//! `QDET_FKERNEL=tract` keeps tract's convolutions, `scalar` runs the portable twin
+//! ([`FIsa::Scalar`], slow: for tests and measurements). Every kernel accumulates each output
+//! with fused multiply-adds in the same order, so all give the twin's bits (tested).
+
+mod run;
+
+pub use super::fisa::FIsa;
+#[cfg(test)]
+pub use run::FTarget;
+
+use super::shape::ConvShape;
+use super::{generic, OC_BLOCK, PX};
+
+/// One tile: for each pixel `j < acc.len()` (at most [`PX`]) and channel `o` of the block,
+/// `acc[j][o] = init[o] + sum_t sum_c x[base + j * step + taps[t] + c] * w[t][c][o]`, in that
+/// order, with fused multiply-adds.
+///
+/// # Panics
+/// If `isa` is not available, `acc` is empty or longer than [`PX`], or an operand is too
+/// short for the offsets.
+#[allow(clippy::too_many_arguments)]
+pub fn ftile(
+    isa: FIsa,
+    x: &[f32],
+    base: usize,
+    step: usize,
+    taps: &[usize],
+    in_c: usize,
+    w: &[f32],
+    init: &[f32; OC_BLOCK],
+    acc: &mut [[f32; OC_BLOCK]],
+) {
+    let n = acc.len();
+    assert!((1..=PX).contains(&n), "a tile has 1 to {PX} pixels, not {n}");
+    assert!(w.len() >= taps.len() * in_c * OC_BLOCK, "weight block too short");
+    let reach = taps.iter().max().map_or(0, |t| t + in_c);
+    assert!(base + (n - 1) * step + reach <= x.len(), "tile reads past the image");
+    assert!(isa.available(), "{isa:?} is not available on this CPU");
+    let x = &x[base..];
+    match isa {
+        FIsa::Scalar => generic::ftile::tile_f32(x, step, taps, in_c, w, init, acc),
+        #[cfg(target_arch = "x86_64")]
+        FIsa::Avx2 | FIsa::Avx512 => super::x86_64::ftile::tile(isa, x, step, taps, in_c, w, init, acc),
+        #[cfg(target_arch = "aarch64")]
+        FIsa::Neon => super::aarch64::ftile::tile(x, step, taps, in_c, w, init, acc),
+        #[allow(unreachable_patterns)]
+        _ => unreachable!("checked by available()"),
+    }
+}
+
+/// An fp32 convolution (group 1) with packed weights.
+#[derive(Debug, Clone)]
+pub struct FConv {
+    pub shape: ConvShape,
+    pub isa: FIsa,
+    /// Per block of [`OC_BLOCK`] output channels, per tap, per input channel: 16 weights
+    /// (zero past `out_c`).
+    weights: Vec<f32>,
+    /// Per channel, zero past `out_c`.
+    bias: Vec<f32>,
+    /// Offset of each tap `(ky, kx)` from its output pixel's top-left input pixel, in floats
+    /// of the padded image.
+    taps: Vec<usize>,
+}
+
+impl FConv {
+    /// `w` is `[out_c][in_c][kh][kw]`, `bias` `[out_c]`.
+    ///
+    /// # Panics
+    /// If `w` or `bias` has the wrong size.
+    pub fn new(shape: ConvShape, w: &[f32], bias: &[f32], isa: FIsa) -> FConv {
+        let s = &shape;
+        let taps = s.kh * s.kw;
+        assert_eq!(w.len(), s.out_c * s.k(), "weights are not out_c x in_c x kh x kw");
+        assert_eq!(bias.len(), s.out_c, "bias is not out_c long");
+        let blocks = s.out_c.div_ceil(OC_BLOCK);
+        let block = taps * s.in_c * OC_BLOCK;
+        let mut weights = vec![0f32; blocks * block];
+        for c in 0..s.out_c {
+            for ci in 0..s.in_c {
+                for t in 0..taps {
+                    weights[(c / OC_BLOCK) * block + (t * s.in_c + ci) * OC_BLOCK + c % OC_BLOCK] =
+                        w[(c * s.in_c + ci) * taps + t];
+                }
+            }
+        }
+        let mut padded_bias = bias.to_vec();
+        padded_bias.resize(blocks * OC_BLOCK, 0.0);
+        let wp = s.in_w + s.pad[1] + s.pad[3];
+        let taps = (0..s.kh)
+            .flat_map(|ky| (0..s.kw).map(move |kx| (ky * s.dilation.0 * wp + kx * s.dilation.1) * s.in_c))
+            .collect();
+        FConv { shape, isa, weights, bias: padded_bias, taps }
+    }
+
+    pub fn blocks(&self) -> usize {
+        self.shape.out_c.div_ceil(OC_BLOCK)
+    }
+
+    fn block(&self, b: usize) -> &[f32] {
+        let n = self.taps.len() * self.shape.in_c * OC_BLOCK;
+        &self.weights[b * n..][..n]
+    }
+
+    fn init(&self, b: usize) -> &[f32; OC_BLOCK] {
+        self.bias[b * OC_BLOCK..][..OC_BLOCK].try_into().expect("bias is padded to whole blocks")
+    }
+
+    /// Floats of the padded channels-last image it reads.
+    pub fn image_len(&self) -> usize {
+        let s = &self.shape;
+        (s.in_h + s.pad[0] + s.pad[2]) * (s.in_w + s.pad[1] + s.pad[3]) * s.in_c
+    }
+}

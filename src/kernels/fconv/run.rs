@@ -1,0 +1,177 @@
+//! Running an [`FConv`]: the padded channels-last image, then bands of output rows (in
+//! parallel on the kernels' team), each row of each channel block through the micro-kernel and
+//! the epilogue into every target that reads it.
+
+use std::cell::Cell;
+use std::ops::Range;
+
+use tract_onnx::prelude::*;
+
+use super::{ftile, FConv};
+use crate::kernels::conv::{band_rows, transpose_into};
+use crate::kernels::silu::silu_in_place;
+use crate::kernels::{threads, OC_BLOCK};
+
+thread_local! {
+    /// The padded image of the last fp32 convolution on this thread, kept for its allocation.
+    static IMAGE: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
+}
+
+/// One of a convolution's outputs: channels `first..` of its result, `[n][oh][ow]`.
+#[derive(Debug)]
+pub struct FTarget<'a> {
+    /// A multiple of [`OC_BLOCK`].
+    pub first: usize,
+    pub out: &'a mut [f32],
+}
+
+/// A target's rows of one band: per channel, the band's rows.
+struct Share<'a> {
+    first: usize,
+    rows: Vec<&'a mut [f32]>,
+}
+
+impl FConv {
+    /// `x` (`[in_c][in_h][in_w]`) into the padded channels-last image `img`, zero padding.
+    pub fn pack(&self, x: &[f32], img: &mut Vec<f32>) {
+        let s = &self.shape;
+        assert_eq!(x.len(), s.in_c * s.in_h * s.in_w, "input is not in_c x in_h x in_w");
+        let (c, wp) = (s.in_c, s.in_w + s.pad[1] + s.pad[3]);
+        img.clear();
+        img.resize(self.image_len(), 0.0);
+        let rows: Vec<(usize, &mut [f32])> =
+            img.chunks_exact_mut(wp * c).skip(s.pad[0]).take(s.in_h).enumerate().collect();
+        let per = s.in_h.div_ceil(4 * threads::threads()).max(1);
+        let mut groups: Vec<Vec<(usize, &mut [f32])>> = Vec::new();
+        for (i, r) in rows.into_iter().enumerate() {
+            if i % per == 0 {
+                groups.push(Vec::new());
+            }
+            groups.last_mut().expect("pushed above").push(r);
+        }
+        threads::for_each_item(groups, |group| {
+            for (y, row) in group {
+                let row = &mut row[s.pad[1] * c..][..s.in_w * c];
+                // 64 pixels at a time: the strided writes stay in L1.
+                for x0 in (0..s.in_w).step_by(64) {
+                    let n = (s.in_w - x0).min(64);
+                    for ci in 0..c {
+                        let src = &x[(ci * s.in_h + y) * s.in_w + x0..][..n];
+                        for (i, &v) in src.iter().enumerate() {
+                            row[(x0 + i) * c + ci] = v;
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Runs on `x` (`[in_c][in_h][in_w]`) and writes each target: channels `first..` of the
+    /// result, SiLU applied when `silu`, plus `residual` (`[out_c][oh][ow]`) when given.
+    ///
+    /// # Panics
+    /// If `x`, `residual` or a target has the wrong size, or a target does not start on a block
+    /// of [`OC_BLOCK`] channels or ends past `out_c`.
+    pub fn run(&self, x: &[f32], silu: bool, residual: Option<&[f32]>, targets: Vec<FTarget>) {
+        let s = &self.shape;
+        let (oh, ow) = (s.out_h(), s.out_w());
+        let plane = oh * ow;
+        if let Some(r) = residual {
+            assert_eq!(r.len(), s.out_c * plane, "residual is not out_c x oh x ow");
+        }
+        let mut img = IMAGE.take();
+        self.pack(x, &mut img);
+        let bands = self.bands();
+        let mut parts: Vec<Vec<Share>> = bands.iter().map(|_| Vec::new()).collect();
+        for FTarget { first, out } in targets {
+            let n = out.len() / plane.max(1);
+            assert!(first % OC_BLOCK == 0 && first + n <= s.out_c, "channels {first}..{} of {}", first + n, s.out_c);
+            assert_eq!(out.len(), n * plane, "output is not channels x oh x ow");
+            for (band, rows) in parts.iter_mut().zip(band_rows(out, plane, ow, &bands)) {
+                band.push(Share { first, rows });
+            }
+        }
+        let img_ref = &img;
+        threads::for_each_item(bands.into_iter().zip(parts).collect(), |(r, mut p)| {
+            self.run_band(img_ref, silu, residual, r, &mut p)
+        });
+        IMAGE.set(img);
+    }
+
+    /// Output bands: `4 x threads` of the output rows with a team, else one.
+    fn bands(&self) -> Vec<Range<usize>> {
+        let oh = self.shape.out_h();
+        let t = threads::threads();
+        let n = if t > 1 { (4 * t).min(oh) } else { 1 }.max(1);
+        (0..n).map(|i| i * oh / n..(i + 1) * oh / n).collect()
+    }
+
+    fn run_band(&self, img: &[f32], silu: bool, residual: Option<&[f32]>, r: Range<usize>, parts: &mut [Share]) {
+        let s = &self.shape;
+        let (ow, plane) = (s.out_w(), s.out_h() * s.out_w());
+        let step = s.stride.1 * s.in_c;
+        let row_floats = (s.in_w + s.pad[1] + s.pad[3]) * s.in_c;
+        let tp = self.isa.tile_pixels();
+        let mut acc = vec![[0f32; OC_BLOCK]; ow];
+        for oy in r.clone() {
+            let base = oy * s.stride.0 * row_floats;
+            for b in 0..self.blocks() {
+                let (w, init, c0) = (self.block(b), self.init(b), b * OC_BLOCK);
+                for (i, chunk) in acc.chunks_mut(tp).enumerate() {
+                    ftile(self.isa, img, base + i * tp * step, step, &self.taps, s.in_c, w, init, chunk);
+                }
+                if silu {
+                    silu_in_place(acc.as_flattened_mut());
+                }
+                if let Some(res) = residual {
+                    for o in 0..(s.out_c - c0).min(OC_BLOCK) {
+                        let src = &res[(c0 + o) * plane + oy * ow..][..ow];
+                        for (v, &add) in acc.iter_mut().zip(src) {
+                            v[o] += add;
+                        }
+                    }
+                }
+                for p in parts.iter_mut().filter(|p| (p.first..p.first + p.rows.len()).contains(&c0)) {
+                    let (at, n) = (c0 - p.first, (p.first + p.rows.len() - c0).min(OC_BLOCK));
+                    transpose_into(acc.as_flattened(), &mut p.rows[at..at + n], oy - r.start, ow);
+                }
+            }
+        }
+    }
+}
+
+impl FConv {
+    /// Runs like [`FConv::run`] into new `[1, n, oh, ow]` tensors, one per `(first, n)`. They
+    /// are not zeroed first: the run writes every element.
+    ///
+    /// # Errors
+    /// If a tensor cannot be allocated.
+    ///
+    /// # Panics
+    /// As [`FConv::run`].
+    pub fn run_to_tensors(
+        &self,
+        x: &[f32],
+        silu: bool,
+        residual: Option<&[f32]>,
+        outputs: &[(usize, usize)],
+    ) -> TractResult<Vec<Tensor>> {
+        let s = &self.shape;
+        let mut tensors = Vec::with_capacity(outputs.len());
+        for &(first, n) in outputs {
+            assert!(first % OC_BLOCK == 0 && first + n <= s.out_c, "channels {first}+{n} of {s:?}");
+            // SAFETY: f32 has no invalid bit patterns, and `run` below writes every element
+            // before the tensor is returned: each target's channels (whole blocks from a
+            // multiple of 16, asserted) for every output row (the bands cover them all).
+            tensors.push(unsafe { Tensor::uninitialized::<f32>(&[1, n, s.out_h(), s.out_w()])? });
+        }
+        let mut views = tensors.iter_mut().map(|t| t.try_as_plain_ram_mut()).collect::<TractResult<Vec<_>>>()?;
+        let mut targets = Vec::with_capacity(views.len());
+        for (v, &(first, _)) in views.iter_mut().zip(outputs) {
+            targets.push(FTarget { first, out: v.as_slice_mut::<f32>()? });
+        }
+        self.run(x, silu, residual, targets);
+        drop(views);
+        Ok(tensors)
+    }
+}
