@@ -37,8 +37,13 @@ impl Op for FConvOp {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{:?}, {:?}, silu={}, residual={}, outputs={:?}",
-            self.conv.isa, self.conv.shape, self.silu, self.residual, self.outputs
+            "{:?}{}, {:?}, silu={}, residual={}, outputs={:?}",
+            self.conv.isa,
+            if self.conv.is_winograd() { " winograd" } else { "" },
+            self.conv.shape,
+            self.silu,
+            self.residual,
+            self.outputs
         )])
     }
 

@@ -18,6 +18,7 @@
 //! with fused multiply-adds in the same order, so all give the twin's bits (tested).
 
 mod run;
+pub mod winograd;
 
 pub use super::fisa::FIsa;
 #[cfg(test)]
@@ -63,6 +64,9 @@ pub fn ftile(
     }
 }
 
+/// Fewer input channels leave Winograd's transforms more work than the multiplies they save.
+pub const WINOGRAD_MIN_CHANNELS: usize = 16;
+
 /// An fp32 convolution (group 1) with packed weights.
 #[derive(Debug, Clone)]
 pub struct FConv {
@@ -76,14 +80,34 @@ pub struct FConv {
     /// Offset of each tap `(ky, kx)` from its output pixel's top-left input pixel, in floats
     /// of the padded image.
     taps: Vec<usize>,
+    /// The padded image's height and width: the convolution's padding, and for Winograd
+    /// zeros up to whole 4x4 blocks of outputs.
+    img_h: usize,
+    img_w: usize,
+    /// Set for a 3x3 stride-1 convolution run as Winograd's F(4x4, 3x3).
+    winograd: Option<winograd::Winograd>,
 }
 
 impl FConv {
-    /// `w` is `[out_c][in_c][kh][kw]`, `bias` `[out_c]`.
+    /// `w` is `[out_c][in_c][kh][kw]`, `bias` `[out_c]`. A 3x3 stride-1 convolution with at
+    /// least [`WINOGRAD_MIN_CHANNELS`] input channels runs as Winograd's F(4x4, 3x3).
     ///
     /// # Panics
     /// If `w` or `bias` has the wrong size.
     pub fn new(shape: ConvShape, w: &[f32], bias: &[f32], isa: FIsa) -> FConv {
+        let s = &shape;
+        let fits = s.kh == 3 && s.kw == 3 && s.stride == (1, 1) && s.dilation == (1, 1);
+        let winograd = fits && s.in_c >= WINOGRAD_MIN_CHANNELS && std::env::var_os("QDET_NO_WINOGRAD").is_none();
+        FConv::with(shape, w, bias, isa, winograd)
+    }
+
+    /// [`FConv::new`], always as a direct convolution.
+    #[cfg(test)]
+    pub fn direct(shape: ConvShape, w: &[f32], bias: &[f32], isa: FIsa) -> FConv {
+        FConv::with(shape, w, bias, isa, false)
+    }
+
+    fn with(shape: ConvShape, w: &[f32], bias: &[f32], isa: FIsa, winograd: bool) -> FConv {
         let s = &shape;
         let taps = s.kh * s.kw;
         assert_eq!(w.len(), s.out_c * s.k(), "weights are not out_c x in_c x kh x kw");
@@ -101,11 +125,18 @@ impl FConv {
         }
         let mut padded_bias = bias.to_vec();
         padded_bias.resize(blocks * OC_BLOCK, 0.0);
-        let wp = s.in_w + s.pad[1] + s.pad[3];
+        let extra = |o: usize| if winograd { o.next_multiple_of(winograd::M) - o } else { 0 };
+        let img_h = s.in_h + s.pad[0] + s.pad[2] + extra(s.out_h());
+        let img_w = s.in_w + s.pad[1] + s.pad[3] + extra(s.out_w());
         let taps = (0..s.kh)
-            .flat_map(|ky| (0..s.kw).map(move |kx| (ky * s.dilation.0 * wp + kx * s.dilation.1) * s.in_c))
+            .flat_map(|ky| (0..s.kw).map(move |kx| (ky * s.dilation.0 * img_w + kx * s.dilation.1) * s.in_c))
             .collect();
-        FConv { shape, isa, weights, bias: padded_bias, taps }
+        let winograd = winograd.then(|| winograd::Winograd::new(s.out_c, s.in_c, w));
+        FConv { shape, isa, weights, bias: padded_bias, taps, img_h, img_w, winograd }
+    }
+
+    pub fn is_winograd(&self) -> bool {
+        self.winograd.is_some()
     }
 
     pub fn blocks(&self) -> usize {
@@ -123,7 +154,6 @@ impl FConv {
 
     /// Floats of the padded channels-last image it reads.
     pub fn image_len(&self) -> usize {
-        let s = &self.shape;
-        (s.in_h + s.pad[0] + s.pad[2]) * (s.in_w + s.pad[1] + s.pad[3]) * s.in_c
+        self.img_h * self.img_w * self.shape.in_c
     }
 }

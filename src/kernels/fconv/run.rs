@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use tract_onnx::prelude::*;
 
-use super::{ftile, FConv};
+use super::{ftile, winograd, FConv};
 use crate::kernels::conv::{band_rows, transpose_into};
 use crate::kernels::silu::silu_in_place;
 use crate::kernels::{threads, OC_BLOCK};
@@ -36,7 +36,7 @@ impl FConv {
     pub fn pack(&self, x: &[f32], img: &mut Vec<f32>) {
         let s = &self.shape;
         assert_eq!(x.len(), s.in_c * s.in_h * s.in_w, "input is not in_c x in_h x in_w");
-        let (c, wp) = (s.in_c, s.in_w + s.pad[1] + s.pad[3]);
+        let (c, wp) = (s.in_c, self.img_w);
         img.clear();
         img.resize(self.image_len(), 0.0);
         let rows: Vec<(usize, &mut [f32])> =
@@ -98,44 +98,99 @@ impl FConv {
         IMAGE.set(img);
     }
 
-    /// Output bands: `4 x threads` of the output rows with a team, else one.
+    /// Output bands: `4 x threads` of the output rows with a team, else one; for Winograd,
+    /// of whole blocks of [`winograd::M`] rows.
     fn bands(&self) -> Vec<Range<usize>> {
         let oh = self.shape.out_h();
+        let unit = if self.winograd.is_some() { winograd::M } else { 1 };
+        let units = oh.div_ceil(unit);
         let t = threads::threads();
-        let n = if t > 1 { (4 * t).min(oh) } else { 1 }.max(1);
-        (0..n).map(|i| i * oh / n..(i + 1) * oh / n).collect()
+        let n = if t > 1 { (4 * t).min(units) } else { 1 }.max(1);
+        (0..n).map(|i| (i * units / n * unit).min(oh)..((i + 1) * units / n * unit).min(oh)).collect()
     }
 
     fn run_band(&self, img: &[f32], silu: bool, residual: Option<&[f32]>, r: Range<usize>, parts: &mut [Share]) {
+        if let Some(wg) = &self.winograd {
+            return self.run_band_winograd(wg, img, silu, residual, r, parts);
+        }
         let s = &self.shape;
-        let (ow, plane) = (s.out_w(), s.out_h() * s.out_w());
+        let ow = s.out_w();
         let step = s.stride.1 * s.in_c;
-        let row_floats = (s.in_w + s.pad[1] + s.pad[3]) * s.in_c;
+        let row_floats = self.img_w * s.in_c;
         let tp = self.isa.tile_pixels();
         let mut acc = vec![[0f32; OC_BLOCK]; ow];
         for oy in r.clone() {
             let base = oy * s.stride.0 * row_floats;
             for b in 0..self.blocks() {
-                let (w, init, c0) = (self.block(b), self.init(b), b * OC_BLOCK);
+                let (w, init) = (self.block(b), self.init(b));
                 for (i, chunk) in acc.chunks_mut(tp).enumerate() {
                     ftile(self.isa, img, base + i * tp * step, step, &self.taps, s.in_c, w, init, chunk);
                 }
-                if silu {
-                    silu_in_place(acc.as_flattened_mut());
-                }
-                if let Some(res) = residual {
-                    for o in 0..(s.out_c - c0).min(OC_BLOCK) {
-                        let src = &res[(c0 + o) * plane + oy * ow..][..ow];
-                        for (v, &add) in acc.iter_mut().zip(src) {
-                            v[o] += add;
-                        }
+                self.finish_row(&mut acc, oy, b, silu, residual, parts, oy - r.start);
+            }
+        }
+    }
+
+    /// Block rows of 4 output rows: the image blocks transformed once, then per channel
+    /// block the products and the output transform, and each of the rows finished as a
+    /// direct convolution's.
+    fn run_band_winograd(
+        &self,
+        wg: &winograd::Winograd,
+        img: &[f32],
+        silu: bool,
+        residual: Option<&[f32]>,
+        r: Range<usize>,
+        parts: &mut [Share],
+    ) {
+        let s = &self.shape;
+        let (ow, m) = (s.out_w(), winograd::M);
+        let tiles = ow.div_ceil(m);
+        let mut scratch = winograd::Scratch::new(tiles, s.in_c);
+        for ty in r.start / m..r.end.div_ceil(m) {
+            winograd::transform_input(img, self.img_w, s.in_c, ty, tiles, &mut scratch);
+            for b in 0..self.blocks() {
+                winograd::multiply_and_transform_output(wg, self.isa, b, self.init(b), tiles, &mut scratch);
+                for i in 0..m {
+                    let oy = ty * m + i;
+                    if oy < r.end {
+                        let row = &mut scratch.rows[i * tiles * m..][..ow];
+                        self.finish_row(row, oy, b, silu, residual, parts, oy - r.start);
                     }
                 }
-                for p in parts.iter_mut().filter(|p| (p.first..p.first + p.rows.len()).contains(&c0)) {
-                    let (at, n) = (c0 - p.first, (p.first + p.rows.len() - c0).min(OC_BLOCK));
-                    transpose_into(acc.as_flattened(), &mut p.rows[at..at + n], oy - r.start, ow);
+            }
+        }
+    }
+
+    /// The epilogue of output row `oy` of channel block `b` (`acc`, pixel-major): SiLU, the
+    /// residual, then the transpose into each target reading the block, at its row `y`.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_row(
+        &self,
+        acc: &mut [[f32; OC_BLOCK]],
+        oy: usize,
+        b: usize,
+        silu: bool,
+        residual: Option<&[f32]>,
+        parts: &mut [Share],
+        y: usize,
+    ) {
+        let s = &self.shape;
+        let (ow, plane, c0) = (s.out_w(), s.out_h() * s.out_w(), b * OC_BLOCK);
+        if silu {
+            silu_in_place(acc.as_flattened_mut());
+        }
+        if let Some(res) = residual {
+            for o in 0..(s.out_c - c0).min(OC_BLOCK) {
+                let src = &res[(c0 + o) * plane + oy * ow..][..ow];
+                for (v, &add) in acc.iter_mut().zip(src) {
+                    v[o] += add;
                 }
             }
+        }
+        for p in parts.iter_mut().filter(|p| (p.first..p.first + p.rows.len()).contains(&c0)) {
+            let (at, n) = (c0 - p.first, (p.first + p.rows.len() - c0).min(OC_BLOCK));
+            transpose_into(acc.as_flattened(), &mut p.rows[at..at + n], y, ow);
         }
     }
 }

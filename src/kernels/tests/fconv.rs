@@ -74,14 +74,16 @@ fn direct(s: &ConvShape, x: &[f32], w: &[f32], b: &[f32]) -> (Vec<f64>, Vec<f64>
 /// Each output within `(k + 1) * 2^-24 * (sum |x w| + |b|)` of the f64 convolution: the
 /// worst-case bound of a `k + 1`-term sum accumulated in f32 with fused multiply-adds (each
 /// of the `k` additions rounds once). With SiLU, that error through SiLU's slope (at most
-/// 1.1) plus SiLU's own 5e-7 relative error; the residual adds one rounding. Every kernel
-/// also gives the twin's bits.
+/// 1.1) plus SiLU's own 5e-7 relative error; the residual adds one rounding. Winograd's
+/// F(4x4, 3x3), for the 3x3 stride-1 convolutions with 16 or more input channels, is held to
+/// the same bound as the direct convolution of the same shape. Every kernel also gives the
+/// twin's bits, on each path.
 #[test]
 fn fp32_convolutions_equal_a_direct_convolution() {
     let _team = crate::tests::team();
     let mut rng = Rng::for_item(11, "fconv", 0);
     let isas = fisas();
-    let mut cases = 0;
+    let (mut cases, mut winograd) = (0, 0);
     for &(in_c, out_c) in &[(1usize, 1usize), (3, 16), (5, 7), (16, 33), (17, 4), (64, 40)] {
         for &(kh, kw, dil) in &[(1usize, 1usize, 1usize), (3, 3, 1), (1, 3, 1), (3, 3, 2)] {
             for stride in [1usize, 2] {
@@ -101,26 +103,31 @@ fn fp32_convolutions_equal_a_direct_convolution() {
                         if in_h + pad[0] + pad[2] < dil * (kh - 1) + 1 || in_w + pad[1] + pad[3] < dil * (kw - 1) + 1 {
                             continue;
                         }
-                        check_conv(&mut rng, &s, &isas);
+                        winograd += check_conv(&mut rng, &s, &isas);
                         cases += 1;
                     }
                 }
             }
         }
     }
-    assert!(cases > 400, "{cases} cases");
+    assert!(cases > 400 && winograd > 40, "{cases} cases, {winograd} as Winograd");
 }
 
-fn check_conv(rng: &mut Rng, s: &ConvShape, isas: &[FIsa]) {
+fn check_conv(rng: &mut Rng, s: &ConvShape, isas: &[FIsa]) -> usize {
     let (x, w, b) = (floats(rng, s.in_c * s.in_h * s.in_w), floats(rng, s.out_c * s.k()), floats(rng, s.out_c));
     let plane = s.out_h() * s.out_w();
     let residual = floats(rng, s.out_c * plane);
     let (want, mag) = direct(s, &x, &w, &b);
     let bound = |m: f64| (s.k() + 1) as f64 * f64::from(f32::EPSILON) / 2.0 * m;
     let silu = |v: f64| v / (1.0 + (-v).exp());
-    let mut twin_bits: Option<Vec<u32>> = None;
-    for &isa in isas.iter().chain([FIsa::Scalar].iter()) {
-        let conv = FConv::new(*s, &w, &b, isa);
+    let mut twin_bits: [Option<Vec<u32>>; 2] = [None, None];
+    let mut winograd = 0;
+    for (&isa, direct) in isas.iter().chain([FIsa::Scalar].iter()).flat_map(|i| [(i, true), (i, false)]) {
+        let conv = if direct { FConv::direct(*s, &w, &b, isa) } else { FConv::new(*s, &w, &b, isa) };
+        if !direct && !conv.is_winograd() {
+            continue;
+        }
+        winograd += usize::from(conv.is_winograd());
         for (fused, res) in [(false, None), (true, Some(&residual[..]))] {
             // Two targets when there are two blocks of channels: a Split's slices.
             let first = if s.out_c > OC_BLOCK { OC_BLOCK } else { 0 };
@@ -147,11 +154,12 @@ fn check_conv(rng: &mut Rng, s: &ConvShape, isas: &[FIsa]) {
             }
             if !fused {
                 let bits: Vec<u32> = got.iter().map(|v| v.to_bits()).collect();
-                match &twin_bits {
+                match &twin_bits[usize::from(direct)] {
                     Some(t) => assert_eq!(&bits, t, "{isa:?} {s:?}: not the twin's bits"),
-                    None => twin_bits = Some(bits),
+                    None => twin_bits[usize::from(direct)] = Some(bits),
                 }
             }
         }
     }
+    winograd
 }
