@@ -64,6 +64,30 @@ pub fn ftile(
     }
 }
 
+/// `out[j * stride + i] = rows[i][j]`: 8 channel rows into the pixels of a channels-last
+/// image, with SIMD where there is some.
+///
+/// # Panics
+/// If the rows differ in length or `out` cannot hold them.
+pub fn gather_pixels(rows: &[&[f32]; 8], out: &mut [f32], stride: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu::has(super::cpu::Feature::Avx2) {
+        return super::x86_64::gather_pixels(rows, out, stride);
+    }
+    gather_pixels_scalar(rows, out, stride)
+}
+
+/// The portable twin of [`gather_pixels`].
+pub fn gather_pixels_scalar(rows: &[&[f32]; 8], out: &mut [f32], stride: usize) {
+    let n = rows[0].len();
+    assert!(rows.iter().all(|r| r.len() == n) && (n == 0 || (n - 1) * stride + 8 <= out.len()));
+    for j in 0..n {
+        for (i, r) in rows.iter().enumerate() {
+            out[j * stride + i] = r[j];
+        }
+    }
+}
+
 /// Fewer input channels leave Winograd's transforms more work than the multiplies they save.
 pub const WINOGRAD_MIN_CHANNELS: usize = 16;
 

@@ -7,7 +7,7 @@ use std::ops::Range;
 
 use tract_onnx::prelude::*;
 
-use super::{ftile, winograd, FConv};
+use super::{ftile, gather_pixels, winograd, FConv};
 use crate::kernels::conv::{band_rows, transpose_into};
 use crate::kernels::silu::silu_in_place;
 use crate::kernels::{threads, OC_BLOCK};
@@ -32,15 +32,19 @@ struct Share<'a> {
 }
 
 impl FConv {
-    /// `x` (`[in_c][in_h][in_w]`) into the padded channels-last image `img`, zero padding.
+    /// `x` (`[in_c][in_h][in_w]`) into the padded channels-last image `img`, zero padding
+    /// (only the padding is written besides the pixels: `img` keeps its allocation).
     pub fn pack(&self, x: &[f32], img: &mut Vec<f32>) {
         let s = &self.shape;
         assert_eq!(x.len(), s.in_c * s.in_h * s.in_w, "input is not in_c x in_h x in_w");
         let (c, wp) = (s.in_c, self.img_w);
-        img.clear();
         img.resize(self.image_len(), 0.0);
-        let rows: Vec<(usize, &mut [f32])> =
-            img.chunks_exact_mut(wp * c).skip(s.pad[0]).take(s.in_h).enumerate().collect();
+        img.truncate(self.image_len());
+        let (top, rest) = img.split_at_mut(s.pad[0] * wp * c);
+        top.fill(0.0);
+        let (body, bottom) = rest.split_at_mut(s.in_h * wp * c);
+        bottom.fill(0.0);
+        let rows: Vec<(usize, &mut [f32])> = body.chunks_exact_mut(wp * c).enumerate().collect();
         let per = s.in_h.div_ceil(4 * threads::threads()).max(1);
         let mut groups: Vec<Vec<(usize, &mut [f32])>> = Vec::new();
         for (i, r) in rows.into_iter().enumerate() {
@@ -49,17 +53,22 @@ impl FConv {
             }
             groups.last_mut().expect("pushed above").push(r);
         }
+        let plane = s.in_h * s.in_w;
         threads::for_each_item(groups, |group| {
             for (y, row) in group {
-                let row = &mut row[s.pad[1] * c..][..s.in_w * c];
-                // 64 pixels at a time: the strided writes stay in L1.
-                for x0 in (0..s.in_w).step_by(64) {
-                    let n = (s.in_w - x0).min(64);
-                    for ci in 0..c {
-                        let src = &x[(ci * s.in_h + y) * s.in_w + x0..][..n];
-                        for (i, &v) in src.iter().enumerate() {
-                            row[(x0 + i) * c + ci] = v;
-                        }
+                let (left, rest) = row.split_at_mut(s.pad[1] * c);
+                left.fill(0.0);
+                let (pixels, right) = rest.split_at_mut(s.in_w * c);
+                right.fill(0.0);
+                let whole = c / 8 * 8;
+                for c0 in (0..whole).step_by(8) {
+                    let rows: [&[f32]; 8] = std::array::from_fn(|i| &x[(c0 + i) * plane + y * s.in_w..][..s.in_w]);
+                    gather_pixels(&rows, &mut pixels[c0..], c);
+                }
+                for ci in whole..c {
+                    let src = &x[ci * plane + y * s.in_w..][..s.in_w];
+                    for (j, &v) in src.iter().enumerate() {
+                        pixels[j * c + ci] = v;
                     }
                 }
             }
@@ -92,10 +101,42 @@ impl FConv {
             }
         }
         let img_ref = &img;
-        threads::for_each_item(bands.into_iter().zip(parts).collect(), |(r, mut p)| {
-            self.run_band(img_ref, silu, residual, r, &mut p)
-        });
+        let items = self.split_by_blocks(bands, parts);
+        threads::for_each_item(items, |(r, blocks, mut p)| self.run_band(img_ref, silu, residual, r, blocks, &mut p));
         IMAGE.set(img);
+    }
+
+    /// The work items: each band, and when there are fewer bands than `4 x threads` (a small
+    /// map, or Winograd's 4-row units), each band's channel blocks in groups, so that both
+    /// threads stay busy to the end. Each group gets its channels' rows of every target.
+    #[allow(clippy::type_complexity)]
+    fn split_by_blocks<'a>(
+        &self,
+        bands: Vec<Range<usize>>,
+        parts: Vec<Vec<Share<'a>>>,
+    ) -> Vec<(Range<usize>, Range<usize>, Vec<Share<'a>>)> {
+        let t = threads::threads();
+        let (blocks, want) = (self.blocks(), if t > 1 { 4 * t } else { 1 });
+        let groups = if bands.len() >= want { 1 } else { want.div_ceil(bands.len()).min(blocks) }.max(1);
+        let mut items = Vec::with_capacity(bands.len() * groups);
+        for (r, mut rest) in bands.into_iter().zip(parts) {
+            for g in 0..groups {
+                let (lo, hi) = (g * blocks / groups, (g + 1) * blocks / groups);
+                let mut mine = Vec::new();
+                for mut share in std::mem::take(&mut rest) {
+                    let n = (hi * OC_BLOCK).saturating_sub(share.first).min(share.rows.len());
+                    let tail = share.rows.split_off(n);
+                    if !tail.is_empty() {
+                        rest.push(Share { first: share.first + n, rows: tail });
+                    }
+                    if n > 0 {
+                        mine.push(share);
+                    }
+                }
+                items.push((r.clone(), lo..hi, mine));
+            }
+        }
+        items
     }
 
     /// Output bands: `4 x threads` of the output rows with a team, else one; for Winograd,
@@ -109,9 +150,17 @@ impl FConv {
         (0..n).map(|i| (i * units / n * unit).min(oh)..((i + 1) * units / n * unit).min(oh)).collect()
     }
 
-    fn run_band(&self, img: &[f32], silu: bool, residual: Option<&[f32]>, r: Range<usize>, parts: &mut [Share]) {
+    fn run_band(
+        &self,
+        img: &[f32],
+        silu: bool,
+        residual: Option<&[f32]>,
+        r: Range<usize>,
+        blocks: Range<usize>,
+        parts: &mut [Share],
+    ) {
         if let Some(wg) = &self.winograd {
-            return self.run_band_winograd(wg, img, silu, residual, r, parts);
+            return self.run_band_winograd(wg, img, silu, residual, r, blocks, parts);
         }
         let s = &self.shape;
         let ow = s.out_w();
@@ -121,7 +170,7 @@ impl FConv {
         let mut acc = vec![[0f32; OC_BLOCK]; ow];
         for oy in r.clone() {
             let base = oy * s.stride.0 * row_floats;
-            for b in 0..self.blocks() {
+            for b in blocks.clone() {
                 let (w, init) = (self.block(b), self.init(b));
                 for (i, chunk) in acc.chunks_mut(tp).enumerate() {
                     ftile(self.isa, img, base + i * tp * step, step, &self.taps, s.in_c, w, init, chunk);
@@ -134,6 +183,7 @@ impl FConv {
     /// Block rows of 4 output rows: the image blocks transformed once, then per channel
     /// block the products and the output transform, and each of the rows finished as a
     /// direct convolution's.
+    #[allow(clippy::too_many_arguments)]
     fn run_band_winograd(
         &self,
         wg: &winograd::Winograd,
@@ -141,6 +191,7 @@ impl FConv {
         silu: bool,
         residual: Option<&[f32]>,
         r: Range<usize>,
+        blocks: Range<usize>,
         parts: &mut [Share],
     ) {
         let s = &self.shape;
@@ -149,7 +200,7 @@ impl FConv {
         let mut scratch = winograd::Scratch::new(tiles, s.in_c);
         for ty in r.start / m..r.end.div_ceil(m) {
             winograd::transform_input(img, self.img_w, s.in_c, ty, tiles, &mut scratch);
-            for b in 0..self.blocks() {
+            for b in blocks.clone() {
                 winograd::multiply_and_transform_output(wg, self.isa, b, self.init(b), tiles, &mut scratch);
                 for i in 0..m {
                     let oy = ty * m + i;

@@ -163,3 +163,21 @@ fn check_conv(rng: &mut Rng, s: &ConvShape, isas: &[FIsa]) -> usize {
     }
     winograd
 }
+
+/// The channels-last gather gives its twin's floats, for every pixel count and stride.
+#[test]
+fn pixel_gathers_equal_their_twin() {
+    let mut rng = Rng::for_item(3, "gather", 0);
+    for n in [0usize, 1, 7, 8, 9, 23, 64] {
+        for stride in [8usize, 13, 64] {
+            let data: Vec<Vec<f32>> = (0..8).map(|_| floats(&mut rng, n)).collect();
+            let rows: [&[f32]; 8] = std::array::from_fn(|i| &data[i][..]);
+            let len = n * stride + 8;
+            let (mut simd, mut twin) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+            crate::kernels::fconv::gather_pixels(&rows, &mut simd, stride);
+            crate::kernels::fconv::gather_pixels_scalar(&rows, &mut twin, stride);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&simd), bits(&twin), "{n} pixels, stride {stride}");
+        }
+    }
+}

@@ -330,6 +330,58 @@ unsafe fn transpose_f32_avx2(t: &[f32], rows: &mut [&mut [f32]], full: usize) {
     }
 }
 
+/// `out[j * stride + i] = rows[i][j]`: 8 channel rows into pixels of a channels-last image, 8
+/// pixels at a time through 8x8 AVX2 transposes (twin:
+/// [`crate::kernels::fconv::gather_pixels_scalar`]).
+///
+/// # Panics
+/// If AVX2 is missing, the rows differ in length or `out` cannot hold them.
+pub fn gather_pixels(rows: &[&[f32]; 8], out: &mut [f32], stride: usize) {
+    let n = rows[0].len();
+    assert!(crate::kernels::cpu::has(crate::kernels::cpu::Feature::Avx2));
+    assert!(rows.iter().all(|r| r.len() == n) && stride >= 8 && (n == 0 || (n - 1) * stride + 8 <= out.len()));
+    let full = n / 8 * 8;
+    // SAFETY: AVX2 is available; every read is below `full <= rows[i].len()` and every write
+    // below `(full - 1) * stride + 8 <= out.len()` (asserted).
+    unsafe { gather_pixels_avx2(rows, out, stride, full) }
+    for j in full..n {
+        for (i, r) in rows.iter().enumerate() {
+            out[j * stride + i] = r[j];
+        }
+    }
+}
+
+#[target_feature(enable = "avx2")]
+unsafe fn gather_pixels_avx2(rows: &[&[f32]; 8], out: &mut [f32], stride: usize, full: usize) {
+    // SAFETY: the caller guarantees AVX2 and the bounds; loadu/storeu need no alignment.
+    unsafe {
+        for j0 in (0..full).step_by(8) {
+            let r: [__m256; 8] = std::array::from_fn(|i| _mm256_loadu_ps(rows[i].as_ptr().add(j0)));
+            let lo = |a, b| _mm256_unpacklo_ps(a, b);
+            let hi = |a, b| _mm256_unpackhi_ps(a, b);
+            let (t0, t1, t2, t3) = (lo(r[0], r[1]), hi(r[0], r[1]), lo(r[2], r[3]), hi(r[2], r[3]));
+            let (t4, t5, t6, t7) = (lo(r[4], r[5]), hi(r[4], r[5]), lo(r[6], r[7]), hi(r[6], r[7]));
+            let (u0, u1) = (_mm256_shuffle_ps::<0x44>(t0, t2), _mm256_shuffle_ps::<0xEE>(t0, t2));
+            let (u2, u3) = (_mm256_shuffle_ps::<0x44>(t1, t3), _mm256_shuffle_ps::<0xEE>(t1, t3));
+            let (u4, u5) = (_mm256_shuffle_ps::<0x44>(t4, t6), _mm256_shuffle_ps::<0xEE>(t4, t6));
+            let (u6, u7) = (_mm256_shuffle_ps::<0x44>(t5, t7), _mm256_shuffle_ps::<0xEE>(t5, t7));
+            let c = [
+                _mm256_permute2f128_ps::<0x20>(u0, u4),
+                _mm256_permute2f128_ps::<0x20>(u1, u5),
+                _mm256_permute2f128_ps::<0x20>(u2, u6),
+                _mm256_permute2f128_ps::<0x20>(u3, u7),
+                _mm256_permute2f128_ps::<0x31>(u0, u4),
+                _mm256_permute2f128_ps::<0x31>(u1, u5),
+                _mm256_permute2f128_ps::<0x31>(u2, u6),
+                _mm256_permute2f128_ps::<0x31>(u3, u7),
+            ];
+            for (j, v) in c.into_iter().enumerate() {
+                _mm256_storeu_ps(out.as_mut_ptr().add((j0 + j) * stride), v);
+            }
+        }
+    }
+}
+
 /// `rows[o][j] = t[16 j + o]` for bytes, 16 pixels at a time through a 16x16 SSE2 transpose:
 /// four rounds of the perfect shuffle `x'[2k], x'[2k+1] = unpack_lo/hi(x[k], x[k+8])` (twin:
 /// [`crate::kernels::epilogue::transpose_scalar`]).
