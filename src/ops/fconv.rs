@@ -6,22 +6,26 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
-use crate::kernels::fconv::FConv;
+use crate::kernels::fconv::{FConv, Part};
 
-/// `f32 [1, C, H, W]` in (and a residual `[1, OC, OH, OW]` when `residual`); out, one
-/// `[1, n, OH, OW]` tensor per `(first, n)` of `outputs`: those channels of the convolution,
-/// after SiLU when `silu`, plus the residual.
+/// In, per `(first, n)` of `inputs`, an `f32 [1, C, H, W]` of which channels `first..first + n`
+/// are read, in order (the inputs of a Concat, a Split's slices), then, when `residual` is
+/// `Some(first)`, a `[1, C, OH, OW]` of which channels `first..first + OC` are added (a
+/// shortcut, perhaps a Split's slice); out, one `[1, n, OH, OW]` tensor per `(first, n)` of
+/// `outputs`: those channels of the convolution, after SiLU when `silu`, plus the residual.
 #[derive(Debug, Clone)]
 pub struct FConvOp {
     pub(crate) conv: Arc<FConv>,
+    pub(crate) inputs: Vec<(usize, usize)>,
     pub(crate) silu: bool,
-    pub(crate) residual: bool,
+    pub(crate) residual: Option<usize>,
     pub(crate) outputs: Vec<(usize, usize)>,
 }
 
 impl PartialEq for FConvOp {
     fn eq(&self, other: &Self) -> bool {
         Arc::ptr_eq(&self.conv, &other.conv)
+            && self.inputs == other.inputs
             && self.silu == other.silu
             && self.residual == other.residual
             && self.outputs == other.outputs
@@ -42,7 +46,7 @@ impl Op for FConvOp {
             if self.conv.is_winograd() { " winograd" } else { "" },
             self.conv.shape,
             self.silu,
-            self.residual,
+            self.residual.is_some(),
             self.outputs
         )])
     }
@@ -55,20 +59,35 @@ impl EvalOp for FConvOp {
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
         let s = &self.conv.shape;
-        let x = inputs[0].try_as_plain_ram()?.as_slice::<f32>()?;
-        ensure!(x.len() == s.in_c * s.in_h * s.in_w, "QdetConvF32: input of {} values for {:?}", x.len(), s);
+        let in_plane = s.in_h * s.in_w;
+        let mut parts = Vec::with_capacity(self.inputs.len());
+        for (i, &(first, n)) in self.inputs.iter().enumerate() {
+            let data =
+                inputs.get(i).context("QdetConvF32: an input is missing")?.try_as_plain_ram()?.as_slice::<f32>()?;
+            ensure!(
+                data.len() >= (first + n) * in_plane,
+                "QdetConvF32: input {i} of {} values for {:?}",
+                data.len(),
+                s
+            );
+            parts.push(Part { data, first, n });
+        }
+        ensure!(parts.iter().map(|p| p.n).sum::<usize>() == s.in_c, "QdetConvF32: inputs are not {} channels", s.in_c);
         let plane = s.out_h() * s.out_w();
         let residual = match self.residual {
-            true => {
-                let r =
-                    inputs.get(1).context("QdetConvF32: no residual input")?.try_as_plain_ram()?.as_slice::<f32>()?;
-                ensure!(r.len() == s.out_c * plane, "QdetConvF32: residual of {} values for {:?}", r.len(), s);
-                Some(r)
+            Some(first) => {
+                let r = inputs
+                    .get(self.inputs.len())
+                    .context("QdetConvF32: no residual input")?
+                    .try_as_plain_ram()?
+                    .as_slice::<f32>()?;
+                let r = r.get(first * plane..(first + s.out_c) * plane);
+                Some(r.with_context(|| format!("QdetConvF32: residual too short for {s:?}"))?)
             }
-            false => None,
+            None => None,
         };
         // Written in place: building the tensors from Vecs would copy them.
-        let tensors = self.conv.run_to_tensors(x, self.silu, residual, &self.outputs)?;
+        let tensors = self.conv.run_to_tensors(&parts, self.silu, residual, &self.outputs)?;
         Ok(tensors.into_iter().map(|t| t.into_tvalue()).collect())
     }
 }

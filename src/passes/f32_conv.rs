@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::array::{Slice, TypedConcat};
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
+use tract_onnx::tract_core::ops::math::Add;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::common::silu_mul;
+use super::common::{is_binary, silu_mul};
 use super::{Context, Pass, Report};
 use crate::kernels::conv::ConvShape;
 use crate::kernels::fconv::{FConv, FIsa};
@@ -21,7 +23,10 @@ use crate::ops::fconv::FConvOp;
 /// The sub-count of convs with their SiLU fused.
 pub const SILU: &str = "f32_conv.silu";
 
-/// Counts the convs replaced and notes [`SILU`].
+/// The sub-count of shortcut Adds fused into the conv they add to.
+pub const RESIDUAL: &str = "f32_conv.residual";
+
+/// Counts the convs replaced and notes [`SILU`] and [`RESIDUAL`].
 #[derive(Debug)]
 pub struct F32Conv;
 
@@ -39,20 +44,102 @@ impl Pass for F32Conv {
             let conv_out = OutletId::new(id, 0);
             let silu_mul = silu_mul(model, conv_out);
             let out_c = conv.shape.out_c;
-            let op =
-                FConvOp { conv: Arc::new(conv), silu: silu_mul.is_some(), residual: false, outputs: vec![(0, out_c)] };
             let node = model.node(id);
+            let sources = sources(model, node.inputs[0], &conv.shape)?;
+            let inputs = sources.iter().map(|&(_, first, n)| (first, n)).collect();
+            let (silu_fused, conv) = (silu_mul.is_some(), Arc::new(conv));
+            let op = FConvOp { conv, inputs, silu: silu_fused, residual: None, outputs: vec![(0, out_c)] };
             let mut p = TypedModelPatch::default();
-            let tap = p.tap_model(model, node.inputs[0])?;
-            let out = p.wire_node(format!("{}.qdet", node.name), op, &[tap])?[0];
+            let taps = sources.iter().map(|&(o, _, _)| p.tap_model(model, o)).collect::<TractResult<TVec<_>>>()?;
+            let out = p.wire_node(format!("{}.qdet", node.name), op, &taps)?[0];
             p.shunt_outside(model, silu_mul.map_or(conv_out, |m| OutletId::new(m, 0)), out)?;
             p.apply(model)?;
             replaced += 1;
             silu += usize::from(silu_mul.is_some());
         }
         report.note(SILU, silu);
+        report.note(RESIDUAL, fuse_residuals(model)?);
         Ok(replaced)
     }
+}
+
+/// `Add(x, conv)` of two `[1, C, H, W]` floats, the conv's whole output read by nothing
+/// else (a bottleneck's shortcut), becomes the conv with `x` (or the tensor `x` slices) as
+/// its residual, added in the epilogue: one pass over the output instead of three.
+fn fuse_residuals(model: &mut TypedModel) -> TractResult<usize> {
+    let mut done = 0;
+    let outputs = model.output_outlets()?.to_vec();
+    let adds: Vec<usize> =
+        model.nodes().iter().filter(|n| is_binary::<Add>(n) && n.inputs.len() == 2).map(|n| n.id).collect();
+    for add in adds {
+        let node = model.node(add);
+        let facts = [model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?];
+        if facts[0] != facts[1] || facts[0].datum_type != DatumType::F32 || facts[0].shape.as_concrete().is_none() {
+            continue;
+        }
+        let Some((slot, conv)) = (0..2).find_map(|i| {
+            let o = node.inputs[i];
+            let c = model.node(o.node).op_as::<FConvOp>()?;
+            let whole = c.outputs == [(0, c.conv.shape.out_c)] && c.residual.is_none();
+            (whole && model.outlet_successors(o).len() == 1 && !outputs.contains(&o)).then(|| (i, c.clone()))
+        }) else {
+            continue;
+        };
+        let (other, first, n) = slice_of(model, node.inputs[1 - slot])?;
+        if n != conv.conv.shape.out_c {
+            continue;
+        }
+        let conv_node = model.node(node.inputs[slot].node);
+        let name = format!("{}.residual", conv_node.name);
+        let mut p = TypedModelPatch::default();
+        let mut taps = conv_node.inputs.iter().map(|&i| p.tap_model(model, i)).collect::<TractResult<TVec<_>>>()?;
+        taps.push(p.tap_model(model, other)?);
+        let new = p.wire_node(name, FConvOp { residual: Some(first), ..conv }, &taps)?[0];
+        p.shunt_outside(model, OutletId::new(add, 0), new)?;
+        p.apply(model)?;
+        done += 1;
+    }
+    Ok(done)
+}
+
+/// What a conv reading `input` reads, as `(tensor, first channel, channels)`: the inputs of a
+/// channel Concat, and the tensor a channel Slice (a Split's output) slices, in place;
+/// `input` itself when it is neither, or their shapes do not fit.
+fn sources(model: &TypedModel, input: OutletId, s: &ConvShape) -> TractResult<Vec<(OutletId, usize, usize)>> {
+    let whole = vec![(input, 0, s.in_c)];
+    let node = model.node(input.node);
+    let parts: Vec<OutletId> = match node.op_as::<TypedConcat>() {
+        Some(c) if c.axis == 1 && !model.output_outlets()?.contains(&input) => node.inputs.to_vec(),
+        _ => vec![input],
+    };
+    let mut out = Vec::with_capacity(parts.len());
+    for o in parts {
+        let (o, first, n) = slice_of(model, o)?;
+        let fact = model.outlet_fact(o)?;
+        let Some(shape) = fact.shape.as_concrete() else { return Ok(whole) };
+        let fits = fact.datum_type == DatumType::F32
+            && shape.len() == 4
+            && shape[0] == 1
+            && shape[2..] == [s.in_h, s.in_w]
+            && first + n <= shape[1];
+        if !fits {
+            return Ok(whole);
+        }
+        out.push((o, first, n));
+    }
+    Ok(if out.iter().map(|p| p.2).sum::<usize>() == s.in_c { out } else { whole })
+}
+
+/// `(tensor, first, n)` of a channel Slice's output, else `(o, 0, its channels)`.
+fn slice_of(model: &TypedModel, o: OutletId) -> TractResult<(OutletId, usize, usize)> {
+    let node = model.node(o.node);
+    let channels = model.outlet_fact(o)?.shape.as_concrete().and_then(|s| s.get(1).copied()).unwrap_or(0);
+    if let Some(sl) = node.op_as::<Slice>() {
+        if let (1, Ok(start), Ok(end)) = (sl.axis, sl.start.to_usize(), sl.end.to_usize()) {
+            return Ok((node.inputs[0], start, end - start));
+        }
+    }
+    Ok((o, 0, channels))
 }
 
 /// Conv `id` on `isa`, if it is one the fp32 kernels run.

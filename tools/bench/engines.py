@@ -36,7 +36,8 @@ reason in its cells; the rest of the table is still measured.
 ONEDNN_MAX_CPU_ISA=AVX2 (the script re-executes itself with it set, since oneDNN reads it
 once) and f32 as its default precision (an AVX2 CPU has no bf16; the capped oneDNN cannot run
 bf16 while the plugin would still pick it), qdet with QDET_KERNEL=madd16 (the exact 8-bit
-AVX2 kernel) and TRACT_CPU_ISA without the AVX-512/VNNI/AMX features (its float path);
+AVX2 kernel), QDET_FKERNEL=avx2 (its fp32 convolutions) and TRACT_CPU_ISA without the
+AVX-512/VNNI/AMX features (the few ops tract still runs);
 ONNX Runtime as is (its MLAS dispatch has no such switch). qdet's own float loops
 (quantize, SiLU, softmax, DFL) still take AVX-512 where the CPU has it.
 
@@ -81,7 +82,7 @@ ENGINES = ("qdet fp32", "qdet int8", "ORT fp32", "ORT int8", "OpenVINO default",
 # (numerator, denominator, target): the first three are issues 16/17's, the last two issue 4's.
 RATIOS = (("qdet int8", "OpenVINO int8", 0.85), ("qdet fp32", "ORT fp32", 0.9), ("qdet fp32", "OpenVINO f32 hint", 1.0),
           ("qdet int8", "ORT fp32", 0.55), ("qdet int8", "ORT int8", 0.75))
-AVX2_QDET_ENV = {"QDET_KERNEL": "madd16",
+AVX2_QDET_ENV = {"QDET_KERNEL": "madd16", "QDET_FKERNEL": "avx2",
                  "TRACT_CPU_ISA": "-avx512f,-avx512vnni,-avx512fp16,-avxvnni,-amx-int8,-amx-bf16"}
 AVX2_OV_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 

@@ -23,6 +23,7 @@ pub mod winograd;
 pub use super::fisa::FIsa;
 #[cfg(test)]
 pub use run::FTarget;
+pub use run::Part;
 
 use super::shape::ConvShape;
 use super::{generic, OC_BLOCK, PX};

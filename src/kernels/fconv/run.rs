@@ -25,6 +25,15 @@ pub struct FTarget<'a> {
     pub out: &'a mut [f32],
 }
 
+/// Channels `first..first + n` of a `[C][H][W]` tensor. A convolution's input is one or more,
+/// in order: the inputs of a Concat it reads, or a Split's slice, read in place.
+#[derive(Debug, Clone, Copy)]
+pub struct Part<'a> {
+    pub data: &'a [f32],
+    pub first: usize,
+    pub n: usize,
+}
+
 /// A target's rows of one band: per channel, the band's rows.
 struct Share<'a> {
     first: usize,
@@ -32,11 +41,26 @@ struct Share<'a> {
 }
 
 impl FConv {
-    /// `x` (`[in_c][in_h][in_w]`) into the padded channels-last image `img`, zero padding
+    /// The channels of `x`, in order, into the padded channels-last image `img`, zero padding
     /// (only the padding is written besides the pixels: `img` keeps its allocation).
-    pub fn pack(&self, x: &[f32], img: &mut Vec<f32>) {
+    ///
+    /// # Panics
+    /// If the parts do not hold `in_c` channels of `in_h x in_w`.
+    pub fn pack(&self, x: &[Part], img: &mut Vec<f32>) {
         let s = &self.shape;
-        assert_eq!(x.len(), s.in_c * s.in_h * s.in_w, "input is not in_c x in_h x in_w");
+        let plane = s.in_h * s.in_w;
+        let planes: Vec<&[f32]> = x
+            .iter()
+            .flat_map(|p| {
+                assert!(
+                    p.data.len() >= (p.first + p.n) * plane,
+                    "input part is not {} channels of {plane}",
+                    p.first + p.n
+                );
+                (p.first..p.first + p.n).map(move |c| &p.data[c * plane..][..plane])
+            })
+            .collect();
+        assert_eq!(planes.len(), s.in_c, "input parts are not in_c channels");
         let (c, wp) = (s.in_c, self.img_w);
         img.resize(self.image_len(), 0.0);
         img.truncate(self.image_len());
@@ -53,7 +77,6 @@ impl FConv {
             }
             groups.last_mut().expect("pushed above").push(r);
         }
-        let plane = s.in_h * s.in_w;
         threads::for_each_item(groups, |group| {
             for (y, row) in group {
                 let (left, rest) = row.split_at_mut(s.pad[1] * c);
@@ -62,11 +85,11 @@ impl FConv {
                 right.fill(0.0);
                 let whole = c / 8 * 8;
                 for c0 in (0..whole).step_by(8) {
-                    let rows: [&[f32]; 8] = std::array::from_fn(|i| &x[(c0 + i) * plane + y * s.in_w..][..s.in_w]);
+                    let rows: [&[f32]; 8] = std::array::from_fn(|i| &planes[c0 + i][y * s.in_w..][..s.in_w]);
                     gather_pixels(&rows, &mut pixels[c0..], c);
                 }
                 for ci in whole..c {
-                    let src = &x[ci * plane + y * s.in_w..][..s.in_w];
+                    let src = &planes[ci][y * s.in_w..][..s.in_w];
                     for (j, &v) in src.iter().enumerate() {
                         pixels[j * c + ci] = v;
                     }
@@ -75,13 +98,13 @@ impl FConv {
         });
     }
 
-    /// Runs on `x` (`[in_c][in_h][in_w]`) and writes each target: channels `first..` of the
-    /// result, SiLU applied when `silu`, plus `residual` (`[out_c][oh][ow]`) when given.
+    /// Runs on the channels of `x` and writes each target: channels `first..` of the result,
+    /// SiLU applied when `silu`, plus `residual` (`[out_c][oh][ow]`) when given.
     ///
     /// # Panics
     /// If `x`, `residual` or a target has the wrong size, or a target does not start on a block
     /// of [`OC_BLOCK`] channels or ends past `out_c`.
-    pub fn run(&self, x: &[f32], silu: bool, residual: Option<&[f32]>, targets: Vec<FTarget>) {
+    pub fn run(&self, x: &[Part], silu: bool, residual: Option<&[f32]>, targets: Vec<FTarget>) {
         let s = &self.shape;
         let (oh, ow) = (s.out_h(), s.out_w());
         let plane = oh * ow;
@@ -197,7 +220,7 @@ impl FConv {
         let s = &self.shape;
         let (ow, m) = (s.out_w(), winograd::M);
         let tiles = ow.div_ceil(m);
-        let mut scratch = winograd::Scratch::new(tiles, s.in_c);
+        let mut scratch = winograd::Scratch::take(tiles, s.in_c);
         for ty in r.start / m..r.end.div_ceil(m) {
             winograd::transform_input(img, self.img_w, s.in_c, ty, tiles, &mut scratch);
             for b in blocks.clone() {
@@ -211,6 +234,7 @@ impl FConv {
                 }
             }
         }
+        scratch.put();
     }
 
     /// The epilogue of output row `oy` of channel block `b` (`acc`, pixel-major): SiLU, the
@@ -257,7 +281,7 @@ impl FConv {
     /// As [`FConv::run`].
     pub fn run_to_tensors(
         &self,
-        x: &[f32],
+        x: &[Part],
         silu: bool,
         residual: Option<&[f32]>,
         outputs: &[(usize, usize)],

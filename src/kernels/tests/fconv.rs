@@ -2,7 +2,7 @@
 //! whole convolutions (SiLU, a residual, two targets) against a direct convolution in f64.
 
 use super::*;
-use crate::kernels::fconv::{ftile, FConv, FIsa, FTarget};
+use crate::kernels::fconv::{ftile, FConv, FIsa, FTarget, Part};
 
 fn fisas() -> Vec<FIsa> {
     let isas: Vec<FIsa> = FIsa::all().into_iter().filter(|i| i.available()).collect();
@@ -113,10 +113,18 @@ fn fp32_convolutions_equal_a_direct_convolution() {
     assert!(cases > 400 && winograd > 40, "{cases} cases, {winograd} as Winograd");
 }
 
+/// `x`'s first `in_c / 2` channels after a channel of NaN: read as channels `1..` of it, then
+/// the rest of `x`, the convolution reads a Concat of a Split's slice and a tensor.
+fn with_lead(x: &[f32], s: &ConvShape) -> Vec<f32> {
+    let plane = s.in_h * s.in_w;
+    std::iter::repeat_n(f32::NAN, plane).chain(x[..s.in_c / 2 * plane].iter().copied()).collect()
+}
+
 fn check_conv(rng: &mut Rng, s: &ConvShape, isas: &[FIsa]) -> usize {
     let (x, w, b) = (floats(rng, s.in_c * s.in_h * s.in_w), floats(rng, s.out_c * s.k()), floats(rng, s.out_c));
     let plane = s.out_h() * s.out_w();
     let residual = floats(rng, s.out_c * plane);
+    let lead = with_lead(&x, s);
     let (want, mag) = direct(s, &x, &w, &b);
     let bound = |m: f64| (s.k() + 1) as f64 * f64::from(f32::EPSILON) / 2.0 * m;
     let silu = |v: f64| v / (1.0 + (-v).exp());
@@ -136,7 +144,10 @@ fn check_conv(rng: &mut Rng, s: &ConvShape, isas: &[FIsa]) -> usize {
             if first > 0 {
                 targets.push(FTarget { first: 0, out: &mut lo });
             }
-            conv.run(&x, fused, res, targets);
+            let (h, in_plane) = (s.in_c / 2, s.in_h * s.in_w);
+            let rest = &x[h * in_plane..];
+            let parts = [Part { data: &lead, first: 1, n: h }, Part { data: rest, first: 0, n: s.in_c - h }];
+            conv.run(&parts, fused, res, targets);
             let got: Vec<f32> = lo.into_iter().chain(hi).collect();
             for (i, &g) in got.iter().enumerate() {
                 let (y, e) = (want[i], bound(mag[i]));
