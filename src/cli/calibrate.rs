@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 
 use crate::atomic::{self, Existing};
 use crate::quant::analysis::bar;
-use crate::quant::calibrate::{self, Method, Options, Report};
+use crate::quant::calibrate::{self, Method, Options, Report, Rounding};
 use crate::quant::proto;
 use crate::quant::sites::NamePattern;
 use crate::val::agreement::AgreementSummary;
@@ -25,6 +25,12 @@ enum MethodArg {
     Percentile,
     Kl,
     Mse,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum RoundingArg {
+    Nearest,
+    Gptq,
 }
 
 #[derive(Args)]
@@ -62,6 +68,10 @@ pub struct CalibrateArgs {
     /// Weight bits: 8 stores [-127, 127]; 7 stores [-63, 63].
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(7..=8))]
     weight_bits: u32,
+    /// How int8 weights are rounded: to nearest, or GPTQ (each conv's rounding errors
+    /// compensated through its input Hessian on the calibration images).
+    #[arg(long, value_enum, default_value = "nearest")]
+    weight_rounding: RoundingArg,
     /// Images used by the error analysis (graphwise and layerwise); 0 skips it.
     #[arg(long, default_value_t = 8)]
     analysis_images: usize,
@@ -109,6 +119,10 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         num: a.num,
         exclude,
         weight_bits: a.weight_bits,
+        rounding: match a.weight_rounding {
+            RoundingArg::Nearest => Rounding::Nearest,
+            RoundingArg::Gptq => Rounding::Gptq,
+        },
         bias_correct: a.bias_correct || !a.no_bias_correct,
         analysis_images: a.analysis_images,
         auto_exclude: a.auto_exclude,
@@ -128,11 +142,12 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let r = &done.report;
     let quantized = r.convs.iter().filter(|c| c.quantized).count();
     eprintln!(
-        "qdet: {} of {} convs quantized ({}, {}-bit weights{}), {} images at {}x{}, {:.1} ms/image for statistics, {:.1} s in all; wrote {}",
+        "qdet: {} of {} convs quantized ({}, {}-bit weights{}{}), {} images at {}x{}, {:.1} ms/image for statistics, {:.1} s in all; wrote {}",
         quantized,
         r.convs.len(),
         r.method.name(),
         r.weight_bits,
+        if r.weight_rounding == Rounding::Gptq { " rounded by GPTQ" } else { "" },
         if r.bias_correct { ", bias-corrected" } else { "" },
         r.images,
         r.input_size[1],

@@ -52,6 +52,7 @@
 
 pub mod analysis;
 pub mod calibrate;
+pub mod gptq;
 pub mod observers;
 pub mod proto;
 pub mod qdq;

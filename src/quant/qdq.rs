@@ -25,7 +25,8 @@ pub struct QuantizedConv {
     pub bias_scales: Vec<f32>,
 }
 
-/// Weights per output channel with `bounds`; bias as int32 at `input_scale * weight_scale`.
+/// Weights per output channel with `bounds`, rounded to nearest; bias as int32 at
+/// `input_scale * weight_scale`.
 pub fn quantize_conv(
     weight: &[f32],
     bias: Option<&[f32]>,
@@ -42,6 +43,17 @@ pub fn quantize_conv(
             observers::quantize(w, QuantParams { scale: weight_scales[i / per], zero_point: 0 }, bounds) as i8
         })
         .collect();
+    with_integers(weight_q, weight_scales, bias, input_scale)
+}
+
+/// A conv whose weights were already rounded (GPTQ) at `weight_scales`; bias as int32 at
+/// `input_scale * weight_scale`.
+pub fn with_integers(
+    weight_q: Vec<i8>,
+    weight_scales: Vec<f32>,
+    bias: Option<&[f32]>,
+    input_scale: f32,
+) -> QuantizedConv {
     let bias_scales = observers::bias_scales(input_scale, &weight_scales);
     let bias_q = bias.map(|b| {
         b.iter()

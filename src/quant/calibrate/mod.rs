@@ -4,6 +4,7 @@
 
 mod observer;
 mod pass;
+mod rounding;
 mod stages;
 
 use std::collections::BTreeMap;
@@ -47,6 +48,26 @@ impl Method {
     }
 }
 
+/// How the int8 weights are rounded at their per-channel scales.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Rounding {
+    /// Each weight to its nearest integer (PPQ's and ONNX Runtime's).
+    Nearest,
+    /// GPTQ: column by column, each column's error moved onto the next by the conv's input
+    /// Hessian on the calibration images ([`crate::quant::gptq`]).
+    Gptq,
+}
+
+impl Rounding {
+    pub fn name(self) -> &'static str {
+        match self {
+            Rounding::Nearest => "nearest",
+            Rounding::Gptq => "gptq",
+        }
+    }
+}
+
 /// Weight bits: 8 is `[-127, 127]`; 7 is `[-63, 63]`, for `vpmaddubsw` kernels whose
 /// 16-bit pair sums must not saturate (255 * 63 * 2 < 32767).
 pub fn weight_bounds(bits: u32) -> QuantBounds {
@@ -61,6 +82,7 @@ pub struct Options {
     pub num: Option<usize>,
     pub exclude: Vec<NamePattern>,
     pub weight_bits: u32,
+    pub rounding: Rounding,
     pub bias_correct: bool,
     /// Images for the error analysis (0: no analysis, and no `auto_exclude`).
     pub analysis_images: usize,
@@ -121,6 +143,7 @@ pub struct Report {
     pub model: PathBuf,
     pub method: Method,
     pub weight_bits: u32,
+    pub weight_rounding: Rounding,
     pub bias_correct: bool,
     pub input_size: [usize; 2],
     pub images: usize,
@@ -175,7 +198,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     let det = Detector::load(model_path, opts.imgsz, NmsOptions::default())?;
     let images = check_options(images, opts)?;
     let setup = Setup { det, images, inflight: opts.inflight, on_event };
-    let cal = Calibration::new(&float, model_path, setup, opts)?;
+    let mut cal = Calibration::new(&float, model_path, setup, opts)?;
     let mut kept_float = kept_float(&cal.sites, opts)?;
     let candidates: Vec<usize> = (0..cal.sites.len()).filter(|i| !kept_float.contains_key(i)).collect();
     let stats = cal.statistics(&candidates, opts.method)?;
@@ -193,6 +216,9 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     let chosen: Vec<usize> = candidates.iter().copied().filter(|i| !kept_float.contains_key(i)).collect();
     if chosen.is_empty() {
         return Err(Error::Invalid("every Conv is excluded: nothing to quantize".into()));
+    }
+    if opts.rounding == Rounding::Gptq {
+        cal.rounded = cal.gptq_weights(&stats.acts, &chosen, &stats.good)?;
     }
     let (biases, shifts) =
         if opts.bias_correct { cal.correct_biases(&stats.acts, &chosen, &stats.good)? } else { Default::default() };
@@ -228,6 +254,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         model: model_path.into(),
         method: opts.method,
         weight_bits: opts.weight_bits,
+        weight_rounding: opts.rounding,
         bias_correct: opts.bias_correct,
         input_size: [size.0, size.1],
         images: stats.good.len(),
@@ -307,4 +334,8 @@ fn set_metadata(model: &mut pb::ModelProto, r: &Report, bounds: QuantBounds) {
             ("qdet.version", env!("CARGO_PKG_VERSION").to_string()),
         ],
     );
+    // Recorded only when not the default, so nearest-rounded files stay as they were.
+    if r.weight_rounding != Rounding::Nearest {
+        qdq::set_metadata(model, &[("qdet.weight_rounding", r.weight_rounding.name().to_string())]);
+    }
 }

@@ -17,7 +17,7 @@ use crate::image_io::read_rgb;
 use crate::model::{Int8, Model};
 use crate::progress::Event;
 use crate::quant::analysis::{self, ChannelMeanMeter, ErrorMeter, ErrorStats, OutputError, OutputMeter};
-use crate::quant::observers::{MinMaxObserver, ObserverError, QuantBounds, QuantParams};
+use crate::quant::observers::{self, MinMaxObserver, ObserverError, QuantBounds, QuantParams};
 use crate::quant::proto;
 use crate::quant::qdq::{self, QuantizedConv};
 use crate::quant::runner::{Activation, GraphRunner};
@@ -34,6 +34,8 @@ pub(super) struct Calibration<'a> {
     /// The detect head's output, where the model-level errors are measured.
     pub head_output: String,
     pub bounds: QuantBounds,
+    /// Weights already rounded (GPTQ) by site; the others are rounded to nearest.
+    pub rounded: BTreeMap<usize, Vec<i8>>,
 }
 
 /// Bias correction's new biases and the largest shift of each, by conv.
@@ -61,10 +63,11 @@ impl<'a> Calibration<'a> {
             .first()
             .map(|o| o.name.clone())
             .ok_or_else(|| Error::NotDetect { path: path.into(), reason: "the graph has no outputs".into() })?;
-        Ok(Calibration { float, path, sites, weights, setup, head_output, bounds: weight_bounds(opts.weight_bits) })
+        let bounds = weight_bounds(opts.weight_bits);
+        Ok(Calibration { float, path, sites, weights, setup, head_output, bounds, rounded: BTreeMap::new() })
     }
 
-    fn input_names(&self) -> BTreeSet<&str> {
+    pub(super) fn input_names(&self) -> BTreeSet<&str> {
         self.float.graph.iter().flat_map(|g| g.input.iter().map(|i| i.name.as_str())).collect()
     }
 
@@ -151,7 +154,14 @@ impl<'a> Calibration<'a> {
     fn quantize(&self, i: usize, acts: &BTreeMap<String, QuantParams>, bias: Option<&[f32]>) -> QuantizedConv {
         let s = &self.sites[i];
         let b = bias.or_else(|| s.bias.as_ref().and_then(|b| self.weights.get(b)).map(Vec::as_slice));
-        qdq::quantize_conv(&self.weights[&s.weight], b, s.out_channels(), acts[&s.input].scale, self.bounds)
+        let (w, input_scale) = (&self.weights[&s.weight], acts[&s.input].scale);
+        match self.rounded.get(&i) {
+            Some(q) => {
+                let scales = observers::weight_scales_per_channel(w, s.out_channels(), self.bounds);
+                qdq::with_integers(q.clone(), scales, b, input_scale)
+            }
+            None => qdq::quantize_conv(w, b, s.out_channels(), input_scale, self.bounds),
+        }
     }
 
     /// The QDQ model with the convs `chosen` quantized, with `biases` replacing theirs.

@@ -48,6 +48,7 @@ fn options(method: Method) -> Options {
         num: None,
         exclude: Vec::new(),
         weight_bits: 8,
+        rounding: crate::quant::calibrate::Rounding::Nearest,
         bias_correct: false,
         analysis_images: 0,
         auto_exclude: 0,

@@ -2,4 +2,5 @@
 //! fixtures.
 
 mod calibrate;
+mod gptq;
 mod observers;

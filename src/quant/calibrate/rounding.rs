@@ -1,0 +1,110 @@
+//! The GPTQ stage of calibration: each chosen conv's input Hessian over the calibration
+//! images, then its weights rounded by [`crate::quant::gptq`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use super::stages::Calibration;
+use crate::error::{Error, Result};
+use crate::progress::Event;
+use crate::quant::analysis;
+use crate::quant::gptq::{self, ConvGeometry, Hessian};
+use crate::quant::observers::{self, QuantBounds, QuantParams};
+use crate::quant::runner::GraphRunner;
+
+/// One conv GPTQ rounds: its site, where its kernel reads, its weights' row length.
+struct Target {
+    site: usize,
+    geometry: ConvGeometry,
+    dim: usize,
+}
+
+impl Calibration<'_> {
+    /// GPTQ's integer weights of the `chosen` convs it handles (not grouped, not dilated),
+    /// by site. Each conv's Hessian is taken over its input as the quantized model reads it
+    /// from an exact upstream: the float model's tensor through its uint8 QuantizeLinear and
+    /// DequantizeLinear (`acts`). A conv whose Hessian cannot be inverted keeps
+    /// round-to-nearest.
+    pub(super) fn gptq_weights(
+        &self,
+        acts: &BTreeMap<String, QuantParams>,
+        chosen: &[usize],
+        images: &[PathBuf],
+    ) -> Result<BTreeMap<usize, Vec<i8>>> {
+        let nodes = self.float.graph.as_ref().map(|g| g.node.as_slice()).unwrap_or_default();
+        let targets: Vec<Target> = chosen
+            .iter()
+            .filter_map(|&i| {
+                let s = &self.sites[i];
+                let geometry = ConvGeometry::of(nodes.get(s.node_index)?, &s.weight_dims)?;
+                let dim = s.weight_dims.iter().skip(1).product::<i64>() as usize;
+                Some(Target { site: i, geometry, dim })
+            })
+            .collect();
+        let tensors: Vec<String> =
+            targets.iter().map(|t| self.sites[t.site].input.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let input_names = self.input_names();
+        let internal: Vec<String> = tensors.iter().filter(|t| !input_names.contains(t.as_str())).cloned().collect();
+        let mut model = self.float.clone();
+        analysis::set_outputs(&mut model, &internal);
+        let runner = GraphRunner::new(&model, self.path)?;
+        (self.setup.on_event)(Event::Stage("GPTQ Hessians", images.len()));
+        // The products run in the pass's workers (the sink runs while the rayon pool decodes
+        // ahead, so it must not wait on the pool); the sink only sums them.
+        let work = |p: &crate::detector::Prepared| {
+            let (h, w) = p.letterbox.out;
+            let mut next = runner.run(&p.chw, p.letterbox.out)?.into_iter();
+            let mut inputs: BTreeMap<&str, (Vec<f32>, [usize; 3])> = BTreeMap::new();
+            for t in &tensors {
+                let (data, shape) = if input_names.contains(t.as_str()) {
+                    (p.chw.clone(), [3, h, w])
+                } else {
+                    let a = next.next().ok_or_else(|| Error::Inference("missing output".into()))?;
+                    match a.shape[..] {
+                        [1, c, h, w] => (a.data, [c, h, w]),
+                        _ => return Err(Error::Inference(format!("{t}: shape {:?}, not NCHW", a.shape))),
+                    }
+                };
+                inputs.insert(t, (fake_quantize(&data, acts[t]), shape));
+            }
+            targets
+                .iter()
+                .map(|t| {
+                    let (data, shape) = &inputs[self.sites[t.site].input.as_str()];
+                    let (x, rows) = gptq::patches(data, *shape, &t.geometry);
+                    gptq::gram(&x, rows, t.dim)
+                        .map_err(|e| Error::Inference(format!("{}: {e}", self.sites[t.site].name)))
+                })
+                .collect::<Result<Vec<Vec<f32>>>>()
+        };
+        let mut sums: Vec<Hessian> = targets.iter().map(|t| Hessian::new(t.dim)).collect();
+        self.setup.pass(images, work, |_, grams| {
+            for (h, g) in sums.iter_mut().zip(&grams) {
+                h.add_gram(g);
+            }
+            Ok(())
+        })?;
+        (self.setup.on_event)(Event::Stage("GPTQ rounding", targets.len()));
+        let rounded = targets
+            .par_iter()
+            .zip(&sums)
+            .filter_map(|(t, hessian)| {
+                let s = &self.sites[t.site];
+                let w = &self.weights[&s.weight];
+                let scales = observers::weight_scales_per_channel(w, s.out_channels(), self.bounds);
+                let q = gptq::round(w, &scales, hessian, self.bounds).ok();
+                (self.setup.on_event)(Event::Step(None));
+                Some((t.site, q?))
+            })
+            .collect();
+        Ok(rounded)
+    }
+}
+
+/// `values` through a uint8 QuantizeLinear and DequantizeLinear.
+fn fake_quantize(values: &[f32], p: QuantParams) -> Vec<f32> {
+    let zp = p.zero_point as f32;
+    values.iter().map(|&v| (observers::quantize(v, p, QuantBounds::ASYM_U8) as f32 - zp) * p.scale).collect()
+}
