@@ -2,6 +2,7 @@
 """Cross-check `qdet detect` against Ultralytics on any model and images.
 
 Usage: compare.py MODEL.onnx IMAGE_OR_DIR... [--qdet target/release/qdet] [--conf 0.25] [--threads N]
+                  [--imgsz N] (a dynamic export's inference size, given to both)
 Runs Ultralytics predict (ONNX Runtime) and qdet on the same files and prints, per image,
 the worst box and confidence differences of matched detections and any unmatched ones.
 Exit status 1 if any detection above conf + 2e-3 has no partner within 1 px / 2e-3.
@@ -26,6 +27,7 @@ def main():
     ap.add_argument("--qdet", default="target/release/qdet")
     ap.add_argument("--conf", type=float, default=0.25)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--imgsz", type=int, default=None)
     a = ap.parse_args()
     files = []
     for s in a.sources:
@@ -36,10 +38,12 @@ def main():
     with tempfile.TemporaryDirectory() as out:
         cmd = [a.qdet, "detect", "--model", a.model, "--out", out, "--conf", str(a.conf), "--json"]
         cmd += ["--threads", str(a.threads)] if a.threads else []
+        cmd += ["--imgsz", str(a.imgsz)] if a.imgsz else []
         summary = json.loads(subprocess.run(cmd + [str(f) for f in files], check=False, capture_output=True, text=True).stdout)
         print(f"qdet mean ms: {summary['mean_ms']}, {summary['images_per_s']:.2f} images/s")
         for f in files:
-            r = model.predict(str(f), conf=a.conf, device="cpu", verbose=False)[0]
+            extra = {"imgsz": a.imgsz} if a.imgsz else {}
+            r = model.predict(str(f), conf=a.conf, device="cpu", verbose=False, **extra)[0]
             ref = list(zip(r.boxes.cls.int().tolist(), r.boxes.conf.tolist(), r.boxes.xyxy.tolist()))
             doc = json.loads((Path(out) / f.with_suffix(".json").name).read_text())
             got = [(names[s["label"]], s["score"], [*s["points"][0], *s["points"][1]]) for s in doc["shapes"]]
