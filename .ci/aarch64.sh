@@ -13,11 +13,14 @@ tools/setup-aarch64.sh
 target=aarch64-unknown-linux-gnu
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_GNU_RUNNER=qemu-aarch64
 export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+cargo test --release --locked --target $target --lib --test it --no-run
+# Each run takes 1-2 minutes; a hang under emulation must fail CI here, not eat its time limit.
+limit=900
 for cpu in max cortex-a76 cortex-a72; do
     echo "== qemu-aarch64 -cpu $cpu"
-    QEMU_CPU=$cpu cargo test --release --locked --target $target --lib -- \
+    QEMU_CPU=$cpu timeout $limit cargo test --release --locked --target $target --lib -- \
         --skip quant::tests::calibrate:: --skip val::parity_tests::
-    QEMU_CPU=$cpu cargo test --release --locked --target $target --test it arch_parity::
+    QEMU_CPU=$cpu timeout $limit cargo test --release --locked --target $target --test it arch_parity::
 done
 # `cargo test` built the binary for the integration tests.
 json=$(QEMU_CPU=max qemu-aarch64 target/$target/release/qdet bench --model models/shapes-yolov8n.int8.onnx --runs 1 --warmup 0 --json)
