@@ -361,6 +361,10 @@ impl QConv {
         let (ow, plane) = (s.out_w(), s.out_h() * s.out_w());
         let first_row = r.start;
         let (mut f, mut t) = (vec![[0f32; OC_BLOCK]; ow], vec![[0u8; OC_BLOCK]; ow]);
+        let (zeros, mut gathered) = match residual {
+            Some(_) => (vec![0f32; ow], vec![[0f32; OC_BLOCK]; ow]),
+            None => (Vec::new(), Vec::new()),
+        };
         self.epilogue_rows(img, zp, e, r, |oy, b, sums, affine| {
             let c0 = b * OC_BLOCK;
             let reads = |p: &BandShare| (p.first..p.first + p.n).contains(&c0);
@@ -374,19 +378,32 @@ impl QConv {
                 super::epilogue::row(sums, affine, Dest::F32(&mut f));
             }
             if let Some(res) = residual {
-                // Pixel-major, as the epilogue's floats; channels past `out_c` add 0.
-                for o in 0..(s.out_c - c0).min(OC_BLOCK) {
-                    let src = &res[(c0 + o) * plane + oy * ow..][..ow];
-                    for (v, &add) in f.iter_mut().zip(src) {
-                        v[o] += add;
-                    }
-                }
+                let rows = std::array::from_fn(|o| match c0 + o < s.out_c {
+                    true => &res[(c0 + o) * plane + oy * ow..][..ow],
+                    false => &zeros[..],
+                });
+                add_rows(&rows, &mut f, &mut gathered);
             }
             let block = Block { y: oy - first_row, c0, sums, affine, floats: floats.then_some(&f[..]) };
             for p in parts.iter_mut().filter(|p| reads(p)) {
                 p.write(&block, &mut t);
             }
         });
+    }
+}
+
+/// `f[j][o] += rows[o][j]`: a residual's 16 channel rows added to the epilogue's pixel-major
+/// floats, through SIMD transposes into `gathered` (a scalar loop with 16-float strides was
+/// most of the residual blocks' epilogue).
+fn add_rows(rows: &[&[f32]; OC_BLOCK], f: &mut [[f32; OC_BLOCK]], gathered: &mut [[f32; OC_BLOCK]]) {
+    for half in 0..2 {
+        let eight: &[&[f32]; 8] = rows[half * 8..][..8].try_into().expect("8 rows");
+        super::fconv::gather_pixels(eight, &mut gathered.as_flattened_mut()[half * 8..], OC_BLOCK);
+    }
+    for (v, g) in f.iter_mut().zip(gathered.iter()) {
+        for o in 0..OC_BLOCK {
+            v[o] += g[o];
+        }
     }
 }
 
