@@ -17,17 +17,23 @@ pub(super) const POLY: [f32; 6] = [1.987_569_1e-4, 1.398_199_9e-3, 8.333_452e-3,
 /// `n + POW2_BIAS` holds `n + 127` in its low mantissa bits (see [`exp_approx`]).
 pub(super) const POW2_BIAS: f32 = 8_388_735.0;
 
+/// The polynomial at `r` in Estrin's order: three independent pairs, then two steps in
+/// `r^2`. Horner's six dependent multiply-adds were the longest chain of the int8 epilogue,
+/// which runs once per conv output.
+#[inline(always)]
+pub(super) fn poly(r: f32) -> f32 {
+    let r2 = r * r;
+    let (p01, p23, p45) = (POLY[0].mul_add(r, POLY[1]), POLY[2].mul_add(r, POLY[3]), POLY[4].mul_add(r, POLY[5]));
+    p01.mul_add(r2, p23).mul_add(r2, p45)
+}
+
 /// `exp(x)` for `x` clamped to [-87, 88] (outside, the result saturates near 0 or f32::MAX).
 #[inline(always)]
 pub fn exp_approx(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
     let n = x.mul_add(LOG2E, ROUND) - ROUND;
     let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
-    let mut p = POLY[0];
-    for &c in &POLY[1..] {
-        p = p.mul_add(r, c);
-    }
-    let e = p.mul_add(r * r, r) + 1.0;
+    let e = poly(r).mul_add(r * r, r) + 1.0;
     // 2^n through the exponent bits, n in [-126, 127] after the clamp: n + 127 + 2^23 keeps
     // n + 127 in its low mantissa bits; shifting them into the exponent field avoids a
     // float-to-int conversion, which Rust's saturating `as` would keep scalar.

@@ -103,11 +103,10 @@ fn silu(y: float32x4_t) -> float32x4_t {
         let round = vdupq_n_f32(ROUND);
         let n = vsubq_f32(fma(x, vdupq_n_f32(LOG2E), round), round);
         let r = fma(n, vdupq_n_f32(-LN2_LO), fma(n, vdupq_n_f32(-LN2_HI), x));
-        let mut p = vdupq_n_f32(POLY[0]);
-        for &c in &POLY[1..] {
-            p = fma(p, r, vdupq_n_f32(c));
-        }
-        let e = vaddq_f32(fma(p, vmulq_f32(r, r), r), vdupq_n_f32(1.0));
+        let r2 = vmulq_f32(r, r);
+        let pair = |i: usize| fma(vdupq_n_f32(POLY[i]), r, vdupq_n_f32(POLY[i + 1]));
+        let p = fma(fma(pair(0), r2, pair(2)), r2, pair(4));
+        let e = vaddq_f32(fma(p, r2, r), vdupq_n_f32(1.0));
         let pow2 =
             vreinterpretq_f32_u32(vshlq_n_u32::<23>(vreinterpretq_u32_f32(vaddq_f32(n, vdupq_n_f32(POW2_BIAS)))));
         let s = vdivq_f32(y, vaddq_f32(vdupq_n_f32(1.0), vmulq_f32(e, pow2)));
@@ -119,7 +118,7 @@ fn silu(y: float32x4_t) -> float32x4_t {
 #[inline(always)]
 fn affine(acc: int32x4_t, scale: float32x4_t, bias: float32x4_t, with_silu: bool) -> float32x4_t {
     // SAFETY: NEON is part of aarch64.
-    let y = unsafe { vaddq_f32(vmulq_f32(vcvtq_f32_s32(acc), scale), bias) };
+    let y = fma(unsafe { vcvtq_f32_s32(acc) }, scale, bias);
     if with_silu {
         silu(y)
     } else {

@@ -30,7 +30,7 @@ fn float_epilogue_applies_scale_bias_and_silu() {
             assert_eq!(got.len(), acc.len());
             for (i, (&g, &a)) in got.iter().zip(&acc).enumerate() {
                 let c = i / (h * w);
-                let y = a as f32 * scale[c] + bias[c];
+                let y = (a as f32).mul_add(scale[c], bias[c]);
                 let want = if silu {
                     let mut v = [y];
                     v.iter_mut().for_each(|y| *y = crate::kernels::silu::silu_one(*y));

@@ -215,11 +215,10 @@ mod z {
         let round = _mm512_set1_ps(ROUND);
         let n = _mm512_sub_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), round), round);
         let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x));
-        let mut p = _mm512_set1_ps(POLY[0]);
-        for &c in &POLY[1..] {
-            p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
-        }
-        let e = _mm512_add_ps(_mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r), _mm512_set1_ps(1.0));
+        let r2 = _mm512_mul_ps(r, r);
+        let pair = |i: usize| _mm512_fmadd_ps(_mm512_set1_ps(POLY[i]), r, _mm512_set1_ps(POLY[i + 1]));
+        let p = _mm512_fmadd_ps(_mm512_fmadd_ps(pair(0), r2, pair(2)), r2, pair(4));
+        let e = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0));
         // e * 2^n in one step: exact like the twin's multiply by the power of two, which is
         // a normal float for n in [-126, 127].
         let s = _mm512_div_ps(y, _mm512_add_ps(_mm512_set1_ps(1.0), _mm512_scalef_ps(e, n)));
@@ -230,7 +229,7 @@ mod z {
     #[inline]
     #[target_feature(enable = "avx512f,fma")]
     pub(super) fn affine(acc: __m512i, scale: __m512, bias: __m512, with_silu: bool) -> __m512 {
-        let y = _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(acc), scale), bias);
+        let y = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), scale, bias);
         if with_silu {
             silu(y)
         } else {
@@ -299,11 +298,10 @@ mod y8 {
         let round = _mm256_set1_ps(ROUND);
         let n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), round), round);
         let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x));
-        let mut p = _mm256_set1_ps(POLY[0]);
-        for &c in &POLY[1..] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        let e = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0));
+        let r2 = _mm256_mul_ps(r, r);
+        let pair = |i: usize| _mm256_fmadd_ps(_mm256_set1_ps(POLY[i]), r, _mm256_set1_ps(POLY[i + 1]));
+        let p = _mm256_fmadd_ps(_mm256_fmadd_ps(pair(0), r2, pair(2)), r2, pair(4));
+        let e = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
         let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(_mm256_add_ps(
             n,
             _mm256_set1_ps(POW2_BIAS),
@@ -316,7 +314,7 @@ mod y8 {
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     pub(super) fn affine(acc: __m256i, scale: __m256, bias: __m256, with_silu: bool) -> __m256 {
-        let y = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc), scale), bias);
+        let y = _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc), scale, bias);
         if with_silu {
             silu(y)
         } else {
