@@ -1,6 +1,8 @@
 //! qdet's int8 convolution kernels against tract's f32 convolution on the same shapes (layers
 //! of the COCO yolov8n at 640), one thread. Throughput is in multiply-adds: criterion's
-//! "elem/s" is MAC/s. Shapes: (in_c, out_c, k, stride, input side).
+//! "elem/s" is MAC/s. Shapes: (in_c, out_c, k, stride, input side). The `tile` group times
+//! the micro-kernel alone, on the widest kernel this CPU has: 16 pixels x 16 channels of a
+//! k x k conv over `in_c` channels, image and weights in cache, no packing or epilogue.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use qdet::internals::{proto, ConvShape, Epilogue, QConv};
@@ -119,5 +121,29 @@ fn benches(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(int8, benches);
+fn tiles(c: &mut Criterion) {
+    use qdet::internals::{tile, OC_BLOCK, WGROUP_BYTES};
+    let Some(isa) = [Isa::Avx512Vnni, Isa::NeonI8mm, Isa::NeonDot, Isa::Avx512VnniYmm, Isa::Avx2Madd16]
+        .into_iter()
+        .find(|i| i.available())
+    else {
+        return;
+    };
+    let mut g = c.benchmark_group(format!("tile_{isa:?}"));
+    for (in_c, k) in [(16usize, 3usize), (64, 3), (128, 3), (32, 1), (64, 1), (256, 1)] {
+        // One row of an 82-pixel-wide padded image, `in_c` bytes a pixel (4-channel groups).
+        let (px, width, pixels) = (in_c, 82, 16);
+        let taps: Vec<usize> = (0..k).flat_map(|ky| (0..k).map(move |kx| (ky * width + kx) * px)).collect();
+        let x = vec![3u8; (k + 1) * width * px];
+        let w = vec![1u8; taps.len() * (in_c / 4) * WGROUP_BYTES];
+        let mut acc = vec![[0i32; OC_BLOCK]; pixels];
+        g.throughput(Throughput::Elements((pixels * OC_BLOCK * taps.len() * in_c) as u64));
+        g.bench_function(format!("{k}x{k} {in_c} channels"), |b| {
+            b.iter(|| tile(isa, &x, 0, px, &taps, in_c / 4, &w, &[0; OC_BLOCK], &mut acc))
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(int8, benches, tiles);
 criterion_main!(int8);

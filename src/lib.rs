@@ -79,6 +79,7 @@ pub mod internals {
     pub use crate::image_io::set_max_pixels;
     pub use crate::kernels::conv::{ConvShape, Epilogue, QConv};
     pub use crate::kernels::threads::set_threads;
+    pub use crate::kernels::{tile, OC_BLOCK, WGROUP_BYTES};
     pub use crate::meta::names_from_yaml;
     pub use crate::python::parse as parse_python_literal;
     pub use crate::quant::proto;
