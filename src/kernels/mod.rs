@@ -200,15 +200,30 @@ impl Isa {
 
     /// The fastest exact kernel on this CPU for weights up to `max_abs_weight`.
     /// `QDET_KERNEL=<name>` ([`Isa::name`]: `vnni512|vnni|maddubs|madd16` on x86,
-    /// `i8mm|dotprod|neon` on aarch64, `scalar` anywhere) narrows the choice (to measure the
-    /// path another CPU would take); a kernel that is unavailable or inexact is still skipped.
+    /// `i8mm|dotprod|neon` on aarch64, `scalar` anywhere) picks one instead (to measure the
+    /// path another CPU would take); one this CPU lacks, or inexact for these weights
+    /// (`maddubs` on 8-bit weights), is reported once and the fastest exact one runs.
     pub fn best(max_abs_weight: i32) -> Isa {
-        let wanted = Isa::from_env();
-        Isa::PREFERENCE
-            .into_iter()
-            .filter(|i| wanted.as_deref().is_none_or(|w| w == i.name()))
-            .find(|i| i.available() && i.exact_for(max_abs_weight))
-            .unwrap_or(Isa::ScalarQuads)
+        Isa::pick(max_abs_weight, Isa::from_env().as_deref())
+    }
+
+    /// [`Isa::best`] with `wanted` as the name from the environment.
+    fn pick(max_abs_weight: i32, wanted: Option<&str>) -> Isa {
+        let usable = |i: &Isa| i.available() && i.exact_for(max_abs_weight);
+        let fastest = Isa::PREFERENCE.into_iter().find(usable).unwrap_or(Isa::ScalarQuads);
+        let Some(named) = wanted.and_then(|w| Isa::all().into_iter().find(|i| i.name() == w)) else {
+            return fastest;
+        };
+        if usable(&named) {
+            return named;
+        }
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            let why =
+                if named.available() { "is not exact for weights up to" } else { "is not on this CPU; weights up to" };
+            eprintln!("qdet: QDET_KERNEL={} {why} {max_abs_weight}: using {}", named.name(), fastest.name());
+        });
+        fastest
     }
 
     /// `QDET_KERNEL`, when it names a kernel. A misspelt name would otherwise quietly measure
