@@ -5,7 +5,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::{BinMiniOp, TypedBinOp};
 use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
-use tract_onnx::tract_core::ops::math::Mul;
+use tract_onnx::tract_core::ops::math::{Add, Mul};
 use tract_onnx::tract_core::ops::nn::Sigmoid;
 
 use crate::kernels::conv::{OutKind, OutSpec};
@@ -94,4 +94,30 @@ pub fn silu_mul(model: &TypedModel, conv_out: OutletId) -> Option<usize> {
     let sig_out = model.outlet_successors(OutletId::new(sig, 0));
     let reads = |o: OutletId| m.inputs.contains(&o);
     (is_binary::<Mul>(m) && reads(conv_out) && reads(OutletId::new(sig, 0)) && sig_out.len() == 1).then_some(mul)
+}
+
+/// The two-input float Adds of the model, by node id.
+pub fn float_adds(model: &TypedModel) -> Vec<usize> {
+    model.nodes().iter().filter(|n| is_binary::<Add>(n) && n.inputs.len() == 2).map(|n| n.id).collect()
+}
+
+/// A bottleneck's shortcut: for `Add(x, conv)` of two equal, concrete f32 facts where one
+/// input is the whole output of a `C` op (`whole`), read by nothing else and not a model
+/// output, which input that is and a copy of its op.
+pub fn shortcut_conv<C: TypedOp + Clone>(
+    model: &TypedModel,
+    add: usize,
+    whole: impl Fn(&C) -> bool,
+) -> TractResult<Option<(usize, C)>> {
+    let node = model.node(add);
+    let facts = [model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?];
+    if facts[0] != facts[1] || facts[0].datum_type != DatumType::F32 || facts[0].shape.as_concrete().is_none() {
+        return Ok(None);
+    }
+    let outputs = model.output_outlets()?;
+    Ok((0..2).find_map(|i| {
+        let o = node.inputs[i];
+        let c = model.node(o.node).op_as::<C>()?;
+        (whole(c) && model.outlet_successors(o).len() == 1 && !outputs.contains(&o)).then(|| (i, c.clone()))
+    }))
 }

@@ -11,10 +11,9 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::array::{Slice, TypedConcat};
 use tract_onnx::tract_core::ops::cast::Cast;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
-use tract_onnx::tract_core::ops::math::Add;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::common::{is_binary, silu_mul};
+use super::common::{float_adds, shortcut_conv, silu_mul};
 use super::{Context, Pass, Report};
 use crate::kernels::conv::ConvShape;
 use crate::kernels::fconv::{FConv, FIsa};
@@ -68,23 +67,12 @@ impl Pass for F32Conv {
 /// its residual, added in the epilogue: one pass over the output instead of three.
 fn fuse_residuals(model: &mut TypedModel) -> TractResult<usize> {
     let mut done = 0;
-    let outputs = model.output_outlets()?.to_vec();
-    let adds: Vec<usize> =
-        model.nodes().iter().filter(|n| is_binary::<Add>(n) && n.inputs.len() == 2).map(|n| n.id).collect();
-    for add in adds {
-        let node = model.node(add);
-        let facts = [model.outlet_fact(node.inputs[0])?, model.outlet_fact(node.inputs[1])?];
-        if facts[0] != facts[1] || facts[0].datum_type != DatumType::F32 || facts[0].shape.as_concrete().is_none() {
-            continue;
-        }
-        let Some((slot, conv)) = (0..2).find_map(|i| {
-            let o = node.inputs[i];
-            let c = model.node(o.node).op_as::<FConvOp>()?;
-            let whole = c.outputs == [(0, c.conv.shape.out_c)] && c.residual.is_none();
-            (whole && model.outlet_successors(o).len() == 1 && !outputs.contains(&o)).then(|| (i, c.clone()))
-        }) else {
+    for add in float_adds(model) {
+        let whole = |c: &FConvOp| c.outputs == [(0, c.conv.shape.out_c)] && c.residual.is_none();
+        let Some((slot, conv)) = shortcut_conv(model, add, whole)? else {
             continue;
         };
+        let node = model.node(add);
         let (other, first, n) = slice_of(model, node.inputs[1 - slot])?;
         if n != conv.conv.shape.out_c {
             continue;
