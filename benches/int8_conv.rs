@@ -2,7 +2,9 @@
 //! of the COCO yolov8n at 640), one thread. Throughput is in multiply-adds: criterion's
 //! "elem/s" is MAC/s. Shapes: (in_c, out_c, k, stride, input side). The `tile` group times
 //! the micro-kernel alone, on the widest kernel this CPU has: 16 pixels x 16 channels of a
-//! k x k conv over `in_c` channels, image and weights in cache, no packing or epilogue.
+//! k x k conv over `in_c` channels, image and weights in cache, no packing or epilogue. The
+//! `epilogue` group times the epilogue alone on a row of 80 pixels (16 channels each): scale
+//! and bias, SiLU or not, requantized to uint8; "elem/s" there is 16-channel pixels a second.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use qdet::internals::{proto, ConvShape, Epilogue, QConv};
@@ -145,5 +147,23 @@ fn tiles(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(int8, benches, tiles);
+fn epilogues(c: &mut Criterion) {
+    use qdet::internals::{epilogue_row, Affine, Dest, Quantizer, OC_BLOCK};
+    let pixels = 80;
+    // Sums spread like a conv's: scaled to -3..3, where SiLU's exp does real work.
+    let acc: Vec<[i32; OC_BLOCK]> =
+        (0..pixels).map(|j| std::array::from_fn(|o| ((j * 7919 + o * 104_729) % 20_001) as i32 - 10_000)).collect();
+    let q = Quantizer::new(0.02, 20);
+    let mut out = vec![0u8; pixels * OC_BLOCK];
+    let mut g = c.benchmark_group("epilogue");
+    g.throughput(Throughput::Elements(pixels as u64));
+    for silu in [true, false] {
+        let f = Affine { scale: [3e-4; OC_BLOCK], bias: [0.1; OC_BLOCK], silu };
+        let name = if silu { "uint8 with SiLU" } else { "uint8" };
+        g.bench_function(name, |b| b.iter(|| epilogue_row(&acc, &f, Dest::U8 { out: &mut out, stride: OC_BLOCK, q })));
+    }
+    g.finish();
+}
+
+criterion_group!(int8, benches, tiles, epilogues);
 criterion_main!(int8);

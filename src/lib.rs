@@ -78,6 +78,8 @@ pub mod internals {
     pub use crate::dataset::convert::{labelme_labeled_boxes, parse_labelme_bytes};
     pub use crate::image_io::set_max_pixels;
     pub use crate::kernels::conv::{ConvShape, Epilogue, QConv};
+    pub use crate::kernels::epilogue::{row as epilogue_row, Affine, Dest};
+    pub use crate::kernels::quantize::Quantizer;
     pub use crate::kernels::threads::set_threads;
     pub use crate::kernels::{tile, OC_BLOCK, WGROUP_BYTES};
     pub use crate::meta::names_from_yaml;
