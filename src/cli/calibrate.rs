@@ -33,6 +33,12 @@ enum RoundingArg {
     Gptq,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ConcatArg {
+    Input,
+    Shared,
+}
+
 #[derive(Args)]
 pub struct CalibrateArgs {
     /// Ultralytics YOLOv8 detection ONNX export, fp32, opset 13 or later.
@@ -72,6 +78,11 @@ pub struct CalibrateArgs {
     /// compensated through its input Hessian on the calibration images).
     #[arg(long, value_enum, default_value = "nearest")]
     weight_rounding: RoundingArg,
+    /// A Concat read by one conv: each input on its own uint8 grid (the Concat stays float,
+    /// qdet's kernels read the parts), or one grid shared by all, as ONNX Runtime's quantizer
+    /// writes it (other runtimes then run that conv on int8 too).
+    #[arg(long, value_enum, default_value = "input")]
+    concat_scales: ConcatArg,
     /// Images used by the error analysis (graphwise and layerwise); 0 skips it.
     #[arg(long, default_value_t = 8)]
     analysis_images: usize,
@@ -124,6 +135,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
             RoundingArg::Gptq => Rounding::Gptq,
         },
         bias_correct: a.bias_correct || !a.no_bias_correct,
+        concat_per_input: matches!(a.concat_scales, ConcatArg::Input),
         analysis_images: a.analysis_images,
         auto_exclude: a.auto_exclude,
         imgsz: a.imgsz,

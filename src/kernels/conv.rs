@@ -11,6 +11,8 @@ use super::epilogue::{Affine, Dest, Lane};
 pub use super::outspec::{OutKind, OutSpec};
 use super::pack::{self, Layout, PackedWeights};
 use super::quantize::Quantizer;
+pub use super::segments::Part;
+use super::segments::{self, Segment};
 pub use super::shape::ConvShape;
 use super::{tile, Isa, OC_BLOCK};
 
@@ -64,6 +66,8 @@ pub struct QConv {
     groups: usize,
     /// A depthwise conv's weights (then `weights` holds only the sums).
     depthwise: Option<DepthwiseWeights>,
+    /// Input channel parts on their own grids ([`super::segments`]); empty: one grid.
+    segments: Vec<Segment>,
 }
 
 impl QConv {
@@ -104,7 +108,15 @@ impl QConv {
             }
         }
         let groups = pack::padded_channels(isa, shape.in_c) / isa.k_group();
-        QConv { shape, weights, taps, groups, depthwise }
+        QConv { shape, weights, taps, groups, depthwise, segments: Vec::new() }
+    }
+
+    /// A 1x1 conv whose input channels come in `parts`, each on its own grid; the sums are
+    /// in units of `input_scale` (the finest part's). `Err` says why the kernels cannot;
+    /// panics as [`QConv::new`].
+    pub fn with_parts(shape: ConvShape, w: &[i8], isa: Isa, parts: &[Part], input_scale: f32) -> Result<QConv, String> {
+        let segments = segments::segments(&shape, w, isa, parts, input_scale)?;
+        Ok(QConv { segments, ..QConv::new(shape, w, isa) })
     }
 
     pub fn is_depthwise(&self) -> bool {
@@ -148,6 +160,7 @@ impl QConv {
         let zp = i32::from(zp) - isa.activation_offset();
         let starts: Vec<[i32; OC_BLOCK]> =
             self.weights.sums.chunks_exact(OC_BLOCK).map(|sums| std::array::from_fn(|o| -zp * sums[o])).collect();
+        let mut scratch = Vec::new();
         let pixels = depthwise::Pixels { img, value_bytes: isa.value_bytes(), offset: isa.activation_offset() };
         for oy in rows {
             let base = oy * s.stride.0 * row_bytes;
@@ -155,6 +168,12 @@ impl QConv {
                 if let Some(dw) = &self.depthwise {
                     let (c0, lanes) = (b * OC_BLOCK, (s.out_c - b * OC_BLOCK).min(OC_BLOCK));
                     depthwise::row(pixels, base, step, &self.taps, dw.block(b), start, c0, lanes, acc);
+                    emit(oy, b, acc);
+                    continue;
+                }
+                if !self.segments.is_empty() {
+                    let w = self.weights.block(b);
+                    segments::sums(isa, &self.taps, w, &self.segments, (img, base, step), b, acc, &mut scratch);
                     emit(oy, b, acc);
                     continue;
                 }
@@ -382,28 +401,13 @@ impl QConv {
                     true => &res[(c0 + o) * plane + oy * ow..][..ow],
                     false => &zeros[..],
                 });
-                add_rows(&rows, &mut f, &mut gathered);
+                super::epilogue::add_rows(&rows, &mut f, &mut gathered);
             }
             let block = Block { y: oy - first_row, c0, sums, affine, floats: floats.then_some(&f[..]) };
             for p in parts.iter_mut().filter(|p| reads(p)) {
                 p.write(&block, &mut t);
             }
         });
-    }
-}
-
-/// `f[j][o] += rows[o][j]`: a residual's 16 channel rows added to the epilogue's pixel-major
-/// floats, through SIMD transposes into `gathered` (a scalar loop with 16-float strides was
-/// most of the residual blocks' epilogue).
-fn add_rows(rows: &[&[f32]; OC_BLOCK], f: &mut [[f32; OC_BLOCK]], gathered: &mut [[f32; OC_BLOCK]]) {
-    for half in 0..2 {
-        let eight: &[&[f32]; 8] = rows[half * 8..][..8].try_into().expect("8 rows");
-        super::fconv::gather_pixels(eight, &mut gathered.as_flattened_mut()[half * 8..], OC_BLOCK);
-    }
-    for (v, g) in f.iter_mut().zip(gathered.iter()) {
-        for o in 0..OC_BLOCK {
-            v[o] += g[o];
-        }
     }
 }
 

@@ -92,3 +92,18 @@ impl Lane for u8 {
         transpose_scalar(t, rows)
     }
 }
+
+/// `f[j][o] += rows[o][j]`: a residual's 16 channel rows added to the epilogue's pixel-major
+/// floats, through SIMD transposes into `gathered` (a scalar loop with 16-float strides was
+/// most of the residual blocks' epilogue).
+pub(super) fn add_rows(rows: &[&[f32]; OC_BLOCK], f: &mut [[f32; OC_BLOCK]], gathered: &mut [[f32; OC_BLOCK]]) {
+    for half in 0..2 {
+        let eight: &[&[f32]; 8] = rows[half * 8..][..8].try_into().expect("8 rows");
+        super::fconv::gather_pixels(eight, &mut gathered.as_flattened_mut()[half * 8..], OC_BLOCK);
+    }
+    for (v, g) in f.iter_mut().zip(gathered.iter()) {
+        for o in 0..OC_BLOCK {
+            v[o] += g[o];
+        }
+    }
+}

@@ -56,6 +56,7 @@ pub mod maxpool;
 pub mod outspec;
 pub mod pack;
 pub mod quantize;
+pub mod segments;
 pub mod shape;
 pub mod silu;
 pub mod softmax;

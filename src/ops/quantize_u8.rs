@@ -46,17 +46,31 @@ impl TypedOp for QuantizeU8 {
     as_op!();
 }
 
-/// `QuantizeLinear(Concat(x_0, x_1, ...))` along the channels of `[1, C, H, W]` tensors:
-/// each input quantized straight into its channels of the uint8 output, so the float
-/// concatenation is never written (a batch-1 channel concat is contiguous segments). A uint8
-/// input is one a conv already quantized with this op's scale and zero point: it is copied.
+/// `Concat(QuantizeLinear(x_0), QuantizeLinear(x_1), ...)` along the channels of
+/// `[1, C, H, W]` tensors, input `k` with `params[k]` (all the same for a
+/// `QuantizeLinear(Concat(..))`): each input quantized straight into its channels of the
+/// uint8 output, so no float concatenation is written (a batch-1 channel concat is
+/// contiguous segments). A uint8 input is one a conv already quantized with its parameters:
+/// it is copied.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizeConcatU8 {
-    pub scale: f32,
-    pub zero_point: u8,
+    /// (scale, zero point) of each input.
+    pub params: Vec<(f32, u8)>,
+}
+
+impl QuantizeConcatU8 {
+    /// One grid for `n` inputs.
+    pub fn uniform(scale: f32, zero_point: u8, n: usize) -> QuantizeConcatU8 {
+        QuantizeConcatU8 { params: vec![(scale, zero_point); n] }
+    }
 }
 
 impl Eq for QuantizeConcatU8 {}
+
+/// A (scale, zero point) pair as something `Eq` and `Hash`.
+pub fn grid_bits((scale, zero_point): (f32, u8)) -> (u32, u8) {
+    (scale.to_bits(), zero_point)
+}
 
 impl Op for QuantizeConcatU8 {
     fn name(&self) -> StaticName {
@@ -80,11 +94,17 @@ impl EvalOp for QuantizeConcatU8 {
         // All inputs' pieces in one parallel section: one per input was a hand-over each.
         enum Piece<'a> {
             Copy(&'a [u8], &'a mut [u8]),
-            Quantize(&'a [f32], &'a mut [u8]),
+            Quantize(&'a [f32], &'a mut [u8], (f32, u8)),
         }
         const CHUNK: usize = 1 << 15;
         let mut pieces = Vec::new();
-        for x in &inputs {
+        ensure!(
+            inputs.len() == self.params.len(),
+            "QdetQuantizeConcatU8: {} inputs, {} grids",
+            inputs.len(),
+            self.params.len()
+        );
+        for (x, &(scale, zp)) in inputs.iter().zip(&self.params) {
             ensure!(x.shape()[2..] == shape[2..], "QdetQuantizeConcatU8: inputs {:?} and {:?}", x.shape(), shape);
             let (mine, next) = std::mem::take(&mut rest).split_at_mut(x.len());
             if x.datum_type() == DatumType::U8 {
@@ -92,13 +112,15 @@ impl EvalOp for QuantizeConcatU8 {
                 pieces.extend(src.chunks(CHUNK).zip(mine.chunks_mut(CHUNK)).map(|(s, d)| Piece::Copy(s, d)));
             } else {
                 let src = x.try_as_plain_ram()?.as_slice::<f32>()?;
-                pieces.extend(src.chunks(CHUNK).zip(mine.chunks_mut(CHUNK)).map(|(s, d)| Piece::Quantize(s, d)));
+                pieces.extend(
+                    src.chunks(CHUNK).zip(mine.chunks_mut(CHUNK)).map(|(s, d)| Piece::Quantize(s, d, (scale, zp))),
+                );
             }
             rest = next;
         }
         crate::kernels::threads::for_each_item(pieces, |p| match p {
             Piece::Copy(src, dst) => dst.copy_from_slice(src),
-            Piece::Quantize(src, dst) => crate::kernels::quantize::quantize(src, self.scale, self.zero_point, dst),
+            Piece::Quantize(src, dst, (scale, zp)) => crate::kernels::quantize::quantize(src, scale, zp, dst),
         });
         Ok(tvec!(out.into_tvalue()))
     }
@@ -129,7 +151,7 @@ mod tests {
         let (h, w) = (3, 5);
         let a: Vec<f32> = (0..2 * h * w).map(|i| i as f32 * 0.37 - 4.0).collect();
         let b: Vec<f32> = (0..3 * h * w).map(|i| 6.0 - i as f32 * 0.29).collect();
-        let op = QuantizeConcatU8 { scale: 0.05, zero_point: 100 };
+        let op = QuantizeConcatU8::uniform(0.05, 100, 2);
         let inputs = tvec!(
             Tensor::from_shape(&[1, 2, h, w], &a)?.into_tvalue(),
             Tensor::from_shape(&[1, 3, h, w], &b)?.into_tvalue()
@@ -149,6 +171,17 @@ mod tests {
         );
         let mixed = EvalOp::eval(&op, &EvalContext::out_of_plan(), inputs)?.remove(0);
         assert_eq!(mixed.try_as_plain_ram()?.as_slice::<u8>()?, &want[..]);
+        // Each input on its own grid: the concatenation of each quantized alone.
+        let op = QuantizeConcatU8 { params: vec![(0.05, 100), (0.02, 7)] };
+        let inputs = tvec!(
+            Tensor::from_shape(&[1, 2, h, w], &a)?.into_tvalue(),
+            Tensor::from_shape(&[1, 3, h, w], &b)?.into_tvalue()
+        );
+        let parts = EvalOp::eval(&op, &EvalContext::out_of_plan(), inputs)?.remove(0);
+        let (mut a_q, mut b_q) = (vec![0u8; a.len()], vec![0u8; b.len()]);
+        quantize(&a, 0.05, 100, &mut a_q);
+        quantize(&b, 0.02, 7, &mut b_q);
+        assert_eq!(parts.try_as_plain_ram()?.as_slice::<u8>()?, &[a_q, b_q].concat()[..]);
         Ok(())
     }
 

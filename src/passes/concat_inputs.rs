@@ -36,7 +36,7 @@ fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
         let op = node.op_as::<QuantizeConcatU8>().cloned().context("a QuantizeConcatU8")?;
         let input = node.inputs[slot];
         let sole = sole_reader(model, input, InletId::new(concat, slot))?;
-        let Some((mut p, conv, out)) = requantized(model, input, (op.scale, op.zero_point), sole)? else { break };
+        let Some((mut p, conv, out)) = requantized(model, input, op.params[slot], sole)? else { break };
         let (inputs, name) = (node.inputs.clone(), format!("{}.{slot}", node.name));
         let mut taps = TVec::new();
         for (i, &outlet) in inputs.iter().enumerate() {

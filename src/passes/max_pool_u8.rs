@@ -11,7 +11,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 use super::common::{float_conv_output, requantized, sole_reader};
 use super::{Context, Pass, Report};
 use crate::ops::max_pool_u8::MaxPoolU8;
-use crate::ops::quantize_u8::QuantizeConcatU8;
+use crate::ops::quantize_u8::{grid_bits, QuantizeConcatU8};
 
 /// Counts the MaxPools on uint8.
 #[derive(Debug)]
@@ -68,7 +68,7 @@ fn pools(model: &TypedModel) -> TractResult<HashMap<usize, (f32, u8)>> {
         let q: Vec<(u32, u8)> = model
             .outlet_successors(OutletId::new(n.id, 0))
             .iter()
-            .filter_map(|r| model.node(r.node).op_as::<QuantizeConcatU8>().map(|c| (c.scale.to_bits(), c.zero_point)))
+            .filter_map(|r| model.node(r.node).op_as::<QuantizeConcatU8>().map(|c| grid_bits(c.params[r.slot])))
             .collect();
         if let Some(&(scale, zp)) = q.first() {
             if q.iter().all(|&x| x == (scale, zp)) {
@@ -85,8 +85,7 @@ fn pools(model: &TypedModel) -> TractResult<HashMap<usize, (f32, u8)>> {
             let readers_ok = !outputs.contains(&out)
                 && model.outlet_successors(out).iter().all(|r| {
                     let n = model.node(r.node);
-                    n.op_as::<QuantizeConcatU8>().is_some_and(|c| (c.scale, c.zero_point) == q)
-                        || set.get(&r.node) == Some(&q)
+                    n.op_as::<QuantizeConcatU8>().is_some_and(|c| c.params[r.slot] == q) || set.get(&r.node) == Some(&q)
                 });
             let input = model.node(id).inputs[0];
             let from_conv = float_conv_output(model, input);

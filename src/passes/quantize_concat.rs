@@ -42,7 +42,7 @@ fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
             continue;
         }
         let Some(quant) = model.node(q).op_as::<QuantizeU8>() else { continue };
-        let op = QuantizeConcatU8 { scale: quant.scale, zero_point: quant.zero_point };
+        let op = QuantizeConcatU8::uniform(quant.scale, quant.zero_point, concat.inputs.len());
         let (inputs, name) = (concat.inputs.clone(), format!("{}.quantize", concat.name));
         let mut p = TypedModelPatch::default();
         let taps: TVec<OutletId> = inputs.iter().map(|&i| p.tap_model(model, i)).collect::<TractResult<_>>()?;

@@ -44,7 +44,8 @@ pub struct PatchReport {
     pub requant_fused: usize,
     /// Requantized outputs written in their readers' channels-last image.
     pub handed_over: usize,
-    /// Channel Concats quantized straight into their uint8 output.
+    /// Channel Concats quantized straight into their uint8 output, on one grid or each input
+    /// on its own (read by a conv of parts).
     pub concat_fused: usize,
     /// Convs writing the channel slices read from them as separate outputs.
     pub split_fused: usize,
@@ -71,7 +72,7 @@ impl From<&Report> for PatchReport {
             silu_fused: r.count(int8_conv::SILU),
             requant_fused: n(&requantize::Requantize),
             handed_over: n(&hand_over_packed::HandOverPacked),
-            concat_fused: n(&quantize_concat::QuantizeConcat),
+            concat_fused: n(&quantize_concat::QuantizeConcat) + r.count(int8_conv::PARTS),
             split_fused: n(&split_outputs::SplitOutputs),
             concat_inputs_requantized: n(&concat_inputs::ConcatInputs),
             max_pools_u8: n(&max_pool_u8::MaxPoolU8Pass),

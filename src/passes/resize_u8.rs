@@ -9,7 +9,7 @@ use tract_onnx_opl::resize::{CoordTransform, Nearest, Resize};
 
 use super::common::{float_conv_output, requantized, sole_reader};
 use super::{Context, Pass, Report};
-use crate::ops::quantize_u8::QuantizeConcatU8;
+use crate::ops::quantize_u8::{grid_bits, QuantizeConcatU8};
 use crate::ops::upsample_u8::UpsampleU8;
 
 /// Counts the Resizes on uint8.
@@ -38,7 +38,7 @@ fn rewrite(model: &mut TypedModel) -> TractResult<usize> {
         let readers = model.outlet_successors(out);
         let q: Vec<(u32, u8)> = readers
             .iter()
-            .filter_map(|r| model.node(r.node).op_as::<QuantizeConcatU8>().map(|c| (c.scale.to_bits(), c.zero_point)))
+            .filter_map(|r| model.node(r.node).op_as::<QuantizeConcatU8>().map(|c| grid_bits(c.params[r.slot])))
             .collect();
         let readers_ok = !q.is_empty() && q.len() == readers.len() && q.windows(2).all(|w| w[0] == w[1]);
         if !from_conv || !readers_ok || outputs.contains(&out) {

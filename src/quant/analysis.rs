@@ -120,6 +120,15 @@ pub fn add_shadows(qdq: &mut pb::ModelProto, float_model: &pb::ModelProto, sites
     for site in sites {
         let mut node = float_graph.node[site.node_index].clone();
         node.name = format!("{}_float", site.name);
+        // A Concat quantized per input reads the dequantized parts: the shadow gets its own
+        // Concat of the float ones.
+        if let Some(c) = site.concat {
+            let mut concat = float_graph.node[c].clone();
+            concat.name = format!("{}_float", concat.name);
+            concat.output = vec![format!("{}_float", site.input)];
+            node.input[0] = concat.output[0].clone();
+            graph.node.push(concat);
+        }
         node.output = vec![shadow_output(site)];
         for (slot, name) in [(1, Some(&site.weight)), (2, site.bias.as_ref())] {
             let Some(name) = name else { continue };

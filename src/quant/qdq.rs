@@ -78,7 +78,8 @@ pub fn build(
     let Some(graph) = model.graph.as_mut() else { return model };
     let by_node: HashMap<usize, (&ConvSite, &QuantizedConv)> =
         convs.iter().map(|&(s, q)| (s.node_index, (s, q))).collect();
-    let read: BTreeSet<&str> = convs.iter().map(|(s, _)| s.input.as_str()).collect();
+    let read: BTreeSet<&str> = convs.iter().flat_map(|(s, _)| s.parts.iter().map(String::as_str)).collect();
+    let concats: BTreeSet<usize> = convs.iter().filter_map(|(s, _)| s.concat).collect();
     let acts: BTreeMap<&str, QuantParams> =
         acts.iter().filter(|(t, _)| read.contains(t.as_str())).map(|(t, p)| (t.as_str(), *p)).collect();
 
@@ -103,6 +104,11 @@ pub fn build(
     };
     for (i, node) in graph.node.iter().enumerate() {
         let mut node = node.clone();
+        if concats.contains(&i) {
+            for input in node.input.iter_mut().filter(|t| acts.contains_key(t.as_str())) {
+                *input = format!("{input}_dequantized");
+            }
+        }
         if let Some((site, q)) = by_node.get(&i) {
             let oc = site.out_channels() as i64;
             let w = own_name(&site.weight, i);
@@ -110,7 +116,9 @@ pub fn build(
             inits.push(proto::f32_tensor(&format!("{w}_scale"), &[oc], &q.weight_scales));
             inits.push(proto::i8_tensor(&format!("{w}_zero_point"), &[oc], &vec![0; oc as usize]));
             nodes.push(dequantize(&w));
-            node.input[0] = format!("{}_dequantized", site.input);
+            if !site.segmented() {
+                node.input[0] = format!("{}_dequantized", site.input);
+            }
             node.input[1] = format!("{w}_dequantized");
             if let (Some(b), Some(bq)) = (&site.bias, &q.bias_q) {
                 let b = own_name(b, i);
@@ -135,6 +143,13 @@ pub fn build(
     graph.initializer.extend(inits);
     graph.node = nodes;
     model
+}
+
+/// The scale a conv's int32 bias is stored at, with its weight scales: its input's, or the
+/// finest of its Concat's inputs' (any scale gives the same float bias; the finest keeps it
+/// exact to the last bit of the finest part's sums).
+pub fn input_scale(site: &ConvSite, acts: &BTreeMap<String, QuantParams>) -> f32 {
+    site.parts.iter().filter_map(|t| acts.get(t)).map(|p| p.scale).fold(f32::INFINITY, f32::min)
 }
 
 /// A QuantizeLinear/DequantizeLinear pair after `tensor`, per tensor, uint8.

@@ -1,6 +1,6 @@
 //! The Conv nodes of a model that the scheme quantizes, and why others are left in float.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tract_onnx::pb;
 
@@ -31,11 +31,21 @@ pub struct ConvSite {
     pub weight_dims: Vec<i64>,
     /// Its input is a Softmax output: the DFL decode of the detect head, kept in float.
     pub dfl: bool,
+    /// The tensors quantized for it: its input, or, when the input is a channel Concat only
+    /// this conv reads, the Concat's inputs, each on its own uint8 grid (see [`concat_parts`]).
+    pub parts: Vec<String>,
+    /// The node index of that Concat.
+    pub concat: Option<usize>,
 }
 
 impl ConvSite {
     pub fn out_channels(&self) -> usize {
         self.weight_dims.first().copied().unwrap_or(0) as usize
+    }
+
+    /// Its input is a Concat quantized per input.
+    pub fn segmented(&self) -> bool {
+        self.concat.is_some()
     }
 }
 
@@ -68,6 +78,15 @@ pub fn conv_sites(model: &pb::ModelProto) -> Vec<ConvSite> {
         .filter(|(_, n)| why_float(n, &inits).is_none())
         .filter_map(|(i, n)| {
             let dims = inits.get(n.input[1].as_str())?.dims.clone();
+            // The kernels read parts in unpadded 1x1 convs (every Concat reader in YOLO's
+            // C2f, C3, C3k2, SPPF and neck).
+            let one_by_one = dims.get(2..4) == Some(&[1, 1][..])
+                && proto::attr_ints(n, "pads").is_none_or(|p| p.iter().all(|&v| v == 0))
+                && proto::attr_int(n, "group").unwrap_or(1) == 1;
+            let (parts, concat) = match concat_parts(graph, &n.input[0], &inits).filter(|_| one_by_one) {
+                Some((c, parts)) => (parts, Some(c)),
+                None => (vec![n.input[0].clone()], None),
+            };
             Some(ConvSite {
                 name: node_name(n, i),
                 node_index: i,
@@ -77,9 +96,58 @@ pub fn conv_sites(model: &pb::ModelProto) -> Vec<ConvSite> {
                 output: n.output[0].clone(),
                 weight_dims: dims,
                 dfl: producers.get(n.input[0].as_str()) == Some(&"Softmax"),
+                parts,
+                concat,
             })
         })
         .collect()
+}
+
+/// The Concat writing `tensor` and its inputs, when it joins channels (axis 1) of computed
+/// tensors and one node reads it: then each input gets its own uint8 grid and the Concat
+/// stays float. One grid for the whole Concat is set by its widest input: a C2f's split
+/// halves went to its Concat at twice their own step on the COCO yolov8n (0.088 against
+/// 0.042 at model.2), and this re-rounding was the largest single source of confidence
+/// drift on real photos (`tools/quant/drift_sources.py`).
+pub fn concat_parts(
+    graph: &pb::GraphProto,
+    tensor: &str,
+    inits: &HashMap<&str, &pb::TensorProto>,
+) -> Option<(usize, Vec<String>)> {
+    let (index, node) = graph.node.iter().enumerate().find(|(_, n)| n.output.iter().any(|o| o == tensor))?;
+    let readers = graph.node.iter().filter(|n| n.input.iter().any(|i| i == tensor)).count();
+    let inputs: BTreeSet<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+    let computed = |t: &String| !inits.contains_key(t.as_str()) && !inputs.contains(t.as_str()) && !t.is_empty();
+    (node.op_type == "Concat"
+        && proto::attr_int(node, "axis") == Some(1)
+        && readers == 1
+        && node.input.len() > 1
+        && node.input.iter().all(computed)
+        && !graph.output.iter().any(|o| o.name == tensor))
+    .then(|| (index, node.input.clone()))
+}
+
+/// Tensors whose uint8 grid is another's: a MaxPool's or nearest Resize's output takes its
+/// input's (following chains, as SPPF's three pools), so the quantized values are those
+/// ops run on the input's bytes: exactly the same, as quantization is monotonic.
+pub fn grid_aliases(model: &pb::ModelProto) -> BTreeMap<String, String> {
+    let Some(graph) = model.graph.as_ref() else { return BTreeMap::new() };
+    let keeps_grid = |n: &pb::NodeProto| match n.op_type.as_str() {
+        "MaxPool" => n.output.len() == 1,
+        "Resize" => n.attribute.iter().any(|a| a.name == "mode" && a.s == b"nearest"),
+        _ => false,
+    };
+    let producer: HashMap<&str, &pb::NodeProto> =
+        graph.node.iter().flat_map(|n| n.output.iter().map(move |o| (o.as_str(), n))).collect();
+    let mut aliases = BTreeMap::new();
+    for n in graph.node.iter().filter(|n| keeps_grid(n)) {
+        let mut root = n.input[0].as_str();
+        while let Some(p) = producer.get(root).filter(|p| keeps_grid(p)) {
+            root = p.input[0].as_str();
+        }
+        aliases.insert(n.output[0].clone(), root.to_string());
+    }
+    aliases
 }
 
 /// A Conv node the scheme cannot quantize.
@@ -113,7 +181,7 @@ pub fn float_only_convs(model: &pb::ModelProto) -> Vec<FloatConv> {
         .collect()
 }
 
-fn initializers(graph: &pb::GraphProto) -> HashMap<&str, &pb::TensorProto> {
+pub fn initializers(graph: &pb::GraphProto) -> HashMap<&str, &pb::TensorProto> {
     graph.initializer.iter().map(|t| (t.name.as_str(), t)).collect()
 }
 

@@ -28,6 +28,9 @@ pub struct QConvSpec {
     pub dilation: (usize, usize),
     /// `group == in_c == out_c`, weights `[c][1][kh][kw]`.
     pub depthwise: bool,
+    /// When it reads a Concat quantized per input: each input's (scale, zero point), in
+    /// order; `input_scale` is then the finest of them. Empty: one input grid.
+    pub parts: Vec<(f32, u8)>,
 }
 
 impl QConvSpec {
@@ -74,7 +77,7 @@ fn int32_values(t: &pb::TensorProto) -> Option<Vec<i32>> {
 }
 
 /// Every Conv of `model` the integer kernels can run exactly as the file says: uint8 input
-/// through Q/DQ, int8 weights with zero zero points (per tensor or per output channel),
+/// through Q/DQ (or a channel Concat of such inputs, each on its own grid), int8 weights with zero zero points (per tensor or per output channel),
 /// int32 or float bias, group 1 or depthwise (one input channel per output channel). Others
 /// are left to tract.
 pub fn quantized_convs(model: &pb::ModelProto) -> Vec<QConvSpec> {
@@ -101,13 +104,28 @@ impl<'a> Graph<'a> {
         self.inits.get(name).and_then(|t| proto::f32_values(t))
     }
 
+    /// The (scale, zero point) of `tensor` when it is `QuantizeLinear -> DequantizeLinear`
+    /// to uint8.
+    fn grid(&self, tensor: &str) -> Option<(f32, u8)> {
+        let xdq = self.dq_of(tensor)?;
+        self.producer.get(xdq.input[0].as_str()).filter(|p| p.op_type == "QuantizeLinear")?;
+        Some((*self.f32s(&xdq.input[1])?.first()?, u8_scalar(self.inits.get(xdq.input.get(2)?.as_str())?)?))
+    }
+
     /// The spec of Conv `n` when it reads `QuantizeLinear -> DequantizeLinear` and its weights
     /// are int8 through a DequantizeLinear with zero zero points, in a form the kernels run.
     fn spec(&self, n: &pb::NodeProto) -> Option<QConvSpec> {
-        let xdq = self.dq_of(&n.input[0])?;
-        self.producer.get(xdq.input[0].as_str()).filter(|p| p.op_type == "QuantizeLinear")?;
-        let input_scale = *self.f32s(&xdq.input[1])?.first()?;
-        let input_zero_point = u8_scalar(self.inits.get(xdq.input.get(2)?.as_str())?)?;
+        let parts = match self.producer.get(n.input[0].as_str()) {
+            Some(c) if c.op_type == "Concat" => {
+                (proto::attr_int(c, "axis") == Some(1)).then_some(())?;
+                c.input.iter().map(|t| self.grid(t)).collect::<Option<Vec<_>>>()?
+            }
+            _ => Vec::new(),
+        };
+        let (input_scale, input_zero_point) = match parts.first() {
+            None => self.grid(&n.input[0])?,
+            Some(&first) => (parts.iter().map(|p| p.0).fold(f32::INFINITY, f32::min), first.1),
+        };
         let (weights, weight_scales, dims) = self.weights(n)?;
         let group = proto::attr_int(n, "group").unwrap_or(1);
         let depthwise = group > 1 && dims.len() == 4 && dims[1] == 1 && group as usize == dims[0];
@@ -140,6 +158,7 @@ impl<'a> Graph<'a> {
             pad: [pads[0] as usize, pads[1] as usize, pads[2] as usize, pads[3] as usize],
             dilation: two("dilations", 1)?,
             depthwise,
+            parts,
         })
     }
 

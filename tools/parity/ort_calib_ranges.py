@@ -2,7 +2,8 @@
 """Reference activation ranges for qdet calibrate's tests, computed with ONNX Runtime.
 
 Usage: ort_calib_ranges.py MODEL.onnx CALIB_DIR OUT.json
-Runs the fp32 model (graph optimizations off) with every Conv input as an extra output on each
+Runs the fp32 model (graph optimizations off) with every Conv input (and the inputs of the
+Concats a Conv reads) as an extra output on each
 image of CALIB_DIR, letterboxed as qdet detect does (Ultralytics' LetterBox, auto=False), and
 writes per tensor: the min and max over all images, and PPQ's percentile range (p = 0.9999):
 the f32 mean over images of the order statistics sorted[trunc(n * (1 - p))] and
@@ -26,7 +27,10 @@ def main():
     model_path, calib, out = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
     m = onnx.load(model_path)
     graph_inputs = {i.name for i in m.graph.input}
-    tensors = sorted({n.input[0] for n in m.graph.node if n.op_type == "Conv"})
+    tensors = {n.input[0] for n in m.graph.node if n.op_type == "Conv"}
+    # The inputs of the Concats a Conv reads: `qdet calibrate` quantizes each on its own grid.
+    concats = {n.output[0]: n for n in m.graph.node if n.op_type == "Concat"}
+    tensors = sorted(tensors | {i for t in tensors if t in concats for i in concats[t].input})
     for t in tensors:
         if t not in graph_inputs:
             m.graph.output.append(onnx.helper.make_tensor_value_info(t, onnx.TensorProto.FLOAT, None))

@@ -45,6 +45,37 @@ def detections(run, img, size, conf):
     return d
 
 
+def agreement(run, imgs, refs, size):
+    """Drift of the same-class partner of highest IoU for each reference box >= 0.5."""
+    drift, ious, lost, added, n, where = [], [], 0, 0, 0, []
+    for idx, (im, r) in enumerate(zip(imgs, refs)):
+        low = detections(run, im, size, 0.001)
+        det = low[low[:, 4] > 0.25]
+        for box in r[r[:, 4] >= 0.5]:
+            n += 1
+            same = low[low[:, 5] == box[5]]
+            if len(same) == 0:
+                drift.append(float(box[4]))
+                where.append((idx, int(box[5]), float(box[4]), 0.0, 0.0))
+                lost += 1
+                continue
+            iou = box_iou(box[None, :4], same[:, :4])[0]
+            k = int(iou.argmax())
+            drift.append(abs(float(same[k, 4] - box[4])))
+            where.append((idx, int(box[5]), float(box[4]), float(same[k, 4]), float(iou[k])))
+            hits = det[det[:, 5] == box[5]]
+            if len(hits) == 0 or box_iou(box[None, :4], hits[:, :4]).max() < 0.5:
+                lost += 1
+            else:
+                ious.append(float(iou[k]))
+        for box in det[det[:, 4] >= 0.5]:
+            same = r[r[:, 5] == box[5]]
+            if len(same) == 0 or box_iou(box[None, :4], same[:, :4]).max() < 0.5:
+                added += 1
+    return {"boxes": n, "max": max(drift), "mean": float(np.mean(drift)), "drift": drift,
+            "iou": min(ious, default=0.0), "lost": lost, "added": added, "where": where}
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("fp32", type=Path)
@@ -59,33 +90,9 @@ def main():
     ref_run = runner(a.fp32, False)
     refs = [detections(ref_run, im, size, 0.25) for im in imgs]
     for m in a.models:
-        run = runner(m, a.ort_exact)
-        drift, ious, lost, added, n = [], [], 0, 0, 0
-        for im, r in zip(imgs, refs):
-            low = detections(run, im, size, 0.001)
-            det = low[low[:, 4] > 0.25]
-            for box in r[r[:, 4] >= 0.5]:
-                n += 1
-                same = low[low[:, 5] == box[5]]
-                if len(same) == 0:
-                    drift.append(float(box[4]))
-                    lost += 1
-                    continue
-                iou = box_iou(box[None, :4], same[:, :4])[0]
-                k = int(iou.argmax())
-                drift.append(abs(float(same[k, 4] - box[4])))
-                hits = det[det[:, 5] == box[5]]
-                if len(hits) == 0 or box_iou(box[None, :4], hits[:, :4]).max() < 0.5:
-                    lost += 1
-                else:
-                    ious.append(float(iou[k]))
-            for box in det[det[:, 4] >= 0.5]:
-                same = r[r[:, 5] == box[5]]
-                if len(same) == 0 or box_iou(box[None, :4], same[:, :4]).max() < 0.5:
-                    added += 1
-        print(f"{m.name}: {n} boxes >= 0.5, drift max {max(drift):.4f} mean {np.mean(drift):.4f}, "
-              f"worst IoU {min(ious):.3f}, lost {lost}, added {added}")
-
+        g = agreement(runner(m, a.ort_exact), imgs, refs, size)
+        print(f"{m.name}: {g['boxes']} boxes >= 0.5, drift max {g['max']:.4f} mean {g['mean']:.4f}, "
+              f"worst IoU {g['iou']:.3f}, lost {g['lost']}, added {g['added']}")
 
 if __name__ == "__main__":
     main()

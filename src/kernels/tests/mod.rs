@@ -10,6 +10,7 @@ mod fconv;
 mod float_loops;
 mod outputs;
 mod pool;
+mod segments;
 
 use crate::dataset::rng::Rng;
 use crate::kernels::conv::{ConvShape, Epilogue, QConv};

@@ -84,6 +84,9 @@ pub struct Options {
     pub weight_bits: u32,
     pub rounding: Rounding,
     pub bias_correct: bool,
+    /// A Concat one conv reads is quantized per input ([`sites::concat_parts`]), not as one
+    /// tensor.
+    pub concat_per_input: bool,
     /// Images for the error analysis (0: no analysis, and no `auto_exclude`).
     pub analysis_images: usize,
     /// Keep this many of the most sensitive convs (layerwise) in float.

@@ -43,8 +43,12 @@ impl Calibration<'_> {
                 Some(Target { site: i, geometry, dim })
             })
             .collect();
-        let tensors: Vec<String> =
-            targets.iter().map(|t| self.sites[t.site].input.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let tensors: Vec<String> = targets
+            .iter()
+            .flat_map(|t| self.sites[t.site].parts.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let input_names = self.input_names();
         let internal: Vec<String> = tensors.iter().filter(|t| !input_names.contains(t.as_str())).cloned().collect();
         let mut model = self.float.clone();
@@ -72,8 +76,8 @@ impl Calibration<'_> {
             targets
                 .iter()
                 .map(|t| {
-                    let (data, shape) = &inputs[self.sites[t.site].input.as_str()];
-                    let (x, rows) = gptq::patches(data, *shape, &t.geometry);
+                    let (data, shape) = concat_channels(&self.sites[t.site].parts, &inputs)?;
+                    let (x, rows) = gptq::patches(&data, shape, &t.geometry);
                     gptq::gram(&x, rows, t.dim)
                         .map_err(|e| Error::Inference(format!("{}: {e}", self.sites[t.site].name)))
                 })
@@ -101,6 +105,24 @@ impl Calibration<'_> {
             .collect();
         Ok(rounded)
     }
+}
+
+/// The channels of `parts` one after the other, as the Concat a segmented conv reads joins
+/// them (a single part: itself).
+fn concat_channels(
+    parts: &[String],
+    inputs: &BTreeMap<&str, (Vec<f32>, [usize; 3])>,
+) -> Result<(Vec<f32>, [usize; 3])> {
+    let (mut data, mut shape) = (Vec::new(), [0, 0, 0]);
+    for t in parts {
+        let (d, [c, h, w]) = &inputs[t.as_str()];
+        if shape[0] > 0 && (shape[1], shape[2]) != (*h, *w) {
+            return Err(Error::Inference(format!("{t}: {h}x{w}, not the {}x{} of the Concat", shape[1], shape[2])));
+        }
+        data.extend_from_slice(d);
+        shape = [shape[0] + c, *h, *w];
+    }
+    Ok((data, shape))
 }
 
 /// `values` through a uint8 QuantizeLinear and DequantizeLinear.

@@ -36,6 +36,8 @@ pub(super) struct Calibration<'a> {
     pub bounds: QuantBounds,
     /// Weights already rounded (GPTQ) by site; the others are rounded to nearest.
     pub rounded: BTreeMap<usize, Vec<i8>>,
+    /// Concat parts quantized on another tensor's grid ([`sites::grid_aliases`]).
+    pub aliases: BTreeMap<String, String>,
 }
 
 /// Bias correction's new biases and the largest shift of each, by conv.
@@ -54,7 +56,12 @@ pub(super) struct Statistics {
 
 impl<'a> Calibration<'a> {
     pub(super) fn new(float: &'a pb::ModelProto, path: &'a Path, setup: Setup<'a>, opts: &Options) -> Result<Self> {
-        let sites = sites::conv_sites(float);
+        let mut sites = sites::conv_sites(float);
+        if !opts.concat_per_input {
+            for s in &mut sites {
+                (s.parts, s.concat) = (vec![s.input.clone()], None);
+            }
+        }
         let weights = sites::site_tensors(float, &sites);
         let graph =
             float.graph.as_ref().ok_or_else(|| Error::NotOnnx { path: path.into(), reason: "no graph".into() })?;
@@ -64,11 +71,20 @@ impl<'a> Calibration<'a> {
             .map(|o| o.name.clone())
             .ok_or_else(|| Error::NotDetect { path: path.into(), reason: "the graph has no outputs".into() })?;
         let bounds = weight_bounds(opts.weight_bits);
-        Ok(Calibration { float, path, sites, weights, setup, head_output, bounds, rounded: BTreeMap::new() })
+        // Only Concat parts take another's grid; a pool a conv reads keeps its own.
+        let parts: BTreeSet<&String> = sites.iter().filter(|s| s.segmented()).flat_map(|s| &s.parts).collect();
+        let mut aliases = sites::grid_aliases(float);
+        aliases.retain(|t, _| parts.contains(t));
+        Ok(Calibration { float, path, sites, weights, setup, head_output, bounds, rounded: BTreeMap::new(), aliases })
     }
 
     pub(super) fn input_names(&self) -> BTreeSet<&str> {
         self.float.graph.iter().flat_map(|g| g.input.iter().map(|i| i.name.as_str())).collect()
+    }
+
+    /// The tensor whose grid `t` takes: itself, or the input of its pools and upsamplings.
+    fn grid_of(&self, t: &str) -> String {
+        self.aliases.get(t).cloned().unwrap_or_else(|| t.to_string())
     }
 
     /// Observes every activation a conv of `candidates` reads, over all images (two passes
@@ -76,8 +92,12 @@ impl<'a> Calibration<'a> {
     pub(super) fn statistics(&self, candidates: &[usize], method: Method) -> Result<Statistics> {
         let setup = &self.setup;
         let input_names = self.input_names();
-        let tensors: Vec<String> =
-            candidates.iter().map(|&i| self.sites[i].input.clone()).collect::<BTreeSet<_>>().into_iter().collect();
+        let tensors: Vec<String> = candidates
+            .iter()
+            .flat_map(|&i| self.sites[i].parts.iter().map(|t| self.grid_of(t)))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         let internal: Vec<String> = tensors.iter().filter(|t| !input_names.contains(t.as_str())).cloned().collect();
         let mut stats_model = self.float.clone();
         analysis::set_outputs(&mut stats_model, &internal);
@@ -123,9 +143,21 @@ impl<'a> Calibration<'a> {
             }
         }
         let ms_per_image = t_stats.elapsed().as_secs_f64() * 1e3 / good.len() as f64;
+        let (acts, reports) = self.params(&tensors, &observers, &observed, &input_names)?;
+        Ok(Statistics { acts, tensors: reports, good, skipped, ms_per_image })
+    }
+
+    /// Each observed tensor's uint8 parameters and report, then the aliased parts'.
+    fn params(
+        &self,
+        tensors: &[String],
+        observers: &[Observer],
+        observed: &[MinMaxObserver],
+        input_names: &BTreeSet<&str>,
+    ) -> Result<(BTreeMap<String, QuantParams>, Vec<TensorReport>)> {
         let mut reports = Vec::new();
         let mut acts = BTreeMap::new();
-        for ((t, o), mm) in tensors.iter().zip(&observers).zip(&observed) {
+        for ((t, o), mm) in tensors.iter().zip(observers).zip(observed) {
             let range_err = |e: ObserverError| Error::Inference(format!("range of {t}: {e}"));
             let r = mm.range().map_err(range_err)?;
             // The image input holds 8-bit pixels / 255 (`detect`'s letterbox and resize work
@@ -148,13 +180,18 @@ impl<'a> Calibration<'a> {
             });
             acts.insert(t.clone(), p);
         }
-        Ok(Statistics { acts, tensors: reports, good, skipped, ms_per_image })
+        for (part, root) in &self.aliases {
+            if let Some(&p) = acts.get(root) {
+                acts.insert(part.clone(), p);
+            }
+        }
+        Ok((acts, reports))
     }
 
     fn quantize(&self, i: usize, acts: &BTreeMap<String, QuantParams>, bias: Option<&[f32]>) -> QuantizedConv {
         let s = &self.sites[i];
         let b = bias.or_else(|| s.bias.as_ref().and_then(|b| self.weights.get(b)).map(Vec::as_slice));
-        let (w, input_scale) = (&self.weights[&s.weight], acts[&s.input].scale);
+        let (w, input_scale) = (&self.weights[&s.weight], qdq::input_scale(s, acts));
         match self.rounded.get(&i) {
             Some(q) => {
                 let scales = observers::weight_scales_per_channel(w, s.out_channels(), self.bounds);

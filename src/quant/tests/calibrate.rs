@@ -50,6 +50,7 @@ fn options(method: Method) -> Options {
         weight_bits: 8,
         rounding: crate::quant::calibrate::Rounding::Nearest,
         bias_correct: false,
+        concat_per_input: true,
         analysis_images: 0,
         auto_exclude: 0,
         imgsz: None,
@@ -72,7 +73,18 @@ fn assert_close(what: &str, got: f32, want: f32, span: f32) {
 
 fn check_params(done: &Calibrated, expected_range: impl Fn(&RefRange) -> (f32, f32)) {
     let reference = ranges();
-    assert_eq!(done.report.tensors.len(), 58, "every Conv input except the DFL's");
+    // Every Conv input except the DFL's, the 13 Concats' by their inputs: 58 - 13 + 21 new
+    // tensors (the 8 C2f's first split halves and last bottlenecks, SPPF's cv1, the neck's
+    // model.9/12/16/19 outputs), the pools and upsamplings taking their inputs' grids.
+    let per_input = done
+        .model
+        .graph
+        .as_ref()
+        .unwrap()
+        .node
+        .iter()
+        .any(|n| n.op_type == "Concat" && n.input[0].ends_with("_dequantized"));
+    assert_eq!(done.report.tensors.len(), if per_input { 66 } else { 58 }, "every Conv input except the DFL's");
     for t in &done.report.tensors {
         let r = reference.tensors.get(&t.name).unwrap_or_else(|| panic!("{} not in the reference", t.name));
         let span = r.max - r.min;
@@ -148,11 +160,21 @@ fn check_scheme(m: &ModelProto, weight_bits: u32) {
     assert!(meta["qdet.quantization"].contains("uint8 per-tensor asymmetric"));
     let g = m.graph.as_ref().unwrap();
     let count = |op: &str| g.node.iter().filter(|n| n.op_type == op).count();
-    assert_eq!(count("QuantizeLinear"), 58);
-    assert_eq!(count("DequantizeLinear"), 58 + 63 + 63);
+    // 66 observed tensors and the 5 pools and upsamplings on their inputs' grids.
+    assert_eq!(count("QuantizeLinear"), 71);
+    assert_eq!(count("DequantizeLinear"), 71 + 63 + 63);
     assert_eq!(count("Conv"), 64);
     let inits = initializers(m);
     let float_inits = initializers(&float);
+    // SPPF's pools and the neck's upsamplings quantized on their inputs' grids.
+    let aliases = sites::grid_aliases(&float);
+    assert_eq!(aliases.len(), 5);
+    for (part, root) in &aliases {
+        for key in ["scale", "zero_point"] {
+            let (a, b) = (inits[format!("{part}_{key}").as_str()], inits[format!("{root}_{key}").as_str()]);
+            assert_eq!((&a.raw_data, &a.float_data), (&b.raw_data, &b.float_data), "{part} {key}");
+        }
+    }
     for site in sites::conv_sites(&float) {
         let node = g.node.iter().find(|n| n.name == site.name).unwrap();
         if site.dfl {
@@ -160,7 +182,22 @@ fn check_scheme(m: &ModelProto, weight_bits: u32) {
             continue;
         }
         let w = &site.weight;
-        assert_eq!(node.input[0], format!("{}_dequantized", site.input));
+        let scale_of = |t: &str| f32s(inits[format!("{t}_scale").as_str()])[0];
+        let in_scale = match site.concat {
+            None => {
+                assert_eq!(node.input[0], format!("{}_dequantized", site.input));
+                scale_of(&site.input)
+            }
+            Some(c) => {
+                // It reads the float Concat of its parts, each through its own pair, and its
+                // bias is stored at the finest part's scale.
+                assert_eq!(node.input[0], site.input);
+                let concat = g.node.iter().find(|n| n.name == float.graph.as_ref().unwrap().node[c].name).unwrap();
+                let parts: Vec<String> = site.parts.iter().map(|t| format!("{t}_dequantized")).collect();
+                assert_eq!(concat.input, parts, "{}", site.name);
+                site.parts.iter().map(|t| scale_of(t)).fold(f32::INFINITY, f32::min)
+            }
+        };
         assert_eq!(node.input[1], format!("{w}_dequantized"));
         let dq = g.node.iter().find(|n| n.output == [format!("{w}_dequantized")]).unwrap();
         assert_eq!(proto::attr_int(dq, "axis"), Some(0));
@@ -181,7 +218,6 @@ fn check_scheme(m: &ModelProto, weight_bits: u32) {
             }
         }
         let b = site.bias.as_ref().unwrap();
-        let in_scale = f32s(inits[format!("{}_scale", site.input).as_str()])[0];
         let bq = i32s(inits[format!("{b}_quantized").as_str()]);
         for (c, &v) in f32s(float_inits[b.as_str()]).iter().enumerate() {
             assert_eq!(bq[c], (f64::from(v) / f64::from(in_scale * ws[c])).round_ties_even() as i32, "{b}[{c}]");
