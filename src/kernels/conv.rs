@@ -119,6 +119,16 @@ impl QConv {
         Ok(QConv { segments, ..QConv::new(shape, w, isa) })
     }
 
+    /// The real value of one unit of its sums, over its input scale: 1, or `2^-k` for a
+    /// conv of parts ([`segments::unit`]).
+    pub fn sum_unit(&self) -> f32 {
+        if self.segments.is_empty() {
+            1.0
+        } else {
+            segments::unit(&self.segments)
+        }
+    }
+
     pub fn is_depthwise(&self) -> bool {
         self.depthwise.is_some()
     }

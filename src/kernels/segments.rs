@@ -1,9 +1,10 @@
 //! A 1x1 convolution whose input channels come in parts, each on its own uint8 grid: the
 //! Concat that `qdet calibrate` quantizes per input ([`crate::quant::sites::concat_parts`]).
 //! Each part's sums are exact integers from the same micro-kernels over its k-groups; the
-//! parts are then added in units of the finest part's scale, the conv's input scale, each
-//! coarser part's sums multiplied by its scale ratio in f32 and rounded to the nearest
-//! integer (an error of f32's relative size, as the epilogue's own float step).
+//! parts are then added in units of `input_scale / 2^k` (the finest part's scale, the conv's
+//! input scale, split as finely as int32 holds, k <= 8), each part's sums multiplied by its
+//! scale ratio in f32 and rounded to the nearest unit (an error of f32's relative size, as the
+//! epilogue's own float step, or of 2^-9 of the finest part's step).
 
 use std::ops::Range;
 
@@ -74,17 +75,34 @@ pub fn segments(
     if bound >= f64::from(1u32 << 30) {
         return Err(format!("sums up to {bound:.3e} would overflow int32"));
     }
+    // Units of input_scale / 2^k, as fine as int32 allows (up to 2^-8): rounding a coarse
+    // part's scaled sum to whole units of the finest part's step moved values by up to
+    // 1/2000 of a typical output step, and ONNX Runtime's float conv does not round there.
+    let mut k = 0;
+    while k < 8 && bound * f64::from(2u32 << k) < f64::from(1u32 << 30) {
+        k += 1;
+    }
+    for seg in &mut segs {
+        seg.ratio *= (1u32 << k) as f32;
+    }
     Ok(segs)
+}
+
+/// The real value of one unit of a conv of parts' sums, over its input scale: `2^-k`.
+pub fn unit(segments: &[Segment]) -> f32 {
+    segments.iter().map(|s| s.ratio).fold(f32::INFINITY, f32::min).recip()
 }
 
 /// `v * ratio` in f32, rounded half away from zero, for `v` a segment's sum: a form the
 /// compiler vectorizes. Its error, relative, is f32's, as the epilogue's own `acc * scale`.
 pub fn scaled(v: i32, ratio: f32) -> i32 {
     let x = v as f32 * ratio;
+    // From 2^23 on every f32 is a whole number, and adding 0.5 would round to even.
+    let x = if x.abs() < 8_388_608.0 { x + 0.5f32.copysign(x) } else { x };
     // SAFETY: `ratio` is finite and `|v| * ratio` below 2^30 (`segments` refuses parts
     // whose sums could reach it), so the rounded value is finite and fits an i32. The
     // checked `as i32` kept this loop scalar.
-    unsafe { (x + 0.5f32.copysign(x)).to_int_unchecked::<i32>() }
+    unsafe { x.to_int_unchecked::<i32>() }
 }
 
 #[inline(always)]
@@ -92,9 +110,11 @@ fn add_scaled_body(acc: &mut [[i32; OC_BLOCK]], part: &[[i32; OC_BLOCK]], ratio:
     // Flat slices: over `[pixel][channel]` the compiler vectorized across pixels, with
     // gathers and scatters.
     let (acc, part) = (acc.as_flattened_mut(), part.as_flattened());
-    if ratio == 1.0 {
+    if ratio.fract() == 0.0 && ratio <= 256.0 {
+        // A whole ratio (the finest part's 2^k, or the same grid twice): exact integers.
+        let r = ratio as i32;
         for (a, &s) in acc.iter_mut().zip(part) {
-            *a += s;
+            *a += s * r;
         }
         return;
     }
@@ -103,7 +123,7 @@ fn add_scaled_body(acc: &mut [[i32; OC_BLOCK]], part: &[[i32; OC_BLOCK]], ratio:
     }
 }
 
-/// `acc += scaled(part, ratio)` value by value (exact integer adds at ratio 1), on the
+/// `acc += scaled(part, ratio)` value by value (exact integer products for whole ratios), on the
 /// widest vectors this CPU has: the same bits as the portable loop (`x86_64::widest!`).
 pub fn add_scaled(acc: &mut [[i32; OC_BLOCK]], part: &[[i32; OC_BLOCK]], ratio: f32) {
     #[cfg(target_arch = "x86_64")]

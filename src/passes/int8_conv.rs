@@ -160,11 +160,13 @@ fn quantized_conv(
         rule_if!(spec.weights.len() == conv_shape.out_c * conv_shape.k());
         QConv::new(conv_shape, &spec.weights, isa)
     };
+    // A conv of parts sums in units of a fraction of its input scale.
+    let scales = spec.output_scales().iter().map(|s| s * conv.sum_unit()).collect();
     let op = QConvOp {
         conv: Arc::new(conv),
         input_scale: spec.input_scale,
         zero_point: spec.input_zero_point,
-        scales: Arc::new(spec.output_scales()),
+        scales: Arc::new(scales),
         bias: Arc::new(spec.bias.clone()),
         silu: false,
         packed_in: false,

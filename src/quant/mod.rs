@@ -41,6 +41,14 @@
 //! float: a kernel computes `acc = sum((x_q - zp) * w_q)` in int32, then
 //! `y = acc * input_scale * weight_scale[c] + bias_q[c] * bias_scale[c]` in float.
 //!
+//! A channel Concat read only by one unpadded 1x1 Conv (C2f's, C3's, C3k2's, SPPF's and
+//! the neck's) is quantized per input instead ([`sites::concat_parts`]): each input gets its
+//! own pair and the Concat joins the dequantized parts, so no part is re-rounded to the grid
+//! of the widest. A MaxPool's or nearest Resize's output among the parts takes its input's
+//! parameters ([`sites::grid_aliases`]). That Conv's `input_scale` (for its bias) is the
+//! finest part's; the kernels add the parts' exact sums in its units
+//! ([`crate::kernels::segments`]). `--concat-scales shared` writes the one-grid form.
+//!
 //! # Observers (activation range calibration)
 //!
 //! All take one `observe` call per calibration image (PPQ's "batch"), see [`observers`]:

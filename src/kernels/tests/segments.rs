@@ -7,7 +7,7 @@ use crate::kernels::conv::Part;
 use crate::kernels::segments::{add_scaled, add_scaled_scalar};
 
 /// Part `k`'s sums by the definition, in units of `input_scale`.
-fn by_parts(s: &ConvShape, x: &[u8], w: &[i8], parts: &[Part], input_scale: f32) -> Vec<i32> {
+fn by_parts(s: &ConvShape, x: &[u8], w: &[i8], parts: &[Part], input_scale: f32, unit: f32) -> Vec<i32> {
     let plane = s.in_h * s.in_w;
     let mut out = vec![0i32; s.out_c * plane];
     for o in 0..s.out_c {
@@ -17,8 +17,11 @@ fn by_parts(s: &ConvShape, x: &[u8], w: &[i8], parts: &[Part], input_scale: f32)
                 let sum: i64 = (c0..c0 + p.channels)
                     .map(|c| (i64::from(x[c * plane + px]) - i64::from(p.zero_point)) * i64::from(w[o * s.in_c + c]))
                     .sum();
-                let x = i32::try_from(sum).unwrap() as f32 * (p.scale / input_scale);
-                out[o * plane + px] += x.round() as i32;
+                let ratio = p.scale / input_scale / unit;
+                out[o * plane + px] += match ratio.fract() {
+                    0.0 => i32::try_from(sum).unwrap() * ratio as i32,
+                    _ => (i32::try_from(sum).unwrap() as f32 * ratio).round() as i32,
+                };
                 c0 += p.channels;
             }
         }
@@ -58,12 +61,16 @@ fn parts_on_their_own_grids_equal_the_definition() {
                 let w = weights(&mut rng, out_c * in_c, max_abs);
                 let x = pixels(&mut rng, in_c * h * w_);
                 let conv = QConv::with_parts(s, &w, isa, &parts, 0.01).unwrap();
-                let want = by_parts(&s, &x, &w, &parts, 0.01);
+                // Units of 0.01 / 2^k, as fine as the sums allow: 2^6 to 2^8 for these sizes.
+                let unit = conv.sum_unit();
+                assert!(unit <= 1.0 / 64.0 && unit.log2().fract() == 0.0, "unit {unit}");
+                let want = by_parts(&s, &x, &w, &parts, 0.01, conv.sum_unit());
                 assert_eq!(conv.run_i32(&x, 0), want, "{isa:?}, parts {channels:?}, {out_c} outputs, {h}x{w_}");
                 // One part at the input scale is the plain convolution.
                 let one = [Part { channels: in_c, scale: 0.01, zero_point: 9 }];
                 let plain = QConv::with_parts(s, &w, isa, &one, 0.01).unwrap();
-                assert_eq!(plain.run_i32(&x, 9), reference(&s, &x, 9, &w));
+                let scaled: Vec<i32> = reference(&s, &x, 9, &w).iter().map(|v| v * 256).collect();
+                assert_eq!(plain.run_i32(&x, 9), scaled);
             }
         }
     }
@@ -98,7 +105,7 @@ fn parts_the_kernels_cannot_run_are_refused() {
 #[test]
 fn scaled_adds_equal_their_portable_twin() {
     let mut rng = Rng::for_item(29, "scaled", 0);
-    for ratio in [1.0f32, 1.37, 2.5, 7.0 / 3.0, 40.1] {
+    for ratio in [1.0f32, 256.0, 1.37, 2.5, 7.0 / 3.0, 40.1] {
         for n in [1usize, 5, 16, 33] {
             let bound = ((1u32 << 30) as f32 / ratio) as u64;
             let part: Vec<[i32; OC_BLOCK]> =
@@ -109,8 +116,8 @@ fn scaled_adds_equal_their_portable_twin() {
             add_scaled(&mut simd, &part, ratio);
             add_scaled_scalar(&mut twin, &part, ratio);
             assert_eq!(simd, twin, "ratio {ratio}, {n} pixels");
-            let want = match ratio {
-                1.0 => part[0][3] + start[0][3],
+            let want = match ratio.fract() {
+                0.0 => part[0][3] * ratio as i32 + start[0][3],
                 _ => (part[0][3] as f32 * ratio).round() as i32 + start[0][3],
             };
             assert_eq!(twin[0][3], want);

@@ -148,6 +148,8 @@ pub struct Report {
     pub weight_bits: u32,
     pub weight_rounding: Rounding,
     pub bias_correct: bool,
+    /// Concats one conv reads quantized per input (`--concat-scales input`).
+    pub concat_per_input: bool,
     pub input_size: [usize; 2],
     pub images: usize,
     pub skipped: Vec<Problem>,
@@ -259,6 +261,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         weight_bits: opts.weight_bits,
         weight_rounding: opts.rounding,
         bias_correct: opts.bias_correct,
+        concat_per_input: opts.concat_per_input,
         input_size: [size.0, size.1],
         images: stats.good.len(),
         skipped: stats.skipped,
@@ -325,9 +328,11 @@ fn set_metadata(model: &mut pb::ModelProto, r: &Report, bounds: QuantBounds) {
             (
                 META_SCHEME,
                 format!(
-                    "Conv inputs uint8 per-tensor asymmetric; Conv weights int8 per-channel symmetric [{}, {}]; \
+                    "Conv inputs uint8 per-tensor asymmetric{}; Conv weights int8 per-channel symmetric [{}, {}]; \
                      bias int32 at input_scale*weight_scale; everything else float",
-                    bounds.qmin, bounds.qmax
+                    if r.concat_per_input { " (a Concat one 1x1 Conv reads: per input)" } else { "" },
+                    bounds.qmin,
+                    bounds.qmax
                 ),
             ),
             ("qdet.method", r.method.name().to_string()),
