@@ -6,8 +6,9 @@ use std::ops::Range;
 
 use tract_onnx::prelude::*;
 
+use super::bands::{band_rows, transpose_into};
 use super::depthwise::{self, DepthwiseWeights};
-use super::epilogue::{Affine, Dest, Lane};
+use super::epilogue::{Affine, Dest};
 pub use super::outspec::{OutKind, OutSpec};
 use super::pack::{self, Layout, PackedWeights};
 use super::quantize::Quantizer;
@@ -421,25 +422,6 @@ impl QConv {
     }
 }
 
-/// Each band's rows of every channel of a `[C][H][W]` buffer.
-pub(super) fn band_rows<'a, T>(
-    out: &'a mut [T],
-    plane: usize,
-    ow: usize,
-    bands: &[Range<usize>],
-) -> Vec<Vec<&'a mut [T]>> {
-    let mut per_band: Vec<Vec<&mut [T]>> = bands.iter().map(|_| Vec::new()).collect();
-    for channel in out.chunks_mut(plane) {
-        let mut rest = channel;
-        for (band, r) in per_band.iter_mut().zip(bands) {
-            let (mine, next) = std::mem::take(&mut rest).split_at_mut(r.len() * ow);
-            band.push(mine);
-            rest = next;
-        }
-    }
-    per_band
-}
-
 /// The left and right padding of a band's rows of a packed image, and the lanes past `in_c`
 /// in the last k-group: never read with a weight, but written, so the image holds no stale
 /// bytes.
@@ -572,17 +554,6 @@ impl QConv {
         drop(views);
         Ok(tensors)
     }
-}
-
-/// Rows `y` of up to 16 channel rows (`ow` values each, per channel a band's rows) from
-/// pixel-major values.
-pub(super) fn transpose_into<T: Lane>(t: &[T], channels: &mut [&mut [T]], y: usize, ow: usize) {
-    let n = channels.len();
-    let mut rows: [&mut [T]; OC_BLOCK] = Default::default();
-    for (row, d) in rows.iter_mut().zip(channels.iter_mut()) {
-        *row = &mut d[y * ow..][..ow];
-    }
-    T::transpose(t, &mut rows[..n]);
 }
 
 /// One of a convolution's outputs: channels `first..` of its result.

@@ -45,6 +45,7 @@
 //!   exact for `|w| <= 127` (`2 * 128 * 127 < 2^15`), then `SADALP` widens. See [`aarch64`]
 //!   for why the activations, not the weights, are shifted.
 
+pub mod bands;
 pub mod concat;
 pub mod conv;
 pub mod depthwise;

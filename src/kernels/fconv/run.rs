@@ -8,7 +8,7 @@ use std::ops::Range;
 use tract_onnx::prelude::*;
 
 use super::{ftile, gather_pixels, winograd, FConv};
-use crate::kernels::conv::{band_rows, transpose_into};
+use crate::kernels::bands::{band_rows, transpose_into};
 use crate::kernels::silu::silu_in_place;
 use crate::kernels::{threads, OC_BLOCK};
 
