@@ -78,10 +78,10 @@ pub struct CalibrateArgs {
     /// compensated through its input Hessian on the calibration images).
     #[arg(long, value_enum, default_value = "nearest")]
     weight_rounding: RoundingArg,
-    /// A Concat read by one conv: each input on its own uint8 grid (the Concat stays float,
-    /// qdet's kernels read the parts), or one grid shared by all, as ONNX Runtime's quantizer
-    /// writes it (other runtimes then run that conv on int8 too).
-    #[arg(long, value_enum, default_value = "input")]
+    /// A Concat read by one conv: one grid shared by all its inputs, as ONNX Runtime's
+    /// quantizer writes it, or each input on its own uint8 grid (the Concat stays float,
+    /// qdet's kernels read the parts; other runtimes run that conv in float). README.
+    #[arg(long, value_enum, default_value = "shared")]
     concat_scales: ConcatArg,
     /// Images used by the error analysis (graphwise and layerwise); 0 skips it.
     #[arg(long, default_value_t = 8)]

@@ -53,6 +53,15 @@ pub fn segments(
             shape.in_c
         ));
     }
+    // Neighbours on one grid (SPPF's input and pools) are one part: fewer, longer sums.
+    let mut merged: Vec<Part> = Vec::with_capacity(parts.len());
+    for p in parts {
+        match merged.last_mut() {
+            Some(last) if (last.scale, last.zero_point) == (p.scale, p.zero_point) => last.channels += p.channels,
+            _ => merged.push(*p),
+        }
+    }
+    let parts = &merged[..];
     let (mut segs, mut c0, mut bound) = (Vec::new(), 0, 0f64);
     for (k, p) in parts.iter().enumerate() {
         let last = k + 1 == parts.len();

@@ -6,14 +6,22 @@ use super::*;
 use crate::kernels::conv::Part;
 use crate::kernels::segments::{add_scaled, add_scaled_scalar};
 
-/// Part `k`'s sums by the definition, in units of `input_scale`.
+/// The sums by the definition, in units of `input_scale * unit`: neighbouring parts on one
+/// grid summed as one, each part's exact sum scaled and rounded.
 fn by_parts(s: &ConvShape, x: &[u8], w: &[i8], parts: &[Part], input_scale: f32, unit: f32) -> Vec<i32> {
+    let mut merged: Vec<Part> = Vec::new();
+    for p in parts {
+        match merged.last_mut() {
+            Some(m) if (m.scale, m.zero_point) == (p.scale, p.zero_point) => m.channels += p.channels,
+            _ => merged.push(*p),
+        }
+    }
     let plane = s.in_h * s.in_w;
     let mut out = vec![0i32; s.out_c * plane];
     for o in 0..s.out_c {
         for px in 0..plane {
             let mut c0 = 0;
-            for p in parts {
+            for p in &merged {
                 let sum: i64 = (c0..c0 + p.channels)
                     .map(|c| (i64::from(x[c * plane + px]) - i64::from(p.zero_point)) * i64::from(w[o * s.in_c + c]))
                     .sum();
@@ -35,7 +43,7 @@ fn parts_on_their_own_grids_equal_the_definition() {
     let mut rng = Rng::for_item(23, "segments", 0);
     for isa in available() {
         let max_abs = [127, 63].into_iter().find(|&m| isa.exact_for(m)).unwrap();
-        for channels in [[16usize, 16, 32].as_slice(), &[4, 8], &[32, 32, 32, 32], &[8, 4, 5]] {
+        for channels in [[16usize, 16, 32].as_slice(), &[4, 8], &[32, 32, 32, 32], &[8, 4, 5], &[4, 4, 8, 8]] {
             let in_c: usize = channels.iter().sum();
             for (out_c, (h, w_)) in [(16usize, (5usize, 7usize)), (33, (20, 20)), (7, (1, 3))] {
                 let s = ConvShape {
@@ -49,13 +57,16 @@ fn parts_on_their_own_grids_equal_the_definition() {
                     pad: [0; 4],
                     dilation: (1, 1),
                 };
+                // With four parts, the middle two share a grid, as SPPF's pools share their
+                // input's: they are summed as one part.
+                let grid = |k: usize| if channels.len() == 4 && k >= 2 { k - 1 } else { k };
                 let parts: Vec<Part> = channels
                     .iter()
                     .enumerate()
                     .map(|(k, &n)| Part {
                         channels: n,
-                        scale: 0.01 * (1.0 + 1.37 * k as f32),
-                        zero_point: (40 * k) as u8,
+                        scale: 0.01 * (1.0 + 1.37 * grid(k) as f32),
+                        zero_point: (40 * grid(k)) as u8,
                     })
                     .collect();
                 let w = weights(&mut rng, out_c * in_c, max_abs);

@@ -230,7 +230,7 @@ fn int8_model_keeps_the_float_accuracy() {
     let _team = crate::tests::team();
     // Default settings, as `qdet calibrate --model --images --out` runs them: they write the
     // committed int8 fixture, byte for byte.
-    let done = run(&Options { bias_correct: true, ..options(Method::Mse) });
+    let done = run(&Options { bias_correct: true, concat_per_input: false, ..options(Method::Mse) });
     let bytes = proto::encode(&done.model);
     assert!(bytes == std::fs::read(root().join("models/shapes-yolov8n.int8.onnx")).unwrap(), "not the fixture");
     // The image input on the exact pixel grid, where mse alone would clip at 1.125.
