@@ -12,6 +12,8 @@
 
 #[cfg(any(test, not(any(target_arch = "x86_64", target_arch = "aarch64"))))]
 pub use super::generic::pack::{interleave2_scalar, interleave4_scalar};
+use tract_onnx::prelude::*;
+
 use super::shape::ConvShape;
 use super::{Isa, OC_BLOCK, WGROUP_BYTES};
 
@@ -134,48 +136,60 @@ impl Layout {
     }
 
     /// One interior row: its left and right padding, then channel `c`'s pixels from
-    /// `channel_row(c)` (`in_w` bytes), 16 at a time through an SSE2 interleave when the row
-    /// has that many.
+    /// `channel_row(c)` (`in_w` bytes).
     fn pack_row<'a>(&self, zp: u8, row: &mut [u8], channel_row: impl Fn(usize) -> &'a [u8]) {
-        let (g, vb, px, w) = (self.k_group, self.value_bytes, self.pixel_bytes(), self.in_w);
+        let interior = self.fill_left_right(zp, row);
+        interleave_channels(self.k_group, self.value_bytes, self.pixel_bytes(), self.in_c, interior, channel_row);
+    }
+
+    /// The left and right padding of an interior row; returns its pixels.
+    fn fill_left_right<'a>(&self, zp: u8, row: &'a mut [u8]) -> &'a mut [u8] {
+        let (px, w) = (self.pixel_bytes(), self.in_w);
         self.fill(zp, &mut row[..self.pad[1] * px]);
         self.fill(zp, &mut row[(self.pad[1] + w) * px..]);
-        let row = &mut row[self.pad[1] * px..][..w * px];
-        let src = |c: usize, x0: usize| -> &[u8; 16] { channel_row(c)[x0..][..16].try_into().expect("16 bytes") };
-        for c0 in (0..self.in_c).step_by(g) {
-            // A partial last group repeats its last channel: those lanes have zero weights.
-            let ch = |t: usize| (c0 + t).min(self.in_c - 1);
-            if w >= 16 {
-                let mut q = [0u8; 64];
-                let mut x0 = 0;
-                loop {
-                    // The last 16 pixels end at the row's end, overlapping the previous ones.
-                    let at = x0.min(w - 16);
-                    if g == 4 {
-                        interleave4([src(ch(0), at), src(ch(1), at), src(ch(2), at), src(ch(3), at)], &mut q);
-                    } else {
-                        interleave2([src(ch(0), at), src(ch(1), at)], &mut q);
-                    }
-                    for (j, v) in q.chunks_exact(4).enumerate() {
-                        row[(at + j) * px + c0 * vb..][..4].copy_from_slice(v);
-                    }
-                    if at + 16 == w {
-                        break;
-                    }
-                    x0 += 16;
-                }
-            } else {
-                for xx in 0..w {
-                    for t in 0..g {
-                        let at = xx * px + (c0 + t) * vb;
-                        row[at] = channel_row(ch(t))[xx];
-                        if vb == 2 {
-                            row[at + 1] = 0;
-                        }
-                    }
-                }
-            }
+        &mut row[self.pad[1] * px..][..w * px]
+    }
+
+    /// The image of the channel concatenation of `parts` (in order), each `[c][in_h][in_w]`
+    /// or already channels-last with `c` channels and no padding (a conv's packed output for
+    /// this image); the same bytes as [`image`] of the concatenated `[C][H][W]` tensor.
+    ///
+    /// # Panics
+    /// If a part has the wrong size, the channels do not add up to `in_c`, or a part but the
+    /// last does not fill whole k-groups (its pixels would not line up).
+    pub fn concat(&self, zp: u8, parts: &[Part], out: &mut [u8]) {
+        let (g, vb, px, w) = (self.k_group, self.value_bytes, self.pixel_bytes(), self.in_w);
+        let plane = self.in_h * w;
+        let mut at = 0;
+        for (i, p) in parts.iter().enumerate() {
+            let c = p.channels();
+            assert!(c % g == 0 || i + 1 == parts.len(), "part {i} of {c} channels splits a k-group of {g}");
+            let want = match p {
+                Part::Nchw(..) => c * plane,
+                Part::Packed(..) => plane * c.next_multiple_of(g) * vb,
+            };
+            assert_eq!(p.len(), want, "part {i} is not {c} x {} x {w}", self.in_h);
+            at += c;
         }
+        assert_eq!(at, self.in_c, "parts of {at} channels for {self:?}");
+        let interior = self.fill_top_bottom(zp, out);
+        self.for_each_row(interior, |y, row| {
+            let row = self.fill_left_right(zp, row);
+            let mut c0 = 0;
+            for p in parts {
+                let dst = &mut row[c0 * vb..];
+                match *p {
+                    Part::Nchw(x, c) => {
+                        interleave_channels(g, vb, px, c, dst, |ch| &x[ch * plane + y * w..][..w]);
+                    }
+                    Part::Packed(x, c) => {
+                        let ppx = c.next_multiple_of(g) * vb;
+                        copy_pixels(&x[y * w * ppx..][..w * ppx], dst, w, px);
+                    }
+                }
+                c0 += p.channels();
+            }
+        });
     }
 
     /// Runs `f(y, row)` on every interior row, in blocks of rows split across the kernels'
@@ -188,6 +202,116 @@ impl Layout {
         super::threads::for_each_item(blocks, |(b, rows)| {
             rows.chunks_mut(rb).enumerate().for_each(|(y, row)| f(b * ROWS + y, row))
         });
+    }
+}
+
+/// [`Layout::concat`] into a new tensor (`[layout.len()]` bytes), not zeroed first.
+///
+/// # Errors
+/// If the tensor cannot be allocated.
+pub fn concat_image(layout: &Layout, zp: u8, parts: &[Part]) -> TractResult<Tensor> {
+    // SAFETY: u8 has no invalid bit patterns, and `concat` writes every byte before the
+    // tensor is returned: the padding rows and columns are filled, and each interior pixel's
+    // channels are written by the parts, which must add up to `in_c` (asserted), the last
+    // one's k-group rounding included (kernels/tests/concat_image.rs: the same bytes over any prior content).
+    let mut out = unsafe { Tensor::uninitialized::<u8>(&[layout.len()])? };
+    layout.concat(zp, parts, out.try_as_plain_ram_mut()?.as_slice_mut::<u8>()?);
+    Ok(out)
+}
+
+/// `w` pixels of `src.len() / w` bytes, packed, into the first bytes of each `px`-byte pixel
+/// of `dst`; as fixed-size moves for the usual pixel sizes (a call to `memcpy` per pixel
+/// took longer than the copy).
+fn copy_pixels(src: &[u8], dst: &mut [u8], w: usize, px: usize) {
+    fn fixed<const N: usize>(src: &[u8], dst: &mut [u8], px: usize) {
+        for (xx, s) in src.chunks_exact(N).enumerate() {
+            let d: &mut [u8; N] = (&mut dst[xx * px..][..N]).try_into().expect("N bytes");
+            *d = s.try_into().expect("N bytes");
+        }
+    }
+    match src.len() / w {
+        16 => fixed::<16>(src, dst, px),
+        32 => fixed::<32>(src, dst, px),
+        64 => fixed::<64>(src, dst, px),
+        128 => fixed::<128>(src, dst, px),
+        256 => fixed::<256>(src, dst, px),
+        ppx => {
+            for (xx, s) in src.chunks_exact(ppx).enumerate() {
+                dst[xx * px..][..ppx].copy_from_slice(s);
+            }
+        }
+    }
+}
+
+/// One input of [`Layout::concat`].
+#[derive(Debug, Clone, Copy)]
+pub enum Part<'a> {
+    /// `[c][in_h][in_w]` bytes, and `c`.
+    Nchw(&'a [u8], usize),
+    /// Channels-last pixels of `c` channels rounded up to k-groups, unpadded, and `c`.
+    Packed(&'a [u8], usize),
+}
+
+impl Part<'_> {
+    fn channels(&self) -> usize {
+        match *self {
+            Part::Nchw(_, c) | Part::Packed(_, c) => c,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match *self {
+            Part::Nchw(x, _) | Part::Packed(x, _) => x.len(),
+        }
+    }
+}
+
+/// Channel `c`'s row of pixels, `channel_row(c)`, into byte `c * vb` of each `px`-byte pixel
+/// of `row`, for `c` in `0..in_c`, 16 pixels at a time through an SSE2 interleave when the
+/// row has that many. `row` may start inside a pixel (a later part of a concatenation).
+fn interleave_channels<'a>(
+    g: usize,
+    vb: usize,
+    px: usize,
+    in_c: usize,
+    row: &mut [u8],
+    channel_row: impl Fn(usize) -> &'a [u8],
+) {
+    let w = if in_c == 0 { return } else { channel_row(0).len() };
+    let src = |c: usize, x0: usize| -> &[u8; 16] { channel_row(c)[x0..][..16].try_into().expect("16 bytes") };
+    for c0 in (0..in_c).step_by(g) {
+        // A partial last group repeats its last channel: those lanes have zero weights.
+        let ch = |t: usize| (c0 + t).min(in_c - 1);
+        if w >= 16 {
+            let mut q = [0u8; 64];
+            let mut x0 = 0;
+            loop {
+                // The last 16 pixels end at the row's end, overlapping the previous ones.
+                let at = x0.min(w - 16);
+                if g == 4 {
+                    interleave4([src(ch(0), at), src(ch(1), at), src(ch(2), at), src(ch(3), at)], &mut q);
+                } else {
+                    interleave2([src(ch(0), at), src(ch(1), at)], &mut q);
+                }
+                for (j, v) in q.chunks_exact(4).enumerate() {
+                    row[(at + j) * px + c0 * vb..][..4].copy_from_slice(v);
+                }
+                if at + 16 == w {
+                    break;
+                }
+                x0 += 16;
+            }
+        } else {
+            for xx in 0..w {
+                for t in 0..g {
+                    let at = xx * px + (c0 + t) * vb;
+                    row[at] = channel_row(ch(t))[xx];
+                    if vb == 2 {
+                        row[at + 1] = 0;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -5,6 +5,8 @@
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 
+use crate::kernels::pack::{Layout, Part};
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct QuantizeU8 {
     pub scale: f32,
@@ -56,12 +58,60 @@ impl TypedOp for QuantizeU8 {
 pub struct QuantizeConcatU8 {
     /// (scale, zero point) of each input.
     pub params: Vec<(f32, u8)>,
+    /// Written as its reading conv's padded channels-last image instead of `[1, C, H, W]`.
+    pub packed: Option<PackedConcat>,
+}
+
+/// The image a [`QuantizeConcatU8`] writes for its conv ([`Layout::concat`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PackedConcat {
+    pub layout: Layout,
+    /// The reading conv's zero point, for the padding.
+    pub zero_point: u8,
+    /// Which inputs arrive packed (a conv's channels-last output), and their channels.
+    pub inputs: Vec<Option<usize>>,
 }
 
 impl QuantizeConcatU8 {
     /// One grid for `n` inputs.
     pub fn uniform(scale: f32, zero_point: u8, n: usize) -> QuantizeConcatU8 {
-        QuantizeConcatU8 { params: vec![(scale, zero_point); n] }
+        QuantizeConcatU8::new(vec![(scale, zero_point); n])
+    }
+
+    pub fn new(params: Vec<(f32, u8)>) -> QuantizeConcatU8 {
+        QuantizeConcatU8 { params, packed: None }
+    }
+
+    /// [`PackedConcat`]: each input, quantized if it is float, into its channels of the image.
+    fn eval_packed(&self, p: &PackedConcat, inputs: &[TValue]) -> TractResult<Tensor> {
+        ensure!(
+            inputs.len() == p.inputs.len(),
+            "QdetQuantizeConcatU8: {} inputs, {} expected",
+            inputs.len(),
+            p.inputs.len()
+        );
+        let mut quantized = Vec::new();
+        for (x, &(scale, zp)) in inputs.iter().zip(&self.params) {
+            if x.datum_type() == DatumType::F32 {
+                let src = x.try_as_plain_ram()?.as_slice::<f32>()?;
+                let mut q = vec![0u8; src.len()];
+                crate::kernels::quantize::quantize_parallel(src, scale, zp, &mut q);
+                quantized.push(q);
+            }
+        }
+        let mut floats = quantized.iter();
+        let mut parts = Vec::new();
+        for (x, packed) in inputs.iter().zip(&p.inputs) {
+            let bytes = match x.datum_type() {
+                DatumType::F32 => floats.next().context("a quantized input")?.as_slice(),
+                _ => x.try_as_plain_ram()?.as_slice::<u8>()?,
+            };
+            parts.push(match *packed {
+                Some(c) => Part::Packed(bytes, c),
+                None => Part::Nchw(bytes, *x.shape().get(1).context("QdetQuantizeConcatU8: input without channels")?),
+            });
+        }
+        crate::kernels::pack::concat_image(&p.layout, p.zero_point, &parts)
     }
 }
 
@@ -84,6 +134,9 @@ impl EvalOp for QuantizeConcatU8 {
     op_out_of_plan!();
 
     fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        if let Some(p) = &self.packed {
+            return Ok(tvec!(self.eval_packed(p, &inputs)?.into_tvalue()));
+        }
         let first = inputs.first().context("QdetQuantizeConcatU8 without inputs")?;
         let mut shape = first.shape().to_vec();
         ensure!(shape.len() == 4 && shape[0] == 1, "QdetQuantizeConcatU8: input of shape {:?}", shape);
@@ -128,6 +181,9 @@ impl EvalOp for QuantizeConcatU8 {
 
 impl TypedOp for QuantizeConcatU8 {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        if let Some(p) = &self.packed {
+            return Ok(tvec!(u8::fact([p.layout.len()])));
+        }
         let mut shape: TVec<TDim> = inputs[0].shape.iter().cloned().collect();
         shape[1] = inputs.iter().map(|f| f.shape[1].clone()).sum();
         Ok(tvec!(u8::fact(shape)))
@@ -172,7 +228,7 @@ mod tests {
         let mixed = EvalOp::eval(&op, &EvalContext::out_of_plan(), inputs)?.remove(0);
         assert_eq!(mixed.try_as_plain_ram()?.as_slice::<u8>()?, &want[..]);
         // Each input on its own grid: the concatenation of each quantized alone.
-        let op = QuantizeConcatU8 { params: vec![(0.05, 100), (0.02, 7)] };
+        let op = QuantizeConcatU8::new(vec![(0.05, 100), (0.02, 7)]);
         let inputs = tvec!(
             Tensor::from_shape(&[1, 2, h, w], &a)?.into_tvalue(),
             Tensor::from_shape(&[1, 3, h, w], &b)?.into_tvalue()

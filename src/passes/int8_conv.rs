@@ -60,7 +60,7 @@ impl Pass for Int8Conv {
                     parts += 1;
                     let taps: TVec<OutletId> =
                         floats.iter().map(|&f| p.tap_model(model, f)).collect::<TractResult<_>>()?;
-                    let concat = QuantizeConcatU8 { params: spec.parts.clone() };
+                    let concat = QuantizeConcatU8::new(spec.parts.clone());
                     p.wire_node(format!("{}.parts", spec.name), concat, &taps)?[0]
                 }
             };

@@ -18,13 +18,16 @@
 //! 11. [`concat_inputs`]: those Concats' inputs quantized by the convs that write them.
 //! 12. [`max_pool_u8`]: the SPPF MaxPools on uint8.
 //! 13. [`resize_u8`]: the neck's nearest upsamplings on uint8.
-//! 14. [`drop_unread_outputs`]: conv outputs nothing reads any more no longer written.
-//! 15. [`f32_conv`]: the float Convs left on qdet's fp32 kernels, SiLU fused.
-//! 16. [`concat_f32`]: large f32 Concats copied in parallel, a Sigmoid read only by one
+//! 14. [`concat_packed`]: a Concat one unpadded conv reads written as that conv's image,
+//!     its conv inputs handed over channels-last (after the pools and upsamplings, which
+//!     read what those convs write).
+//! 15. [`drop_unread_outputs`]: conv outputs nothing reads any more no longer written.
+//! 16. [`f32_conv`]: the float Convs left on qdet's fp32 kernels, SiLU fused.
+//! 17. [`concat_f32`]: large f32 Concats copied in parallel, a Sigmoid read only by one
 //!     folded in (after the int8 passes, which turn the Concats a QuantizeLinear reads into
 //!     their own).
 //!
-//! The int8 passes (4 to 14) find nothing to do in a float model, nor without conv specs.
+//! The int8 passes (4 to 15) find nothing to do in a float model, nor without conv specs.
 
 use tract_onnx::prelude::*;
 
@@ -34,6 +37,7 @@ use crate::quant::spec::QConvSpec;
 pub mod common;
 pub mod concat_f32;
 pub mod concat_inputs;
+pub mod concat_packed;
 pub mod dfl;
 pub mod drop_unread_outputs;
 pub mod f16_to_f32;
@@ -92,6 +96,7 @@ pub const PASSES: &[&dyn Pass] = &[
     &concat_inputs::ConcatInputs,
     &max_pool_u8::MaxPoolU8Pass,
     &resize_u8::ResizeU8,
+    &concat_packed::ConcatPacked,
     &drop_unread_outputs::DropUnreadOutputs,
     &f32_conv::F32Conv,
     &concat_f32::ConcatF32Pass,

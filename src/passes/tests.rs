@@ -44,6 +44,7 @@ fn passes_run_in_the_documented_order() {
             "concat_inputs",
             "max_pool_u8",
             "resize_u8",
+            "concat_packed",
             "drop_unread_outputs",
             "f32_conv",
             "concat_f32",
@@ -85,6 +86,7 @@ fn int8_fixture_counts() {
             ("concat_inputs", 33),
             ("max_pool_u8", 3),
             ("resize_u8", 2),
+            ("concat_packed", 13),
             ("drop_unread_outputs", 0),
             ("f32_conv", 0),
             ("f32_conv.silu", 0),
@@ -114,4 +116,46 @@ fn float_fixture_counts() {
         "{report}"
     );
     assert!(report.isa.is_none());
+}
+
+/// `concat_packed` only moves bytes: the int8 fixture's outputs are bit for bit those of the
+/// list without it, and every C2f and SPPF concatenation is written in its conv's layout.
+#[test]
+fn concat_packed_changes_no_bit() {
+    let file = "shapes-yolov8n.int8.onnx";
+    let specs = specs(file);
+    let cx = Context { specs: &specs, kernel: None };
+    let outputs = |skip: bool| {
+        let mut model = typed(file);
+        let mut report = Report::default();
+        let mut packed = 0;
+        for pass in PASSES.iter().filter(|p| !(skip && p.name() == "concat_packed")) {
+            let n = pass.run(&mut model, &cx, &mut report).unwrap();
+            if pass.name() == "concat_packed" {
+                packed = n;
+            }
+        }
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let x: Vec<f32> = (0..3 * 320 * 320).map(|i| ((i * 7919 % 256) as f32) / 255.0).collect();
+        let input = Tensor::from_shape(&[1, 3, 320, 320], &x).unwrap();
+        let out = plan.run(tvec!(input.into_tvalue())).unwrap();
+        (
+            packed,
+            out.iter()
+                .map(|t| {
+                    t.try_as_plain_ram()
+                        .unwrap()
+                        .as_slice::<f32>()
+                        .unwrap()
+                        .iter()
+                        .map(|v| v.to_bits())
+                        .collect::<Vec<_>>()
+                })
+                .collect::<Vec<_>>(),
+        )
+    };
+    let (packed, with) = outputs(false);
+    let (_, without) = outputs(true);
+    assert_eq!(packed, 13);
+    assert!(with == without, "concat_packed changed the outputs");
 }
