@@ -56,20 +56,26 @@ impl Letterbox {
         };
         let (oh, ow) = self.out;
         let plane = oh * ow;
-        let pad = PAD_VALUE as f32 / 255.0;
+        // `v / 255` for each byte: the same float32 division as `tensor.float().div_(255)`,
+        // looked up instead of divided three times a pixel.
+        let unit: [f32; 256] = std::array::from_fn(|v| v as f32 / 255.0);
+        let pad = unit[usize::from(PAD_VALUE)];
         chw.clear();
-        chw.resize(3 * plane, pad);
+        chw.reserve(3 * plane);
         let (uh, uw) = self.unpad;
-        for y in 0..uh {
-            let row = &pixels[y * uw * 3..(y + 1) * uw * 3];
-            let base = (y + self.top) * ow + self.left;
-            for (x, px) in row.chunks_exact(3).enumerate() {
-                // Same float32 division as `tensor.float().div_(255)`.
-                chw[base + x] = px[0] as f32 / 255.0;
-                chw[plane + base + x] = px[1] as f32 / 255.0;
-                chw[2 * plane + base + x] = px[2] as f32 / 255.0;
+        for c in 0..3 {
+            for y in 0..oh {
+                let inside = y.checked_sub(self.top).filter(|&r| r < uh);
+                let Some(r) = inside else {
+                    chw.extend(std::iter::repeat_n(pad, ow));
+                    continue;
+                };
+                chw.extend(std::iter::repeat_n(pad, self.left));
+                chw.extend(pixels[r * uw * 3..][..uw * 3].iter().skip(c).step_by(3).map(|&v| unit[usize::from(v)]));
+                chw.extend(std::iter::repeat_n(pad, ow - self.left - uw));
             }
         }
+        debug_assert_eq!(chw.len(), 3 * plane);
     }
 
     /// Maps a box from model-input pixels back to source pixels, clipped to the image,
