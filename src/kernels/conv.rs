@@ -178,7 +178,9 @@ impl QConv {
             for (b, start) in starts.iter().enumerate() {
                 if let Some(dw) = &self.depthwise {
                     let (c0, lanes) = (b * OC_BLOCK, (s.out_c - b * OC_BLOCK).min(OC_BLOCK));
-                    depthwise::row(pixels, base, step, &self.taps, dw.block(b), start, c0, lanes, acc);
+                    let r =
+                        depthwise::Row { px: pixels, base, step, taps: &self.taps, w: dw.block(b), start, c0, lanes };
+                    depthwise::row(&r, acc);
                     emit(oy, b, acc);
                     continue;
                 }

@@ -125,6 +125,30 @@ fn depthwise_convolutions_equal_a_direct_convolution() {
     assert!(cases > 400, "{cases} cases");
 }
 
+/// The depthwise row compiled for the widest vectors this CPU has against its portable
+/// twin, bit for bit: bytes and pairs layouts, whole and partial channel blocks, the shifted
+/// kernels' offset, int8's extreme weights.
+#[test]
+fn depthwise_row_equals_its_portable_twin() {
+    use crate::kernels::depthwise::{row, row_scalar, Pixels, Row};
+    let mut rng = Rng::for_item(37, "depthwise row", 0);
+    let taps: Vec<usize> = (0..9).map(|t| (t / 3) * 40 * 2 * 16 + (t % 3) * 2 * 16).collect();
+    let img = pixels(&mut rng, 4 * 40 * 2 * 16);
+    let w: Vec<[i16; OC_BLOCK]> = (0..9)
+        .map(|t| std::array::from_fn(|o| if t == 4 && o == 0 { -128 } else { rng.below(255) as i16 - 127 }))
+        .collect();
+    let start: [i32; OC_BLOCK] = std::array::from_fn(|o| o as i32 * 1000 - 7000);
+    for (value_bytes, lanes, offset) in [(1, OC_BLOCK, 0), (1, OC_BLOCK, 128), (1, 5, 0), (2, OC_BLOCK, 0), (2, 7, 0)] {
+        let px = Pixels { img: &img, value_bytes, offset };
+        let r = Row { px, base: 16, step: 2 * 16, taps: &taps, w: &w, start: &start, c0: 0, lanes };
+        let (mut simd, mut twin) = (vec![[0i32; OC_BLOCK]; 17], vec![[1i32; OC_BLOCK]; 17]);
+        row(&r, &mut simd);
+        row_scalar(&r, &mut twin);
+        assert_eq!(simd, twin, "{value_bytes} bytes, {lanes} lanes, offset {offset}");
+        assert!(twin.iter().flatten().any(|&v| v != start[0]), "the sums vary");
+    }
+}
+
 /// The SIMD interleaves of the image layout (SSE2, NEON `ST4`) against their scalar twins.
 #[test]
 fn simd_interleave_equals_scalar() {
