@@ -151,18 +151,6 @@ fn h_value(p0: u8, p1: u8, w0: i32, w1: i32) -> i16 {
     ((i32::from(p0) * w0 + i32::from(p1) * w1) >> 4) as i16
 }
 
-fn vresize_row(s0: &[i16], s1: &[i16], b0: i16, b1: i16, out: &mut [u8]) {
-    // Same steps as OpenCV's VResizeLinearVec_32s8u: 16x16 multiply keeping the
-    // high half, add, round by +2 >> 2, saturate to u8. Its saturating 16-bit
-    // adds never saturate (the sum is at most about 2 * 1020), so i32
-    // intermediates give the same bits.
-    let (b0, b1) = (i32::from(b0), i32::from(b1));
-    for ((o, &a), &b) in out.iter_mut().zip(s0).zip(s1) {
-        let v = ((b0 * i32::from(a)) >> 16) + ((b1 * i32::from(b)) >> 16);
-        *o = ((v + 2) >> 2).clamp(0, 255) as u8;
-    }
-}
-
 /// Resizes an interleaved 3-channel 8-bit image (`sw` x `sh`, rows packed without
 /// padding) to `dw` x `dh` with bilinear interpolation, returning exactly the
 /// bytes `cv2.resize(src, (dw, dh), interpolation=cv2.INTER_LINEAR)` returns.
@@ -217,7 +205,7 @@ pub fn resize_linear_u8c3(src: &[u8], sw: usize, sh: usize, dw: usize, dh: usize
                 }
             }
         };
-        vresize_row(&rows[i0], &rows[i1], t.b0, t.b1, out);
+        crate::kernels::vresize::row(&rows[i0], &rows[i1], t.b0, t.b1, out);
     }
     dst
 }

@@ -63,6 +63,7 @@ pub mod silu;
 pub mod softmax;
 pub mod threads;
 pub mod upsample;
+pub mod vresize;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
