@@ -22,6 +22,8 @@ for cpu in max cortex-a76 cortex-a72; do
         --skip quant::tests::calibrate:: --skip val::parity_tests::
     QEMU_CPU=$cpu timeout $limit cargo test --release --locked --target $target --test it arch_parity::
 done
+# libjpeg-turbo's NEON decoding against OpenCV's pixels (the same on every CPU model).
+QEMU_CPU=cortex-a72 timeout $limit cargo test --release --locked --target $target --test it decode_opencv::
 # `cargo test` built the binary for the integration tests.
 json=$(QEMU_CPU=max qemu-aarch64 target/$target/release/qdet bench --model models/shapes-yolov8n.int8.onnx --runs 1 --warmup 0 --json)
 echo "$json" | grep -q '"int8_kernel": "NeonI8mm"' || { echo "qdet bench under -cpu max did not run NeonI8mm:"; echo "$json"; exit 1; }

@@ -9,6 +9,7 @@ mod cli_detect;
 mod dataset_augment;
 mod dataset_convert;
 mod dataset_split;
+mod decode_opencv;
 mod families;
 mod hostile_inputs;
 mod model_load;
