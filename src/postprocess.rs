@@ -109,18 +109,23 @@ pub fn decode_multi_label(out: &RawOutput, opts: &NmsOptions) -> Vec<Detection> 
     let data = out.data();
     let at = |r: usize, i: usize| data[r * n + i];
     let mut cands: Vec<Detection> = Vec::new();
-    for i in 0..n {
-        let mut bbox = None;
-        for c in 0..nc {
-            let s = at(4 + c, i);
-            if s.is_nan() || s <= opts.conf || !opts.wants(c) {
-                continue;
-            }
-            let b = *bbox.get_or_insert_with(|| {
-                let (cx, cy, hw, hh) = (at(0, i), at(1, i), at(2, i) / 2.0, at(3, i) / 2.0);
-                [cx - hw, cy - hh, cx + hw, cy + hh]
-            });
-            cands.push(Detection { bbox: b, score: s, class: c });
+    // Class rows read contiguously over chunks of anchors (anchor by anchor, each score was a
+    // stride of `n` floats away), then the chunk's hits put back in `torch.where`'s order:
+    // a stable sort by anchor keeps each anchor's classes ascending.
+    const CHUNK: usize = 1024;
+    let mut hits: Vec<(usize, usize, f32)> = Vec::new();
+    for i0 in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - i0);
+        hits.clear();
+        for c in (0..nc).filter(|&c| opts.wants(c)) {
+            let row = &data[(4 + c) * n + i0..][..len];
+            // NaN scores fail the strict threshold too.
+            hits.extend(row.iter().enumerate().filter(|&(_, &s)| s > opts.conf).map(|(j, &s)| (i0 + j, c, s)));
+        }
+        hits.sort_by_key(|&(i, _, _)| i);
+        for &(i, class, score) in &hits {
+            let (cx, cy, hw, hh) = (at(0, i), at(1, i), at(2, i) / 2.0, at(3, i) / 2.0);
+            cands.push(Detection { bbox: [cx - hw, cy - hh, cx + hw, cy + hh], score, class });
         }
     }
     if cands.len() > MAX_NMS {
@@ -279,6 +284,50 @@ mod tests {
             }
         }
         assert!(want.len() > 1000 && want.iter().any(|w| w.0 % 97 == 7 && w.1 == 0), "the case covers ties");
+        assert_eq!(got, want);
+    }
+
+    /// The multi-label candidates over more anchors than a chunk, with NaNs, a class
+    /// filter and scores at the threshold: the same list, in the same order (anchor by
+    /// anchor, classes ascending), as the anchor-by-anchor loop written out here.
+    #[test]
+    fn multi_label_over_chunks_matches_anchor_by_anchor() {
+        let (n, nc) = (2300, 4);
+        let score = |i: usize, c: usize| match (i % 89, c) {
+            (0, 1) | (3, 0) => f32::NAN,
+            (5, _) => 0.75,
+            _ => ((i * 37 + c * 53) % 103) as f32 / 100.0,
+        };
+        let mut data = vec![0f32; (4 + nc) * n];
+        for i in 0..n {
+            data[i] = 1000.0 * i as f32;
+            data[2 * n + i] = 10.0;
+            data[3 * n + i] = 10.0;
+            for c in 0..nc {
+                data[(4 + c) * n + i] = score(i, c);
+            }
+        }
+        let out = RawOutput::new(Head::Raw { num_classes: nc }, data, (4 + nc, n));
+        let opts =
+            NmsOptions { conf: 0.5, iou: 1.0, max_det: 4 * n, classes: Some(vec![0, 1, 3]), ..Default::default() };
+        let got: Vec<(usize, usize, u32)> = decode_multi_label(&out, &opts)
+            .iter()
+            .map(|d| ((d.bbox[0] + 5.0) as usize / 1000, d.class, d.score.to_bits()))
+            .collect();
+        let mut want = Vec::new();
+        for i in 0..n {
+            for c in [0, 1, 3] {
+                let s = score(i, c);
+                if !s.is_nan() && s > opts.conf {
+                    want.push((i, c, s.to_bits()));
+                }
+            }
+        }
+        // Nothing is suppressed at IoU 1: the output is the candidates best first, equal
+        // scores in candidate order, which is what the order of the list decides.
+        want.sort_by(|a, b| descending(f32::from_bits(a.2), f32::from_bits(b.2)));
+        assert!(want.len() > 2000, "{} candidates", want.len());
+        assert!(want.windows(2).filter(|w| w[0].2 == w[1].2).count() > 1000, "the case has ties");
         assert_eq!(got, want);
     }
 
