@@ -56,26 +56,18 @@ impl Letterbox {
         };
         let (oh, ow) = self.out;
         let plane = oh * ow;
-        // `v / 255` for each byte: the same float32 division as `tensor.float().div_(255)`,
-        // looked up instead of divided three times a pixel.
-        let unit: [f32; 256] = std::array::from_fn(|v| v as f32 / 255.0);
-        let pad = unit[usize::from(PAD_VALUE)];
+        // The same float32 division as `tensor.float().div_(255)`.
+        let pad = f32::from(PAD_VALUE) / 255.0;
         chw.clear();
-        chw.reserve(3 * plane);
+        chw.resize(3 * plane, pad);
         let (uh, uw) = self.unpad;
-        for c in 0..3 {
-            for y in 0..oh {
-                let inside = y.checked_sub(self.top).filter(|&r| r < uh);
-                let Some(r) = inside else {
-                    chw.extend(std::iter::repeat_n(pad, ow));
-                    continue;
-                };
-                chw.extend(std::iter::repeat_n(pad, self.left));
-                chw.extend(pixels[r * uw * 3..][..uw * 3].iter().skip(c).step_by(3).map(|&v| unit[usize::from(v)]));
-                chw.extend(std::iter::repeat_n(pad, ow - self.left - uw));
-            }
+        let (rs, rest) = chw.split_at_mut(plane);
+        let (gs, bs) = rest.split_at_mut(plane);
+        for y in 0..uh {
+            let at = (y + self.top) * ow + self.left;
+            let row = &pixels[y * uw * 3..][..uw * 3];
+            crate::kernels::planes::row(row, &mut rs[at..][..uw], &mut gs[at..][..uw], &mut bs[at..][..uw]);
         }
-        debug_assert_eq!(chw.len(), 3 * plane);
     }
 
     /// Maps a box from model-input pixels back to source pixels, clipped to the image,

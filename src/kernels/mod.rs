@@ -56,6 +56,7 @@ pub mod fisa;
 pub mod maxpool;
 pub mod outspec;
 pub mod pack;
+pub mod planes;
 pub mod quantize;
 pub mod segments;
 pub mod shape;
