@@ -244,6 +244,26 @@ mod tests {
         assert_eq!(d.len(), 1);
     }
 
+    /// A raw head of `n` anchors, each a 10 px box 1000 px from the previous (so none
+    /// overlap), class `c` of anchor `i` scoring `score(i, c)`.
+    fn spaced(n: usize, nc: usize, score: impl Fn(usize, usize) -> f32) -> RawOutput {
+        let mut data = vec![0f32; (4 + nc) * n];
+        for i in 0..n {
+            data[i] = 1000.0 * i as f32;
+            data[2 * n + i] = 10.0;
+            data[3 * n + i] = 10.0;
+            for c in 0..nc {
+                data[(4 + c) * n + i] = score(i, c);
+            }
+        }
+        RawOutput::new(Head::Raw { num_classes: nc }, data, (4 + nc, n))
+    }
+
+    /// (anchor, class, score bits) of detections from [`spaced`].
+    fn anchors(dets: &[Detection]) -> Vec<(usize, usize, u32)> {
+        dets.iter().map(|d| ((d.bbox[0] + 5.0) as usize / 1000, d.class, d.score.to_bits())).collect()
+    }
+
     /// More anchors than a chunk of the class-row pass, ties (the first class wins) and NaN
     /// scores (a NaN first score drops the anchor, a later NaN is never the best): the same
     /// candidates as the anchor-by-anchor loop written out here.
@@ -255,21 +275,9 @@ mod tests {
             (7, _) => 0.75,
             _ => ((i * 31 + c * 17) % 101) as f32 / 100.0,
         };
-        let mut data = vec![0f32; (4 + nc) * n];
-        for i in 0..n {
-            data[i] = 1000.0 * i as f32;
-            data[2 * n + i] = 10.0;
-            data[3 * n + i] = 10.0;
-            for c in 0..nc {
-                data[(4 + c) * n + i] = score(i, c);
-            }
-        }
-        let out = RawOutput::new(Head::Raw { num_classes: nc }, data, (4 + nc, n));
+        let out = spaced(n, nc, score);
         let opts = NmsOptions { conf: 0.5, iou: 1.0, max_det: n, ..Default::default() };
-        let mut got: Vec<(usize, usize, u32)> = decode(&out, &opts)
-            .iter()
-            .map(|d| ((d.bbox[0] + 5.0) as usize / 1000, d.class, d.score.to_bits()))
-            .collect();
+        let mut got = anchors(&decode(&out, &opts));
         got.sort();
         let mut want = Vec::new();
         for i in 0..n {
@@ -298,22 +306,10 @@ mod tests {
             (5, _) => 0.75,
             _ => ((i * 37 + c * 53) % 103) as f32 / 100.0,
         };
-        let mut data = vec![0f32; (4 + nc) * n];
-        for i in 0..n {
-            data[i] = 1000.0 * i as f32;
-            data[2 * n + i] = 10.0;
-            data[3 * n + i] = 10.0;
-            for c in 0..nc {
-                data[(4 + c) * n + i] = score(i, c);
-            }
-        }
-        let out = RawOutput::new(Head::Raw { num_classes: nc }, data, (4 + nc, n));
+        let out = spaced(n, nc, score);
         let opts =
             NmsOptions { conf: 0.5, iou: 1.0, max_det: 4 * n, classes: Some(vec![0, 1, 3]), ..Default::default() };
-        let got: Vec<(usize, usize, u32)> = decode_multi_label(&out, &opts)
-            .iter()
-            .map(|d| ((d.bbox[0] + 5.0) as usize / 1000, d.class, d.score.to_bits()))
-            .collect();
+        let got = anchors(&decode_multi_label(&out, &opts));
         let mut want = Vec::new();
         for i in 0..n {
             for c in [0, 1, 3] {
