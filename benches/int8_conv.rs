@@ -108,9 +108,18 @@ fn benches(c: &mut Criterion) {
         let xq: Vec<u8> = (0..in_c * side * side).map(|i| (i % 251) as u8).collect();
         let scale = vec![1e-3f32; out_c];
         let bias = vec![0.1f32; out_c];
-        for isa in [Isa::ScalarQuads, Isa::Avx2Madd16, Isa::Avx2Maddubs, Isa::Avx512VnniYmm, Isa::Avx512Vnni]
-            .into_iter()
-            .filter(|i| i.available())
+        for isa in [
+            Isa::ScalarQuads,
+            Isa::SseMadd16,
+            Isa::SseMaddubs,
+            Isa::Avx2Madd16,
+            Isa::Avx2Maddubs,
+            Isa::AvxVnni,
+            Isa::Avx512VnniYmm,
+            Isa::Avx512Vnni,
+        ]
+        .into_iter()
+        .filter(|i| i.available())
         {
             let w: Vec<i8> = (0..out_c * s.k()).map(|i| ((i * 7919) % 127) as i8 - 63).collect();
             let conv = QConv::new(s, &w, isa);

@@ -66,6 +66,9 @@ struct ModelResult {
     graph_passes: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernel: Option<String>,
+    /// Integer convs per kernel (`maddubs` where the weights keep it exact, `madd16` where not).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    int8_kernels: Option<BTreeMap<String, usize>>,
     /// Integer convs, SiLUs fused into them, QuantizeLinears done in a conv's epilogue, uint8
     /// tensors written in their readers' channels-last layout, Concats quantized in place,
     /// channel Splits written by their conv, Concat inputs quantized by their conv, residual
@@ -75,6 +78,8 @@ struct ModelResult {
     /// The model's Conv nodes and how many of them run on the integer kernels.
     #[serde(skip_serializing_if = "Option::is_none")]
     convs: Option<ConvCount>,
+    /// The CPU class the kernels were capped at (`QDET_CPU`; `native`: every feature).
+    cpu: &'static str,
 }
 
 #[derive(Serialize)]
@@ -195,6 +200,7 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
     let convs = conv_count(path, int8.as_ref().map_or(0, |r| r.convs_in_plan));
     Ok(ModelResult {
         convs,
+        cpu: crate::kernels::cpu::cap().name(),
         path: path.to_path_buf(),
         preprocess: percentiles(pre),
         inference: percentiles(inf),
@@ -205,6 +211,10 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
         // Each graph pass of the plan, in order, with how many rewrites it did.
         graph_passes: det.model.pass_report().map(|r| r.to_string()),
         int8_kernel: int8.as_ref().and_then(|r| r.isa).map(|i| format!("{i:?}")),
+        int8_kernels: int8
+            .as_ref()
+            .filter(|r| !r.kernels.is_empty())
+            .map(|r| r.kernels.iter().map(|(i, n)| (format!("{i:?}"), *n)).collect()),
         int8_fused: int8.filter(|r| r.replaced > 0).map(|r| {
             [
                 r.replaced,
@@ -256,12 +266,14 @@ fn table(results: &[ModelResult], a: &BenchArgs, threads: usize) -> String {
         if let (true, Some(passes)) = (a.profile, &r.graph_passes) {
             lines.push(format!("{name:<40} graph passes: {passes}"));
         }
-        if let Some(k) = &r.int8_kernel {
+        if let Some(kernels) = &r.int8_kernels {
+            let k: Vec<String> = kernels.iter().map(|(k, n)| format!("{n} on {k}")).collect();
             let [convs, silu, requant, packed, concat, split, concat_in, residual, pools, resizes] =
                 r.int8_fused.unwrap_or_default();
             lines.push(format!(
-                "{name:<40} {convs} int8 convs on the {k} kernel, {silu} with SiLU fused, {residual} with their residual Add, {requant} QuantizeLinears in their epilogue, \
-                 {packed} of those in their readers' layout; {split} Splits written by their conv; {concat} Concats quantized in place, {concat_in} of their inputs by the conv; {pools} MaxPools and {resizes} Resizes on uint8"
+                "{name:<40} {convs} int8 convs ({}), {silu} with SiLU fused, {residual} with their residual Add, {requant} QuantizeLinears in their epilogue, \
+                 {packed} of those in their readers' layout; {split} Splits written by their conv; {concat} Concats quantized in place, {concat_in} of their inputs by the conv; {pools} MaxPools and {resizes} Resizes on uint8",
+                k.join(", ")
             ));
         }
         if let (Some(prof), Some(best)) = (&r.profile_ms, &r.profile_best_ms) {

@@ -15,7 +15,7 @@ use super::quantize::Quantizer;
 pub use super::segments::Part;
 use super::segments::{self, Segment};
 pub use super::shape::ConvShape;
-use super::{tile, Isa, OC_BLOCK};
+use super::{tile, Isa, WeightRange, OC_BLOCK};
 
 thread_local! {
     /// The padded image of the last convolution on this thread, kept for its allocation:
@@ -78,7 +78,7 @@ impl QConv {
     /// If `isa` is not exact for these weights (see [`Isa::exact_for`]) or `w` has the wrong size.
     pub fn new(shape: ConvShape, w: &[i8], isa: Isa) -> QConv {
         let weights = PackedWeights::new(isa, w, &shape);
-        assert!(isa.exact_for(weights.max_abs), "{isa:?} is not exact for weights up to {}", weights.max_abs);
+        assert!(isa.exact_for(weights.range), "{isa:?} is not exact for weights of {}", weights.range);
         QConv::with_weights(shape, weights, None)
     }
 
@@ -93,8 +93,9 @@ impl QConv {
         let dw = DepthwiseWeights::new(w, shape.out_c, taps);
         let mut sums: Vec<i32> = w.chunks_exact(taps).map(|c| c.iter().map(|&v| i32::from(v)).sum()).collect();
         sums.resize(shape.out_c.next_multiple_of(OC_BLOCK), 0);
-        let max_abs = w.iter().map(|&v| i32::from(v).abs()).max().unwrap_or(0);
-        let weights = PackedWeights { isa, out_c: shape.out_c, block_bytes: 0, data: Vec::new(), sums, max_abs };
+        // The depthwise kernel multiplies in i32: exact for any weights.
+        let range = WeightRange::of(w, 1, taps);
+        let weights = PackedWeights { isa, out_c: shape.out_c, block_bytes: 0, data: Vec::new(), sums, range };
         QConv::with_weights(shape, weights, Some(dw))
     }
 

@@ -1,14 +1,25 @@
 //! The CPU features the kernels dispatch on, probed once per process: the one place that asks
 //! the CPU (`is_x86_feature_detected!` / `is_aarch64_feature_detected!`), so every kernel
 //! choice reads the same answers.
+//!
+//! `QDET_CPU=<level>` caps those answers at a smaller CPU's ([`Cap`]): every dispatch (int8
+//! and fp32 tiles, epilogues, transposes, the float loops of `widest!`) then takes that CPU's
+//! path, so a capped run executes no instruction of a wider ISA and measures what the smaller
+//! CPU would run. (`QDET_KERNEL` and `QDET_FKERNEL` choose one tile among those left.)
 
 use std::sync::OnceLock;
 
 /// A feature some kernel needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Feature {
+    /// `pmaddubsw`, `pshufb` (every x86_64 CPU since Core 2 but the first Opterons).
+    Ssse3,
+    /// `pmulld`, `pminud`, `pblendvb` (Penryn and later, Celeron J / N included).
+    Sse41,
     Avx2,
     Fma,
+    /// VEX `vpdpbusd` on 256-bit vectors (Alder Lake, Intel N100 / N97 / N305, Zen 5).
+    AvxVnni,
     Avx512F,
     Avx512Vl,
     Avx512Vnni,
@@ -20,9 +31,12 @@ pub enum Feature {
     I8mm,
 }
 
-const ALL: [Feature; 8] = [
+const ALL: [Feature; 11] = [
+    Feature::Ssse3,
+    Feature::Sse41,
     Feature::Avx2,
     Feature::Fma,
+    Feature::AvxVnni,
     Feature::Avx512F,
     Feature::Avx512Vl,
     Feature::Avx512Vnni,
@@ -31,20 +45,103 @@ const ALL: [Feature; 8] = [
     Feature::I8mm,
 ];
 
-/// Whether this CPU has `f` (false for another architecture's features).
-pub fn has(f: Feature) -> bool {
-    static PROBED: OnceLock<[bool; ALL.len()]> = OnceLock::new();
-    PROBED.get_or_init(|| ALL.map(detect))[f as usize]
+/// A CPU class `QDET_CPU` caps the probe at: the features such a CPU has (those this CPU lacks
+/// stay off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cap {
+    /// No SIMD kernel: the portable twins.
+    Baseline,
+    /// SSE4.2, no AVX: Celeron J4125 / N5105 (Gemini and Jasper Lake), Atom, Nehalem.
+    Sse4,
+    /// AVX2 + FMA, no VNNI: Haswell to Comet Lake, AMD Zen 1-3.
+    Avx2,
+    /// AVX2 + AVX-VNNI, no AVX-512: Alder Lake-N (N100), Alder and Raptor Lake.
+    AvxVnni,
+    /// AVX-512F/VL without VNNI: Skylake-X.
+    Avx512,
+    /// Everything this CPU has (the default).
+    Native,
+    /// aarch64 NEON only: Cortex-A53, A72.
+    Neon,
+    /// NEON + dot products: Cortex-A55, A76.
+    DotProd,
 }
 
+impl Cap {
+    const NAMES: [(&'static str, Cap); 8] = [
+        ("baseline", Cap::Baseline),
+        ("sse4", Cap::Sse4),
+        ("avx2", Cap::Avx2),
+        ("avxvnni", Cap::AvxVnni),
+        ("avx512", Cap::Avx512),
+        ("native", Cap::Native),
+        ("neon", Cap::Neon),
+        ("dotprod", Cap::DotProd),
+    ];
+
+    /// The cap named `name` ([`Cap::NAMES`]).
+    pub fn parse(name: &str) -> Option<Cap> {
+        Cap::NAMES.iter().find(|(n, _)| *n == name).map(|&(_, c)| c)
+    }
+
+    pub fn name(self) -> &'static str {
+        Cap::NAMES.iter().find(|(_, c)| *c == self).map_or("native", |(n, _)| n)
+    }
+
+    /// Whether a CPU of this class has `f`.
+    pub fn allows(self, f: Feature) -> bool {
+        use Feature::*;
+        let x86: &[Feature] = match self {
+            Cap::Native => return true,
+            Cap::Baseline | Cap::Neon | Cap::DotProd => &[],
+            Cap::Sse4 => &[Ssse3, Sse41],
+            Cap::Avx2 => &[Ssse3, Sse41, Avx2, Fma],
+            Cap::AvxVnni => &[Ssse3, Sse41, Avx2, Fma, AvxVnni],
+            Cap::Avx512 => &[Ssse3, Sse41, Avx2, Fma, Avx512F, Avx512Vl],
+        };
+        let arm: &[Feature] = match self {
+            Cap::Neon => &[Neon],
+            Cap::DotProd => &[Neon, DotProd],
+            _ => &[],
+        };
+        x86.contains(&f) || arm.contains(&f)
+    }
+
+    /// `QDET_CPU`, when set and valid; a misspelt name is reported once and ignored.
+    fn from_env() -> Cap {
+        let Some(name) = std::env::var("QDET_CPU").ok().filter(|n| !n.is_empty()) else { return Cap::Native };
+        Cap::parse(&name).unwrap_or_else(|| {
+            let names: Vec<&str> = Cap::NAMES.iter().map(|(n, _)| *n).collect();
+            eprintln!("qdet: QDET_CPU={name:?} is not a CPU class ({}); using every feature", names.join(", "));
+            Cap::Native
+        })
+    }
+}
+
+/// The cap in force (`QDET_CPU`, read once).
+pub fn cap() -> Cap {
+    static CAP: OnceLock<Cap> = OnceLock::new();
+    *CAP.get_or_init(Cap::from_env)
+}
+
+/// Whether this CPU has `f` (false for another architecture's features), within [`cap`].
+pub fn has(f: Feature) -> bool {
+    static PROBED: OnceLock<[bool; ALL.len()]> = OnceLock::new();
+    PROBED.get_or_init(|| ALL.map(|f| detect(f) && cap().allows(f)))[f as usize]
+}
+
+/// Whether the CPU itself has `f`, whatever the cap.
 #[allow(unreachable_code)]
-fn detect(f: Feature) -> bool {
+pub fn detect(f: Feature) -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         use std::arch::is_x86_feature_detected as d;
         return match f {
+            Feature::Ssse3 => d!("ssse3"),
+            Feature::Sse41 => d!("sse4.1"),
             Feature::Avx2 => d!("avx2"),
             Feature::Fma => d!("fma"),
+            Feature::AvxVnni => d!("avxvnni"),
             Feature::Avx512F => d!("avx512f"),
             Feature::Avx512Vl => d!("avx512vl"),
             Feature::Avx512Vnni => d!("avx512vnni"),
@@ -63,4 +160,24 @@ fn detect(f: Feature) -> bool {
     }
     let _ = f;
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_name_the_feature_sets_of_their_cpu_classes() {
+        for (name, cap) in Cap::NAMES {
+            assert_eq!(Cap::parse(name), Some(cap));
+            assert_eq!(cap.name(), name);
+        }
+        assert_eq!(Cap::parse("AVX2"), None);
+        // An N100 runs VEX VNNI but no AVX-512; a Skylake-X the reverse.
+        assert!(Cap::AvxVnni.allows(Feature::AvxVnni) && !Cap::AvxVnni.allows(Feature::Avx512F));
+        assert!(Cap::Avx512.allows(Feature::Avx512F) && !Cap::Avx512.allows(Feature::Avx512Vnni));
+        assert!(!Cap::Sse4.allows(Feature::Avx2) && Cap::Sse4.allows(Feature::Ssse3));
+        assert!(!Cap::Neon.allows(Feature::DotProd) && Cap::DotProd.allows(Feature::DotProd));
+        assert!(ALL.iter().all(|&f| !Cap::Baseline.allows(f) && Cap::Native.allows(f)));
+    }
 }

@@ -23,7 +23,9 @@
 //! |---|---|---|
 //! | AVX-512F + AVX512-VNNI | [`Isa::Avx512Vnni`] | `vnni512` |
 //! | AVX-512VL + AVX512-VNNI | [`Isa::Avx512VnniYmm`] | `vnni` |
-//! | AVX2 | [`Isa::Avx2Maddubs`] (7-bit weights only), [`Isa::Avx2Madd16`] | `maddubs`, `madd16` |
+//! | AVX-VNNI (VEX, no AVX-512) | [`Isa::AvxVnni`] | `avxvnni` |
+//! | AVX2 | [`Isa::Avx2Maddubs`] (pair-bounded weights only), [`Isa::Avx2Madd16`] | `maddubs`, `madd16` |
+//! | SSSE3 (no AVX2) | [`Isa::SseMaddubs`] (pair-bounded weights only), [`Isa::SseMadd16`] | `ssse3`, `sse-madd16` |
 //! | aarch64 `i8mm` | [`Isa::NeonI8mm`] | `i8mm` |
 //! | aarch64 `dotprod` | [`Isa::NeonDot`] | `dotprod` |
 //! | aarch64 NEON | [`Isa::NeonMull`] | `neon` |
@@ -33,12 +35,14 @@
 //! tests require identical integers. Exactness per path:
 //! * [`Isa::Avx2Madd16`]: activations and weights as i16, `vpmaddwd` sums pairs into i32:
 //!   exact for any int8 weights.
-//! * [`Isa::Avx2Maddubs`]: `vpmaddubsw` multiplies u8 x s8 and adds pairs into a *saturating*
-//!   i16; exact only with 7-bit weights (`|w| <= 63`: `2 * 255 * 63 < 2^15`), which
-//!   `--weight-bits 7` produces.
-//! * [`Isa::Avx512VnniYmm`], [`Isa::Avx512Vnni`]: `vpdpbusd` (AVX512-VNNI, on 256-bit or 512-bit
-//!   vectors) sums four u8 x s8 products into i32 without intermediate rounding: exact for
-//!   any int8 weights.
+//! * [`Isa::Avx2Maddubs`]: `vpmaddubsw` multiplies u8 x s8 and adds pairs of neighbouring
+//!   input channels into a *saturating* i16; exact for any activations when each pair's
+//!   weights of one sign sum to at most 128 in magnitude (`255 * 128 < 2^15`;
+//!   [`WeightRange::max_pair`]): always for 7-bit weights (`--weight-bits 7`), and for the
+//!   pair-bounded 8-bit weights `calibrate` writes (`--weight-pairs bounded`).
+//! * [`Isa::Avx512VnniYmm`], [`Isa::Avx512Vnni`], [`Isa::AvxVnni`]: `vpdpbusd` (AVX512-VNNI on
+//!   256-bit or 512-bit vectors, or AVX-VNNI's VEX form) sums four u8 x s8 products into i32
+//!   without intermediate rounding: exact for any int8 weights.
 //! * [`Isa::NeonI8mm`] (`SUDOT`, i8 x u8), [`Isa::NeonDot`] (`SDOT` on `x - 128`): four
 //!   products into i32, exact for any int8 weights.
 //! * [`Isa::NeonMull`]: `SMULL`+`SMLAL` put two i8 x i8 products of `x - 128` in an i16,
@@ -97,11 +101,19 @@ pub enum Isa {
     ScalarQuadsShifted,
     Avx2Madd16,
     Avx2Maddubs,
+    /// `pmaddwd` on u16 / i16 pairs, 128-bit vectors: x86_64 CPUs without AVX2 (Celeron J /
+    /// N of NAS boxes, Atom). Offered with SSSE3, though `pmaddwd` is SSE2.
+    SseMadd16,
+    /// SSSE3 `pmaddubsw` on quads, 128-bit vectors; pair-bounded weights only.
+    SseMaddubs,
     /// AVX-512 VNNI's EVEX `vpdpbusd` on 256-bit vectors (needs AVX512-VL). Not the VEX
     /// AVX-VNNI of Alder Lake-N / Intel N100, which has no AVX-512.
     Avx512VnniYmm,
     /// AVX-512 VNNI's `vpdpbusd` on 512-bit vectors.
     Avx512Vnni,
+    /// AVX-VNNI's VEX `vpdpbusd` on 256-bit vectors: Alder Lake-N (Intel N100 / N97 / N305),
+    /// Alder and Raptor Lake, which have no AVX-512.
+    AvxVnni,
     /// Plain ARMv8 NEON: `SMULL`/`SMLAL`/`SADALP` (Cortex-A53, A72).
     NeonMull,
     /// ARMv8.2 `SDOT` (`dotprod`: Cortex-A55, A76, A78, Neoverse N1).
@@ -114,7 +126,7 @@ impl Isa {
     /// How many consecutive channels sit together in one 32-bit lane.
     pub fn k_group(self) -> usize {
         match self {
-            Isa::ScalarPairs | Isa::Avx2Madd16 => 2,
+            Isa::ScalarPairs | Isa::Avx2Madd16 | Isa::SseMadd16 => 2,
             _ => 4,
         }
     }
@@ -142,12 +154,13 @@ impl Isa {
     /// accumulators, 2 weight vectors and a broadcast fill AVX2's 16 registers. NEON has 32
     /// registers of 128 bits: 5 pixels x 4 accumulators, 4 weight vectors and 5 pixel
     /// vectors for the dot products; `SMULL` needs 8 accumulators a pixel, 2 pixel vectors
-    /// and i16 temporaries, so 2 pixels.
+    /// and i16 temporaries, so 2 pixels; SSE likewise has 4 vectors of accumulators a pixel in
+    /// 16 registers, so 2.
     pub fn tile_pixels(self) -> usize {
         match self {
             Isa::Avx512Vnni => 16,
             Isa::NeonDot | Isa::NeonI8mm => 5,
-            Isa::NeonMull => 2,
+            Isa::NeonMull | Isa::SseMaddubs | Isa::SseMadd16 => 2,
             _ => 6,
         }
     }
@@ -158,20 +171,22 @@ impl Isa {
         match self {
             Isa::ScalarPairs | Isa::ScalarQuads | Isa::ScalarQuadsShifted => true,
             Isa::Avx2Madd16 | Isa::Avx2Maddubs => cpu::has(Avx2),
+            Isa::SseMadd16 | Isa::SseMaddubs => cpu::has(Ssse3),
             Isa::Avx512VnniYmm => cpu::has(Avx2) && cpu::has(Avx512Vnni) && cpu::has(Avx512Vl),
             Isa::Avx512Vnni => cpu::has(Avx512F) && cpu::has(Avx512Vnni),
+            Isa::AvxVnni => cpu::has(Avx2) && cpu::has(AvxVnni),
             Isa::NeonMull => cpu::has(Neon),
             Isa::NeonDot => cpu::has(Neon) && cpu::has(DotProd),
             Isa::NeonI8mm => cpu::has(Neon) && cpu::has(I8mm),
         }
     }
 
-    /// Whether its sums are exact for weights in `[-max_abs, max_abs]`.
-    pub fn exact_for(self, max_abs_weight: i32) -> bool {
+    /// Whether its sums are exact for any activations with weights in `range`.
+    pub fn exact_for(self, range: WeightRange) -> bool {
         match self {
-            Isa::Avx2Maddubs => max_abs_weight <= 63,
-            Isa::NeonMull => max_abs_weight <= 127,
-            _ => max_abs_weight <= 128,
+            Isa::Avx2Maddubs | Isa::SseMaddubs => range.max_pair <= 128,
+            Isa::NeonMull => range.max_abs <= 127,
+            _ => range.max_abs <= 128,
         }
     }
 
@@ -183,8 +198,11 @@ impl Isa {
             Isa::ScalarQuadsShifted => "scalar-shifted",
             Isa::Avx2Madd16 => "madd16",
             Isa::Avx2Maddubs => "maddubs",
+            Isa::SseMadd16 => "sse-madd16",
+            Isa::SseMaddubs => "ssse3",
             Isa::Avx512VnniYmm => "vnni",
             Isa::Avx512Vnni => "vnni512",
+            Isa::AvxVnni => "avxvnni",
             Isa::NeonMull => "neon",
             Isa::NeonDot => "dotprod",
             Isa::NeonI8mm => "i8mm",
@@ -192,28 +210,32 @@ impl Isa {
     }
 
     /// The SIMD kernels in order of preference: fastest first.
-    const PREFERENCE: [Isa; 7] = [
+    const PREFERENCE: [Isa; 10] = [
         Isa::Avx512Vnni,
         Isa::Avx512VnniYmm,
+        Isa::AvxVnni,
         Isa::Avx2Maddubs,
         Isa::Avx2Madd16,
+        Isa::SseMaddubs,
+        Isa::SseMadd16,
         Isa::NeonI8mm,
         Isa::NeonDot,
         Isa::NeonMull,
     ];
 
-    /// The fastest exact kernel on this CPU for weights up to `max_abs_weight`.
-    /// `QDET_KERNEL=<name>` ([`Isa::name`]: `vnni512|vnni|maddubs|madd16` on x86,
-    /// `i8mm|dotprod|neon` on aarch64, `scalar` anywhere) picks one instead (to measure the
-    /// path another CPU would take); one this CPU lacks, or inexact for these weights
-    /// (`maddubs` on 8-bit weights), is reported once and the fastest exact one runs.
-    pub fn best(max_abs_weight: i32) -> Isa {
-        Isa::pick(max_abs_weight, Isa::from_env().as_deref())
+    /// The fastest exact kernel on this CPU for weights in `range`.
+    /// `QDET_KERNEL=<name>` ([`Isa::name`]: `vnni512|vnni|avxvnni|maddubs|madd16|ssse3|sse-madd16` on x86,
+    /// `i8mm|dotprod|neon` on aarch64, `scalar` anywhere) picks one instead (to measure
+    /// another path of this CPU; `QDET_CPU` caps the CPU itself, see [`cpu`]); one this CPU
+    /// lacks, or inexact for these weights (`maddubs` on unbounded 8-bit weights), is
+    /// reported once and the fastest exact one runs.
+    pub fn best(range: WeightRange) -> Isa {
+        Isa::pick(range, Isa::from_env().as_deref())
     }
 
     /// [`Isa::best`] with `wanted` as the name from the environment.
-    fn pick(max_abs_weight: i32, wanted: Option<&str>) -> Isa {
-        let usable = |i: &Isa| i.available() && i.exact_for(max_abs_weight);
+    fn pick(range: WeightRange, wanted: Option<&str>) -> Isa {
+        let usable = |i: &Isa| i.available() && i.exact_for(range);
         let fastest = Isa::PREFERENCE.into_iter().find(usable).unwrap_or(Isa::ScalarQuads);
         let Some(named) = wanted.and_then(|w| Isa::all().into_iter().find(|i| i.name() == w)) else {
             return fastest;
@@ -223,9 +245,8 @@ impl Isa {
         }
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
-            let why =
-                if named.available() { "is not exact for weights up to" } else { "is not on this CPU; weights up to" };
-            eprintln!("qdet: QDET_KERNEL={} {why} {max_abs_weight}: using {}", named.name(), fastest.name());
+            let why = if named.available() { "is not exact for weights of" } else { "is not on this CPU; weights of" };
+            eprintln!("qdet: QDET_KERNEL={} {why} {range}: using {}", named.name(), fastest.name());
         });
         fastest
     }
@@ -246,10 +267,10 @@ impl Isa {
     }
 
     /// `wanted` if it is available and exact for these weights, else [`Isa::best`].
-    pub fn choose(max_abs_weight: i32, wanted: Option<Isa>) -> Isa {
+    pub fn choose(range: WeightRange, wanted: Option<Isa>) -> Isa {
         match wanted {
-            Some(i) if i.available() && i.exact_for(max_abs_weight) => i,
-            _ => Isa::best(max_abs_weight),
+            Some(i) if i.available() && i.exact_for(range) => i,
+            _ => Isa::best(range),
         }
     }
 
@@ -268,19 +289,69 @@ impl Isa {
         }
     }
 
-    pub fn all() -> [Isa; 10] {
+    pub fn all() -> [Isa; 13] {
         [
             Isa::ScalarPairs,
             Isa::ScalarQuads,
             Isa::ScalarQuadsShifted,
             Isa::Avx2Madd16,
             Isa::Avx2Maddubs,
+            Isa::SseMadd16,
+            Isa::SseMaddubs,
             Isa::Avx512VnniYmm,
             Isa::Avx512Vnni,
+            Isa::AvxVnni,
             Isa::NeonMull,
             Isa::NeonDot,
             Isa::NeonI8mm,
         ]
+    }
+}
+
+/// What a kernel's exactness depends on in a conv's int8 weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WeightRange {
+    /// The largest `|w|`.
+    pub max_abs: i32,
+    /// Over every output channel, tap and pair of input channels `(2i, 2i + 1)` (the pairs
+    /// `vpmaddubsw` sums into one i16; the last channel of an odd count pairs with padding),
+    /// the larger of the pair's positive weights' sum and its negative weights' magnitude.
+    /// Weights of opposite sign never saturate the sum: `255 * 127 < 2^15`.
+    pub max_pair: i32,
+}
+
+impl WeightRange {
+    /// The range of `w`, `[out_c][in_c][taps]` as in ONNX (`taps = kh * kw`).
+    ///
+    /// # Panics
+    /// If `w` is not whole rows of `in_c * taps`.
+    pub fn of(w: &[i8], in_c: usize, taps: usize) -> WeightRange {
+        assert!(in_c * taps > 0 && w.len().is_multiple_of(in_c * taps), "weights are not whole rows of in_c x taps");
+        let max_abs = w.iter().map(|&v| i32::from(v).abs()).max().unwrap_or(0);
+        let mut max_pair = 0;
+        for row in w.chunks_exact(in_c * taps) {
+            for c in (0..in_c).step_by(2) {
+                for t in 0..taps {
+                    let a = i32::from(row[c * taps + t]);
+                    let b = if c + 1 < in_c { i32::from(row[(c + 1) * taps + t]) } else { 0 };
+                    let pos = a.max(0) + b.max(0);
+                    let neg = -(a.min(0) + b.min(0));
+                    max_pair = max_pair.max(pos).max(neg);
+                }
+            }
+        }
+        WeightRange { max_abs, max_pair }
+    }
+
+    /// The widest range of weights in `[-max_abs, max_abs]`.
+    pub fn within(max_abs: i32) -> WeightRange {
+        WeightRange { max_abs, max_pair: 2 * max_abs }
+    }
+}
+
+impl std::fmt::Display for WeightRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "|w| <= {} (pairs <= {})", self.max_abs, self.max_pair)
     }
 }
 

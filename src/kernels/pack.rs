@@ -15,7 +15,7 @@ pub use super::generic::pack::{interleave2_scalar, interleave4_scalar};
 use tract_onnx::prelude::*;
 
 use super::shape::ConvShape;
-use super::{Isa, OC_BLOCK, WGROUP_BYTES};
+use super::{Isa, WeightRange, OC_BLOCK, WGROUP_BYTES};
 
 /// Channels after rounding up to whole k-groups.
 pub fn padded_channels(isa: Isa, in_c: usize) -> usize {
@@ -31,8 +31,8 @@ pub struct PackedWeights {
     pub data: Vec<u8>,
     /// `sum_k w[c][k]`, for the zero-point correction; zero past `out_c`.
     pub sums: Vec<i32>,
-    /// Largest `|w|`, to check the kernel is exact for these weights.
-    pub max_abs: i32,
+    /// What the kernel must be exact for.
+    pub range: WeightRange,
 }
 
 impl PackedWeights {
@@ -61,8 +61,8 @@ impl PackedWeights {
                 }
             }
         }
-        let max_abs = w.iter().map(|&v| i32::from(v).abs()).max().unwrap_or(0);
-        PackedWeights { isa, out_c, block_bytes, data, sums, max_abs }
+        let range = WeightRange::of(w, in_c, kh * kw);
+        PackedWeights { isa, out_c, block_bytes, data, sums, range }
     }
 
     pub fn blocks(&self) -> usize {

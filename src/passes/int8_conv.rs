@@ -17,7 +17,7 @@ use tract_onnx::tract_core::ops::quant::{DequantizeLinearF32, QuantizeLinearU8};
 use super::common::{element_wise, silu_mul};
 use super::{Context, Pass, Report};
 use crate::kernels::conv::{OutKind, OutSpec, Part, QConv};
-use crate::kernels::Isa;
+use crate::kernels::{Isa, WeightRange};
 use crate::ops::qconv::QConvOp;
 use crate::ops::quantize_u8::QuantizeConcatU8;
 use crate::quant::spec::QConvSpec;
@@ -49,7 +49,7 @@ impl Pass for Int8Conv {
         for id in conv_ids {
             let spec = by_name[model.node(id).name.as_str()];
             let Some((source, op)) = quantized_conv(model, id, spec, cx.kernel)? else { continue };
-            report.isa = Some(op.conv.isa());
+            report.add_kernel(op.conv.isa());
             let conv_out = OutletId::new(id, 0);
             let silu_mul = silu_mul(model, conv_out);
             let op = QConvOp { silu: silu_mul.is_some(), ..op };
@@ -139,8 +139,12 @@ fn quantized_conv(
 ) -> TractResult<Option<(Source, QConvOp)>> {
     rule_if_some!(Read { source, chw: [c, h, w], channels } = source(model, id, spec)?);
     let conv_shape = spec.shape(c, h, w);
-    let max_abs = spec.weights.iter().map(|&w| i32::from(w).abs()).max().unwrap_or(0);
-    let isa = Isa::choose(max_abs, kernel);
+    let rows = if spec.depthwise { 1 } else { conv_shape.in_c };
+    rule_if!(
+        rows * conv_shape.kh * conv_shape.kw > 0
+            && spec.weights.len().is_multiple_of(rows * conv_shape.kh * conv_shape.kw)
+    );
+    let isa = Isa::choose(WeightRange::of(&spec.weights, rows, conv_shape.kh * conv_shape.kw), kernel);
     let conv = if !channels.is_empty() {
         rule_if!(spec.weights.len() == conv_shape.out_c * conv_shape.k() && !spec.depthwise);
         let parts: Vec<Part> = channels

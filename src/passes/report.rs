@@ -9,8 +9,10 @@ pub struct Report {
     /// `(name, rewrites)`: each pass, followed by the sub-counts it adds (`int8_conv.silu`,
     /// `concat_f32.sigmoid`).
     pub counts: Vec<(&'static str, usize)>,
-    /// The integer kernel the last int8 conv got.
+    /// The integer kernel most int8 convs got (the first of a tie in [`Report::kernels`]).
     pub isa: Option<Isa>,
+    /// How many int8 convs got each kernel, in the order the kernels were first chosen.
+    pub kernels: Vec<(Isa, usize)>,
     /// Integer convs in the optimized plan (set after tract optimized it).
     pub convs_in_plan: usize,
 }
@@ -19,6 +21,16 @@ impl Report {
     /// The count recorded under `name` (0 if none was).
     pub fn count(&self, name: &str) -> usize {
         self.counts.iter().filter(|(n, _)| *n == name).map(|(_, c)| c).sum()
+    }
+
+    /// Records that one more int8 conv runs on `isa`.
+    pub fn add_kernel(&mut self, isa: Isa) {
+        match self.kernels.iter_mut().find(|(i, _)| *i == isa) {
+            Some((_, n)) => *n += 1,
+            None => self.kernels.push((isa, 1)),
+        }
+        let most = self.kernels.iter().map(|(_, n)| *n).max().unwrap_or(0);
+        self.isa = self.kernels.iter().find(|(_, n)| *n == most).map(|(i, _)| *i);
     }
 
     /// Records a sub-count of the running pass.
@@ -60,7 +72,11 @@ pub struct PatchReport {
     /// Integer convs in the optimized plan: `replaced`, unless a rewrite left a superseded
     /// conv running beside its replacement.
     pub convs_in_plan: usize,
+    /// The kernel most int8 convs run on.
     pub isa: Option<Isa>,
+    /// How many int8 convs run on each kernel (the load-time check picks per conv: `maddubs`
+    /// where the weights keep it exact, `madd16` where not).
+    pub kernels: Vec<(Isa, usize)>,
 }
 
 impl From<&Report> for PatchReport {
@@ -80,6 +96,7 @@ impl From<&Report> for PatchReport {
             residual_fused: n(&residual_add::ResidualAdd),
             convs_in_plan: r.convs_in_plan,
             isa: r.isa,
+            kernels: r.kernels.clone(),
         }
     }
 }

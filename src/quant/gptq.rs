@@ -132,40 +132,115 @@ pub fn gram(x: &[f32], rows: usize, dim: usize) -> Result<Vec<f32>, GptqError> {
     Ok(a.t().dot(&a).iter().copied().collect())
 }
 
+/// `vpmaddubsw`'s bound on pairs of neighbouring input channels
+/// ([`crate::kernels::WeightRange::max_pair`]): a row has `taps` columns per input channel, and
+/// column `j` of an odd channel pairs with column `j - taps` of the even one before it (the
+/// same tap); the pair's weights of one sign sum to at most `limit` in magnitude. The second
+/// of a pair is clamped to what the first leaves, and GPTQ moves that clamp's error onto the
+/// columns not yet rounded like any rounding error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PairBound {
+    pub taps: usize,
+    pub limit: i32,
+}
+
+impl PairBound {
+    /// The range column `i` may take once the columns before it are rounded.
+    fn clamp(self, q_row: &[i8], i: usize, (lo, hi): (f64, f64)) -> (f64, f64) {
+        if (i / self.taps).is_multiple_of(2) {
+            return (lo, hi);
+        }
+        let first = i32::from(q_row[i - self.taps]);
+        let limit = f64::from(self.limit);
+        (lo.max(-limit - f64::from(first.min(0))), hi.min(limit - f64::from(first.max(0))))
+    }
+}
+
 /// GPTQ's integers for `weight` (`out_channels` rows of `h.dim`) at the given per-channel
-/// `scales`, clamped to `bounds`. Inputs that never fire (a zero on the Hessian's diagonal)
-/// get weight 0, as in the paper's code.
-pub fn round(weight: &[f32], scales: &[f32], h: &Hessian, bounds: QuantBounds) -> Result<Vec<i8>, GptqError> {
-    let d = h.dim;
-    if d == 0 || weight.len() != scales.len() * d {
-        return Err(GptqError::Shape(weight.len(), d));
-    }
-    let mut hm = h.sum.clone();
-    let dead: Vec<bool> = (0..d).map(|i| hm[i * d + i] == 0.0).collect();
-    for i in (0..d).filter(|&i| dead[i]) {
-        hm[i * d + i] = 1.0;
-    }
-    let damp = DAMP * (0..d).map(|i| hm[i * d + i]).sum::<f64>() / d as f64;
-    for i in 0..d {
-        hm[i * d + i] += damp;
-    }
-    let u = inverse_cholesky_upper(&hm, d)?;
-    let (lo, hi) = (f64::from(bounds.qmin), f64::from(bounds.qmax));
-    let mut out = vec![0i8; weight.len()];
-    for ((row, q_row), &s) in weight.chunks_exact(d).zip(out.chunks_exact_mut(d)).zip(scales) {
-        let s = f64::from(s);
-        let mut w: Vec<f64> = row.iter().zip(&dead).map(|(&v, &dead)| if dead { 0.0 } else { f64::from(v) }).collect();
+/// `scales`, clamped to `bounds` (and `pairs`, if given). Inputs that never fire (a zero on
+/// the Hessian's diagonal) get weight 0, as in the paper's code.
+#[cfg(test)]
+pub fn round(
+    weight: &[f32],
+    scales: &[f32],
+    h: &Hessian,
+    bounds: QuantBounds,
+    pairs: Option<PairBound>,
+) -> Result<Vec<i8>, GptqError> {
+    Factor::new(h)?.round(weight, scales, bounds, pairs)
+}
+
+/// What GPTQ needs of a Hessian, computed once for any number of roundings.
+#[derive(Debug, Clone)]
+pub struct Factor {
+    d: usize,
+    /// Inputs that never fire.
+    dead: Vec<bool>,
+    /// The upper Cholesky factor of the dampened inverse Hessian.
+    u: Vec<f64>,
+}
+
+impl Factor {
+    pub fn new(h: &Hessian) -> Result<Factor, GptqError> {
+        let d = h.dim;
+        if d == 0 {
+            return Err(GptqError::Shape(0, 0));
+        }
+        let mut hm = h.sum.clone();
+        let dead: Vec<bool> = (0..d).map(|i| hm[i * d + i] == 0.0).collect();
+        for i in (0..d).filter(|&i| dead[i]) {
+            hm[i * d + i] = 1.0;
+        }
+        let damp = DAMP * (0..d).map(|i| hm[i * d + i]).sum::<f64>() / d as f64;
         for i in 0..d {
-            let q = (w[i] / s).round_ties_even().clamp(lo, hi);
-            q_row[i] = q as i8;
-            let err = (w[i] - q * s) / u[i * d + i];
-            let u_row = &u[i * d + i + 1..(i + 1) * d];
-            for (wj, uj) in w[i + 1..].iter_mut().zip(u_row) {
-                *wj -= err * uj;
+            hm[i * d + i] += damp;
+        }
+        Ok(Factor { d, dead, u: inverse_cholesky_upper(&hm, d)? })
+    }
+
+    /// [`round`] with this factor.
+    pub fn round(
+        &self,
+        weight: &[f32],
+        scales: &[f32],
+        bounds: QuantBounds,
+        pairs: Option<PairBound>,
+    ) -> Result<Vec<i8>, GptqError> {
+        let (d, u) = (self.d, &self.u);
+        if weight.len() != scales.len() * d {
+            return Err(GptqError::Shape(weight.len(), d));
+        }
+        let (lo, hi) = (f64::from(bounds.qmin), f64::from(bounds.qmax));
+        let mut out = vec![0i8; weight.len()];
+        for ((row, q_row), &s) in weight.chunks_exact(d).zip(out.chunks_exact_mut(d)).zip(scales) {
+            let s = f64::from(s);
+            let mut w: Vec<f64> =
+                row.iter().zip(&self.dead).map(|(&v, &dead)| if dead { 0.0 } else { f64::from(v) }).collect();
+            for i in 0..d {
+                let (lo, hi) = pairs.map_or((lo, hi), |p| p.clamp(q_row, i, (lo, hi)));
+                let q = (w[i] / s).round_ties_even().clamp(lo, hi);
+                q_row[i] = q as i8;
+                let err = (w[i] - q * s) / u[i * d + i];
+                let u_row = &u[i * d + i + 1..(i + 1) * d];
+                for (wj, uj) in w[i + 1..].iter_mut().zip(u_row) {
+                    *wj -= err * uj;
+                }
             }
         }
+        Ok(out)
     }
-    Ok(out)
+}
+
+/// GPTQ's objective for integers `q` of `weight` at `scales`: `sum_rows (w - q s) H (w - q s)^T`
+/// with `H` as accumulated (undampened), the squared output error summed over the patches.
+pub fn output_error(weight: &[f32], scales: &[f32], q: &[i8], h: &Hessian) -> f64 {
+    let d = h.dim;
+    let mut total = 0.0;
+    for ((row, q_row), &s) in weight.chunks_exact(d).zip(q.chunks_exact(d)).zip(scales) {
+        let e: Vec<f64> = row.iter().zip(q_row).map(|(&w, &q)| f64::from(w) - f64::from(q) * f64::from(s)).collect();
+        total += (0..d).map(|i| e[i] * dot(&h.sum[i * d..(i + 1) * d], &e)).sum::<f64>();
+    }
+    total
 }
 
 /// The upper triangular `U` with `U^T U = H^-1`, GPTQ's `cholesky(inverse(H)).T`, from one

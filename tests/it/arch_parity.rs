@@ -10,7 +10,7 @@
 //! float steps between them (tract's ops, the epilogue's rounding of `x / scale`) can put a
 //! value within an ulp of a rounding boundary one uint8 step apart.
 
-use qdet::{read_image, Detector, Int8, Kernel, Model, NmsOptions};
+use qdet::{read_image, Detector, Int8, Kernel, Model, NmsOptions, WeightRange};
 
 use crate::util::*;
 
@@ -58,7 +58,7 @@ fn fp32_detections_equal_the_x86_build() {
 fn int8_detections_on_every_kernel_equal_the_x86_build() {
     let default = detector(INT8, Int8::Native);
     let report = default.model.int8_report().expect("the QDQ model runs on the integer kernels");
-    assert_eq!(report.isa, Some(Kernel::best(127)), "{report:?}");
+    assert_eq!(report.isa, Some(Kernel::best(WeightRange::within(127))), "{report:?}");
     #[cfg(target_arch = "aarch64")]
     assert!(
         matches!(report.isa, Some(Kernel::NeonI8mm | Kernel::NeonDot | Kernel::NeonMull)),
@@ -66,8 +66,10 @@ fn int8_detections_on_every_kernel_equal_the_x86_build() {
     );
     // The same rewrites as on x86_64 (parity_ultralytics.rs counts them).
     assert_eq!((report.replaced, report.silu_fused, report.convs_in_plan), (63, 57, 63), "{report:?}");
-    let kernels: Vec<Kernel> =
-        Kernel::all().into_iter().filter(|&i| i != i.twin() && i.available() && i.exact_for(127)).collect();
+    let kernels: Vec<Kernel> = Kernel::all()
+        .into_iter()
+        .filter(|&i| i != i.twin() && i.available() && i.exact_for(WeightRange::within(127)))
+        .collect();
     assert!(!kernels.is_empty(), "no SIMD kernel on this CPU");
     for isa in kernels {
         let det = detector(INT8, Int8::Kernel(isa));

@@ -8,7 +8,7 @@ fn simd_tiles_equal_their_scalar_twins() {
     let _team = crate::tests::team();
     let mut rng = Rng::for_item(7, "tiles", 0);
     for isa in available() {
-        let max_abs = [128, 127, 63].into_iter().find(|&m| isa.exact_for(m)).unwrap();
+        let max_abs = [128, 127, 63].into_iter().find(|&m| isa.exact_for(WeightRange::within(m))).unwrap();
         for groups in [1usize, 2, 3, 7, 64, 145] {
             for n_taps in [1usize, 2, 9] {
                 for n in 1..=PX {
@@ -65,7 +65,7 @@ fn convolutions_equal_a_direct_convolution() {
                         let x = pixels(&mut rng, in_c * in_h * in_w);
                         let zp = rng.below(256) as u8;
                         for &isa in &isas {
-                            let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+                            let max_abs = if isa.exact_for(WeightRange::within(127)) { 127 } else { 63 };
                             let w = weights(&mut rng, out_c * s.k(), max_abs);
                             let want = reference(&s, &x, zp, &w);
                             let got = QConv::new(s, &w, isa).run_i32(&x, zp);
@@ -171,14 +171,89 @@ fn simd_interleave_equals_scalar() {
 /// took 884 ms for the COCO yolov8n).
 #[test]
 fn named_kernels_fall_back_to_the_fastest_exact_one() {
-    let fastest = Isa::pick(127, None);
-    assert!(fastest.available() && fastest.exact_for(127));
+    let fastest = Isa::pick(WeightRange::within(127), None);
+    assert!(fastest.available() && fastest.exact_for(WeightRange::within(127)));
     assert_eq!(fastest == Isa::ScalarQuads, !Isa::simd_available());
-    assert_eq!(Isa::pick(127, Some("scalar")), Isa::ScalarQuads);
-    assert_eq!(Isa::pick(127, Some("maddubs")), fastest);
+    assert_eq!(Isa::pick(WeightRange::within(127), Some("scalar")), Isa::ScalarQuads);
+    assert_eq!(Isa::pick(WeightRange::within(127), Some("maddubs")), fastest);
     if Isa::Avx2Maddubs.available() {
-        assert_eq!(Isa::pick(63, Some("maddubs")), Isa::Avx2Maddubs);
+        assert_eq!(Isa::pick(WeightRange::within(63), Some("maddubs")), Isa::Avx2Maddubs);
     }
     let foreign = if cfg!(target_arch = "x86_64") { "i8mm" } else { "vnni512" };
-    assert_eq!(Isa::pick(127, Some(foreign)), fastest);
+    assert_eq!(Isa::pick(WeightRange::within(127), Some(foreign)), fastest);
+}
+
+/// The pair bound by hand: pairs are neighbouring input channels at one tap (not
+/// neighbouring taps), an odd last channel pairs with padding, and weights of opposite sign
+/// do not add up.
+#[test]
+fn weight_ranges_bound_pairs_of_neighbouring_channels() {
+    let r = WeightRange::of(&[127, 1, -128, 0], 4, 1);
+    assert_eq!((r.max_abs, r.max_pair), (128, 128));
+    assert_eq!(WeightRange::of(&[127, 2, 0, 0], 4, 1).max_pair, 129);
+    assert_eq!(WeightRange::of(&[-100, -29], 2, 1).max_pair, 129);
+    assert_eq!(WeightRange::of(&[100, -50, 90], 3, 1), WeightRange { max_abs: 100, max_pair: 100 });
+    // Two channels of two taps, `[c0t0, c0t1, c1t0, c1t1]`: the pairs are (60, 68) and
+    // (70, 58), both 128; neighbouring taps (60, 70) would be 130.
+    assert_eq!(WeightRange::of(&[60, 70, 68, 58], 2, 2).max_pair, 128);
+    // The bound is per output channel row: rows `[90, 30]` and `[30, 90]` are 120 each.
+    assert_eq!(WeightRange::of(&[90, 30, 30, 90], 2, 1).max_pair, 120);
+}
+
+/// `vpmaddubsw` on 8-bit weights: exact at the pair bound with every activation at 255 (a
+/// whole conv against the direct convolution), saturating one step past it (which is why
+/// the load-time check sends such a conv to `madd16`).
+#[test]
+fn maddubs_is_exact_up_to_the_pair_bound_and_no_further() {
+    let _team = crate::tests::team();
+    let mut rng = Rng::for_item(17, "pairs", 0);
+    let s = ConvShape {
+        in_c: 8,
+        in_h: 5,
+        in_w: 6,
+        out_c: 16,
+        kh: 3,
+        kw: 3,
+        stride: (1, 1),
+        pad: [1, 1, 1, 1],
+        dilation: (1, 1),
+    };
+    // Each pair (channel 2i, 2i + 1 at one tap) sums to +-128 in one sign, split at random.
+    let mut w = vec![0i8; s.out_c * s.k()];
+    for c in 0..s.out_c {
+        for pair in 0..s.in_c / 2 {
+            for t in 0..9 {
+                let a = 1 + rng.below(127) as i32;
+                let sign = if rng.below(2) == 0 { 1 } else { -1 };
+                w[(c * s.in_c + 2 * pair) * 9 + t] = (sign * a) as i8;
+                w[(c * s.in_c + 2 * pair + 1) * 9 + t] = (sign * (128 - a)) as i8;
+            }
+        }
+    }
+    let range = WeightRange::of(&w, s.in_c, 9);
+    assert_eq!(range.max_pair, 128);
+    let x = vec![255u8; s.in_c * s.in_h * s.in_w];
+    let want = reference(&s, &x, 0, &w);
+    for isa in available().into_iter().filter(|i| i.k_group() == 4) {
+        assert!(isa.exact_for(range));
+        assert_eq!(QConv::new(s, &w, isa).run_i32(&x, 0), want, "{isa:?}");
+    }
+    // One past the bound: (127, 2) at 255 saturates the i16 pair sum (32895 > 32767).
+    w[0] = 127;
+    w[9] = 2;
+    let past = WeightRange::of(&w, s.in_c, 9);
+    assert_eq!(past.max_pair, 129);
+    for isa in [Isa::Avx2Maddubs, Isa::SseMaddubs].into_iter().filter(|i| i.available()) {
+        assert!(!isa.exact_for(past));
+        assert_ne!(Isa::choose(past, Some(isa)), isa);
+        let packed = pack::PackedWeights::new(isa, &w, &s);
+        let image = vec![255u8; 9 * GROUP_BYTES * 2];
+        let taps: Vec<usize> = (0..9).map(|t| t * 2 * GROUP_BYTES).collect();
+        let (mut simd, mut twin) = ([[0; OC_BLOCK]; 1], [[0; OC_BLOCK]; 1]);
+        let zero = [0; OC_BLOCK];
+        tile(isa, &image, 0, 0, &taps, 2, &packed.data, &zero, &mut simd);
+        tile(Isa::ScalarQuads, &image, 0, 0, &taps, 2, &packed.data, &zero, &mut twin);
+        assert_ne!(simd[0][0], twin[0][0], "{isa:?}: the bound is tight, one more saturates");
+        assert_eq!(simd[0][1..], twin[0][1..], "{isa:?}");
+    }
 }

@@ -15,7 +15,7 @@ mod segments;
 
 use crate::dataset::rng::Rng;
 use crate::kernels::conv::{ConvShape, Epilogue, QConv};
-use crate::kernels::{pack, tile, Isa, GROUP_BYTES, OC_BLOCK, PX, WGROUP_BYTES};
+use crate::kernels::{pack, tile, Isa, WeightRange, GROUP_BYTES, OC_BLOCK, PX, WGROUP_BYTES};
 
 fn available() -> Vec<Isa> {
     let isas: Vec<Isa> = Isa::all().into_iter().filter(|i| i.available()).collect();

@@ -41,7 +41,7 @@ fn packed_handover_equals_repacking() {
     let eb = Epilogue { scale: &scale[..7], bias: &bias[..7], silu: false };
     let q = (0.02f32, 17u8);
     for isa in available() {
-        let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+        let max_abs = if isa.exact_for(WeightRange::within(127)) { 127 } else { 63 };
         let a = QConv::new(sa, &weights(&mut rng, 20 * sa.k(), max_abs), isa);
         let b = QConv::new(sb, &weights(&mut rng, 7 * sb.k(), max_abs), isa);
         let mut plain = vec![0u8; 20 * 23 * 19];
@@ -89,7 +89,7 @@ fn split_targets_equal_slicing_one_output() {
     let q = (0.03f32, 11u8);
     let plane = h * w;
     for isa in available() {
-        let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+        let max_abs = if isa.exact_for(WeightRange::within(127)) { 127 } else { 63 };
         let a = QConv::new(sa, &weights(&mut rng, 40 * sa.k(), max_abs), isa);
         let b = QConv::new(sb, &weights(&mut rng, 5 * sb.k(), max_abs), isa);
         let whole = a.run_f32(&x, 9, e);
@@ -144,7 +144,7 @@ fn residual_epilogue_equals_adding_afterwards() {
     let residual: Vec<f32> = (0..40 * h * w).map(|_| (rng.uniform() as f32 - 0.5) * 6.0).collect();
     let q = (0.05f32, 120u8);
     for isa in available() {
-        let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+        let max_abs = if isa.exact_for(WeightRange::within(127)) { 127 } else { 63 };
         let a = QConv::new(sa, &weights(&mut rng, 40 * sa.k(), max_abs), isa);
         let b = QConv::new(sb, &weights(&mut rng, 3 * sb.k(), max_abs), isa);
         let want: Vec<f32> = a.run_f32(&x, 5, e).iter().zip(&residual).map(|(y, r)| y + r).collect();
@@ -194,7 +194,7 @@ fn run_to_tensors_writes_every_byte() {
     let e = Epilogue { scale: &scale, bias: &bias, silu: true };
     let q = (0.04f32, 7u8);
     for isa in available() {
-        let max_abs = if isa.exact_for(127) { 127 } else { 63 };
+        let max_abs = if isa.exact_for(WeightRange::within(127)) { 127 } else { 63 };
         let a = QConv::new(sa, &weights(&mut rng, 37 * sa.k(), max_abs), isa);
         let layout = QConv::new(sb, &weights(&mut rng, 4 * sb.k(), max_abs), isa).layout();
         let plane = h * w;

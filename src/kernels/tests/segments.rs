@@ -42,7 +42,7 @@ fn parts_on_their_own_grids_equal_the_definition() {
     let _team = crate::tests::team();
     let mut rng = Rng::for_item(23, "segments", 0);
     for isa in available() {
-        let max_abs = [127, 63].into_iter().find(|&m| isa.exact_for(m)).unwrap();
+        let max_abs = [127, 63].into_iter().find(|&m| isa.exact_for(WeightRange::within(m))).unwrap();
         for channels in [[16usize, 16, 32].as_slice(), &[4, 8], &[32, 32, 32, 32], &[8, 4, 5], &[4, 4, 8, 8]] {
             let in_c: usize = channels.iter().sum();
             for (out_c, (h, w_)) in [(16usize, (5usize, 7usize)), (33, (20, 20)), (7, (1, 3))] {

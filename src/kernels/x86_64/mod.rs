@@ -1,9 +1,10 @@
-//! AVX2 and VNNI micro-kernels (x86_64). Each is the SIMD form of a twin in
+//! SSE, AVX2, AVX-VNNI and AVX-512 VNNI micro-kernels (x86_64). Each is the SIMD form of a twin in
 //! [`crate::kernels::generic::tile`]; callers go through [`crate::kernels::tile`], which checks the CPU features and
 //! the operand lengths.
 
 pub mod epilogue;
 pub mod ftile;
+mod sse;
 
 use std::arch::x86_64::*;
 
@@ -93,8 +94,11 @@ fn run<const P: usize>(
         match isa {
             Isa::Avx512Vnni => vnni512::<P>(x, step, taps, groups, w, init, acc),
             Isa::Avx512VnniYmm => vnni::<P>(x, step, taps, groups, w, init, acc),
+            Isa::AvxVnni => avxvnni::<P>(x, step, taps, groups, w, init, acc),
             Isa::Avx2Maddubs => maddubs::<P>(x, step, taps, groups, w, init, acc),
             Isa::Avx2Madd16 => madd16::<P>(x, step, taps, groups, w, init, acc),
+            Isa::SseMaddubs => sse::maddubs::<P>(x, step, taps, groups, w, init, acc),
+            Isa::SseMadd16 => sse::madd16::<P>(x, step, taps, groups, w, init, acc),
             _ => unreachable!("{isa:?} is not an x86 kernel"),
         }
     }
@@ -152,6 +156,23 @@ unsafe fn vnni<const P: usize>(
 ) {
     // SAFETY: the caller guarantees the features and the reads (see `run`).
     unsafe { kernel_loop!(x, step, taps, groups, w, init, acc, |a, b, wv| _mm256_dpbusd_epi32(a, b, wv)) }
+}
+
+/// `acc += dpbusd(x, w)` in AVX-VNNI's VEX encoding, for CPUs without AVX-512 (twin:
+/// [`crate::kernels::generic::tile::tile_quads`]).
+#[target_feature(enable = "avx2,avxvnni")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn avxvnni<const P: usize>(
+    x: *const u8,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: *const u8,
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]; P],
+) {
+    // SAFETY: the caller guarantees the features and the reads (see `run`).
+    unsafe { kernel_loop!(x, step, taps, groups, w, init, acc, |a, b, wv| _mm256_dpbusd_avx_epi32(a, b, wv)) }
 }
 
 /// `acc += dpbusd(x, w)` with 512-bit vectors: one vector holds the block's 16 channels, so

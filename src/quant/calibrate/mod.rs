@@ -75,6 +75,25 @@ pub fn weight_bounds(bits: u32) -> QuantBounds {
     QuantBounds { qmin: -q, qmax: q, symmetric: true }
 }
 
+/// `vpmaddubsw`'s limit on a pair's weights of one sign: `255 * 128 < 2^15`.
+pub const PAIR_LIMIT: i32 = 128;
+
+/// One conv's GPTQ integers.
+pub(crate) struct Rounded {
+    pub q: Vec<i8>,
+    /// With pair bounding asked for: whether the conv took it, and at what cost.
+    pub pairs: Option<PairCost>,
+}
+
+/// What bounding a conv's weight pairs costs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct PairCost {
+    /// Whether the written weights are pair-bounded (`vpmaddubsw` runs the conv exactly).
+    pub bounded: bool,
+    /// GPTQ's output error (over the calibration patches) with the bound, over without it.
+    pub cost: f64,
+}
+
 #[derive(Debug, Clone)]
 pub struct Options {
     pub method: Method,
@@ -83,6 +102,10 @@ pub struct Options {
     pub exclude: Vec<NamePattern>,
     pub weight_bits: u32,
     pub rounding: Rounding,
+    /// Pair-bound the 8-bit weights of each conv GPTQ rounds, so that `vpmaddubsw` (AVX2,
+    /// SSSE3) runs it exactly ([`crate::kernels::WeightRange::max_pair`]), where GPTQ's output
+    /// error grows by at most this fraction; `None`: no bound. Needs `Rounding::Gptq`.
+    pub pair_tolerance: Option<f64>,
     pub bias_correct: bool,
     /// A Concat one conv reads is quantized per input ([`sites::concat_parts`]), not as one
     /// tensor.
@@ -123,6 +146,9 @@ pub struct ConvReport {
     pub layerwise: Option<OutputError>,
     /// Largest |bias shift| bias correction applied, in the conv's output units.
     pub bias_shift_max: Option<f64>,
+    /// With pair bounding asked for: whether this conv's weights are pair-bounded and what
+    /// the bound costs in output error.
+    pub pairs: Option<PairCost>,
 }
 
 impl ConvReport {
@@ -136,6 +162,7 @@ impl ConvReport {
             graphwise: None,
             layerwise: None,
             bias_shift_max: None,
+            pairs: None,
         }
     }
 }
@@ -147,6 +174,8 @@ pub struct Report {
     pub method: Method,
     pub weight_bits: u32,
     pub weight_rounding: Rounding,
+    /// [`Options::pair_tolerance`].
+    pub pair_tolerance: Option<f64>,
     pub bias_correct: bool,
     /// Concats one conv reads quantized per input (`--concat-scales input`).
     pub concat_per_input: bool,
@@ -246,23 +275,24 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
                 graphwise: graphwise.get(&i).copied(),
                 layerwise: layerwise.get(&i).copied(),
                 bias_shift_max: shifts.get(&i).copied(),
+                pairs: cal.rounded.get(&i).and_then(|r| r.pairs),
             };
             (s.node_index, report)
         })
         .collect();
     convs.extend(sites::float_only_convs(&float).into_iter().map(|c| (c.node_index, ConvReport::float(c))));
     convs.sort_by_key(|(node, _)| *node);
-    let convs = convs.into_iter().map(|(_, c)| c).collect();
-    let size = cal.setup.det.target();
+    let (size, convs) = (cal.setup.det.target(), convs.into_iter().map(|(_, c)| c).collect());
     let report = Report {
         tool: format!("qdet {}", env!("CARGO_PKG_VERSION")),
         model: model_path.into(),
         method: opts.method,
         weight_bits: opts.weight_bits,
         weight_rounding: opts.rounding,
+        pair_tolerance: opts.pair_tolerance,
         bias_correct: opts.bias_correct,
         concat_per_input: opts.concat_per_input,
-        input_size: [size.0, size.1],
+        input_size: size.into(),
         images: stats.good.len(),
         skipped: stats.skipped,
         ms_per_image: stats.ms_per_image,
@@ -292,6 +322,14 @@ fn check_options(images: &[PathBuf], opts: &Options) -> Result<Vec<PathBuf>> {
     };
     if opts.weight_bits != 7 && opts.weight_bits != 8 {
         return Err(Error::Invalid("weight bits must be 8 or 7".into()));
+    }
+    if opts.pair_tolerance.is_some() && opts.rounding != Rounding::Gptq {
+        return Err(Error::Invalid(
+            "pair-bounded weights need GPTQ rounding, which compensates the bound (weight rounding gptq)".into(),
+        ));
+    }
+    if opts.pair_tolerance.is_some_and(|t| t.is_nan() || t < 0.0) {
+        return Err(Error::Invalid("the pair tolerance must be 0 or more".into()));
     }
     if opts.auto_exclude > 0 && opts.analysis_images == 0 {
         return Err(Error::Invalid("--auto-exclude needs the layerwise analysis (analysis images > 0)".into()));
@@ -345,5 +383,12 @@ fn set_metadata(model: &mut pb::ModelProto, r: &Report, bounds: QuantBounds) {
     // Recorded only when not the default, so nearest-rounded files stay as they were.
     if r.weight_rounding != Rounding::Nearest {
         qdq::set_metadata(model, &[("qdet.weight_rounding", r.weight_rounding.name().to_string())]);
+    }
+    if let Some(t) = r.pair_tolerance {
+        let bounded = r.convs.iter().filter(|c| c.pairs.is_some_and(|p| p.bounded)).count();
+        qdq::set_metadata(
+            model,
+            &[("qdet.weight_pairs", format!("bounded to {PAIR_LIMIT} in {bounded} convs (tolerance {t})"))],
+        );
     }
 }

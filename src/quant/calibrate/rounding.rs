@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use rayon::prelude::*;
 
 use super::stages::Calibration;
+use super::{PairCost, Rounded, PAIR_LIMIT};
 use crate::error::{Error, Result};
+use crate::kernels::WeightRange;
 use crate::progress::Event;
 use crate::quant::analysis;
-use crate::quant::gptq::{self, ConvGeometry, Hessian};
+use crate::quant::gptq::{self, ConvGeometry, Hessian, PairBound};
 use crate::quant::observers::{self, QuantBounds, QuantParams};
 use crate::quant::runner::GraphRunner;
 
@@ -32,7 +34,7 @@ impl Calibration<'_> {
         acts: &BTreeMap<String, QuantParams>,
         chosen: &[usize],
         images: &[PathBuf],
-    ) -> Result<BTreeMap<usize, Vec<i8>>> {
+    ) -> Result<BTreeMap<usize, Rounded>> {
         let nodes = self.float.graph.as_ref().map(|g| g.node.as_slice()).unwrap_or_default();
         let targets: Vec<Target> = chosen
             .iter()
@@ -98,12 +100,29 @@ impl Calibration<'_> {
                 let s = &self.sites[t.site];
                 let w = &self.weights[&s.weight];
                 let scales = observers::weight_scales_per_channel(w, s.out_channels(), self.bounds);
-                let q = gptq::round(w, &scales, hessian, self.bounds).ok();
+                let rounded = self.round_conv(w, &scales, hessian, t.geometry.kernel[0] * t.geometry.kernel[1]);
                 (self.setup.on_event)(Event::Step(None));
-                Some((t.site, q?))
+                Some((t.site, rounded?))
             })
             .collect();
         Ok(rounded)
+    }
+
+    /// One conv's GPTQ integers, pair-bounded if [`Calibration::pair_tolerance`] accepts
+    /// what the bound costs; `None` if its Hessian cannot be inverted.
+    fn round_conv(&self, w: &[f32], scales: &[f32], hessian: &Hessian, taps: usize) -> Option<Rounded> {
+        let factor = gptq::Factor::new(hessian).ok()?;
+        let free = factor.round(w, scales, self.bounds, None).ok()?;
+        let Some(tolerance) = self.pair_tolerance else { return Some(Rounded { q: free, pairs: None }) };
+        let bound = PairBound { taps, limit: PAIR_LIMIT };
+        if WeightRange::of(&free, w.len() / scales.len() / taps, taps).max_pair <= PAIR_LIMIT {
+            return Some(Rounded { q: free, pairs: Some(PairCost { bounded: true, cost: 1.0 }) });
+        }
+        let bounded = factor.round(w, scales, self.bounds, Some(bound)).ok()?;
+        let error = |q: &[i8]| gptq::output_error(w, scales, q, hessian);
+        let cost = error(&bounded) / error(&free).max(f64::MIN_POSITIVE);
+        let keep = cost <= 1.0 + tolerance;
+        Some(Rounded { q: if keep { bounded } else { free }, pairs: Some(PairCost { bounded: keep, cost }) })
     }
 }
 

@@ -11,7 +11,7 @@ use tract_onnx::pb;
 
 use super::observer::Observer;
 use super::pass::Setup;
-use super::{weight_bounds, Method, Options, TensorReport};
+use super::{weight_bounds, Method, Options, Rounded, TensorReport};
 use crate::error::{Error, Problem, Result};
 use crate::image_io::read_rgb;
 use crate::model::{Int8, Model};
@@ -35,7 +35,10 @@ pub(super) struct Calibration<'a> {
     pub head_output: String,
     pub bounds: QuantBounds,
     /// Weights already rounded (GPTQ) by site; the others are rounded to nearest.
-    pub rounded: BTreeMap<usize, Vec<i8>>,
+    pub rounded: BTreeMap<usize, Rounded>,
+    /// Pair-bound a GPTQ conv's weights where that raises its output error by at most this
+    /// fraction ([`Options::pair_tolerance`]).
+    pub pair_tolerance: Option<f64>,
     /// Concat parts quantized on another tensor's grid ([`sites::grid_aliases`]).
     pub aliases: BTreeMap<String, String>,
 }
@@ -75,7 +78,18 @@ impl<'a> Calibration<'a> {
         let parts: BTreeSet<&String> = sites.iter().filter(|s| s.segmented()).flat_map(|s| &s.parts).collect();
         let mut aliases = sites::grid_aliases(float);
         aliases.retain(|t, _| parts.contains(t));
-        Ok(Calibration { float, path, sites, weights, setup, head_output, bounds, rounded: BTreeMap::new(), aliases })
+        Ok(Calibration {
+            float,
+            path,
+            sites,
+            weights,
+            setup,
+            head_output,
+            bounds,
+            rounded: BTreeMap::new(),
+            pair_tolerance: opts.pair_tolerance,
+            aliases,
+        })
     }
 
     pub(super) fn input_names(&self) -> BTreeSet<&str> {
@@ -193,9 +207,9 @@ impl<'a> Calibration<'a> {
         let b = bias.or_else(|| s.bias.as_ref().and_then(|b| self.weights.get(b)).map(Vec::as_slice));
         let (w, input_scale) = (&self.weights[&s.weight], qdq::input_scale(s, acts));
         match self.rounded.get(&i) {
-            Some(q) => {
+            Some(r) => {
                 let scales = observers::weight_scales_per_channel(w, s.out_channels(), self.bounds);
-                qdq::with_integers(q.clone(), scales, b, input_scale)
+                qdq::with_integers(r.q.clone(), scales, b, input_scale)
             }
             None => qdq::quantize_conv(w, b, s.out_channels(), input_scale, self.bounds),
         }

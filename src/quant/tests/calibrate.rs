@@ -49,6 +49,7 @@ fn options(method: Method) -> Options {
         exclude: Vec::new(),
         weight_bits: 8,
         rounding: crate::quant::calibrate::Rounding::Nearest,
+        pair_tolerance: None,
         bias_correct: false,
         concat_per_input: true,
         analysis_images: 0,

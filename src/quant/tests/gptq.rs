@@ -1,7 +1,7 @@
 //! GPTQ against numbers computed independently with numpy (`np.linalg.cholesky(np.linalg.inv(H)).T`
 //! and the paper's loop, float64) on a tiny layer whose inputs are strongly correlated.
 
-use crate::quant::gptq::{self, ConvGeometry, Hessian};
+use crate::quant::gptq::{self, ConvGeometry, Hessian, PairBound};
 use crate::quant::observers::QuantBounds;
 
 /// Six input patches of four correlated inputs (two pairs that move together).
@@ -85,7 +85,7 @@ fn inverse_cholesky_matches_numpy() {
 
 #[test]
 fn gptq_rounds_as_numpy_and_beats_nearest() {
-    let q = gptq::round(&W, &scales(), &hessian(), BOUNDS).unwrap();
+    let q = gptq::round(&W, &scales(), &hessian(), BOUNDS, None).unwrap();
     // numpy: GPTQ [[4, -7, 1, 6], [-3, 5, 7, -4]], round-to-nearest [[4, -7, 1, 6], [-3, 4, 7, -4]].
     assert_eq!(q, [4, -7, 1, 6, -3, 5, 7, -4]);
     let nearest = [4i8, -7, 1, 6, -3, 4, 7, -4];
@@ -94,12 +94,44 @@ fn gptq_rounds_as_numpy_and_beats_nearest() {
     assert!((output_error(&nearest) - 0.017106988047183774).abs() < 1e-7);
 }
 
+/// Pair-bounded GPTQ against numpy (the same loop, each odd column clamped to what its even
+/// neighbour leaves of the limit) on weights whose pairs of one sign exceed it: the bound
+/// holds, its error is spread over the later columns, and `output_error` is the direct sum.
+#[test]
+fn pair_bounded_gptq_rounds_as_numpy() {
+    const W2: [f32; 8] = [0.33, 0.61, -0.12, -0.52, -0.27, -0.44, 0.71, 0.38];
+    let h = hessian();
+    let direct = |q: &[i8]| -> f64 {
+        let s = scales();
+        X.iter()
+            .flat_map(|x| (0..2).map(move |c| (c, x)))
+            .map(|(c, x)| {
+                let y: f64 = (0..4)
+                    .map(|k| (f64::from(W2[c * 4 + k]) - f64::from(s[c]) * f64::from(q[c * 4 + k])) * f64::from(x[k]))
+                    .sum();
+                y * y
+            })
+            .sum()
+    };
+    let free = gptq::round(&W2, &scales(), &h, BOUNDS, None).unwrap();
+    // numpy: [[4, 7, -1, -6], [-3, -4, 7, 4]], error 0.0048547504745947.
+    assert_eq!(free, [4, 7, -1, -6, -3, -4, 7, 4]);
+    let bound = PairBound { taps: 1, limit: 8 };
+    let bounded = gptq::round(&W2, &scales(), &h, BOUNDS, Some(bound)).unwrap();
+    // numpy: [[4, 4, -1, -5], [-3, -4, 7, 1]], error 0.27416201573927523.
+    assert_eq!(bounded, [4, 4, -1, -5, -3, -4, 7, 1]);
+    for (q, want) in [(&free, 0.0048547504745947), (&bounded, 0.27416201573927523)] {
+        assert!((gptq::output_error(&W2, &scales(), q, &h) - want).abs() < 1e-6, "{q:?}");
+        assert!((direct(q) - want).abs() < 1e-6, "{q:?}");
+    }
+}
+
 #[test]
 fn uncorrelated_inputs_round_to_nearest() {
     // A diagonal Hessian moves no error between columns: GPTQ is round-to-nearest.
     let mut h = Hessian::new(4);
     h.sum = vec![2.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0];
-    let q = gptq::round(&W, &scales(), &h, BOUNDS).unwrap();
+    let q = gptq::round(&W, &scales(), &h, BOUNDS, None).unwrap();
     // The last input never fires (zero on the diagonal): its weights become 0.
     assert_eq!(q, [4, -7, 1, 0, -3, 4, 7, 0]);
 }
@@ -122,5 +154,5 @@ fn patches_follow_the_weight_layout() {
 #[test]
 fn shape_errors_are_typed() {
     assert!(gptq::gram(&[1.0; 5], 2, 3).is_err());
-    assert!(gptq::round(&W[..7], &scales(), &hessian(), BOUNDS).is_err());
+    assert!(gptq::round(&W[..7], &scales(), &hessian(), BOUNDS, None).is_err());
 }
