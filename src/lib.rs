@@ -79,6 +79,7 @@ pub mod internals {
     pub use crate::image_io::set_max_pixels;
     pub use crate::kernels::conv::{ConvShape, Epilogue, QConv};
     pub use crate::kernels::epilogue::{row as epilogue_row, Affine, Dest};
+    pub use crate::kernels::madd::fused as float_loops_fused;
     pub use crate::kernels::quantize::Quantizer;
     pub use crate::kernels::threads::set_threads;
     pub use crate::kernels::{tile, OC_BLOCK, WGROUP_BYTES};

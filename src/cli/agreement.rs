@@ -127,9 +127,9 @@ fn lines(r: &AgreementReport) -> String {
 
 fn drift_line(s: &AgreementSummary) -> String {
     let d = &s.drift;
-    match (d.max, d.mean, &d.worst) {
-        (Some(max), Some(mean), Some(w)) => format!(
-            "  confidence drift over {} reference boxes: max {max:.4}, mean {mean:.4}; worst: {}\n",
+    match (d.max, d.mean, d.p95, &d.worst) {
+        (Some(max), Some(mean), Some(p95), Some(w)) => format!(
+            "  confidence drift over {} reference boxes: max {max:.4}, p95 {p95:.4}, mean {mean:.4}; worst: {}\n",
             d.boxes,
             pair(w)
         ),

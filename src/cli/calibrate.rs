@@ -111,18 +111,19 @@ pub struct CalibrateArgs {
     /// Weight bits: 8 stores [-127, 127]; 7 stores [-63, 63].
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(7..=8))]
     weight_bits: u32,
-    /// How int8 weights are rounded: to nearest, or GPTQ (each conv's rounding errors
-    /// compensated through its input Hessian on the calibration images).
-    #[arg(long, value_enum, default_value = "nearest")]
+    /// How int8 weights are rounded: GPTQ (each conv's rounding errors compensated through
+    /// its input Hessian on the calibration images), or to nearest.
+    #[arg(long, value_enum, default_value = "gptq")]
     weight_rounding: RoundingArg,
-    /// 8-bit weights of each pair of neighbouring input channels: free, or bounded so that
-    /// AVX2 and SSSE3 CPUs run them exactly on `vpmaddubsw`, about twice as fast as the exact
-    /// 16-bit path (GPTQ rounding compensates the bound; README).
-    #[arg(long, value_enum, default_value = "free")]
-    weight_pairs: PairsArg,
-    /// With --weight-pairs bounded: keep a conv's pairs free where bounding them raises its
+    /// 8-bit weights of each pair of neighbouring input channels: bounded, so that AVX2 and
+    /// SSSE3 CPUs run them exactly on `vpmaddubsw` (0.75x of the exact 16-bit path's time;
+    /// GPTQ compensates the bound, README), or free (slightly closer to fp32, the same speed
+    /// on VNNI and ARM CPUs) [default: bounded with GPTQ rounding, free with nearest].
+    #[arg(long, value_enum)]
+    weight_pairs: Option<PairsArg>,
+    /// With bounded weight pairs: keep a conv's pairs free where bounding them raises its
     /// output error (GPTQ's objective) by more than this fraction [default: bound every conv].
-    #[arg(long, value_name = "F", requires = "weight_pairs")]
+    #[arg(long, value_name = "F")]
     pair_tolerance: Option<f64>,
     /// A Concat read by one conv: one grid shared by all its inputs, as ONNX Runtime's
     /// quantizer writes it, or each input on its own uint8 grid (the Concat stays float,
@@ -168,9 +169,9 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
             RoundingArg::Nearest => Rounding::Nearest,
             RoundingArg::Gptq => Rounding::Gptq,
         },
-        pair_tolerance: match a.weight_pairs {
-            PairsArg::Free => None,
-            PairsArg::Bounded => Some(a.pair_tolerance.unwrap_or(f64::INFINITY)),
+        pair_tolerance: match (a.weight_pairs, a.weight_rounding) {
+            (Some(PairsArg::Free), _) | (None, RoundingArg::Nearest) => None,
+            (Some(PairsArg::Bounded), _) | (None, RoundingArg::Gptq) => Some(a.pair_tolerance.unwrap_or(f64::INFINITY)),
         },
         bias_correct: a.bias_correct || !a.no_bias_correct,
         concat_per_input: matches!(a.concat_scales, ConcatArg::Input),

@@ -55,7 +55,17 @@ enum Command {
 }
 
 /// Runs the command line; the exit status is the README's ("Exit status").
+/// `QDET_CPU` caps tract's kernels too (the few ops it still runs), through tract's own
+/// `TRACT_CPU_ISA` unless that is set: tract reads it once, so it is set here, first thing,
+/// while the process has one thread.
+fn cap_tract() {
+    if let (Some(spec), None) = (crate::kernels::cpu::cap().tract_isa(), std::env::var_os("TRACT_CPU_ISA")) {
+        std::env::set_var("TRACT_CPU_ISA", spec);
+    }
+}
+
 pub fn main() -> ExitCode {
+    cap_tract();
     // clap exits with 2 on a bad flag; the README's table says 1 ("nothing done: bad flags").
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,

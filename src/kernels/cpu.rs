@@ -107,6 +107,28 @@ impl Cap {
         x86.contains(&f) || arm.contains(&f)
     }
 
+    /// The same cap in tract's terms (`TRACT_CPU_ISA`: the features to take off its probe).
+    pub fn tract_isa(self) -> Option<&'static str> {
+        #[cfg(target_arch = "x86_64")]
+        return match self {
+            Cap::Baseline | Cap::Sse4 => {
+                Some("-avx,-avx2,-fma,-f16c,-avx512f,-avx512vnni,-avxvnni,-avx512fp16,-amx-int8,-amx-bf16")
+            }
+            Cap::Avx2 => Some("-avx512f,-avx512vnni,-avxvnni,-avx512fp16,-amx-int8,-amx-bf16"),
+            Cap::AvxVnni => Some("-avx512f,-avx512vnni,-avx512fp16,-amx-int8,-amx-bf16"),
+            Cap::Avx512 => Some("-avx512vnni,-avxvnni,-avx512fp16,-amx-int8,-amx-bf16"),
+            Cap::Native | Cap::Neon | Cap::DotProd => None,
+        };
+        #[cfg(target_arch = "aarch64")]
+        return match self {
+            Cap::Baseline | Cap::Neon => Some("-fp16,-dotprod,-sve2,-sme,-sme2"),
+            Cap::DotProd => Some("-fp16,-sve2,-sme,-sme2"),
+            _ => None,
+        };
+        #[allow(unreachable_code)]
+        None
+    }
+
     /// `QDET_CPU`, when set and valid; a misspelt name is reported once and ignored.
     fn from_env() -> Cap {
         let Some(name) = std::env::var("QDET_CPU").ok().filter(|n| !n.is_empty()) else { return Cap::Native };

@@ -6,9 +6,11 @@
 //!
 //! Vectorized across anchors (contiguous) with [`super::silu::exp_approx`], terms below
 //! `exp(-87)` flushed to 0 as in [`super::softmax`]. One portable loop, compiled again with
-//! AVX2 + FMA and AVX-512 + FMA, all bit-identical (tested). Sides x anchor ranges run in
+//! AVX2 + FMA and AVX-512 + FMA, and unfused with SSE4.1 ([`super::madd`]), each
+//! bit-identical to its twin (tested). Sides x anchor ranges run in
 //! parallel on the kernels' team.
 
+use super::madd::{by_fusion, madd};
 use super::silu::exp_approx;
 
 /// Anchors per pass: the running maxima and sums stay in registers and L1.
@@ -17,7 +19,7 @@ const LANES: usize = 64;
 const ITEM: usize = 1024;
 
 #[inline(always)]
-fn body(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) {
+fn body<const F: bool>(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) {
     for (c, o) in out.chunks_mut(LANES).enumerate() {
         let a0 = at + c * LANES;
         let len = o.len();
@@ -33,9 +35,9 @@ fn body(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) {
             let w = i as f32;
             for (((d, n), &v), &m) in den.iter_mut().zip(num.iter_mut()).zip(row(i)).zip(&max) {
                 let t = v - m;
-                let e = if t < -87.0 { 0.0 } else { exp_approx(t) };
+                let e = if t < -87.0 { 0.0 } else { exp_approx::<F>(t) };
                 *d += e;
-                *n = e.mul_add(w, *n);
+                *n = madd::<F>(e, w, *n);
             }
         }
         for ((o, &n), &d) in o.iter_mut().zip(&num).zip(&den) {
@@ -46,7 +48,7 @@ fn body(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) {
 
 /// The portable twin: anchors `at..at + out.len()` of one side (`x` is its `[bins, anchors]`).
 pub fn side_scalar(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) {
-    body(x, bins, anchors, at, out)
+    by_fusion!(body(x, bins, anchors, at, out))
 }
 
 /// [`side_scalar`] on the widest vectors this CPU has.
@@ -61,8 +63,7 @@ pub fn side(x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) 
         out.len()
     );
     #[cfg(target_arch = "x86_64")]
-    if let Some(()) =
-        super::x86_64::widest!((x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) -> () => body)
+    if let Some(()) = super::x86_64::widest!((x: &[f32], bins: usize, anchors: usize, at: usize, out: &mut [f32]) -> () => body::<true>, body::<false>)
     {
         return;
     }

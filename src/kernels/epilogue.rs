@@ -31,6 +31,9 @@ pub fn row(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
                 Dest::U8 { out, stride, q } => x::row_u8_avx2(acc, f, &q, out, stride),
             };
         }
+        if x::sse41_available() {
+            return x::row_sse41(acc, f, dest);
+        }
     }
     #[cfg(target_arch = "aarch64")]
     return match dest {
@@ -55,6 +58,9 @@ pub fn quantize_pixels(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], str
         }
         if x::avx2_available() {
             return x::quantize_avx2(y, q, out, stride);
+        }
+        if x::sse41_available() {
+            return x::quantize_sse41(y, q, out, stride);
         }
     }
     #[cfg(target_arch = "aarch64")]

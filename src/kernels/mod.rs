@@ -57,6 +57,7 @@ pub mod dfl;
 pub mod epilogue;
 pub mod fconv;
 pub mod fisa;
+pub mod madd;
 pub mod maxpool;
 pub mod outspec;
 pub mod pack;
@@ -155,12 +156,14 @@ impl Isa {
     /// registers of 128 bits: 5 pixels x 4 accumulators, 4 weight vectors and 5 pixel
     /// vectors for the dot products; `SMULL` needs 8 accumulators a pixel, 2 pixel vectors
     /// and i16 temporaries, so 2 pixels; SSE likewise has 4 vectors of accumulators a pixel in
-    /// 16 registers, so 2.
+    /// 16 registers, so 2. `vpmaddubsw` needs a temporary and a vector of ones beside the
+    /// broadcast: 6 pixels spilled an accumulator to the stack every k-group, 5 fit.
     pub fn tile_pixels(self) -> usize {
         match self {
             Isa::Avx512Vnni => 16,
             Isa::NeonDot | Isa::NeonI8mm => 5,
             Isa::NeonMull | Isa::SseMaddubs | Isa::SseMadd16 => 2,
+            Isa::Avx2Maddubs => 5,
             _ => 6,
         }
     }

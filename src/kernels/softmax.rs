@@ -3,13 +3,15 @@
 //! (within 2 ulp of exp; libm's scalar `expf` per value was most of the op's time) and terms
 //! below `exp(-87)` flushed to 0 (subnormals cost x86 a microcode assist each, and they are
 //! within 1e-38 of a sum >= 1). One portable loop, compiled again with AVX2 + FMA and
-//! AVX-512 + FMA; the same operations in the same order, so all agree bit for bit (tested).
+//! AVX-512 + FMA, and unfused with SSE4.1 ([`super::madd`]); the same operations in the same
+//! order, so each agrees bit for bit with its twin (tested).
 //! Blocks of the outer axis run in parallel on the kernels' team, if one is set.
 
+use super::madd::by_fusion;
 use super::silu::exp_approx;
 
 #[inline(always)]
-fn body(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
+fn body<const F: bool>(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
     let mut max = x[..inner].to_vec();
     for row in x.chunks_exact(inner).skip(1) {
         for (m, &v) in max.iter_mut().zip(row) {
@@ -20,7 +22,7 @@ fn body(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
     for (xr, or) in x.chunks_exact(inner).zip(out.chunks_exact_mut(inner)).take(n) {
         for (((o, &v), &m), s) in or.iter_mut().zip(xr).zip(&max).zip(sum.iter_mut()) {
             let d = v - m;
-            *o = if d < -87.0 { 0.0 } else { exp_approx(d) };
+            *o = if d < -87.0 { 0.0 } else { exp_approx::<F>(d) };
             *s += *o;
         }
     }
@@ -33,7 +35,7 @@ fn body(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
 
 /// The portable twin: one `[n, inner]` block.
 pub fn block_scalar(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
-    body(x, n, inner, out)
+    by_fusion!(body(x, n, inner, out))
 }
 
 /// One `[n, inner]` block on the widest vectors this CPU has.
@@ -43,7 +45,8 @@ pub fn block_scalar(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
 pub fn block(x: &[f32], n: usize, inner: usize, out: &mut [f32]) {
     assert!(n > 0 && inner > 0 && x.len() == n * inner && out.len() == n * inner, "softmax block is not {n} x {inner}");
     #[cfg(target_arch = "x86_64")]
-    if let Some(()) = super::x86_64::widest!((x: &[f32], n: usize, inner: usize, out: &mut [f32]) -> () => body) {
+    if let Some(()) = super::x86_64::widest!((x: &[f32], n: usize, inner: usize, out: &mut [f32]) -> () => body::<true>, body::<false>)
+    {
         return;
     }
     block_scalar(x, n, inner, out)

@@ -234,13 +234,19 @@ impl Factor {
 /// GPTQ's objective for integers `q` of `weight` at `scales`: `sum_rows (w - q s) H (w - q s)^T`
 /// with `H` as accumulated (undampened), the squared output error summed over the patches.
 pub fn output_error(weight: &[f32], scales: &[f32], q: &[i8], h: &Hessian) -> f64 {
+    row_errors(weight, scales, q, h).iter().sum()
+}
+
+/// [`output_error`] of each output channel (row): they add up, and GPTQ rounds each row
+/// on its own.
+pub fn row_errors(weight: &[f32], scales: &[f32], q: &[i8], h: &Hessian) -> Vec<f64> {
     let d = h.dim;
-    let mut total = 0.0;
-    for ((row, q_row), &s) in weight.chunks_exact(d).zip(q.chunks_exact(d)).zip(scales) {
+    let rows = weight.chunks_exact(d).zip(q.chunks_exact(d)).zip(scales);
+    rows.map(|((row, q_row), &s)| {
         let e: Vec<f64> = row.iter().zip(q_row).map(|(&w, &q)| f64::from(w) - f64::from(q) * f64::from(s)).collect();
-        total += (0..d).map(|i| e[i] * dot(&h.sum[i * d..(i + 1) * d], &e)).sum::<f64>();
-    }
-    total
+        (0..d).map(|i| e[i] * dot(&h.sum[i * d..(i + 1) * d], &e)).sum::<f64>()
+    })
+    .collect()
 }
 
 /// The upper triangular `U` with `U^T U = H^-1`, GPTQ's `cholesky(inverse(H)).T`, from one

@@ -229,6 +229,10 @@ pub struct Drift {
     /// Largest and mean |reference conf - model conf| (`None` without strong boxes).
     pub max: Option<f32>,
     pub mean: Option<f64>,
+    /// The 95th and 99th percentiles (nearest rank): one ambiguous box sets the largest, so
+    /// these compare two int8 files better.
+    pub p95: Option<f32>,
+    pub p99: Option<f32>,
     pub worst: Option<Pair>,
 }
 
@@ -284,6 +288,7 @@ pub struct Agreement {
     drift_sum: f64,
     worst_drift: Option<(PathBuf, Pairing)>,
     drifts: usize,
+    drift_values: Vec<f32>,
     iou_sum: f64,
     worst_iou: Option<(PathBuf, Pairing)>,
     matched: usize,
@@ -299,6 +304,7 @@ impl Agreement {
         for p in a.drifts {
             self.drifts += 1;
             self.drift_sum += f64::from(p.drift());
+            self.drift_values.push(p.drift());
             // Strictly worse replaces: the first of equals (in image order) is reported.
             if self.worst_drift.as_ref().is_none_or(|(_, w)| p.drift() > w.drift()) {
                 self.worst_drift = Some((image.to_path_buf(), p));
@@ -335,6 +341,11 @@ impl Agreement {
             conf: d.score,
         };
         let mean = |sum: f64, n: usize| (n > 0).then(|| sum / n as f64);
+        let mut drifts = self.drift_values;
+        drifts.sort_by(f32::total_cmp);
+        let rank = |p: f64| {
+            (!drifts.is_empty()).then(|| drifts[((p * drifts.len() as f64).ceil() as usize).clamp(1, drifts.len()) - 1])
+        };
         let m = self.stats.compute();
         let strong_reference = self.drifts;
         AgreementSummary {
@@ -353,6 +364,8 @@ impl Agreement {
                 boxes: self.drifts,
                 max: self.worst_drift.as_ref().map(|(_, p)| p.drift()),
                 mean: mean(self.drift_sum, self.drifts),
+                p95: rank(0.95),
+                p99: rank(0.99),
                 worst: self.worst_drift.map(pair),
             },
             lost: Unpaired {
@@ -434,6 +447,8 @@ mod tests {
         assert_eq!(s.drift.boxes, 3);
         assert!((s.drift.max.unwrap() - 0.7).abs() < 1e-6);
         assert!((s.drift.mean.unwrap() - 1.25 / 3.0).abs() < 1e-6);
+        // Nearest rank of 3: the 95th and 99th are the third, 0.7.
+        assert_eq!((s.drift.p95, s.drift.p99), (s.drift.max, s.drift.max));
         let w = s.drift.worst.unwrap();
         assert_eq!((w.image, w.name.as_str(), w.model, w.iou), (PathBuf::from("1.jpg"), "circle", None, 0.0));
 

@@ -35,11 +35,11 @@ reason in its cells; the rest of the table is still measured.
 --isa avx2 measures the path an AVX2-only CPU would take: OpenVINO with
 ONEDNN_MAX_CPU_ISA=AVX2 (the script re-executes itself with it set, since oneDNN reads it
 once) and f32 as its default precision (an AVX2 CPU has no bf16; the capped oneDNN cannot run
-bf16 while the plugin would still pick it), qdet with QDET_KERNEL=madd16 (the exact 8-bit
-AVX2 kernel), QDET_FKERNEL=avx2 (its fp32 convolutions) and TRACT_CPU_ISA without the
-AVX-512/VNNI/AMX features (the few ops tract still runs);
-ONNX Runtime as is (its MLAS dispatch has no such switch). qdet's own float loops
-(quantize, SiLU, softmax, DFL) still take AVX-512 where the CPU has it.
+bf16 while the plugin would still pick it), qdet with QDET_CPU=avx2 (every qdet kernel, float
+loop and transpose on AVX2 + FMA, no AVX-512 instruction; qdet sets tract's TRACT_CPU_ISA to
+match for the few ops tract still runs; the int8 convs on the kernel the file's weights allow,
+`maddubs` for the default pair-bounded weights); ONNX Runtime as is (its MLAS dispatch has no
+such switch).
 
 --throughput adds images/s at 2 threads: `qdet detect --json` over IMAGES_DIR (decode,
 letterbox, inference and NMS, several images in flight; the folder repeated through symlinks
@@ -82,8 +82,7 @@ ENGINES = ("qdet fp32", "qdet int8", "ORT fp32", "ORT int8", "OpenVINO default",
 # (numerator, denominator, target): the first three are issues 16/17's, the last two issue 4's.
 RATIOS = (("qdet int8", "OpenVINO int8", 0.85), ("qdet fp32", "ORT fp32", 0.9), ("qdet fp32", "OpenVINO f32 hint", 1.0),
           ("qdet int8", "ORT fp32", 0.55), ("qdet int8", "ORT int8", 0.75))
-AVX2_QDET_ENV = {"QDET_KERNEL": "madd16", "QDET_FKERNEL": "avx2",
-                 "TRACT_CPU_ISA": "-avx512f,-avx512vnni,-avx512fp16,-avxvnni,-amx-int8,-amx-bf16"}
+AVX2_QDET_ENV = {"QDET_CPU": "avx2"}
 AVX2_OV_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
@@ -190,8 +189,9 @@ def qdet_p50(setup, model, spec, threads, notes):
     if r.get("int8_kernel"):
         m = re.search(r"int8_conv (\d+)", r.get("graph_passes") or "")
         fused = r.get("int8_fused") or [0, 0]
-        notes["qdet int8"] = (f"{r['int8_kernel']} kernel, {m.group(1) if m else '?'} of {count_convs(spec.model)} "
-                              f"convs on it ({fused[1]} with SiLU fused)")
+        kernels = ", ".join(f"{n} on {k}" for k, n in (r.get("int8_kernels") or {}).items())
+        notes["qdet int8"] = (f"{m.group(1) if m else '?'} of {count_convs(spec.model)} convs on the integer "
+                              f"kernels ({kernels}; {fused[1]} with SiLU fused)")
     return r["inference"]["p50_ms"]
 
 

@@ -2,6 +2,7 @@
 //! forms in `x86_64::epilogue` and `aarch64::epilogue`, inlining the per-value steps of
 //! [`crate::kernels::silu`] and [`crate::kernels::quantize`].
 
+use crate::kernels::madd::{fused, madd};
 use crate::kernels::quantize::Quantizer;
 use crate::kernels::silu::silu_one;
 use crate::kernels::OC_BLOCK;
@@ -45,44 +46,59 @@ impl Dest<'_> {
 }
 
 #[inline(always)]
-fn pixel<const SILU: bool>(a: &[i32; OC_BLOCK], f: &Affine) -> [f32; OC_BLOCK] {
+fn pixel<const SILU: bool, const F: bool>(a: &[i32; OC_BLOCK], f: &Affine) -> [f32; OC_BLOCK] {
     let mut y = [0f32; OC_BLOCK];
     for o in 0..OC_BLOCK {
-        // One rounding: the multiply-add is one instruction on every SIMD form.
-        y[o] = (a[o] as f32).mul_add(f.scale[o], f.bias[o]);
+        // One rounding where the CPU fuses: one instruction on every SIMD form.
+        y[o] = madd::<F>(a[o] as f32, f.scale[o], f.bias[o]);
         if SILU {
-            y[o] = silu_one(y[o]);
+            y[o] = silu_one::<F>(y[o]);
         }
     }
     y
 }
 
-fn scalar_for<const SILU: bool>(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
+#[inline(always)]
+fn scalar_for<const SILU: bool, const F: bool>(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
     match dest {
         Dest::F32(out) => {
             for (y, a) in out.iter_mut().zip(acc) {
-                *y = pixel::<SILU>(a, f);
+                *y = pixel::<SILU, F>(a, f);
             }
         }
         Dest::U8 { out, stride, q } => {
             for (j, a) in acc.iter().enumerate() {
                 let t: &mut [u8; OC_BLOCK] = (&mut out[j * stride..][..OC_BLOCK]).try_into().expect("16 bytes");
-                q.chunk(&pixel::<SILU>(a, f), t);
+                q.chunk(&pixel::<SILU, F>(a, f), t);
             }
         }
     }
 }
 
-/// The portable twin of the SIMD epilogues.
+/// The portable twin of the SIMD epilogues of this CPU's kind (fused or not:
+/// [`crate::kernels::madd`]).
 ///
 /// # Panics
 /// If `dest` cannot hold the pixels of `acc`.
 pub fn row_scalar(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
+    if fused() {
+        row_with::<true>(acc, f, dest)
+    } else {
+        row_with::<false>(acc, f, dest)
+    }
+}
+
+/// [`row_scalar`], its multiply-adds fused when `F`: inlined into the SSE4.1 compilation.
+///
+/// # Panics
+/// If `dest` cannot hold the pixels of `acc`.
+#[inline(always)]
+pub fn row_with<const F: bool>(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
     dest.check(acc.len());
     if f.silu {
-        scalar_for::<true>(acc, f, dest)
+        scalar_for::<true, F>(acc, f, dest)
     } else {
-        scalar_for::<false>(acc, f, dest)
+        scalar_for::<false, F>(acc, f, dest)
     }
 }
 
@@ -90,6 +106,7 @@ pub fn row_scalar(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
 ///
 /// # Panics
 /// If `out` cannot hold the pixels of `y`.
+#[inline(always)]
 pub fn quantize_pixels_scalar(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
     Dest::U8 { out: &mut *out, stride, q: *q }.check(y.len());
     for (j, v) in y.iter().enumerate() {

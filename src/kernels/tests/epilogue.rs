@@ -30,13 +30,13 @@ fn float_epilogue_applies_scale_bias_and_silu() {
             assert_eq!(got.len(), acc.len());
             for (i, (&g, &a)) in got.iter().zip(&acc).enumerate() {
                 let c = i / (h * w);
-                let y = (a as f32).mul_add(scale[c], bias[c]);
-                let want = if silu {
-                    let mut v = [y];
-                    v.iter_mut().for_each(|y| *y = crate::kernels::silu::silu_one(*y));
-                    v[0]
-                } else {
-                    y
+                // Fused where this CPU's epilogues fuse (crate::kernels::madd).
+                let fused = crate::kernels::madd::fused();
+                let y = if fused { (a as f32).mul_add(scale[c], bias[c]) } else { a as f32 * scale[c] + bias[c] };
+                let want = match (silu, fused) {
+                    (false, _) => y,
+                    (true, true) => crate::kernels::silu::silu_one::<true>(y),
+                    (true, false) => crate::kernels::silu::silu_one::<false>(y),
                 };
                 assert_eq!(g.to_bits(), want.to_bits(), "{isa:?} silu={silu} at {i}");
             }

@@ -41,17 +41,25 @@ fn quantize_simd_equals_scalar() {
 
 /// The epilogue's SiLU (the SIMD epilogues are held to it bit for bit in the epilogue tests)
 /// within 4 ulp (relative 5e-7) of `y / (1 + exp(-y))` computed in f64, from -80 to 100; below, where the
-/// true value is subnormal, within 1e-30 of 0.
+/// true value is subnormal, within 1e-30 of 0. Fused (AVX2, AVX-512, NEON) and unfused (SSE).
 #[test]
-fn silu_simd_equals_scalar_and_is_accurate() {
+fn silu_is_accurate_fused_and_unfused() {
     let _team = crate::tests::team();
     let mut v: Vec<f32> = (-200_000..=200_000).map(|i| i as f32 * 5e-4).collect();
     v.extend([-1e30f32, 1e30, 0.0, -0.0, f32::MIN_POSITIVE]);
-    let a: Vec<f32> = v.iter().map(|&y| crate::kernels::silu::silu_one(y)).collect();
-    for (&y, &got) in v.iter().zip(&a).filter(|(y, _)| **y < -80.0) {
+    let fused: Vec<f32> = v.iter().map(|&y| crate::kernels::silu::silu_one::<true>(y)).collect();
+    let unfused: Vec<f32> = v.iter().map(|&y| crate::kernels::silu::silu_one::<false>(y)).collect();
+    assert_ne!(fused, unfused, "the two differ somewhere: the test sees both");
+    for a in [fused, unfused] {
+        silu_is_accurate(&v, &a);
+    }
+}
+
+fn silu_is_accurate(v: &[f32], a: &[f32]) {
+    for (&y, &got) in v.iter().zip(a).filter(|(y, _)| **y < -80.0) {
         assert!(got.abs() < 1e-30, "silu({y}) = {got}");
     }
-    for (&y, &got) in v.iter().zip(&a).filter(|(y, _)| (-80.0..=100.0).contains(*y)) {
+    for (&y, &got) in v.iter().zip(a).filter(|(y, _)| (-80.0..=100.0).contains(*y)) {
         let want = (f64::from(y) / (1.0 + (-f64::from(y)).exp())) as f32;
         let tol = 5e-7 * want.abs().max(1e-30);
         assert!((got - want).abs() <= tol, "silu({y}) = {got}, want {want}");

@@ -8,13 +8,18 @@ mod sse;
 
 use std::arch::x86_64::*;
 
-/// `widest!((a: A, b: B) -> R => body)` runs `body(a, b)` compiled again with AVX-512F + FMA
-/// or AVX2 + FMA when this CPU has them (`Some(result)`), else gives `None`. `body` is a
-/// portable `#[inline(always)]` loop the compiler vectorizes at each width; with its
-/// multiply-adds explicit (`mul_add`) and nothing else contracted, every compilation gives the
-/// same bits as the plain one, its twin.
+/// `widest!((a: A, b: B) -> R => body)` runs `body(a, b)` compiled again with AVX-512F + FMA,
+/// AVX2 + FMA or SSE4.1 (the widest this CPU has; `Some(result)`), else gives `None`. `body`
+/// is a portable `#[inline(always)]` loop the compiler vectorizes at each width; with its
+/// multiply-adds explicit and nothing else contracted, every compilation gives the same bits
+/// as the plain one, its twin. A loop with multiply-adds passes its fused and unfused forms,
+/// `=> body::<true>, body::<false>` ([`crate::kernels::madd`]): the SSE4.1 compilation, for
+/// CPUs without FMA, runs the unfused one.
 macro_rules! widest {
-    (($($arg:ident: $ty:ty),*) -> $ret:ty => $body:path) => {{
+    (($($arg:ident: $ty:ty),*) -> $ret:ty => $body:path) => {
+        $crate::kernels::x86_64::widest!(($($arg: $ty),*) -> $ret => $body, $body)
+    };
+    (($($arg:ident: $ty:ty),*) -> $ret:ty => $body:path, $unfused:path) => {{
         #[target_feature(enable = "avx512f,fma")]
         unsafe fn avx512($($arg: $ty),*) -> $ret {
             $body($($arg),*)
@@ -22,6 +27,10 @@ macro_rules! widest {
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2($($arg: $ty),*) -> $ret {
             $body($($arg),*)
+        }
+        #[target_feature(enable = "sse4.1")]
+        unsafe fn sse41($($arg: $ty),*) -> $ret {
+            $unfused($($arg),*)
         }
         use $crate::kernels::cpu::{has, Feature::*};
         if has(Avx512F) && has(Fma) {
@@ -31,6 +40,9 @@ macro_rules! widest {
         } else if has(Avx2) && has(Fma) {
             // SAFETY: AVX2 and FMA are available (checked above); as above.
             Some(unsafe { avx2($($arg),*) })
+        } else if has(Sse41) {
+            // SAFETY: SSE4.1 is available (checked above); as above.
+            Some(unsafe { sse41($($arg),*) })
         } else {
             None
         }

@@ -81,6 +81,8 @@ pub const PAIR_LIMIT: i32 = 128;
 /// One conv's GPTQ integers.
 pub(crate) struct Rounded {
     pub q: Vec<i8>,
+    /// Per-channel weight scales, when not the absmax ones (pair bounding widens some).
+    pub scales: Option<Vec<f32>>,
     /// With pair bounding asked for: whether the conv took it, and at what cost.
     pub pairs: Option<PairCost>,
 }

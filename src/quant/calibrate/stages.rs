@@ -208,7 +208,10 @@ impl<'a> Calibration<'a> {
         let (w, input_scale) = (&self.weights[&s.weight], qdq::input_scale(s, acts));
         match self.rounded.get(&i) {
             Some(r) => {
-                let scales = observers::weight_scales_per_channel(w, s.out_channels(), self.bounds);
+                let scales = r
+                    .scales
+                    .clone()
+                    .unwrap_or_else(|| observers::weight_scales_per_channel(w, s.out_channels(), self.bounds));
                 qdq::with_integers(r.q.clone(), scales, b, input_scale)
             }
             None => qdq::quantize_conv(w, b, s.out_channels(), input_scale, self.bounds),

@@ -231,9 +231,33 @@ fn int8_model_keeps_the_float_accuracy() {
     let _team = crate::tests::team();
     // Default settings, as `qdet calibrate --model --images --out` runs them: they write the
     // committed int8 fixture, byte for byte.
-    let done = run(&Options { bias_correct: true, concat_per_input: false, ..options(Method::Mse) });
+    let done = run(&Options {
+        bias_correct: true,
+        concat_per_input: false,
+        rounding: crate::quant::calibrate::Rounding::Gptq,
+        pair_tolerance: Some(f64::INFINITY),
+        ..options(Method::Mse)
+    });
     let bytes = proto::encode(&done.model);
     assert!(bytes == std::fs::read(root().join("models/shapes-yolov8n.int8.onnx")).unwrap(), "not the fixture");
+    // Every conv's int8 weights pair-bounded, as the file holds them: `vpmaddubsw` is exact.
+    let mut bounded = 0;
+    for t in initializers(&done.model)
+        .values()
+        .filter(|t| t.data_type == tract_onnx::pb::tensor_proto::DataType::Int8 as i32 && t.dims.len() == 4)
+    {
+        let w: Vec<i8> = t.raw_data.iter().map(|&b| b as i8).collect();
+        let (in_c, taps) = (t.dims[1] as usize, (t.dims[2] * t.dims[3]) as usize);
+        assert!(crate::kernels::WeightRange::of(&w, in_c, taps).max_pair <= 128, "{}", t.name);
+        bounded += 1;
+    }
+    assert_eq!(bounded, 63);
+    assert!(done
+        .report
+        .convs
+        .iter()
+        .filter(|c| c.quantized)
+        .all(|c| c.pairs.is_some_and(|p| p.bounded && p.cost < 5.0)));
     // The image input on the exact pixel grid, where mse alone would clip at 1.125.
     let images = done.report.tensors.iter().find(|t| t.name == "images").unwrap();
     assert_eq!((images.scale, images.zero_point, images.observed_max), (1.0 / 255.0, 0, 1.0));

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Older x86_64 CPUs under qemu-user: Debian's qemu 7.2 runs SSE4.2 and AVX2 code exactly (it has
+# no AVX-512 or AVX-VNNI, which the native run on the CI machine covers where it has them).
+# The native test binaries the README's test command built run on two CPU models, so that
+# every x86 dispatch path runs: Nehalem (SSE4.2, no AVX: the SSE int8 kernels, the unfused
+# float loops of CPUs without FMA, the Celeron J / N of NAS boxes) and Haswell (AVX2 + FMA:
+# the AVX2 kernels and the fused loops, AMD Zen 1-3 and Intel before Ice Lake). On each: the
+# kernel tests (every kernel against its twin, on what the CPU model has), the fixture's
+# fp32 and int8 detections against the native build's (arch_parity), and `qdet bench`
+# naming the integer kernel that class of CPU gets. qemu cannot time code.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v qemu-x86_64 >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends qemu-user >/dev/null
+fi
+export CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUNNER=qemu-x86_64
+cargo test --release --locked --lib --test it --no-run
+# A hang under emulation must fail CI here, not eat its time limit.
+limit=900
+for cpu in Nehalem Haswell; do
+    echo "== qemu-x86_64 -cpu $cpu"
+    QEMU_CPU=$cpu timeout $limit cargo test --release --locked --lib kernels::
+    QEMU_CPU=$cpu timeout $limit cargo test --release --locked --test it arch_parity::
+done
+bench() { # cpu model -> the bench JSON
+    QEMU_CPU=$1 qemu-x86_64 target/release/qdet bench --model "$2" --runs 1 --warmup 0 --json
+}
+check() { # cpu model kernel
+    json=$(bench "$1" "$2")
+    echo "$json" | grep -q "\"int8_kernel\": \"$3\"" || { echo "qdet bench under -cpu $1 did not run $3 on $2:"; echo "$json"; exit 1; }
+    echo "qdet bench under qemu-x86_64 -cpu $1: $2 on $3"
+}
+check Nehalem models/shapes-yolov8n.int8.onnx SseMadd16
+check Haswell models/shapes-yolov8n.int8.onnx Avx2Madd16
