@@ -22,7 +22,7 @@ cargo test --release --locked --lib --test it --no-run
 limit=900
 # Emulated AVX2 + FMA is slow on fp32: under Haswell the fp32 model's detections took over 10
 # minutes and the fp32 direct-convolution test 12 (one thread), so both run on Nehalem only
-# (tract's float kernels there); under Haswell the AVX2 fp32 tiles are held to their twin bit
+# (the SSE fp32 tile there, 42 and 32 s); under Haswell the AVX2 fp32 tiles are held to their twin bit
 # for bit (kernels::tests::fconv::simd_fp32_tiles_equal_their_scalar_twin).
 for cpu in Nehalem Haswell; do
     echo "== qemu-x86_64 -cpu $cpu"
@@ -34,10 +34,11 @@ done
 bench() { # cpu model -> the bench JSON
     QEMU_CPU=$1 qemu-x86_64 target/release/qdet bench --model "$2" --runs 1 --warmup 0 --json
 }
-check() { # cpu model kernel
+check() { # cpu model field kernel
     json=$(bench "$1" "$2")
-    echo "$json" | grep -q "\"int8_kernel\": \"$3\"" || { echo "qdet bench under -cpu $1 did not run $3 on $2:"; echo "$json"; exit 1; }
-    echo "qdet bench under qemu-x86_64 -cpu $1: $2 on $3"
+    echo "$json" | grep -q "\"$3\": \"$4\"" || { echo "qdet bench under -cpu $1 did not run $4 on $2:"; echo "$json"; exit 1; }
+    echo "qdet bench under qemu-x86_64 -cpu $1: $2 on $4"
 }
-check Nehalem models/shapes-yolov8n.int8.onnx SseMaddubs
-check Haswell models/shapes-yolov8n.int8.onnx Avx2Maddubs
+check Nehalem models/shapes-yolov8n.int8.onnx int8_kernel SseMaddubs
+check Nehalem models/shapes-yolov8n.onnx fp32_kernel sse
+check Haswell models/shapes-yolov8n.int8.onnx int8_kernel Avx2Maddubs

@@ -66,6 +66,9 @@ struct ModelResult {
     graph_passes: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernel: Option<String>,
+    /// The fp32 micro-kernel of qdet's float convs, when the model has some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fp32_kernel: Option<&'static str>,
     /// Integer convs per kernel (`maddubs` where the weights keep it exact, `madd16` where not).
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernels: Option<BTreeMap<String, usize>>,
@@ -211,6 +214,7 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
         // Each graph pass of the plan, in order, with how many rewrites it did.
         graph_passes: det.model.pass_report().map(|r| r.to_string()),
         int8_kernel: int8.as_ref().and_then(|r| r.isa).map(|i| format!("{i:?}")),
+        fp32_kernel: fp32_kernel(&det.model),
         int8_kernels: int8
             .as_ref()
             .filter(|r| !r.kernels.is_empty())
@@ -297,6 +301,12 @@ fn table(results: &[ModelResult], a: &BenchArgs, threads: usize) -> String {
         }
     }
     lines.join("\n") + "\n"
+}
+
+/// The fp32 micro-kernel the model's float convs run on, if qdet runs any.
+fn fp32_kernel(model: &crate::model::Model) -> Option<&'static str> {
+    let runs_convs = model.pass_report().is_some_and(|r| r.count("f32_conv") > 0);
+    crate::kernels::fisa::FIsa::best().filter(|_| runs_convs).map(|i| i.name())
 }
 
 /// Per op name, `f` summed over the op's nodes.

@@ -3,22 +3,38 @@
 /// An fp32 micro-kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum FIsa {
-    /// Portable Rust, the twin.
+    /// Portable Rust with fused multiply-adds, the twin of the FMA kernels.
     Scalar,
+    /// Portable Rust multiplying then adding, the twin of [`FIsa::Sse`].
+    ScalarUnfused,
+    /// SSE2 without FMA (a multiply then an add): x86_64 CPUs without AVX2, such as the
+    /// Celeron J / N of NAS boxes.
+    Sse,
     Avx2,
     Avx512,
     Neon,
 }
 
 impl FIsa {
-    pub fn all() -> [FIsa; 4] {
-        [FIsa::Scalar, FIsa::Avx2, FIsa::Avx512, FIsa::Neon]
+    pub fn all() -> [FIsa; 6] {
+        [FIsa::Scalar, FIsa::ScalarUnfused, FIsa::Sse, FIsa::Avx2, FIsa::Avx512, FIsa::Neon]
+    }
+
+    /// The portable kernel that gives this one's bits.
+    #[cfg(test)]
+    pub fn twin(self) -> FIsa {
+        match self {
+            FIsa::Sse | FIsa::ScalarUnfused => FIsa::ScalarUnfused,
+            _ => FIsa::Scalar,
+        }
     }
 
     /// The name `QDET_FKERNEL` selects it by.
     pub fn name(self) -> &'static str {
         match self {
             FIsa::Scalar => "scalar",
+            FIsa::ScalarUnfused => "scalar-unfused",
+            FIsa::Sse => "sse",
             FIsa::Avx2 => "avx2",
             FIsa::Avx512 => "avx512",
             FIsa::Neon => "neon",
@@ -28,7 +44,8 @@ impl FIsa {
     pub fn available(self) -> bool {
         use super::cpu::{has, Feature::*};
         match self {
-            FIsa::Scalar => true,
+            FIsa::Scalar | FIsa::ScalarUnfused => true,
+            FIsa::Sse => cfg!(target_arch = "x86_64"),
             FIsa::Avx2 => has(Avx2) && has(Fma),
             FIsa::Avx512 => has(Avx512F),
             FIsa::Neon => has(Neon),
@@ -37,11 +54,13 @@ impl FIsa {
 
     /// Output pixels per tile: accumulators to cover the FMA latency on two ports, within
     /// the register file (AVX2: 12 accumulators, 2 weights and a broadcast of 16 registers;
-    /// NEON: 20 accumulators and 4 weights of 32).
+    /// SSE: 8 accumulators, 4 weights, a broadcast and a product of 16; NEON: 20
+    /// accumulators and 4 weights of 32).
     pub fn tile_pixels(self) -> usize {
         match self {
             FIsa::Avx512 => 14,
             FIsa::Neon => 5,
+            FIsa::Sse => 2,
             _ => 6,
         }
     }
@@ -56,11 +75,11 @@ impl FIsa {
         let named = wanted.as_deref().and_then(|w| FIsa::all().into_iter().find(|i| i.name() == w));
         if let (Some(w), None) = (&wanted, named) {
             static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| eprintln!("qdet: QDET_FKERNEL={w:?} is not an fp32 kernel (tract, scalar, avx2, avx512, neon); using the fastest"));
+            WARNED.call_once(|| eprintln!("qdet: QDET_FKERNEL={w:?} is not an fp32 kernel (tract, scalar, scalar-unfused, sse, avx2, avx512, neon); using the fastest"));
         }
         match named {
             Some(i) if i.available() => Some(i),
-            _ => [FIsa::Avx512, FIsa::Avx2, FIsa::Neon].into_iter().find(|i| i.available()),
+            _ => [FIsa::Avx512, FIsa::Avx2, FIsa::Sse, FIsa::Neon].into_iter().find(|i| i.available()),
         }
     }
 }

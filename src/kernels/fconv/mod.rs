@@ -10,12 +10,14 @@
 //! |---|---|---|
 //! | AVX-512F | [`FIsa::Avx512`] (one zmm per pixel, 14 pixels) | `avx512` |
 //! | AVX2 + FMA | [`FIsa::Avx2`] (two ymm per pixel, 6 pixels) | `avx2` |
+//! | x86_64 without AVX2 | [`FIsa::Sse`] (four xmm per pixel, 2 pixels; multiply, then add) | `sse` |
 //! | aarch64 | [`FIsa::Neon`] (four q registers per pixel, 5 pixels) | `neon` |
-//! | none of these | tract's convolution | |
 //!
-//! `QDET_FKERNEL=tract` keeps tract's convolutions, `scalar` runs the portable twin
-//! ([`FIsa::Scalar`], slow: for tests and measurements). Every kernel accumulates each output
-//! with fused multiply-adds in the same order, so all give the twin's bits (tested).
+//! `QDET_FKERNEL=tract` keeps tract's convolutions, `scalar` and `scalar-unfused` run the
+//! portable twins ([`FIsa::Scalar`], [`FIsa::ScalarUnfused`], slow: for tests and
+//! measurements). Every kernel accumulates each output in the same order, with fused
+//! multiply-adds where the CPU has them and a multiply then an add on SSE, so each gives its
+//! twin's bits (tested).
 
 mod run;
 pub mod winograd;
@@ -30,7 +32,7 @@ use super::{generic, OC_BLOCK, PX};
 
 /// One tile: for each pixel `j < acc.len()` (at most [`PX`]) and channel `o` of the block,
 /// `acc[j][o] = init[o] + sum_t sum_c x[base + j * step + taps[t] + c] * w[t][c][o]`, in that
-/// order, with fused multiply-adds.
+/// order, with multiply-adds (fused but on [`FIsa::Sse`] and its twin).
 ///
 /// # Panics
 /// If `isa` is not available, `acc` is empty or longer than [`PX`], or an operand is too
@@ -55,9 +57,10 @@ pub fn ftile(
     assert!(isa.available(), "{isa:?} is not available on this CPU");
     let x = &x[base..];
     match isa {
-        FIsa::Scalar => generic::ftile::tile_f32(x, step, taps, in_c, w, init, acc),
+        FIsa::Scalar => generic::ftile::tile_f32::<true>(x, step, taps, in_c, w, init, acc),
+        FIsa::ScalarUnfused => generic::ftile::tile_f32::<false>(x, step, taps, in_c, w, init, acc),
         #[cfg(target_arch = "x86_64")]
-        FIsa::Avx2 | FIsa::Avx512 => super::x86_64::ftile::tile(isa, x, step, taps, in_c, w, init, acc),
+        FIsa::Sse | FIsa::Avx2 | FIsa::Avx512 => super::x86_64::ftile::tile(isa, x, step, taps, in_c, w, init, acc),
         #[cfg(target_arch = "aarch64")]
         FIsa::Neon => super::aarch64::ftile::tile(x, step, taps, in_c, w, init, acc),
         #[allow(unreachable_patterns)]

@@ -1,12 +1,15 @@
 //! The portable fp32 micro-kernel: the twin the SIMD fp32 kernels are tested against, bit for
-//! bit, and the fallback. Every product is added with one fused multiply-add (`mul_add`),
-//! in the SIMD kernels' order (tap, then channel), so every compilation rounds the same way.
+//! bit, and the fallback. Every product is added in the SIMD kernels' order (tap, then
+//! channel) with one fused multiply-add (`mul_add`) when `FUSED`, as the FMA kernels do, or a
+//! multiply then an add, as the SSE kernel does (CPUs without FMA), so every compilation of
+//! a kind rounds the same way.
 
+use crate::kernels::madd::madd;
 use crate::kernels::OC_BLOCK;
 
 /// `acc[j][o] = init[o] + sum_t sum_c x[j * step + taps[t] + c] * w[t][c][o]`, accumulated in
-/// that order with fused multiply-adds.
-pub fn tile_f32(
+/// that order with multiply-adds, fused when `FUSED`.
+pub fn tile_f32<const FUSED: bool>(
     x: &[f32],
     step: usize,
     taps: &[usize],
@@ -22,7 +25,7 @@ pub fn tile_f32(
             for (j, a) in acc.iter_mut().enumerate() {
                 let xv = x[j * step + tap + c];
                 for (v, &wo) in a.iter_mut().zip(wv) {
-                    *v = xv.mul_add(wo, *v);
+                    *v = madd::<FUSED>(xv, wo, *v);
                 }
             }
         }

@@ -1,7 +1,8 @@
-//! fp32 micro-kernels (x86_64): AVX-512F and AVX2 + FMA forms of
+//! fp32 micro-kernels (x86_64): AVX-512F, AVX2 + FMA and SSE2 forms of
 //! [`crate::kernels::generic::ftile::tile_f32`]. Per tap and input channel: one weight load
-//! (16 output channels: one zmm, or two ymm) and one broadcast per pixel, each folded in with
-//! one `vfmadd` (fused, rounded once, as the twin's `mul_add`), so the bits are the twin's.
+//! (16 output channels: one zmm, two ymm or four xmm) and one broadcast per pixel, each
+//! folded in with one `vfmadd` (fused, rounded once, as the twin's `mul_add`), or on SSE with
+//! a `mulps` then an `addps` (as the unfused twin), so the bits are the twin's.
 //! Callers go through [`crate::kernels::fconv::ftile`], which checks the CPU features and the
 //! operand lengths.
 
@@ -54,6 +55,7 @@ fn run<const P: usize>(
         match isa {
             FIsa::Avx512 => avx512::<P>(x, step, taps, in_c, w, init, acc),
             FIsa::Avx2 => avx2::<P>(x, step, taps, in_c, w, init, acc),
+            FIsa::Sse => sse::<P>(x, step, taps, in_c, w, init, acc),
             _ => unreachable!("{isa:?} is not an x86 kernel"),
         }
     }
@@ -126,6 +128,45 @@ unsafe fn avx2<const P: usize>(
         for j in 0..P {
             _mm256_storeu_ps(acc[j].as_mut_ptr(), a[j][0]);
             _mm256_storeu_ps(acc[j].as_mut_ptr().add(8), a[j][1]);
+        }
+    }
+}
+
+/// Four xmm (channels 0..4, ..., 12..16) per pixel, a multiply then an add.
+#[target_feature(enable = "sse2")]
+unsafe fn sse<const P: usize>(
+    x: *const f32,
+    step: usize,
+    taps: &[usize],
+    in_c: usize,
+    w: *const f32,
+    init: &[f32; OC_BLOCK],
+    acc: &mut [[f32; OC_BLOCK]; P],
+) {
+    // SAFETY: the caller guarantees the reads (see `run`); SSE2 is part of x86_64.
+    unsafe {
+        let start: [__m128; 4] = std::array::from_fn(|q| _mm_loadu_ps(init.as_ptr().add(4 * q)));
+        let mut a = [start; P];
+        let offsets: [usize; P] = std::array::from_fn(|j| j * step);
+        let mut wp = w;
+        for &tap in taps {
+            let xt = x.add(tap);
+            for c in 0..in_c {
+                let wv: [__m128; 4] = std::array::from_fn(|q| _mm_loadu_ps(wp.add(4 * q)));
+                wp = wp.add(OC_BLOCK);
+                let xc = xt.add(c);
+                for j in 0..P {
+                    let b = _mm_set1_ps(*xc.add(offsets[j]));
+                    for (aq, &w) in a[j].iter_mut().zip(&wv) {
+                        *aq = _mm_add_ps(_mm_mul_ps(b, w), *aq);
+                    }
+                }
+            }
+        }
+        for (out, v) in acc.iter_mut().zip(&a) {
+            for (q, &v) in v.iter().enumerate() {
+                _mm_storeu_ps(out.as_mut_ptr().add(4 * q), v);
+            }
         }
     }
 }
