@@ -31,8 +31,8 @@ pub fn row(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
                 Dest::U8 { out, stride, q } => x::row_u8_avx2(acc, f, &q, out, stride),
             };
         }
-        if x::sse41_available() {
-            return x::row_sse41(acc, f, dest);
+        if super::x86_64::epilogue_sse::available() {
+            return super::x86_64::epilogue_sse::row(acc, f, dest);
         }
     }
     #[cfg(target_arch = "aarch64")]
@@ -59,8 +59,8 @@ pub fn quantize_pixels(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], str
         if x::avx2_available() {
             return x::quantize_avx2(y, q, out, stride);
         }
-        if x::sse41_available() {
-            return x::quantize_sse41(y, q, out, stride);
+        if super::x86_64::epilogue_sse::available() {
+            return super::x86_64::epilogue_sse::quantize(y, q, out, stride);
         }
     }
     #[cfg(target_arch = "aarch64")]

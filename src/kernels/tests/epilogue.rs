@@ -189,3 +189,35 @@ fn epilogue_simd_equals_scalar() {
     }
     assert!(ties > 1000, "{ties} ties");
 }
+
+/// The SSE4.1 epilogue of CPUs without FMA against the unfused twin, bit for bit, on the
+/// cases of [`epilogue_simd_equals_scalar`] (run natively wherever the CPU has SSE4.1, not
+/// only where it is the widest).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn sse_epilogue_equals_its_unfused_twin() {
+    use crate::kernels::generic::epilogue::row_with;
+    use crate::kernels::x86_64::epilogue_sse as sse;
+    assert!(sse::available(), "every x86_64 CPU qdet targets has SSE4.1");
+    let mut rng = Rng::for_item(29, "epilogue-sse", 0);
+    for n in [1usize, 3, 16, 17, 83] {
+        for case in 0..4 {
+            let (acc, affine, q) = case_input(case, n, &mut rng);
+            let (mut b, mut qb) = (vec![[0f32; OC_BLOCK]; n], vec![[0u8; OC_BLOCK]; n]);
+            row_with::<false>(&acc, &affine, Dest::F32(&mut b));
+            row_with::<false>(&acc, &affine, Dest::U8 { out: qb.as_flattened_mut(), stride: OC_BLOCK, q });
+            let (mut a, mut qa) = (vec![[0f32; OC_BLOCK]; n], vec![[0u8; OC_BLOCK]; n]);
+            sse::row(&acc, &affine, Dest::F32(&mut a));
+            sse::row(&acc, &affine, Dest::U8 { out: qa.as_flattened_mut(), stride: OC_BLOCK, q });
+            let bits = |v: &[[f32; OC_BLOCK]]| v.as_flattened().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&a), bits(&b), "floats, case {case}, {n} pixels");
+            assert_eq!(qa, qb, "bytes, case {case}, {n} pixels");
+            let mut image = vec![0xAAu8; (n - 1) * 40 + OC_BLOCK + 5];
+            sse::quantize(&b, &q, &mut image, 40);
+            for (j, px) in image.chunks(40).enumerate() {
+                assert_eq!(px[..OC_BLOCK], qb[j], "two steps, pixel {j}, case {case}");
+                assert!(px[OC_BLOCK..].iter().all(|&v| v == 0xAA), "wrote past pixel {j}'s 16 bytes");
+            }
+        }
+    }
+}

@@ -8,7 +8,7 @@
 
 use std::arch::x86_64::*;
 
-use crate::kernels::generic::epilogue::{Affine, Dest};
+use crate::kernels::generic::epilogue::Affine;
 use crate::kernels::quantize::{Quantizer, BYTE_BIAS, NEAR_HALF};
 use crate::kernels::silu::{LN2_HI, LN2_LO, LOG2E, POLY, POW2_BIAS, ROUND};
 use crate::kernels::OC_BLOCK;
@@ -21,40 +21,6 @@ pub fn avx512_available() -> bool {
 pub fn avx2_available() -> bool {
     use crate::kernels::cpu::{has, Feature::*};
     has(Avx2) && has(Fma)
-}
-
-pub fn sse41_available() -> bool {
-    crate::kernels::cpu::has(crate::kernels::cpu::Feature::Sse41)
-}
-
-/// The unfused portable epilogue ([`crate::kernels::generic::epilogue::row_with`]`::<false>`,
-/// the twin of CPUs without FMA) compiled for SSE4.1, which rounds (`roundps`) and clamps
-/// in vectors.
-///
-/// # Panics
-/// If the CPU lacks SSE4.1, or `dest` cannot hold the pixels of `acc`.
-pub fn row_sse41(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
-    assert!(sse41_available());
-    #[target_feature(enable = "sse4.1")]
-    fn inner(acc: &[[i32; OC_BLOCK]], f: &Affine, dest: Dest) {
-        crate::kernels::generic::epilogue::row_with::<false>(acc, f, dest)
-    }
-    // SAFETY: SSE4.1 is available (asserted); the function is safe Rust otherwise.
-    unsafe { inner(acc, f, dest) }
-}
-
-/// [`crate::kernels::epilogue::quantize_pixels_scalar`] compiled for SSE4.1.
-///
-/// # Panics
-/// If the CPU lacks SSE4.1, or `out` cannot hold the pixels of `y`.
-pub fn quantize_sse41(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
-    assert!(sse41_available());
-    #[target_feature(enable = "sse4.1")]
-    fn inner(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
-        crate::kernels::generic::epilogue::quantize_pixels_scalar(y, q, out, stride)
-    }
-    // SAFETY: SSE4.1 is available (asserted); the function is safe Rust otherwise.
-    unsafe { inner(y, q, out, stride) }
 }
 
 /// Floats `acc * scale + bias` (then SiLU if `f.silu`), 16 channels a pixel, on AVX-512.

@@ -3,6 +3,7 @@
 //! the operand lengths.
 
 pub mod epilogue;
+pub mod epilogue_sse;
 pub mod ftile;
 mod sse;
 
