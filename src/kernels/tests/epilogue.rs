@@ -87,6 +87,11 @@ fn simd_rows() -> Vec<(&'static str, RowFn)> {
     simd
 }
 
+/// SiLU on for odd pixel counts: the far quotients go through it both ways.
+fn far_silu(n: usize) -> bool {
+    n % 2 == 1
+}
+
 /// Accumulators, constants and quantizer of one test case on `n` pixels.
 fn case_input(case: usize, n: usize, rng: &mut Rng) -> (Vec<[i32; OC_BLOCK]>, Affine, Quantizer) {
     let acc: Vec<[i32; OC_BLOCK]> =
@@ -109,11 +114,20 @@ fn case_input(case: usize, n: usize, rng: &mut Rng) -> (Vec<[i32; OC_BLOCK]>, Af
             Affine { scale: [1e-3; OC_BLOCK], bias: [0.0; OC_BLOCK], silu: false },
             Quantizer::new(0.1, 128),
         ),
-        _ => (
+        3 => (
             acc,
             Affine { scale: std::array::from_fn(|_| rng.uniform() as f32 * 1e-3), bias: [0.5; OC_BLOCK], silu: true },
             Quantizer::new(1e-39, 0),
         ),
+        // Quotients far past the byte range, either side of 2^30 and 2^31: they saturate.
+        _ => {
+            let far = [3e12, -3e12, 6e8, -6e8, 1.2e9, -1.2e9, 2e5, -2e5];
+            (
+                acc,
+                Affine { scale: [1.0; OC_BLOCK], bias: std::array::from_fn(|o| far[o % 8]), silu: far_silu(n) },
+                Quantizer::new(0.5, 7),
+            )
+        }
     }
 }
 
@@ -147,7 +161,7 @@ fn epilogue_simd_equals_scalar() {
     let simd = simd_rows();
     let mut ties = 0;
     for n in [1usize, 7, 8, 9, 15, 16, 17, 40, 83] {
-        for case in 0..4 {
+        for case in 0..5 {
             let (acc, affine, q) = case_input(case, n, &mut rng);
             let (mut b, mut qb) = (vec![[0f32; OC_BLOCK]; n], vec![[0u8; OC_BLOCK]; n]);
             row_scalar(&acc, &affine, Dest::F32(&mut b));
@@ -201,7 +215,7 @@ fn sse_epilogue_equals_its_unfused_twin() {
     assert!(sse::available(), "every x86_64 CPU qdet targets has SSE4.1");
     let mut rng = Rng::for_item(29, "epilogue-sse", 0);
     for n in [1usize, 3, 16, 17, 83] {
-        for case in 0..4 {
+        for case in 0..5 {
             let (acc, affine, q) = case_input(case, n, &mut rng);
             let (mut b, mut qb) = (vec![[0f32; OC_BLOCK]; n], vec![[0u8; OC_BLOCK]; n]);
             row_with::<false>(&acc, &affine, Dest::F32(&mut b));

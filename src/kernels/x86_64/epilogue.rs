@@ -10,7 +10,7 @@ use std::arch::x86_64::*;
 
 use crate::kernels::generic::epilogue::Affine;
 use crate::kernels::quantize::{Quantizer, BYTE_BIAS, NEAR_HALF};
-use crate::kernels::silu::{LN2_HI, LN2_LO, LOG2E, POLY, POW2_BIAS, ROUND};
+use crate::kernels::silu::{LN2_HI, LN2_LO, LOG2E, POLY, ROUND};
 use crate::kernels::OC_BLOCK;
 
 pub fn avx512_available() -> bool {
@@ -127,9 +127,8 @@ unsafe fn q_256(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: *mut u8, stride: usiz
     // SAFETY: as in `q_512`.
     unsafe {
         for (j, v) in y.iter().enumerate() {
-            let lo = y8::quantize(_mm256_loadu_ps(v.as_ptr()), q);
-            let hi = y8::quantize(_mm256_loadu_ps(v.as_ptr().add(8)), q);
-            _mm_storeu_si128(out.add(j * stride) as *mut __m128i, y8::pack_bytes(lo, hi));
+            let bytes = y8::quantize_pixel(_mm256_loadu_ps(v.as_ptr()), _mm256_loadu_ps(v.as_ptr().add(8)), q);
+            _mm_storeu_si128(out.add(j * stride) as *mut __m128i, bytes);
         }
     }
 }
@@ -182,9 +181,9 @@ unsafe fn u8_256(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: *mut u
         let (b0, b1) = (_mm256_loadu_ps(f.bias.as_ptr()), _mm256_loadu_ps(f.bias.as_ptr().add(8)));
         for (j, a) in acc.iter().enumerate() {
             let p = a.as_ptr() as *const __m256i;
-            let lo = y8::quantize(y8::affine(_mm256_loadu_si256(p), s0, b0, f.silu), q);
-            let hi = y8::quantize(y8::affine(_mm256_loadu_si256(p.add(1)), s1, b1, f.silu), q);
-            _mm_storeu_si128(out.add(j * stride) as *mut __m128i, y8::pack_bytes(lo, hi));
+            let lo = y8::affine(_mm256_loadu_si256(p), s0, b0, f.silu);
+            let hi = y8::affine(_mm256_loadu_si256(p.add(1)), s1, b1, f.silu);
+            _mm_storeu_si128(out.add(j * stride) as *mut __m128i, y8::quantize_pixel(lo, hi, q));
         }
     }
 }
@@ -296,16 +295,21 @@ mod y8 {
         let neg = _mm256_castsi256_ps(_mm256_xor_si256(_mm256_castps_si256(y), _mm256_set1_epi32(i32::MIN)));
         let x = clamp(neg, -87.0, 88.0);
         let round = _mm256_set1_ps(ROUND);
-        let n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), round), round);
+        // t = n + ROUND exactly, n an integer in [-126, 127].
+        let t = _mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), round);
+        let n = _mm256_sub_ps(t, round);
         let r = _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_LO), _mm256_fmadd_ps(n, _mm256_set1_ps(-LN2_HI), x));
         let r2 = _mm256_mul_ps(r, r);
         let pair = |i: usize| _mm256_fmadd_ps(_mm256_set1_ps(POLY[i]), r, _mm256_set1_ps(POLY[i + 1]));
         let p = _mm256_fmadd_ps(_mm256_fmadd_ps(pair(0), r2, pair(2)), r2, pair(4));
         let e = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0));
-        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_castps_si256(_mm256_add_ps(
-            n,
-            _mm256_set1_ps(POW2_BIAS),
-        ))));
+        // The twin's 2^n, `(n + POW2_BIAS).to_bits() << 23`, from t's bits with an integer
+        // add (off the float ports): t's low mantissa bits hold n + 2^22, and the shift drops
+        // everything above n + 127.
+        let pow2 = _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+            _mm256_castps_si256(t),
+            _mm256_set1_epi32(127),
+        )));
         let s = _mm256_div_ps(y, _mm256_add_ps(_mm256_set1_ps(1.0), _mm256_mul_ps(e, pow2)));
         let tiny = _mm256_cmp_ps::<_CMP_LT_OQ>(y, _mm256_set1_ps(-87.0));
         _mm256_andnot_ps(tiny, s)
@@ -322,45 +326,35 @@ mod y8 {
         }
     }
 
-    /// The low bytes of 16 lanes, in order.
+    /// [`Quantizer::chunk`] of one pixel (channels 0..8 in `lo`, 8..16 in `hi`), packed into
+    /// its 16 bytes: one check of the reciprocal shortcut for the pixel, as the twin's.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    pub(super) fn pack_bytes(lo: __m256i, hi: __m256i) -> __m128i {
-        let low_byte = _mm256_set1_epi32(0xff);
-        // To u16 then u8; the packs work within 128-bit lanes, so the 64-bit quarters are put
-        // back in order in between.
-        let words = _mm256_packus_epi32(_mm256_and_si256(lo, low_byte), _mm256_and_si256(hi, low_byte));
-        let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(words);
-        _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256::<1>(words))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    fn finish(r: __m256, zp: f32) -> __m256i {
-        _mm256_castps_si256(_mm256_add_ps(
-            clamp(_mm256_add_ps(r, _mm256_set1_ps(zp)), 0.0, 255.0),
-            _mm256_set1_ps(BYTE_BIAS),
-        ))
-    }
-
-    #[inline]
-    #[target_feature(enable = "avx2,fma")]
-    pub(super) fn quantize(y: __m256, q: &Quantizer) -> __m256i {
+    pub(super) fn quantize_pixel(lo: __m256, hi: __m256, q: &Quantizer) -> __m128i {
         // Round to nearest, ties to even (0x08: that mode, no precision exception).
-        let fast = match q.inv {
-            Some(inv) => {
-                let quot = _mm256_mul_ps(y, _mm256_set1_ps(inv));
-                let rounded = _mm256_round_ps::<0x08>(quot);
-                let from_int = abs(_mm256_sub_ps(quot, rounded));
-                let near = _mm256_cmp_ps::<_CMP_GT_OQ>(from_int, _mm256_set1_ps(0.5 - NEAR_HALF));
-                (_mm256_movemask_ps(near) == 0).then_some(rounded)
-            }
-            None => None,
-        };
-        let rounded = match fast {
-            Some(r) => r,
-            None => _mm256_round_ps::<0x08>(_mm256_div_ps(y, _mm256_set1_ps(q.scale))),
-        };
-        finish(rounded, q.zp)
+        let fast = q.inv.and_then(|inv| {
+            let (ql, qh) = (_mm256_mul_ps(lo, _mm256_set1_ps(inv)), _mm256_mul_ps(hi, _mm256_set1_ps(inv)));
+            let (rl, rh) = (_mm256_round_ps::<0x08>(ql), _mm256_round_ps::<0x08>(qh));
+            let edge = _mm256_set1_ps(0.5 - NEAR_HALF);
+            let near = _mm256_or_ps(
+                _mm256_cmp_ps::<_CMP_GT_OQ>(abs(_mm256_sub_ps(ql, rl)), edge),
+                _mm256_cmp_ps::<_CMP_GT_OQ>(abs(_mm256_sub_ps(qh, rh)), edge),
+            );
+            (_mm256_movemask_ps(near) == 0).then_some((rl, rh))
+        });
+        let (rl, rh) = fast.unwrap_or_else(|| {
+            let scale = _mm256_set1_ps(q.scale);
+            (_mm256_round_ps::<0x08>(_mm256_div_ps(lo, scale)), _mm256_round_ps::<0x08>(_mm256_div_ps(hi, scale)))
+        });
+        // `clamp(r + zp, 0, 255)` through the packs' saturation: r is integral, and past 2^30
+        // it saturates to 255 either way; below -2^31, and for NaN, the conversion gives
+        // i32::MIN, which saturates to 0, as the twin's clamp and byte do.
+        let zp = _mm256_set1_epi32(q.zp as i32);
+        let int =
+            |r: __m256| _mm256_add_epi32(_mm256_cvtps_epi32(_mm256_min_ps(_mm256_set1_ps(1_073_741_824.0), r)), zp);
+        // To i16 then u8; the packs work within 128-bit lanes, so the 64-bit quarters are put
+        // back in order in between.
+        let words = _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_packs_epi32(int(rl), int(rh)));
+        _mm_packus_epi16(_mm256_castsi256_si128(words), _mm256_extracti128_si256::<1>(words))
     }
 }
