@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// The OS error is part of the message, not a `source()`: printed with its chain
     /// (`{:#}`), it would otherwise appear twice.

@@ -26,10 +26,15 @@
 //! turns raw output into boxes, and `pipeline` drives a model over many images for `run`
 //! (detect), `val` and `quant` (calibrate). The `qdet` binary is `cli`.
 
+// Without the `cli` feature the library keeps the code only the commands drive (detect's
+// runs, val, calibrate, the dataset chores): it stays compiled and tested, not warned about.
+#![cfg_attr(not(feature = "cli"), allow(dead_code, unused_imports))]
+
 pub mod formats;
 pub mod metrics;
 
 mod atomic;
+#[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 mod dataset;
@@ -54,6 +59,7 @@ mod python;
 mod quant;
 mod resize;
 mod run;
+#[cfg(feature = "serve")]
 mod serve;
 mod sources;
 mod val;

@@ -30,6 +30,7 @@ pub enum Precision {
 
 /// What the model's first output holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Head {
     /// `[1, 4 + nc, anchors]`: cx, cy, w, h then one score per class, before NMS.
     Raw { num_classes: usize },
@@ -83,8 +84,9 @@ pub struct NodeTime {
 
 /// How the quantized Convs of a QDQ model run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Int8 {
-    /// On qdet's integer kernels ([`crate::int8`]), the fastest exact one on this CPU.
+    /// On qdet's integer kernels (`kernels`), the fastest exact one on this CPU.
     #[default]
     Native,
     /// On this integer kernel where it is available and exact for a conv's weights, else as
@@ -258,7 +260,7 @@ impl Model {
         Ok(plan)
     }
 
-    /// What each graph pass ([`crate::passes::PASSES`]) did, by name, for the latest plan
+    /// What each graph pass (`passes::PASSES`) did, by name, for the latest plan
     /// built.
     pub fn pass_report(&self) -> Option<Report> {
         self.report.lock().unwrap_or_else(|p| p.into_inner()).clone()

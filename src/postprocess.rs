@@ -19,7 +19,11 @@ const MAX_WH: f32 = 7680.0;
 /// Ultralytics keeps at most this many candidates for NMS.
 const MAX_NMS: usize = 30_000;
 
+/// Ultralytics' `predict` settings: `conf`, `iou`, `max_det`, `agnostic_nms`, `classes`.
+/// Build one from [`NmsOptions::default`] and the `with_` methods or field assignments (the
+/// struct grows: no literal outside qdet).
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct NmsOptions {
     /// Keep scores strictly above this.
     pub conf: f32,
@@ -37,6 +41,16 @@ impl Default for NmsOptions {
 }
 
 impl NmsOptions {
+    /// These options with score threshold `conf`.
+    pub fn with_conf(self, conf: f32) -> Self {
+        NmsOptions { conf, ..self }
+    }
+
+    /// These options with IoU threshold `iou`.
+    pub fn with_iou(self, iou: f32) -> Self {
+        NmsOptions { iou, ..self }
+    }
+
     fn wants(&self, class: usize) -> bool {
         self.classes.as_ref().is_none_or(|c| c.contains(&class))
     }

@@ -196,7 +196,7 @@ pub fn parse_labelme(path: &Path) -> std::result::Result<LabelmeFile, Problem> {
     parse_labelme_bytes(&text, path)
 }
 
-/// [`parse_labelme`] of bytes already read; `path` names the file in problems.
+/// `parse_labelme` of bytes already read; `path` names the file in problems.
 pub fn parse_labelme_bytes(text: &[u8], path: &Path) -> std::result::Result<LabelmeFile, Problem> {
     let file: LabelmeFile = serde_json::from_slice(text)
         .map_err(|e| Problem::at_line(path, e.line(), format!("invalid labelme JSON: {e}")))?;

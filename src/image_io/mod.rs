@@ -37,7 +37,7 @@ pub fn max_pixels() -> u64 {
     MAX_PIXELS.load(Ordering::Relaxed)
 }
 
-/// Sets [`max_pixels`] for the whole process (`--max-pixels`).
+/// Sets `max_pixels()` for the whole process (`--max-pixels`).
 pub fn set_max_pixels(n: u64) {
     MAX_PIXELS.store(n, Ordering::Relaxed)
 }
@@ -60,7 +60,7 @@ pub fn read_rgb(path: &Path) -> Result<RgbImage> {
 }
 
 /// Decodes encoded image bytes into upright RGB; the error says why in words. Images above
-/// [`max_pixels`] are refused from their header.
+/// `max_pixels()` are refused from their header.
 pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("the file is empty".into());

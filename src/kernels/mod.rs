@@ -229,7 +229,7 @@ impl Isa {
     /// The fastest exact kernel on this CPU for weights in `range`.
     /// `QDET_KERNEL=<name>` ([`Isa::name`]: `vnni512|vnni|avxvnni|maddubs|madd16|ssse3|sse-madd16` on x86,
     /// `i8mm|dotprod|neon` on aarch64, `scalar` anywhere) picks one instead (to measure
-    /// another path of this CPU; `QDET_CPU` caps the CPU itself, see [`cpu`]); one this CPU
+    /// another path of this CPU; `QDET_CPU` caps the CPU itself, see `kernels/cpu.rs`); one this CPU
     /// lacks, or inexact for these weights (`maddubs` on unbounded 8-bit weights), is
     /// reported once and the fastest exact one runs.
     pub fn best(range: WeightRange) -> Isa {
@@ -358,14 +358,14 @@ impl std::fmt::Display for WeightRange {
     }
 }
 
-/// One tile: for each pixel `j < acc.len()` (at most [`PX`]; [`Isa::tile_pixels`] is the
+/// One tile: for each pixel `j < acc.len()` (at most `PX`; [`Isa::tile_pixels`] is the
 /// fastest) and channel `o` of the block, `acc[j][o] = init[o] + sum_t sum_g (x[base + j * step + taps[t] + 4 g ..][..4] - off) . w[t][g][o]`
 /// with `off` the [`Isa::activation_offset`]
-/// over `groups` k-groups per tap; `x` is a padded image of [`pack::image`] and `w` one weight
-/// block of [`pack::PackedWeights`].
+/// over `groups` k-groups per tap; `x` is a padded image of `pack::image` and `w` one weight
+/// block of `pack::PackedWeights`.
 ///
 /// # Panics
-/// If `isa` is not [`Isa::available`], `acc` is empty or longer than [`PX`], or an operand is
+/// If `isa` is not [`Isa::available`], `acc` is empty or longer than `PX`, or an operand is
 /// too short for the offsets.
 #[allow(clippy::too_many_arguments)]
 pub fn tile(
@@ -390,10 +390,12 @@ pub fn tile(
         Isa::ScalarPairs => generic::tile::tile_pairs(x, step, taps, groups, w, init, acc),
         Isa::ScalarQuads => generic::tile::tile_quads(x, step, taps, groups, w, init, acc),
         Isa::ScalarQuadsShifted => generic::tile::tile_quads_shifted(x, step, taps, groups, w, init, acc),
+        // SAFETY: the ISA is available and the reads are in bounds (both asserted above).
         #[cfg(target_arch = "x86_64")]
-        _ => x86_64::tile(isa, x, step, taps, groups, w, init, acc),
+        _ => unsafe { x86_64::tile(isa, x, step, taps, groups, w, init, acc) },
+        // SAFETY: as above.
         #[cfg(target_arch = "aarch64")]
-        _ => aarch64::tile(isa, x, step, taps, groups, w, init, acc),
+        _ => unsafe { aarch64::tile(isa, x, step, taps, groups, w, init, acc) },
         #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         _ => unreachable!("checked by available()"),
     }

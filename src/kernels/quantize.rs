@@ -21,7 +21,7 @@ fn finish(q: f32, zp: f32) -> u8 {
     ((q.round_ties_even() + zp).clamp(0.0, 255.0) + BYTE_BIAS).to_bits() as u8
 }
 
-/// QuantizeLinear with one scale and zero point, for whole tensors ([`quantize`]) and for
+/// QuantizeLinear with one scale and zero point, for whole tensors (`quantize`) and for
 /// the convolution epilogue's 16-channel pixels ([`Quantizer::chunk`]), which must agree.
 #[derive(Debug, Clone, Copy)]
 pub struct Quantizer {

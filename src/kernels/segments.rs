@@ -104,13 +104,18 @@ pub fn unit(segments: &[Segment]) -> f32 {
 
 /// `v * ratio` in f32, rounded half away from zero, for `v` a segment's sum: a form the
 /// compiler vectorizes. Its error, relative, is f32's, as the epilogue's own `acc * scale`.
+/// (`segments` keeps a conv's `|v| * ratio` below 2^30; past i32's range, and for a NaN
+/// ratio, the result saturates to i32's bounds.)
 pub fn scaled(v: i32, ratio: f32) -> i32 {
     let x = v as f32 * ratio;
     // From 2^23 on every f32 is a whole number, and adding 0.5 would round to even.
     let x = if x.abs() < 8_388_608.0 { x + 0.5f32.copysign(x) } else { x };
-    // SAFETY: `ratio` is finite and `|v| * ratio` below 2^30 (`segments` refuses parts
-    // whose sums could reach it), so the rounded value is finite and fits an i32. The
-    // checked `as i32` kept this loop scalar.
+    // `f32::max` passes over a NaN: it becomes the lower bound. The upper bound is the
+    // largest f32 below 2^31.
+    #[allow(clippy::manual_clamp)] // `clamp` would keep a NaN
+    let x = x.max(-2_147_483_648.0).min(2_147_483_520.0);
+    // SAFETY: x is finite and within i32's range (clamped above). The checked `as i32` kept
+    // this loop scalar.
     unsafe { x.to_int_unchecked::<i32>() }
 }
 

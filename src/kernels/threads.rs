@@ -199,7 +199,7 @@ pub fn set_threads_for(n: usize, teams: usize) {
     });
 }
 
-/// [`set_threads_for`] with one team.
+/// `set_threads_for` with one team.
 pub fn set_threads(n: usize) {
     set_threads_for(n, 1);
 }

@@ -49,6 +49,7 @@ impl std::fmt::Display for Report {
 
 /// The int8 passes' counts under the names `qdet bench` and the tests have always read.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct PatchReport {
     pub replaced: usize,
     pub silu_fused: usize,

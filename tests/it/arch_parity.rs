@@ -31,7 +31,7 @@ fn images() -> Vec<String> {
 
 fn detector(model: &str, int8: Int8) -> Detector {
     let model = Model::load_with(&root().join(model), None, int8).unwrap_or_else(|e| panic!("{e}"));
-    Detector::new(model, None, NmsOptions { conf: CONF, ..Default::default() })
+    Detector::new(model, None, NmsOptions::default().with_conf(CONF))
 }
 
 fn check(det: &Detector, reference: &str, box_tol: f32, conf_tol: f32) -> usize {

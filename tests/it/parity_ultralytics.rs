@@ -11,7 +11,7 @@ fn check(reference: &str, model: &str) {
 
 pub(crate) fn check_within(reference: &str, model: &str, imgsz: Option<(usize, usize)>, box_tol: f32, conf_tol: f32) {
     let reference = load_reference(reference);
-    let det = Detector::load(&root().join(model), imgsz, NmsOptions { conf: reference.conf, ..Default::default() })
+    let det = Detector::load(&root().join(model), imgsz, NmsOptions::default().with_conf(reference.conf))
         .expect("fixture model loads");
     let mut problems = Vec::new();
     let mut compared = 0;
@@ -73,7 +73,7 @@ fn check_int8(int8: Int8) -> (usize, usize) {
     let reference = load_reference("tests/data/parity/shapes-int8-ort.json");
     let path = root().join("models/shapes-yolov8n.int8.onnx");
     let model = Model::load_with(&path, None, int8).unwrap();
-    let det = Detector::new(model, None, NmsOptions { conf: reference.conf, ..Default::default() });
+    let det = Detector::new(model, None, NmsOptions::default().with_conf(reference.conf));
     let (mut total, mut unmatched, mut weak) = (0, 0, Vec::new());
     for (rel, want) in &reference.images {
         let path = root().join(rel);

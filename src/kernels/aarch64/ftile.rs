@@ -9,7 +9,11 @@ use std::arch::aarch64::*;
 use crate::kernels::OC_BLOCK;
 
 /// Runs one tile of 1 to [`crate::kernels::PX`] pixels. `x` starts at the tile's first pixel.
-pub(in crate::kernels) fn tile(
+///
+/// # Safety
+/// `x` is readable for `(acc.len() - 1) * step + max(taps) + in_c` floats and `w` for
+/// `taps.len() * in_c * 16` ([`crate::kernels::fconv::ftile`] checks both).
+pub(in crate::kernels) unsafe fn tile(
     x: &[f32],
     step: usize,
     taps: &[usize],
@@ -21,7 +25,8 @@ pub(in crate::kernels) fn tile(
     macro_rules! by_len {
         ($($n:literal)*) => {
             match acc.len() {
-                $($n => run::<$n>(x, step, taps, in_c, w, init, acc.try_into().expect("dispatched on the length")),)*
+                // SAFETY: the caller's promise, for the `acc.len()` pixels `run` is given.
+                $($n => unsafe { run::<$n>(x, step, taps, in_c, w, init, acc.try_into().expect("dispatched on the length")) },)*
                 n => panic!("a tile has 1 to {} pixels, not {n}", crate::kernels::PX),
             }
         };
@@ -29,7 +34,9 @@ pub(in crate::kernels) fn tile(
     by_len!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
-fn run<const P: usize>(
+/// # Safety
+/// As [`tile`], for `P` pixels.
+unsafe fn run<const P: usize>(
     x: &[f32],
     step: usize,
     taps: &[usize],
@@ -39,7 +46,7 @@ fn run<const P: usize>(
     acc: &mut [[f32; OC_BLOCK]; P],
 ) {
     let (x, w) = (x.as_ptr(), w.as_ptr());
-    // SAFETY: NEON is part of every aarch64 CPU; `fconv::ftile` checked that every read, up to
+    // SAFETY: NEON is part of every aarch64 CPU; the caller guarantees that every read, up to
     // `(P - 1) * step + max(taps) + in_c` floats of `x` and `taps.len() * in_c * 16` floats of
     // `w`, is in bounds.
     unsafe {

@@ -1,7 +1,7 @@
 //! NEON micro-kernels (aarch64), on the quads layout of [`crate::kernels::pack`]: a pixel's k-group is
 //! 4 u8 channels, a weight group 16 output channels x 4 i8, so one 128-bit weight vector holds
 //! 4 output channels x 4 channels of k, which is exactly the operand of the Arm dot products.
-//! Each kernel is the SIMD form of a twin in [`crate::kernels::scalar`]; callers go through
+//! Each kernel is the SIMD form of a twin in [`crate::kernels::generic::tile`]; callers go through
 //! [`crate::kernels::tile`], which checks the CPU features and the operand lengths.
 //!
 //! * [`Isa::NeonI8mm`] (`i8mm`: Cortex-A510/A710/X2, Neoverse V1/N2): `SUDOT` by element
@@ -36,8 +36,13 @@ use crate::kernels::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
 /// Runs one tile of 1 to [`crate::kernels::PX`] pixels on a NEON `isa`, in pieces of at most
 /// [`Isa::tile_pixels`]. `x` starts at the tile's first pixel.
+///
+/// # Safety
+/// The CPU has `isa`'s features, and `x` is readable for `(acc.len() - 1) * step + max(taps) +
+/// groups * 4` bytes and `w` for `taps.len() * groups * 64` ([`crate::kernels::tile`] checks
+/// both).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn tile(
+pub(super) unsafe fn tile(
     isa: Isa,
     x: &[u8],
     step: usize,
@@ -53,7 +58,8 @@ pub(super) fn tile(
         macro_rules! by_len {
             ($($p:literal)*) => {
                 match acc.len() {
-                    $($p => run::<$p>(isa, x, step, taps, groups, w, init, acc),)*
+                    // SAFETY: the caller's promise, for this piece's pixels.
+                    $($p => unsafe { run::<$p>(isa, x, step, taps, groups, w, init, acc) },)*
                     n => unreachable!("{isa:?} tiles have at most 5 pixels, not {n}"),
                 }
             };
@@ -62,8 +68,10 @@ pub(super) fn tile(
     }
 }
 
+/// # Safety
+/// As [`tile`], for `P` pixels.
 #[allow(clippy::too_many_arguments)]
-fn run<const P: usize>(
+unsafe fn run<const P: usize>(
     isa: Isa,
     x: &[u8],
     step: usize,
@@ -76,7 +84,7 @@ fn run<const P: usize>(
     assert!(P <= isa.tile_pixels(), "{isa:?} tiles have at most {} pixels", isa.tile_pixels());
     let acc: &mut [[i32; OC_BLOCK]; P] = acc.try_into().expect("tile() dispatches on the length");
     let (x, w) = (x.as_ptr(), w.as_ptr());
-    // SAFETY: `crate::kernels::tile` checked that this CPU has the ISA's features and that every read,
+    // SAFETY: the caller guarantees that this CPU has the ISA's features and that every read,
     // up to `(P - 1) * step + max(taps) + groups * 4` bytes of `x` and
     // `taps.len() * groups * 64` bytes of `w`, is in bounds. The 16-byte pixel loads cover
     // 4 whole k-groups of one tap, all inside that reach.
@@ -151,6 +159,10 @@ macro_rules! dot_loop {
 }
 
 /// `acc += sudot(w, x)`: four i8 x u8 products per lane (twin: [`crate::kernels::generic::tile::tile_quads`]).
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + groups *
+/// 4` bytes and `w` for `taps.len() * groups * 64`.
 #[target_feature(enable = "neon,i8mm")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn i8mm<const P: usize>(
@@ -167,6 +179,10 @@ unsafe fn i8mm<const P: usize>(
 }
 
 /// `acc += sdot(w, x - 128)` (twin: [`crate::kernels::generic::tile::tile_quads_shifted`]).
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + groups *
+/// 4` bytes and `w` for `taps.len() * groups * 64`.
 #[target_feature(enable = "neon,dotprod")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn dot<const P: usize>(
@@ -189,6 +205,10 @@ unsafe fn dot<const P: usize>(
 /// [`crate::kernels::generic::tile::tile_quads_shifted`]). Per pixel, 8 accumulators: weight vector `v`'s
 /// low half (channels `4v`, `4v + 1`) and high half (`4v + 2`, `4v + 3`), each lane the sum
 /// of two of a channel's k; `ADDP` folds them at the end.
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + groups *
+/// 4` bytes and `w` for `taps.len() * groups * 64`.
 #[target_feature(enable = "neon")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn mull<const P: usize>(

@@ -59,10 +59,14 @@ pub fn ftile(
     match isa {
         FIsa::Scalar => generic::ftile::tile_f32::<true>(x, step, taps, in_c, w, init, acc),
         FIsa::ScalarUnfused => generic::ftile::tile_f32::<false>(x, step, taps, in_c, w, init, acc),
+        // SAFETY: the ISA is available and the reads are in bounds (both asserted above).
         #[cfg(target_arch = "x86_64")]
-        FIsa::Sse | FIsa::Avx2 | FIsa::Avx512 => super::x86_64::ftile::tile(isa, x, step, taps, in_c, w, init, acc),
+        FIsa::Sse | FIsa::Avx2 | FIsa::Avx512 => unsafe {
+            super::x86_64::ftile::tile(isa, x, step, taps, in_c, w, init, acc)
+        },
+        // SAFETY: as above.
         #[cfg(target_arch = "aarch64")]
-        FIsa::Neon => super::aarch64::ftile::tile(x, step, taps, in_c, w, init, acc),
+        FIsa::Neon => unsafe { super::aarch64::ftile::tile(x, step, taps, in_c, w, init, acc) },
         #[allow(unreachable_patterns)]
         _ => unreachable!("checked by available()"),
     }

@@ -135,3 +135,23 @@ fn scaled_adds_equal_their_portable_twin() {
         }
     }
 }
+
+/// `scaled` is a safe function: out of the range `segments` keeps it in, it saturates (as
+/// `f32 as i32` does, by hand) instead of reaching undefined behaviour, on every width.
+#[test]
+fn scaled_values_saturate_outside_their_range() {
+    use crate::kernels::segments::scaled;
+    assert_eq!((scaled(3, 0.5), scaled(-3, 0.5), scaled(5, 1.2)), (2, -2, 6));
+    assert_eq!((scaled(i32::MAX, 4.0), scaled(i32::MIN, 4.0)), (i32::MAX - 127, i32::MIN));
+    assert_eq!(
+        (scaled(7, f32::INFINITY), scaled(7, f32::NEG_INFINITY), scaled(7, f32::NAN)),
+        (i32::MAX - 127, i32::MIN, i32::MIN)
+    );
+    for ratio in [3.5f32, 1e12, f32::NAN] {
+        let part = vec![[i32::MAX; OC_BLOCK], [i32::MIN; OC_BLOCK], [12345; OC_BLOCK]];
+        let (mut simd, mut twin) = (vec![[0; OC_BLOCK]; 3], vec![[0; OC_BLOCK]; 3]);
+        add_scaled(&mut simd, &part, ratio);
+        add_scaled_scalar(&mut twin, &part, ratio);
+        assert_eq!(simd, twin, "ratio {ratio}");
+    }
+}

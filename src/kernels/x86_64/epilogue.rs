@@ -110,6 +110,9 @@ pub fn quantize_avx2(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], strid
     unsafe { q_256(y, q, out.as_mut_ptr(), stride) }
 }
 
+/// # Safety
+/// The CPU has the target features; `out` is writable for 16 bytes at each `j * stride`, `j <
+/// y.len()`.
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn q_512(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: *mut u8, stride: usize) {
     // SAFETY: 16 floats in each `v`; the caller guarantees 16 writable bytes at each
@@ -122,6 +125,9 @@ unsafe fn q_512(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: *mut u8, stride: usiz
     }
 }
 
+/// # Safety
+/// The CPU has the target features; `out` is writable for 16 bytes at each `j * stride`, `j <
+/// y.len()`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn q_256(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: *mut u8, stride: usize) {
     // SAFETY: as in `q_512`.
@@ -133,6 +139,8 @@ unsafe fn q_256(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: *mut u8, stride: usiz
     }
 }
 
+/// # Safety
+/// The CPU has the target features.
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn f32_512(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]]) {
     // SAFETY: 16 lanes of `f.scale`, `f.bias`, each `a` and each `y`; unaligned accesses.
@@ -145,6 +153,9 @@ unsafe fn f32_512(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK
     }
 }
 
+/// # Safety
+/// The CPU has the target features; `out` is writable for 16 bytes at each `j * stride`, `j <
+/// acc.len()`.
 #[target_feature(enable = "avx512f,fma")]
 unsafe fn u8_512(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: *mut u8, stride: usize) {
     // SAFETY: as in `f32_512`; the caller guarantees 16 writable bytes at each
@@ -159,6 +170,8 @@ unsafe fn u8_512(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: *mut u
     }
 }
 
+/// # Safety
+/// The CPU has the target features.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn f32_256(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]]) {
     // SAFETY: as in `f32_512`, for lanes 0..8 and 8..16.
@@ -173,6 +186,9 @@ unsafe fn f32_256(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK
     }
 }
 
+/// # Safety
+/// The CPU has the target features; `out` is writable for 16 bytes at each `j * stride`, `j <
+/// acc.len()`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn u8_256(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: *mut u8, stride: usize) {
     // SAFETY: as in `u8_512`.

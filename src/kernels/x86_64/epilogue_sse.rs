@@ -49,6 +49,8 @@ pub fn quantize(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: us
     }
 }
 
+/// # Safety
+/// The CPU has the target features.
 #[target_feature(enable = "sse4.1")]
 unsafe fn f32_row(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]]) {
     // SAFETY: 16 lanes in each `a` and `y`; unaligned accesses.
@@ -61,6 +63,9 @@ unsafe fn f32_row(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK
     }
 }
 
+/// # Safety
+/// The CPU has the target features; `out` is writable for 16 bytes at each `j * stride`, `j <
+/// acc.len()`.
 #[target_feature(enable = "sse4.1")]
 unsafe fn u8_row(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: *mut u8, stride: usize) {
     // SAFETY: the caller guarantees 16 writable bytes at each `out + j * stride`.

@@ -13,8 +13,13 @@ use crate::kernels::OC_BLOCK;
 
 /// Runs one tile of 1 to [`crate::kernels::PX`] pixels on a SIMD `isa`. `x` starts at the
 /// tile's first pixel.
+///
+/// # Safety
+/// The CPU has `isa`'s features, and `x` is readable for `(acc.len() - 1) * step + max(taps) +
+/// in_c` floats and `w` for `taps.len() * in_c * 16` ([`crate::kernels::fconv::ftile`] checks
+/// both).
 #[allow(clippy::too_many_arguments)]
-pub(in crate::kernels) fn tile(
+pub(in crate::kernels) unsafe fn tile(
     isa: FIsa,
     x: &[f32],
     step: usize,
@@ -27,7 +32,8 @@ pub(in crate::kernels) fn tile(
     macro_rules! by_len {
         ($($n:literal)*) => {
             match acc.len() {
-                $($n => run::<$n>(isa, x, step, taps, in_c, w, init, acc),)*
+                // SAFETY: the caller's promise, for the `acc.len()` pixels `run` is given.
+                $($n => unsafe { run::<$n>(isa, x, step, taps, in_c, w, init, acc) },)*
                 n => panic!("a tile has 1 to {} pixels, not {n}", crate::kernels::PX),
             }
         };
@@ -35,8 +41,10 @@ pub(in crate::kernels) fn tile(
     by_len!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16)
 }
 
+/// # Safety
+/// As [`tile`], for `P` pixels.
 #[allow(clippy::too_many_arguments)]
-fn run<const P: usize>(
+unsafe fn run<const P: usize>(
     isa: FIsa,
     x: &[f32],
     step: usize,
@@ -48,7 +56,7 @@ fn run<const P: usize>(
 ) {
     let acc: &mut [[f32; OC_BLOCK]; P] = acc.try_into().expect("tile() dispatches on the length");
     let (x, w) = (x.as_ptr(), w.as_ptr());
-    // SAFETY: `fconv::ftile` checked that this CPU has the ISA's features and that every read,
+    // SAFETY: the caller guarantees that this CPU has the ISA's features and that every read,
     // up to `(P - 1) * step + max(taps) + in_c` floats of `x` and `taps.len() * in_c * 16`
     // floats of `w`, is in bounds.
     unsafe {
@@ -62,6 +70,10 @@ fn run<const P: usize>(
 }
 
 /// One zmm of 16 output channels per pixel.
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + in_c`
+/// floats and `w` for `taps.len() * in_c * 16`.
 #[target_feature(enable = "avx512f")]
 unsafe fn avx512<const P: usize>(
     x: *const f32,
@@ -96,6 +108,10 @@ unsafe fn avx512<const P: usize>(
 }
 
 /// Two ymm (channels 0..8, 8..16) per pixel.
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + in_c`
+/// floats and `w` for `taps.len() * in_c * 16`.
 #[target_feature(enable = "avx2,fma")]
 unsafe fn avx2<const P: usize>(
     x: *const f32,
@@ -133,6 +149,10 @@ unsafe fn avx2<const P: usize>(
 }
 
 /// Four xmm (channels 0..4, ..., 12..16) per pixel, a multiply then an add.
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + in_c`
+/// floats and `w` for `taps.len() * in_c * 16`.
 #[target_feature(enable = "sse2")]
 unsafe fn sse<const P: usize>(
     x: *const f32,

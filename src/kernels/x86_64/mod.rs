@@ -21,14 +21,20 @@ macro_rules! widest {
         $crate::kernels::x86_64::widest!(($($arg: $ty),*) -> $ret => $body, $body)
     };
     (($($arg:ident: $ty:ty),*) -> $ret:ty => $body:path, $unfused:path) => {{
+        /// # Safety
+        /// The CPU has AVX-512F and FMA.
         #[target_feature(enable = "avx512f,fma")]
         unsafe fn avx512($($arg: $ty),*) -> $ret {
             $body($($arg),*)
         }
+        /// # Safety
+        /// The CPU has AVX2 and FMA.
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2($($arg: $ty),*) -> $ret {
             $body($($arg),*)
         }
+        /// # Safety
+        /// The CPU has SSE4.1.
         #[target_feature(enable = "sse4.1")]
         unsafe fn sse41($($arg: $ty),*) -> $ret {
             $unfused($($arg),*)
@@ -55,8 +61,13 @@ use crate::kernels::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
 /// Runs one tile of 1 to [`crate::kernels::PX`] pixels on a SIMD `isa`. `x` starts at the tile's
 /// first pixel.
+///
+/// # Safety
+/// The CPU has `isa`'s features, and `x` is readable for `(acc.len() - 1) * step + max(taps) +
+/// groups * 4` bytes and `w` for `taps.len() * groups * 64` ([`crate::kernels::tile`] checks
+/// both).
 #[allow(clippy::too_many_arguments)]
-pub(super) fn tile(
+pub(super) unsafe fn tile(
     isa: Isa,
     x: &[u8],
     step: usize,
@@ -66,29 +77,34 @@ pub(super) fn tile(
     init: &[i32; OC_BLOCK],
     acc: &mut [[i32; OC_BLOCK]],
 ) {
-    match acc.len() {
-        1 => run::<1>(isa, x, step, taps, groups, w, init, acc),
-        2 => run::<2>(isa, x, step, taps, groups, w, init, acc),
-        3 => run::<3>(isa, x, step, taps, groups, w, init, acc),
-        4 => run::<4>(isa, x, step, taps, groups, w, init, acc),
-        5 => run::<5>(isa, x, step, taps, groups, w, init, acc),
-        6 => run::<6>(isa, x, step, taps, groups, w, init, acc),
-        7 => run::<7>(isa, x, step, taps, groups, w, init, acc),
-        8 => run::<8>(isa, x, step, taps, groups, w, init, acc),
-        9 => run::<9>(isa, x, step, taps, groups, w, init, acc),
-        10 => run::<10>(isa, x, step, taps, groups, w, init, acc),
-        11 => run::<11>(isa, x, step, taps, groups, w, init, acc),
-        12 => run::<12>(isa, x, step, taps, groups, w, init, acc),
-        13 => run::<13>(isa, x, step, taps, groups, w, init, acc),
-        14 => run::<14>(isa, x, step, taps, groups, w, init, acc),
-        15 => run::<15>(isa, x, step, taps, groups, w, init, acc),
-        16 => run::<16>(isa, x, step, taps, groups, w, init, acc),
-        n => panic!("a tile has 1 to {} pixels, not {n}", crate::kernels::PX),
+    // SAFETY: the caller's promise, for the `acc.len()` pixels `run` is given.
+    unsafe {
+        match acc.len() {
+            1 => run::<1>(isa, x, step, taps, groups, w, init, acc),
+            2 => run::<2>(isa, x, step, taps, groups, w, init, acc),
+            3 => run::<3>(isa, x, step, taps, groups, w, init, acc),
+            4 => run::<4>(isa, x, step, taps, groups, w, init, acc),
+            5 => run::<5>(isa, x, step, taps, groups, w, init, acc),
+            6 => run::<6>(isa, x, step, taps, groups, w, init, acc),
+            7 => run::<7>(isa, x, step, taps, groups, w, init, acc),
+            8 => run::<8>(isa, x, step, taps, groups, w, init, acc),
+            9 => run::<9>(isa, x, step, taps, groups, w, init, acc),
+            10 => run::<10>(isa, x, step, taps, groups, w, init, acc),
+            11 => run::<11>(isa, x, step, taps, groups, w, init, acc),
+            12 => run::<12>(isa, x, step, taps, groups, w, init, acc),
+            13 => run::<13>(isa, x, step, taps, groups, w, init, acc),
+            14 => run::<14>(isa, x, step, taps, groups, w, init, acc),
+            15 => run::<15>(isa, x, step, taps, groups, w, init, acc),
+            16 => run::<16>(isa, x, step, taps, groups, w, init, acc),
+            n => panic!("a tile has 1 to {} pixels, not {n}", crate::kernels::PX),
+        }
     }
 }
 
+/// # Safety
+/// As [`tile`], for `P` pixels.
 #[allow(clippy::too_many_arguments)]
-fn run<const P: usize>(
+unsafe fn run<const P: usize>(
     isa: Isa,
     x: &[u8],
     step: usize,
@@ -100,8 +116,8 @@ fn run<const P: usize>(
 ) {
     let acc: &mut [[i32; OC_BLOCK]; P] = acc.try_into().expect("tile() dispatches on the length");
     let (x, w) = (x.as_ptr(), w.as_ptr());
-    // SAFETY: `crate::kernels::tile` checked that this CPU has the ISA's features and that every read,
-    // up to `(P - 1) * step + max(taps) + groups * 4` bytes of `x` and
+    // SAFETY: the caller guarantees that this CPU has the ISA's features and that every
+    // read, up to `(P - 1) * step + max(taps) + groups * 4` bytes of `x` and
     // `taps.len() * groups * 64` bytes of `w`, is in bounds.
     unsafe {
         match isa {
@@ -156,6 +172,10 @@ macro_rules! kernel_loop {
 }
 
 /// `acc += dpbusd(x, w)`: four u8 x s8 products per lane (twin: [`crate::kernels::generic::tile::tile_quads`]).
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + groups *
+/// 4` bytes and `w` for `taps.len() * groups * 64`.
 #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn vnni<const P: usize>(
@@ -173,6 +193,10 @@ unsafe fn vnni<const P: usize>(
 
 /// `acc += dpbusd(x, w)` in AVX-VNNI's VEX encoding, for CPUs without AVX-512 (twin:
 /// [`crate::kernels::generic::tile::tile_quads`]).
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + groups *
+/// 4` bytes and `w` for `taps.len() * groups * 64`.
 #[target_feature(enable = "avx2,avxvnni")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn avxvnni<const P: usize>(
@@ -191,6 +215,10 @@ unsafe fn avxvnni<const P: usize>(
 /// `acc += dpbusd(x, w)` with 512-bit vectors: one vector holds the block's 16 channels, so
 /// a k-group is one weight load and one instruction per pixel (twin:
 /// [`crate::kernels::generic::tile::tile_quads`]).
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + groups *
+/// 4` bytes and `w` for `taps.len() * groups * 64`.
 #[target_feature(enable = "avx512f,avx512vnni")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn vnni512<const P: usize>(
@@ -231,6 +259,10 @@ unsafe fn vnni512<const P: usize>(
 
 /// `acc += maddubs(x, w)` widened to i32 (twin: [`crate::kernels::generic::tile::tile_quads`]); exact for
 /// `|w| <= 63` only.
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + groups *
+/// 4` bytes and `w` for `taps.len() * groups * 64`.
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn maddubs<const P: usize>(
@@ -253,6 +285,10 @@ unsafe fn maddubs<const P: usize>(
 }
 
 /// `acc += madd16(x, w)` on u16/i16 pairs (twin: [`crate::kernels::generic::tile::tile_pairs`]).
+///
+/// # Safety
+/// The CPU has the target features; `x` is readable for `(P - 1) * step + max(taps) + groups *
+/// 4` bytes and `w` for `taps.len() * groups * 64`.
 #[target_feature(enable = "avx2")]
 #[allow(clippy::too_many_arguments)]
 unsafe fn madd16<const P: usize>(
@@ -346,6 +382,9 @@ fn transpose8x8(r: [__m256; 8]) -> [__m256; 8] {
     ]
 }
 
+/// # Safety
+/// The CPU has AVX2; `t` holds 16 floats for each of the first `full` pixels, a multiple of 8,
+/// and each row at least `full`.
 #[target_feature(enable = "avx2")]
 unsafe fn transpose_f32_avx2(t: &[f32], rows: &mut [&mut [f32]], full: usize) {
     // SAFETY: the caller guarantees AVX2 and the bounds; loadu/storeu need no alignment.
@@ -391,6 +430,9 @@ pub fn gather_pixels(rows: &[&[f32]; 8], out: &mut [f32], stride: usize) {
     }
 }
 
+/// # Safety
+/// The CPU has AVX2; each row holds at least `full` floats, a multiple of 8, and `out` at least
+/// `(full - 1) * stride + 8`.
 #[target_feature(enable = "avx2")]
 unsafe fn gather_pixels_avx2(rows: &[&[f32]; 8], out: &mut [f32], stride: usize, full: usize) {
     // SAFETY: the caller guarantees AVX2 and the bounds; loadu/storeu need no alignment.
