@@ -43,6 +43,12 @@ pub struct Outputs {
 pub struct DetectSummary {
     pub images: usize,
     pub processed: usize,
+    /// Images whose every output already existed: skipped before decoding (a rerun into the
+    /// same folder), unless `--overwrite`.
+    pub already_done: usize,
+    /// Existing output files of processed images left as they were (the rest of their outputs
+    /// written): what a run interrupted midway left.
+    pub kept: usize,
     pub failed: usize,
     pub detections: usize,
     pub per_class: BTreeMap<String, usize>,
@@ -71,7 +77,8 @@ struct DetectJob<'a> {
 
 impl Job for DetectJob<'_> {
     type Decoded = (RgbImage, Prepared);
-    type Output = Vec<Detection>;
+    /// The detections and how many existing outputs were kept.
+    type Output = (Vec<Detection>, usize);
     type Failure = Problem;
 
     fn decode(&self, index: usize, clock: &mut Clock) -> std::result::Result<Self::Decoded, Problem> {
@@ -88,23 +95,24 @@ impl Job for DetectJob<'_> {
         index: usize,
         (image, prepared): Self::Decoded,
         clock: &mut Clock,
-    ) -> std::result::Result<Vec<Detection>, Problem> {
+    ) -> std::result::Result<Self::Output, Problem> {
         let src = &self.images[index];
         let fail = |e: Error| Problem::new(src.path.clone(), e.to_string());
         let raw = self.det.infer(&prepared).map_err(fail)?;
         clock.lap(Stage::Inference);
         let dets = self.det.postprocess(&raw, &prepared.letterbox);
         clock.lap(Stage::Postprocess);
-        write_outputs(self.det, src, image, &dets, self.out).map_err(fail)?;
+        let kept = write_outputs(self.det, src, image, &dets, self.out).map_err(fail)?;
         clock.lap(Stage::Write);
-        Ok(dets)
+        Ok((dets, kept))
     }
 }
 
 /// Runs detection on every source image. `inflight` images go through inference at once
 /// (each on one tract thread when above 1); decoding runs ahead on the rayon pool.
-/// `on_event` is called once per image (for a progress bar) with the failure, if any.
-/// Per-image problems never stop the run.
+/// `on_event` is called once per image run (for a progress bar) with the failure, if any.
+/// Per-image problems never stop the run. Without `--overwrite`, images whose every output
+/// exists are not run at all.
 pub fn run(
     det: &Detector,
     images: &[SourceImage],
@@ -113,14 +121,17 @@ pub fn run(
     on_event: &dyn Fn(Option<&Problem>),
 ) -> DetectSummary {
     let start = Instant::now();
-    let job = DetectJob { det, images, out };
-    let (mut processed, mut detections) = (0, 0);
+    let (todo, done): (Vec<SourceImage>, Vec<SourceImage>) =
+        images.iter().cloned().partition(|src| out.existing == Existing::Overwrite || !all_exist(src, out));
+    let job = DetectJob { det, images: &todo, out };
+    let (mut processed, mut detections, mut kept) = (0, 0, 0);
     let mut per_class: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = Vec::new();
-    let Ok(mean_ms) = pipeline::run(&job, images.len(), inflight, |_, result| {
+    let Ok(mean_ms) = pipeline::run(&job, todo.len(), inflight, |_, result| {
         match result {
-            Ok(dets) => {
+            Ok((dets, k)) => {
                 processed += 1;
+                kept += k;
                 detections += dets.len();
                 for d in &dets {
                     *per_class.entry(det.label(d.class)).or_default() += 1;
@@ -139,6 +150,8 @@ pub fn run(
     DetectSummary {
         images: images.len(),
         processed,
+        already_done: done.len(),
+        kept,
         failed: failures.len(),
         detections,
         per_class,
@@ -150,44 +163,71 @@ pub fn run(
     }
 }
 
-/// Writes every output asked for. An existing one is kept (without `--overwrite`) and the
-/// others are still written, so a rerun after an interrupted run completes the set; the
-/// first existing one is then the error reported for the image.
+/// The files `detect` writes for `src`: labelme JSON, YOLO txt, annotated image (those asked for).
+struct OutputPaths {
+    json: Option<PathBuf>,
+    txt: Option<PathBuf>,
+    img: Option<PathBuf>,
+}
+
+impl OutputPaths {
+    fn of(src: &SourceImage, out: &Outputs) -> OutputPaths {
+        OutputPaths {
+            json: match out.json {
+                JsonMode::Off => None,
+                JsonMode::OutDir => Some(with_ext(&out.dir.join(&src.stem), "json")),
+                JsonMode::Beside => {
+                    Some(with_ext(&src.path.with_file_name(src.stem.file_name().unwrap_or_default()), "json"))
+                }
+            },
+            txt: out.txt.then(|| with_ext(&out.dir.join("labels").join(&src.stem), "txt")),
+            img: out.img.then(|| annotated_path(&out.dir.join(&src.stem), &src.rel)),
+        }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &PathBuf> {
+        [&self.json, &self.txt, &self.img].into_iter().flatten()
+    }
+}
+
+/// Whether every output of `src` exists already (and there is one).
+fn all_exist(src: &SourceImage, out: &Outputs) -> bool {
+    let paths = OutputPaths::of(src, out);
+    paths.all().next().is_some() && paths.all().all(|p| p.exists())
+}
+
+/// Writes every output asked for and returns how many existed and were kept (without
+/// `--overwrite`): the others are still written, so a rerun after an interrupted run
+/// completes the set.
 fn write_outputs(
     det: &Detector,
     src: &SourceImage,
     mut image: RgbImage,
     dets: &[Detection],
     out: &Outputs,
-) -> Result<()> {
+) -> Result<usize> {
     let (w, h) = (image.width as u32, image.height as u32);
-    let mut kept: Option<Error> = None;
+    let mut kept = 0;
     let mut keep = |r: Result<()>| match r {
-        Err(e @ Error::Exists { .. }) => {
-            kept.get_or_insert(e);
+        Err(Error::Exists { .. }) => {
+            kept += 1;
             Ok(())
         }
         other => other,
     };
-    let json_path = match out.json {
-        JsonMode::Off => None,
-        JsonMode::OutDir => Some(out.dir.join(&src.rel).with_extension("json")),
-        JsonMode::Beside => Some(src.path.with_extension("json")),
-    };
-    if let Some(json_path) = json_path {
+    let paths = OutputPaths::of(src, out);
+    if let Some(json_path) = paths.json {
         let json_dir = absolute(json_path.parent().unwrap_or(Path::new(".")));
         let image_path = relative_path(&absolute(&src.path), &json_dir);
         let file = labelme_file(det, dets, image_path.to_string_lossy().into_owned(), w, h);
         ensure_parent(&json_path)?;
         keep(atomic::write(&json_path, &file.to_json(), out.existing))?;
     }
-    if out.txt {
-        let txt_path = out.dir.join("labels").join(&src.rel).with_extension("txt");
+    if let Some(txt_path) = paths.txt {
         ensure_parent(&txt_path)?;
         keep(atomic::write(&txt_path, detections_to_txt(dets, w, h, out.txt_conf).as_bytes(), out.existing))?;
     }
-    if out.img {
-        let img_path = annotated_path(&out.dir.join(&src.rel));
+    if let Some(img_path) = paths.img {
         if out.existing == Existing::Keep && img_path.exists() {
             keep(Err(Error::Exists { path: img_path }))?;
         } else {
@@ -196,7 +236,7 @@ fn write_outputs(
             keep(atomic::write(&img_path, &crate::image_io::encode(&image, &img_path)?, out.existing))?;
         }
     }
-    kept.map_or(Ok(()), Err)
+    Ok(kept)
 }
 
 /// The labelme file of `dets` on a `w` x `h` image at `image_path`: what `detect` writes and
@@ -206,12 +246,21 @@ pub(crate) fn labelme_file(det: &Detector, dets: &[Detection], image_path: Strin
     LabelmeFile::new(image_path, w, h, shapes)
 }
 
-/// Keeps the source's name where qdet can encode that format, else writes a JPEG.
-fn annotated_path(p: &Path) -> PathBuf {
-    let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
-    if matches!(ext.as_str(), "jpg" | "jpeg" | "png" | "bmp") {
-        p.to_path_buf()
+/// `stem` with the source's extension where qdet can encode that format, else with
+/// `.<ext>.jpg` (a JPEG).
+fn annotated_path(stem: &Path, source: &Path) -> PathBuf {
+    let ext = source.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if matches!(ext.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png" | "bmp") {
+        with_ext(stem, ext)
     } else {
-        p.with_extension(format!("{ext}.jpg"))
+        with_ext(stem, &format!("{}.jpg", ext.to_ascii_lowercase()))
     }
+}
+
+/// `base` + `.` + `ext`, keeping any dot already in `base`'s name (`photo.png` -> `photo.png.json`).
+fn with_ext(base: &Path, ext: &str) -> PathBuf {
+    let mut name = base.as_os_str().to_owned();
+    name.push(".");
+    name.push(ext);
+    PathBuf::from(name)
 }

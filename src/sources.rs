@@ -12,8 +12,19 @@ pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "mpo", "png", "bmp", "tif
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SourceImage {
     pub path: PathBuf,
-    /// Path relative to the source root it was found under; outputs are named after it.
+    /// Path relative to the source root it was found under.
     pub rel: PathBuf,
+    /// What its outputs are named after, without their extension: `rel` without its own
+    /// (`sub/photo`), or with it (`sub/photo.png`) when an earlier image of the run has the
+    /// same stem in the same folder (`sub/photo.jpg`).
+    pub stem: PathBuf,
+}
+
+impl SourceImage {
+    fn new(path: PathBuf, rel: PathBuf) -> SourceImage {
+        let stem = rel.with_extension("");
+        SourceImage { path, rel, stem }
+    }
 }
 
 pub fn is_image(path: &Path) -> bool {
@@ -48,7 +59,7 @@ pub fn collect_excluding(sources: &[PathBuf], exclude: &[PathBuf]) -> Result<Col
     for src in sources {
         if src.is_file() {
             let name = src.file_name().map(PathBuf::from).unwrap_or_else(|| src.clone());
-            out.images.push(SourceImage { path: src.clone(), rel: name });
+            out.images.push(SourceImage::new(src.clone(), name));
         } else if src.is_dir() {
             let walker = walkdir::WalkDir::new(src).follow_links(true).sort_by_file_name().into_iter();
             let walker = walker.filter_entry(|e| {
@@ -61,7 +72,7 @@ pub fn collect_excluding(sources: &[PathBuf], exclude: &[PathBuf]) -> Result<Col
                 match entry {
                     Ok(entry) if entry.file_type().is_file() && is_image(entry.path()) => {
                         let rel = entry.path().strip_prefix(src).unwrap_or(entry.path()).to_path_buf();
-                        out.images.push(SourceImage { path: entry.path().to_path_buf(), rel });
+                        out.images.push(SourceImage::new(entry.path().to_path_buf(), rel));
                     }
                     Ok(_) => {}
                     Err(e) if e.depth() == 0 => return Err(Error::format(src, e.to_string())),
@@ -72,7 +83,7 @@ pub fn collect_excluding(sources: &[PathBuf], exclude: &[PathBuf]) -> Result<Col
             out.images.extend(expand_glob(src)?);
         }
     }
-    check_unique(&out.images)?;
+    name_outputs(&mut out.images)?;
     Ok(out)
 }
 
@@ -102,7 +113,7 @@ fn expand_glob(pattern: &Path) -> Result<Vec<SourceImage>> {
         let p = p.map_err(|e| Error::io(e.path().to_path_buf(), std::io::Error::other(e.to_string())))?;
         if p.is_file() {
             let rel = p.strip_prefix(&root).unwrap_or(&p).to_path_buf();
-            out.push(SourceImage { path: p, rel });
+            out.push(SourceImage::new(p, rel));
         }
     }
     if out.is_empty() {
@@ -111,17 +122,24 @@ fn expand_glob(pattern: &Path) -> Result<Vec<SourceImage>> {
     Ok(out)
 }
 
-/// Two sources mapping to the same output name would overwrite each other's results.
-fn check_unique(images: &[SourceImage]) -> Result<()> {
-    let mut seen: HashMap<PathBuf, &Path> = HashMap::new();
-    for img in images {
-        let key = img.rel.with_extension("");
-        if let Some(first) = seen.insert(key, &img.path) {
+/// Gives every image outputs of their own: an image with the stem of an earlier one in the
+/// same folder (`photo.png` after `photo.jpg`) has its outputs named after its whole name
+/// (`photo.png.json`). The same relative path twice (one file given twice, or two source
+/// folders holding `a.jpg`) would still overwrite each other's results, and is refused.
+fn name_outputs(images: &mut [SourceImage]) -> Result<()> {
+    let mut seen: HashMap<PathBuf, usize> = HashMap::new();
+    for i in 0..images.len() {
+        if let Some(&first) = seen.get(&images[i].stem) {
+            if images[first].rel != images[i].rel {
+                images[i].stem = images[i].rel.clone();
+            }
+        }
+        if let Some(first) = seen.insert(images[i].stem.clone(), i) {
             return Err(Error::format(
-                &img.path,
+                &images[i].path,
                 format!(
                     "its outputs would have the same name as those of {}; give the folders separately or rename",
-                    first.display()
+                    images[first].path.display()
                 ),
             ));
         }
@@ -159,6 +177,28 @@ mod tests {
         // The same output name twice is refused before any work.
         let e = collect(&[root.join("imgs"), root.join("imgs/a.jpg")]).unwrap_err();
         assert!(e.to_string().contains("same name"), "{e}");
+    }
+
+    /// `photo.jpg` and `photo.png` side by side: the second's outputs are named after its
+    /// whole name, so neither overwrites the other.
+    #[test]
+    fn images_with_one_stem_get_outputs_of_their_own() {
+        let d = tempfile::tempdir().unwrap();
+        for f in ["photo.jpg", "photo.png", "photo.webp", "other.jpg"] {
+            std::fs::write(d.path().join(f), b"x").unwrap();
+        }
+        let got = collect(&[d.path().to_path_buf()]).unwrap().images;
+        let stems: Vec<_> = got.iter().map(|s| (s.rel.clone(), s.stem.clone())).collect();
+        let p = PathBuf::from;
+        assert_eq!(
+            stems,
+            [
+                (p("other.jpg"), p("other")),
+                (p("photo.jpg"), p("photo")),
+                (p("photo.png"), p("photo.png")),
+                (p("photo.webp"), p("photo.webp"))
+            ]
+        );
     }
 
     #[test]

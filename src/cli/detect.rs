@@ -140,20 +140,35 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     if a.json {
         print_json(&summary)?;
     } else {
-        print_summary(&summary);
+        print_summary(&summary, &where_written(&outputs));
     }
     Ok(exit_status(summary.failed > 0))
 }
 
-fn print_summary(s: &DetectSummary) {
+/// Where the summary says the outputs went.
+fn where_written(o: &Outputs) -> String {
+    match (o.json, o.txt || o.img) {
+        (JsonMode::Off, false) => "nothing written (--no-json without --save-txt or --save-img)".into(),
+        (JsonMode::Beside, false) => "labelme JSON beside each image".into(),
+        (JsonMode::Beside, true) => format!("labelme JSON beside each image, the rest in {}", o.dir.display()),
+        _ => format!("results in {}", o.dir.display()),
+    }
+}
+
+fn print_summary(s: &DetectSummary, written: &str) {
+    let done = if s.already_done > 0 { format!(", {} already done", s.already_done) } else { String::new() };
     eprintln!(
-        "{} images: {} processed, {} failed, {} detections; results in {}",
-        s.images,
-        s.processed,
-        s.failed,
-        s.detections,
-        s.output_dir.display()
+        "{} images: {} processed{done}, {} failed, {} detections; {written}",
+        s.images, s.processed, s.failed, s.detections
     );
+    if s.already_done + s.kept > 0 {
+        let plural = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+        eprintln!(
+            "  kept what existed: {} with all outputs (not run again), {} of other images; --overwrite replaces them",
+            plural(s.already_done, "image"),
+            plural(s.kept, "file")
+        );
+    }
     for (class, n) in &s.per_class {
         eprintln!("  {n:>6}  {class}");
     }
@@ -168,9 +183,6 @@ fn print_summary(s: &DetectSummary) {
         s.images_per_s
     );
     if s.failed > 0 {
-        eprintln!("{} images could not be processed:", s.failed);
-        for f in &s.failures {
-            eprintln!("  {}: {}", f.path.display(), f.reason);
-        }
+        eprintln!("{} images could not be processed (each reported above)", s.failed);
     }
 }

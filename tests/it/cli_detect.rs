@@ -91,8 +91,10 @@ fn beside_mode_never_overwrites_an_existing_annotation_unless_asked() {
     let mine = b"{\"hand\": \"made\"}";
     std::fs::write(d.path().join("a.json"), mine).unwrap();
     let o = qdet(&["detect", "--model", &model(), ".", "--beside"], d.path());
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
-    assert!(stderr(&o).contains("a.json: already exists"), "{}", stderr(&o));
+    // a.json is a's only output: a counts as done and is not run; nothing failed.
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2 images: 1 processed, 1 already done, 0 failed"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("labelme JSON beside each image"), "{}", stderr(&o));
     assert_eq!(std::fs::read(d.path().join("a.json")).unwrap(), mine);
     let b: Value = serde_json::from_slice(&std::fs::read(d.path().join("b.json")).unwrap()).unwrap();
     assert_eq!(b["imagePath"], "b.jpg");
@@ -162,4 +164,64 @@ fn model_without_metadata_labels_by_id_or_by_names_file() {
     let names = ["circle", "square", "triangle", "star", "hexagon", "cross"];
     let want: Vec<String> = ids.iter().map(|i| names[i.parse::<usize>().unwrap()].to_string()).collect();
     assert_eq!(labels("named"), want);
+}
+
+/// Rerunning into the same folder (after an interruption, or by habit) runs nothing that is
+/// done: every image whose outputs all exist is counted as already done, before decoding,
+/// its files untouched, and the run succeeds; `--overwrite` runs them all again.
+#[test]
+fn a_rerun_into_the_same_folder_skips_what_is_done_before_inference() {
+    let d = tempfile::tempdir().unwrap();
+    for name in ["val_0001.jpg", "val_0002.jpg", "val_0003.jpg"] {
+        std::fs::copy(val(name), d.path().join(name)).unwrap();
+    }
+    let args = ["detect", "--model", &model(), ".", "--out", "o", "--save-txt", "--json"];
+    let first = qdet(&args, d.path());
+    assert!(first.status.success(), "{}", stderr(&first));
+    std::fs::remove_file(d.path().join("o/labels/val_0002.txt")).unwrap();
+    let before = std::fs::metadata(d.path().join("o/val_0001.json")).unwrap().modified().unwrap();
+    let again = qdet(&args, d.path());
+    assert!(again.status.success(), "{}", stderr(&again));
+    let s: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(
+        (s["processed"].as_u64(), s["already_done"].as_u64(), s["kept"].as_u64(), s["failed"].as_u64()),
+        (Some(1), Some(2), Some(1), Some(0))
+    );
+    assert!(d.path().join("o/labels/val_0002.txt").is_file());
+    assert_eq!(std::fs::metadata(d.path().join("o/val_0001.json")).unwrap().modified().unwrap(), before);
+    let forced: Vec<&str> = args.iter().copied().chain(["--overwrite"]).collect();
+    let s: Value = serde_json::from_slice(&qdet(&forced, d.path()).stdout).unwrap();
+    assert_eq!((s["processed"].as_u64(), s["already_done"].as_u64()), (Some(3), Some(0)));
+}
+
+/// `--no-json` with no other output writes nothing, and the summary says so instead of
+/// naming a folder that was never made.
+#[test]
+fn no_json_alone_says_nothing_is_written() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(val("val_0001.jpg"), d.path().join("a.jpg")).unwrap();
+    let o = qdet(&["detect", "--model", &model(), "a.jpg", "--out", "o", "--no-json"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("1 images: 1 processed, 0 failed"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing written (--no-json without --save-txt or --save-img)"), "{}", stderr(&o));
+    assert!(!d.path().join("o").exists());
+}
+
+/// `photo.jpg` and `photo.png` in one folder (an export beside its original) used to stop
+/// the run; now the second's outputs carry its whole name, and each JSON points at its image.
+#[test]
+fn images_with_one_stem_in_a_folder_get_outputs_of_their_own() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("imgs")).unwrap();
+    std::fs::copy(val("val_0001.jpg"), d.path().join("imgs/photo.jpg")).unwrap();
+    image::open(val("val_0002.jpg")).unwrap().save(d.path().join("imgs/photo.png")).unwrap();
+    let o = qdet(&["detect", "--model", &model(), "imgs", "--out", "o", "--save-txt", "--save-img"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    for (json, image) in [("o/photo.json", "photo.jpg"), ("o/photo.png.json", "photo.png")] {
+        let v: Value = serde_json::from_slice(&std::fs::read(d.path().join(json)).unwrap()).unwrap();
+        assert_eq!(v["imagePath"], format!("../imgs/{image}"), "{json}");
+    }
+    for f in ["o/labels/photo.txt", "o/labels/photo.png.txt", "o/photo.jpg", "o/photo.png.png"] {
+        assert!(d.path().join(f).is_file(), "{f}");
+    }
 }
