@@ -16,7 +16,7 @@ pub enum Error {
     #[error("{}: not an ONNX model ({reason})", path.display())]
     NotOnnx { path: PathBuf, reason: String },
 
-    #[error("{}: not a YOLOv8 detection model: {reason}", path.display())]
+    #[error("{}: not an Ultralytics YOLO detection model: {reason}", path.display())]
     NotDetect { path: PathBuf, reason: String },
 
     #[error("{}: unsupported model: {reason}", path.display())]

@@ -1,4 +1,4 @@
-//! Loading an Ultralytics YOLOv8 detection ONNX export and running it with tract.
+//! Loading an Ultralytics YOLO detection ONNX export (v5u, v8, v10, 11, 26) and running it with tract.
 //!
 //! A model is checked once at load time (one image input, a detect head output) so that a
 //! classification, segmentation or pose export fails with a message instead of producing

@@ -78,7 +78,7 @@ enum ConcatArg {
 
 #[derive(Args)]
 pub struct CalibrateArgs {
-    /// Ultralytics YOLOv8 detection ONNX export, fp32, opset 13 or later.
+    /// Ultralytics YOLO detection ONNX export (v5u, v8, v10, 11, 26), fp32, opset 13 or later.
     #[arg(long)]
     model: PathBuf,
     /// Calibration images: files, folders (walked recursively) or glob patterns.

@@ -16,7 +16,7 @@ use crate::run::{DetectSummary, JsonMode, Outputs};
 
 #[derive(Args)]
 pub(super) struct DetectArgs {
-    /// Ultralytics YOLOv8 detection ONNX export (fp32 or fp16, static or dynamic input).
+    /// Ultralytics YOLO detection ONNX export (v5u, v8, v10, 11, 26; fp32 or fp16, static or dynamic input).
     #[arg(long)]
     model: PathBuf,
     /// Image files, folders (walked recursively) or glob patterns.
@@ -37,9 +37,9 @@ pub(super) struct DetectArgs {
     /// At most this many detections per image.
     #[arg(long, default_value_t = 300)]
     max_det: usize,
-    /// Only these class ids, e.g. `--classes 0,2`.
+    /// Only these classes, by id or name, e.g. `--classes 0,2` or `--classes person,car`.
     #[arg(long, value_delimiter = ',')]
-    classes: Option<Vec<usize>>,
+    classes: Option<Vec<String>>,
     /// Class-agnostic NMS (a box may suppress boxes of other classes).
     #[arg(long)]
     agnostic: bool,
@@ -80,7 +80,6 @@ pub(super) struct DetectArgs {
 }
 
 pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
-    let nms = NmsOptions { conf: a.conf, iou: a.iou, max_det: a.max_det, agnostic: a.agnostic, classes: a.classes };
     let dir = a.out.clone().unwrap_or_else(|| crate::sources::next_run_dir(&PathBuf::from("runs/detect"), "predict"));
     let collected =
         crate::sources::collect_excluding(&a.sources, std::slice::from_ref(&dir)).context("collecting images")?;
@@ -97,10 +96,20 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     let inflight = setup_threads(a.threads, a.inflight, images.len())?;
     let int8 = if a.simulate_qdq { crate::model::Int8::Simulated } else { crate::model::Int8::Native };
     let model = crate::model::Model::load_with(&a.model, a.imgsz, int8).context("loading the model")?;
-    let mut det = Detector::new(model, a.imgsz, nms);
-    if let Some(names) = &a.names {
-        det.names = crate::meta::read_names_file(names).context("reading class names")?;
+    let nc = model.num_classes();
+    let names = match &a.names {
+        Some(file) => Some(checked_names(file, nc)?),
+        None => None,
+    };
+    let mut det = Detector::new(model, a.imgsz, NmsOptions::default());
+    if let Some(names) = names {
+        det.names = names;
     }
+    let classes = match &a.classes {
+        Some(given) => Some(resolve_classes(given, &det.names, nc)?),
+        None => None,
+    };
+    det.nms = NmsOptions { conf: a.conf, iou: a.iou, max_det: a.max_det, agnostic: a.agnostic, classes };
     let writes_to_dir = !a.no_json && !a.beside || a.save_txt || a.save_img;
     if writes_to_dir {
         crate::run::check_writable(&dir).context("output folder is not writable")?;
@@ -153,6 +162,45 @@ fn where_written(o: &Outputs) -> String {
         (JsonMode::Beside, true) => format!("labelme JSON beside each image, the rest in {}", o.dir.display()),
         _ => format!("results in {}", o.dir.display()),
     }
+}
+
+/// The names of a `--names` file, which must name every class of the model.
+fn checked_names(file: &std::path::Path, nc: usize) -> anyhow::Result<Vec<String>> {
+    let names = crate::meta::read_names_file(file).context("reading class names")?;
+    if names.len() < nc {
+        bail!("{}: {} names for the model's {nc} classes", file.display(), names.len());
+    }
+    if nc > 0 && names.len() > nc {
+        eprintln!(
+            "qdet: {} has {} names, the model {nc} classes: the first {nc} are used",
+            file.display(),
+            names.len()
+        );
+    }
+    Ok(names)
+}
+
+/// `--classes` as ids: each entry an id below `nc` or one of `names`.
+fn resolve_classes(given: &[String], names: &[String], nc: usize) -> anyhow::Result<Vec<usize>> {
+    given
+        .iter()
+        .map(|g| {
+            let g = g.trim();
+            if let Ok(id) = g.parse::<usize>() {
+                if nc > 0 && id >= nc {
+                    bail!("--classes: class id {id} is out of range: the model has {nc} classes (0-{})", nc - 1);
+                }
+                return Ok(id);
+            }
+            match names.iter().position(|n| n == g).or_else(|| names.iter().position(|n| n.eq_ignore_ascii_case(g))) {
+                Some(id) => Ok(id),
+                None if names.is_empty() => {
+                    bail!("--classes: '{g}' is not a class id, and the model names no classes (give ids, or --names)")
+                }
+                None => bail!("--classes: no class named '{g}'; the model's classes are {}", names.join(", ")),
+            }
+        })
+        .collect()
 }
 
 fn print_summary(s: &DetectSummary, written: &str) {

@@ -17,7 +17,7 @@ const MAX_LISTED: usize = 50;
 
 #[derive(Args)]
 pub struct ValArgs {
-    /// Ultralytics YOLOv8 detection ONNX export.
+    /// Ultralytics YOLO detection ONNX export (v5u, v8, v10, 11, 26).
     #[arg(long)]
     model: PathBuf,
     /// Ultralytics dataset yaml (`path`, `val`/`test`/`train`, `names` or `nc`). With

@@ -231,7 +231,10 @@ pub fn run(
     let model_nc = model.num_classes();
     let names = if model.meta.names.is_empty() { data.names.clone() } else { model.meta.names.clone() };
     // Labels first: cheap, and max_det depends on them.
-    let GroundTruth { labels, mut skipped, warnings } = read_labels(&images, data, model_nc, on_event);
+    let GroundTruth { labels, mut skipped, mut warnings } = read_labels(&images, data, model_nc, on_event);
+    if let Some(w) = names_mismatch(&model.meta.names, &data.names) {
+        warnings.insert(0, Problem::new(&data.yaml, w));
+    }
     let most_labels = labels.iter().flatten().map(Vec::len).max().unwrap_or(0);
     let max_det = opts.max_det.unwrap_or(DEFAULT_MAX_DET.max(most_labels));
     let nms = NmsOptions { conf: opts.conf, iou: opts.iou, max_det, agnostic: false, classes: None };
@@ -354,6 +357,28 @@ fn read_labels(
         ));
     }
     gt
+}
+
+/// When the model and the dataset name their classes differently (a model trained with
+/// another class order, or on another dataset): which ids differ. The scores match class ids,
+/// so they are then meaningless for the classes listed.
+fn names_mismatch(model: &[String], data: &[String]) -> Option<String> {
+    if model.is_empty() || data.is_empty() || model == data {
+        return None;
+    }
+    let differ: Vec<String> = (0..model.len().max(data.len()))
+        .filter(|&i| model.get(i) != data.get(i))
+        .map(|i| {
+            let name = |n: Option<&String>| n.map_or("none".to_string(), |n| format!("'{n}'"));
+            format!("id {i} is {} in the model, {} here", name(model.get(i)), name(data.get(i)))
+        })
+        .collect();
+    let shown = differ.iter().take(5).cloned().collect::<Vec<_>>().join("; ");
+    let more = if differ.len() > 5 { format!("; and {} more", differ.len() - 5) } else { String::new() };
+    Some(format!(
+        "the model's class names differ from this dataset's ({shown}{more}): labels are matched by id, so the \
+         scores of those classes compare different things; retrain, or reorder names in the data YAML"
+    ))
 }
 
 fn show(paths: &[PathBuf]) -> String {

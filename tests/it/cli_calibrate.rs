@@ -103,7 +103,7 @@ fn bad_inputs_are_refused_with_the_file_and_the_reason() {
     let cls = root().join("tests/data/models/classify.onnx");
     refused(
         &qdet(&["calibrate", "--model", s(&cls), "--images", s(&c), "--out", s(&out)]),
-        &["classify.onnx", "not a YOLOv8 detection model"],
+        &["classify.onnx", "not an Ultralytics YOLO detection model"],
     );
     assert!(!out.exists(), "nothing written on refusal");
     std::fs::write(&out, b"keep me").unwrap();

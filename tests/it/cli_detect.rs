@@ -225,3 +225,44 @@ fn images_with_one_stem_in_a_folder_get_outputs_of_their_own() {
         assert!(d.path().join(f).is_file(), "{f}");
     }
 }
+
+/// `--classes` by name (as Ultralytics users think of them) or id, checked against the
+/// model: an unknown name or an id past the model's classes is an error naming what exists;
+/// a `--names` file shorter than the model's class list is refused.
+#[test]
+fn classes_are_taken_by_name_or_id_and_checked() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(val("val_0001.jpg"), d.path().join("a.jpg")).unwrap();
+    let m = model();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["detect", "--model", &m, "a.jpg", "--out", "o", "--overwrite", "--json"];
+        args.extend_from_slice(extra);
+        qdet(&args, d.path())
+    };
+    let per_class = |o: &std::process::Output| -> Value {
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()["per_class"].clone()
+    };
+    let all = per_class(&run(&[]));
+    let by_name = run(&["--classes", "square,Triangle"]);
+    assert!(by_name.status.success(), "{}", stderr(&by_name));
+    let by_id = run(&["--classes", "1,2"]);
+    assert_eq!(per_class(&by_name), per_class(&by_id));
+    let kept = per_class(&by_id);
+    assert!(kept.as_object().unwrap().keys().all(|k| k == "square" || k == "triangle"), "{kept}");
+    assert_eq!(kept.get("square"), all.get("square"));
+    let o = run(&["--classes", "dog"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o)
+            .contains("no class named 'dog'; the model's classes are circle, square, triangle, star, hexagon, cross"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(&["--classes", "0,6"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("class id 6 is out of range: the model has 6 classes (0-5)"), "{}", stderr(&o));
+    std::fs::write(d.path().join("names.txt"), "a\nb\nc\n").unwrap();
+    let o = run(&["--names", "names.txt"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("names.txt: 3 names for the model's 6 classes"), "{}", stderr(&o));
+}

@@ -1,4 +1,4 @@
-//! Loading refuses what is not a YOLOv8 detection export, with a message naming the file
+//! Loading refuses what is not an Ultralytics YOLO detection export, with a message naming the file
 //! and the reason (the wrong-task models come from tools/fixtures/make_wrong_models.py and
 //! have the output shapes of real Ultralytics cls/seg/pose exports).
 

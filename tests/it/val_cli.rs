@@ -104,3 +104,26 @@ fn unusable_datasets_fail_with_status_1_naming_the_file() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("missing.yaml"), "{}", stderr(&o));
 }
+
+/// A dataset whose names list the model's classes in another order: the scores are then
+/// meaningless for those classes, and val says which ids differ.
+#[test]
+fn class_names_that_differ_from_the_models_are_a_warning_naming_the_ids() {
+    let d = tempfile::tempdir().unwrap();
+    let ds = dataset(d.path(), &["val_0000", "val_0001"]);
+    let yaml = ds.join("data.yaml");
+    let text =
+        std::fs::read_to_string(&yaml).unwrap().replace(NAMES, "[circle, square, triangle, star, cross, hexagon]");
+    std::fs::write(&yaml, text).unwrap();
+    let o = qdet(&["val", "--model", &model(), "--data", yaml.to_str().unwrap()], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("the model's class names differ from this dataset's (id 4 is 'hexagon' in the model, 'cross' here; id 5 is 'cross' in the model, 'hexagon' here)"),
+        "{err}"
+    );
+    // The fixture's own names: no warning.
+    let ds2 = dataset(&d.path().join("same"), &["val_0000"]);
+    let o = qdet(&["val", "--model", &model(), "--data", ds2.join("data.yaml").to_str().unwrap()], d.path());
+    assert!(!stderr(&o).contains("class names differ"), "{}", stderr(&o));
+}
