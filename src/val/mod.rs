@@ -232,9 +232,7 @@ pub fn run(
     let names = if model.meta.names.is_empty() { data.names.clone() } else { model.meta.names.clone() };
     // Labels first: cheap, and max_det depends on them.
     let GroundTruth { labels, mut skipped, mut warnings } = read_labels(&images, data, model_nc, on_event);
-    if let Some(w) = names_mismatch(&model.meta.names, &data.names) {
-        warnings.insert(0, Problem::new(&data.yaml, w));
-    }
+    warnings.splice(0..0, names_mismatch(&model.meta.names, &data.names).map(|w| Problem::new(&data.yaml, w)));
     let most_labels = labels.iter().flatten().map(Vec::len).max().unwrap_or(0);
     let max_det = opts.max_det.unwrap_or(DEFAULT_MAX_DET.max(most_labels));
     let nms = NmsOptions { conf: opts.conf, iou: opts.iou, max_det, agnostic: false, classes: None };
