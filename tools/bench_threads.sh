@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Images/s of `qdet detect` for the thread layouts README's "Throughput" table compares,
+# Images/s of `qdet detect` for the thread layouts the "Throughput" table of docs/performance.md compares,
 # measured back to back in one run. Usage: tools/bench_threads.sh MODEL IMAGES_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."

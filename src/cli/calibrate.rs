@@ -87,7 +87,7 @@ pub struct CalibrateArgs {
     /// Where to write the QDQ ONNX model (never the input model).
     #[arg(long)]
     out: PathBuf,
-    /// Activation range observer (PPQ's); mse measured best on the fixture (README).
+    /// Activation range observer (PPQ's); mse measured best on the fixture (docs/calibrate.md).
     #[arg(long, value_enum, default_value = "mse")]
     method: MethodArg,
     /// Use the first N images (sorted by path) [default: all].
@@ -102,7 +102,7 @@ pub struct CalibrateArgs {
     auto_exclude: usize,
     /// Shift each quantized conv's bias per channel to cancel its mean output error on the
     /// calibration images (the default: it halves the worst confidence drift on real photos,
-    /// README).
+    /// docs/calibrate.md).
     #[arg(long, overrides_with = "no_bias_correct", hide = true)]
     bias_correct: bool,
     /// Leave the biases as quantized (no bias correction).
@@ -117,7 +117,7 @@ pub struct CalibrateArgs {
     weight_rounding: RoundingArg,
     /// 8-bit weights of each pair of neighbouring input channels: bounded, so that AVX2 and
     /// SSSE3 CPUs run them exactly on `vpmaddubsw` (0.75x of the exact 16-bit path's time;
-    /// GPTQ compensates the bound, README), or free (slightly closer to fp32, the same speed
+    /// GPTQ compensates the bound, docs/calibrate.md), or free (slightly closer to fp32, the same speed
     /// on VNNI and ARM CPUs) [default: bounded with GPTQ rounding, free with nearest].
     #[arg(long, value_enum)]
     weight_pairs: Option<PairsArg>,
@@ -127,7 +127,7 @@ pub struct CalibrateArgs {
     pair_tolerance: Option<f64>,
     /// A Concat read by one conv: one grid shared by all its inputs, as ONNX Runtime's
     /// quantizer writes it, or each input on its own uint8 grid (the Concat stays float,
-    /// qdet's kernels read the parts; other runtimes run that conv in float). README.
+    /// qdet's kernels read the parts; other runtimes run that conv in float). docs/calibrate.md.
     #[arg(long, value_enum, default_value = "shared")]
     concat_scales: ConcatArg,
     /// Images used by the error analysis (graphwise and layerwise); 0 skips it.

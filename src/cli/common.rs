@@ -26,7 +26,7 @@ pub(super) fn exit_status(some_failed: bool) -> ExitCode {
 ///
 /// By default every thread gets its own image: on 2 cores that gave 1.72x the images/s of
 /// one image on 2 tract threads for the COCO yolov8n at 640 and 1.85x for the fixture model
-/// at 320 (README, "Throughput"), because tract's intra-op threading scales poorly there.
+/// at 320 (docs/performance.md, "Throughput"), because tract's intra-op threading scales poorly there.
 /// A single image gets all threads instead, for the lowest latency.
 pub(super) fn setup_threads(threads: Option<usize>, inflight: Option<usize>, images: usize) -> anyhow::Result<usize> {
     let n = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));

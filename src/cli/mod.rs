@@ -54,7 +54,7 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
-/// Runs the command line; the exit status is the README's ("Exit status").
+/// Runs the command line; the exit status is the one docs/detect.md tabulates ("Exit status").
 /// `QDET_CPU` caps tract's kernels too (the few ops it still runs), through tract's own
 /// `TRACT_CPU_ISA` unless that is set: tract reads it once, so it is set here, first thing,
 /// while the process has one thread.
@@ -66,7 +66,7 @@ fn cap_tract() {
 
 pub fn main() -> ExitCode {
     cap_tract();
-    // clap exits with 2 on a bad flag; the README's table says 1 ("nothing done: bad flags").
+    // clap exits with 2 on a bad flag; docs/detect.md's table says 1 ("nothing done: bad flags").
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
