@@ -153,6 +153,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
     let exclude =
         a.exclude.iter().map(|p| NamePattern::parse(p)).collect::<Result<Vec<_>, _>>().map_err(anyhow::Error::msg)?;
     let images = collect_images(&a.images)?;
+    warn_if_few(a.num.map_or(images.len(), |n| n.min(images.len())));
     let inflight = super::common::setup_threads(a.threads, None, images.len())?;
     let method = match a.method {
         MethodArg::Minmax => Method::Minmax,
@@ -289,13 +290,27 @@ fn tables(r: &Report) -> String {
     lines.join("\n") + "\n"
 }
 
-/// The agreement of the written model with the float one, in one line.
+/// Fewer calibration images than this get a warning (docs/calibrate.md has the measurement).
+const MIN_IMAGES: usize = 16;
+
+fn warn_if_few(used: usize) {
+    if used < MIN_IMAGES {
+        eprintln!(
+            "qdet: warning: calibrating on {used} image{}: ranges seen on so few miss what other photos hold \
+             (on the COCO yolov8n, 85 photos it was not calibrated on agreed with fp32 at mAP50-95 0.933 \
+             after 1 image, 0.970 after 4 to 16, 0.977 after 32); give {MIN_IMAGES} or more like the box will see",
+            if used == 1 { "" } else { "s" }
+        );
+    }
+}
+
+/// The agreement of the written model with the float one, in one line, and a verdict.
 fn agreement_line(a: &AgreementSummary, images: usize) -> String {
     let drift = match (a.drift.max, a.drift.mean) {
         (Some(max), Some(mean)) => format!("max {max:.3} (mean {mean:.3})"),
         _ => "none measured".into(),
     };
-    format!(
+    let line = format!(
         "Detections vs float on {images} images (as qdet val --reference): mAP50-95 {:.3}, mAP50 {:.3}; boxes >= {}: \
          confidence drift {drift}, {} of {} lost, {} added, worst IoU {}",
         a.map50_95,
@@ -305,5 +320,22 @@ fn agreement_line(a: &AgreementSummary, images: usize) -> String {
         a.lost.of,
         a.added.count,
         a.iou.min.map_or("-".into(), |v| format!("{v:.3}"))
-    )
+    );
+    format!("{line}\n{}", verdict(a, images))
+}
+
+/// One line a newcomer can act on. The check runs on calibration images, which flatter the
+/// file: the default on the COCO yolov8n scores 0.977 on 85 photos it was not calibrated on.
+fn verdict(a: &AgreementSummary, images: usize) -> String {
+    let lost = a.lost.count + a.added.count;
+    let judge = format!(
+        "these {images} images were calibrated on; judge on others with `qdet val --model INT8 --reference FP32 --images DIR`"
+    );
+    if a.map50_95 >= 0.95 && lost == 0 {
+        format!("Verdict: close to fp32 ({judge})")
+    } else if a.map50_95 >= 0.9 {
+        format!("Verdict: some boxes move or change; {judge}, and try more calibration images or --auto-exclude 3")
+    } else {
+        format!("Verdict: far from fp32; try more calibration images, --auto-exclude 3, or keep fp32 ({judge})")
+    }
 }

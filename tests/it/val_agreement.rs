@@ -239,7 +239,13 @@ fn calibrate_reports_the_agreement_val_measures() {
         d.path(),
     );
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    assert!(String::from_utf8_lossy(&o.stdout).contains("Detections vs float on 3 images"));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("Detections vs float on 3 images"), "{stdout}");
+    // Three images: a warning with the measured cost, and a verdict that says the check ran
+    // on the calibration images themselves.
+    assert!(stderr(&o).contains("qdet: warning: calibrating on 3 images"), "{}", stderr(&o));
+    let verdict = stdout.lines().find(|l| l.starts_with("Verdict: ")).unwrap_or_else(|| panic!("{stdout}"));
+    assert!(verdict.contains("these 3 images were calibrated on; judge on others with `qdet val"), "{verdict}");
     let mut a = json(&report)["agreement"].clone();
     let first: Vec<PathBuf> = names.iter().map(|n| calib.join(n)).collect();
     let fp32 = model();
