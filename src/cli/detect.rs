@@ -94,22 +94,7 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
         );
     }
     let inflight = setup_threads(a.threads, a.inflight, images.len())?;
-    let int8 = if a.simulate_qdq { crate::model::Int8::Simulated } else { crate::model::Int8::Native };
-    let model = crate::model::Model::load_with(&a.model, a.imgsz, int8).context("loading the model")?;
-    let nc = model.num_classes();
-    let names = match &a.names {
-        Some(file) => Some(checked_names(file, nc)?),
-        None => None,
-    };
-    let mut det = Detector::new(model, a.imgsz, NmsOptions::default());
-    if let Some(names) = names {
-        det.names = names;
-    }
-    let classes = match &a.classes {
-        Some(given) => Some(resolve_classes(given, &det.names, nc)?),
-        None => None,
-    };
-    det.nms = NmsOptions { conf: a.conf, iou: a.iou, max_det: a.max_det, agnostic: a.agnostic, classes };
+    let det = load_detector(&a)?;
     let writes_to_dir = !a.no_json && !a.beside || a.save_txt || a.save_img;
     if writes_to_dir {
         crate::run::check_writable(&dir).context("output folder is not writable")?;
@@ -162,6 +147,35 @@ fn where_written(o: &Outputs) -> String {
         (JsonMode::Beside, true) => format!("labelme JSON beside each image, the rest in {}", o.dir.display()),
         _ => format!("results in {}", o.dir.display()),
     }
+}
+
+/// The model of `a`, with its class names, `--classes` and NMS settings checked against it.
+fn load_detector(a: &DetectArgs) -> anyhow::Result<Detector> {
+    let int8 = if a.simulate_qdq { crate::model::Int8::Simulated } else { crate::model::Int8::Native };
+    let model = crate::model::Model::load_with(&a.model, a.imgsz, int8).context("loading the model")?;
+    if let (Some((h, w)), Some((fh, fw))) = (a.imgsz, model.fixed_size) {
+        if (h, w) != (fh, fw) {
+            eprintln!(
+                "qdet: note: --imgsz {h},{w} does not apply: the model's input is fixed at {fh}x{fw} (export with \
+                 imgsz=N, or dynamic=True, for another size)"
+            );
+        }
+    }
+    let nc = model.num_classes();
+    let names = match &a.names {
+        Some(file) => Some(checked_names(file, nc)?),
+        None => None,
+    };
+    let mut det = Detector::new(model, a.imgsz, NmsOptions::default());
+    if let Some(names) = names {
+        det.names = names;
+    }
+    let classes = match &a.classes {
+        Some(given) => Some(resolve_classes(given, &det.names, nc)?),
+        None => None,
+    };
+    det.nms = NmsOptions { conf: a.conf, iou: a.iou, max_det: a.max_det, agnostic: a.agnostic, classes };
+    Ok(det)
 }
 
 /// The names of a `--names` file, which must name every class of the model.

@@ -266,3 +266,19 @@ fn classes_are_taken_by_name_or_id_and_checked() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("names.txt: 3 names for the model's 6 classes"), "{}", stderr(&o));
 }
+
+/// `--imgsz` on a static export cannot change its size; qdet says so instead of ignoring it.
+#[test]
+fn imgsz_on_a_static_model_is_a_notice() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(val("val_0001.jpg"), d.path().join("a.jpg")).unwrap();
+    let o = qdet(&["detect", "--model", &model(), "a.jpg", "--out", "o", "--imgsz", "640"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("--imgsz 640,640 does not apply: the model's input is fixed at 320x320"),
+        "{}",
+        stderr(&o)
+    );
+    let o = qdet(&["detect", "--model", &model(), "a.jpg", "--out", "o2", "--imgsz", "320"], d.path());
+    assert!(!stderr(&o).contains("does not apply"), "{}", stderr(&o));
+}
