@@ -10,6 +10,7 @@ mod dataset_augment;
 mod dataset_convert;
 mod dataset_split;
 mod decode_opencv;
+mod docs_commands;
 mod families;
 mod hostile_inputs;
 mod model_load;
