@@ -6,6 +6,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// The file `detect` leaves in its output folder: a folder holding it is never walked for
+/// input images (unless given itself), so one run's annotated images are never the next
+/// run's inputs, whatever `--out` either used.
+pub const OUTPUT_MARKER: &str = ".qdet-output";
+
 /// Extensions qdet decodes (Ultralytics' IMG_FORMATS minus the ones without a pure-Rust decoder).
 pub const IMAGE_EXTENSIONS: &[&str] = &["jpg", "jpeg", "mpo", "png", "bmp", "tif", "tiff", "webp"];
 
@@ -65,8 +70,9 @@ pub fn collect_excluding(sources: &[PathBuf], exclude: &[PathBuf]) -> Result<Col
             let walker = walker.filter_entry(|e| {
                 e.depth() == 0
                     || !e.file_type().is_dir()
-                    || exclude.is_empty()
-                    || std::fs::canonicalize(e.path()).map_or(true, |p| !exclude.contains(&p))
+                    || !e.path().join(OUTPUT_MARKER).exists()
+                        && (exclude.is_empty()
+                            || std::fs::canonicalize(e.path()).map_or(true, |p| !exclude.contains(&p)))
             });
             for entry in walker {
                 match entry {

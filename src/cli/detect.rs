@@ -98,6 +98,7 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     let writes_to_dir = !a.no_json && !a.beside || a.save_txt || a.save_img;
     if writes_to_dir {
         crate::run::check_writable(&dir).context("output folder is not writable")?;
+        mark_output(&dir)?;
         let stale = crate::atomic::remove_stale_temps(&dir);
         if stale > 0 {
             eprintln!("qdet: removed {stale} temporary files an interrupted run left in {}", dir.display());
@@ -137,6 +138,17 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
         print_summary(&summary, &where_written(&outputs));
     }
     Ok(exit_status(summary.failed > 0))
+}
+
+/// Marks `dir` as qdet's output, so no later run walks it for input images.
+fn mark_output(dir: &std::path::Path) -> anyhow::Result<()> {
+    let marker = dir.join(crate::sources::OUTPUT_MARKER);
+    if !marker.exists() {
+        let text = b"qdet detect writes its results here; qdet never reads this folder's images as input\n";
+        crate::atomic::write(&marker, text, crate::atomic::Existing::Keep)
+            .with_context(|| format!("marking {} as qdet's output", dir.display()))?;
+    }
+    Ok(())
 }
 
 /// Where the summary says the outputs went.

@@ -282,3 +282,18 @@ fn imgsz_on_a_static_model_is_a_notice() {
     let o = qdet(&["detect", "--model", &model(), "a.jpg", "--out", "o2", "--imgsz", "320"], d.path());
     assert!(!stderr(&o).contains("does not apply"), "{}", stderr(&o));
 }
+
+/// An output folder inside the source folder, under any name: its annotated images are never
+/// the next run's inputs (each output folder carries a `.qdet-output` marker).
+#[test]
+fn output_folders_are_never_walked_as_input() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir(d.path().join("imgs")).unwrap();
+    std::fs::copy(val("val_0001.jpg"), d.path().join("imgs/a.jpg")).unwrap();
+    let run =
+        |out: &str| qdet(&["detect", "--model", &model(), "imgs", "--out", out, "--save-img", "--json"], d.path());
+    assert_eq!(summary(&run("imgs/first"))["images"], 1);
+    assert!(d.path().join("imgs/first/.qdet-output").is_file() && d.path().join("imgs/first/a.jpg").is_file());
+    // A second run under another name sees one image, not first/a.jpg as well.
+    assert_eq!(summary(&run("imgs/second"))["images"], 1);
+}
