@@ -68,6 +68,20 @@ pub fn check_writable(dir: &Path) -> Result<()> {
     std::fs::remove_file(&probe).map_err(|e| Error::io(dir, e))
 }
 
+/// One image's result, as `run` reports it when the image is done.
+pub enum ImageDone<'a> {
+    Detected { src: &'a SourceImage, dets: &'a [Detection], size: (u32, u32) },
+    Failed(&'a Problem),
+}
+
+/// What `DetectJob::process` gives for an image.
+struct Done {
+    dets: Vec<Detection>,
+    /// Existing outputs kept.
+    kept: usize,
+    size: (u32, u32),
+}
+
 /// Detection on one image, as the batch pipeline runs it.
 struct DetectJob<'a> {
     det: &'a Detector,
@@ -77,8 +91,7 @@ struct DetectJob<'a> {
 
 impl Job for DetectJob<'_> {
     type Decoded = (RgbImage, Prepared);
-    /// The detections and how many existing outputs were kept.
-    type Output = (Vec<Detection>, usize);
+    type Output = Done;
     type Failure = Problem;
 
     fn decode(&self, index: usize, clock: &mut Clock) -> std::result::Result<Self::Decoded, Problem> {
@@ -102,15 +115,16 @@ impl Job for DetectJob<'_> {
         clock.lap(Stage::Inference);
         let dets = self.det.postprocess(&raw, &prepared.letterbox);
         clock.lap(Stage::Postprocess);
+        let size = (image.width as u32, image.height as u32);
         let kept = write_outputs(self.det, src, image, &dets, self.out).map_err(fail)?;
         clock.lap(Stage::Write);
-        Ok((dets, kept))
+        Ok(Done { dets, kept, size })
     }
 }
 
 /// Runs detection on every source image. `inflight` images go through inference at once
 /// (each on one tract thread when above 1); decoding runs ahead on the rayon pool.
-/// `on_event` is called once per image run (for a progress bar) with the failure, if any.
+/// `on_event` is called once per image run (for a progress bar and per-image lines).
 /// Per-image problems never stop the run. Without `--overwrite`, images whose every output
 /// exists are not run at all.
 pub fn run(
@@ -118,7 +132,7 @@ pub fn run(
     images: &[SourceImage],
     out: &Outputs,
     inflight: usize,
-    on_event: &dyn Fn(Option<&Problem>),
+    on_event: &dyn Fn(ImageDone),
 ) -> DetectSummary {
     let start = Instant::now();
     let (todo, done): (Vec<SourceImage>, Vec<SourceImage>) =
@@ -127,19 +141,19 @@ pub fn run(
     let (mut processed, mut detections, mut kept) = (0, 0, 0);
     let mut per_class: BTreeMap<String, usize> = BTreeMap::new();
     let mut failures = Vec::new();
-    let Ok(mean_ms) = pipeline::run(&job, todo.len(), inflight, |_, result| {
+    let Ok(mean_ms) = pipeline::run(&job, todo.len(), inflight, |i, result| {
         match result {
-            Ok((dets, k)) => {
+            Ok(done) => {
                 processed += 1;
-                kept += k;
-                detections += dets.len();
-                for d in &dets {
+                kept += done.kept;
+                detections += done.dets.len();
+                for d in &done.dets {
                     *per_class.entry(det.label(d.class)).or_default() += 1;
                 }
-                on_event(None);
+                on_event(ImageDone::Detected { src: &todo[i], dets: &done.dets, size: done.size });
             }
             Err(f) => {
-                on_event(Some(&f));
+                on_event(ImageDone::Failed(&f));
                 failures.push(f);
             }
         }

@@ -12,7 +12,7 @@ use crate::atomic::Existing;
 use crate::detector::Detector;
 use crate::options::{parse_imgsz, parse_unit};
 use crate::postprocess::NmsOptions;
-use crate::run::{DetectSummary, JsonMode, Outputs};
+use crate::run::{DetectSummary, ImageDone, JsonMode, Outputs};
 
 #[derive(Args)]
 pub(super) struct DetectArgs {
@@ -77,6 +77,10 @@ pub(super) struct DetectArgs {
     /// Print the summary as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// A line per image (its size and detections per class), as Ultralytics prints
+    /// [default: on for up to 10 images].
+    #[arg(long)]
+    verbose: bool,
 }
 
 pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
@@ -119,9 +123,16 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
         existing: if a.overwrite { Existing::Overwrite } else { Existing::Keep },
     };
     let bar = progress_bar(images.len() as u64, "images");
-    let mut summary = crate::run::run(&det, &images, &outputs, inflight, &|failure| {
-        if let Some(f) = failure {
-            bar.suspend(|| eprintln!("qdet: skipped {}: {}", f.path.display(), f.reason));
+    let verbose = a.verbose || images.len() <= 10;
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let mut summary = crate::run::run(&det, &images, &outputs, inflight, &|event| {
+        let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        match event {
+            ImageDone::Failed(f) => bar.suspend(|| eprintln!("qdet: skipped {}: {}", f.path.display(), f.reason)),
+            ImageDone::Detected { src, dets, size } if verbose => {
+                bar.suspend(|| eprintln!("{}", image_line(k, images.len(), &src.path, size, dets, &det)))
+            }
+            ImageDone::Detected { .. } => {}
         }
         bar.inc(1);
     });
@@ -149,6 +160,25 @@ fn mark_output(dir: &std::path::Path) -> anyhow::Result<()> {
             .with_context(|| format!("marking {} as qdet's output", dir.display()))?;
     }
     Ok(())
+}
+
+/// Ultralytics' per-image line: `image 1/3 path: 320x240 1 circle, 2 triangles`.
+fn image_line(
+    k: usize,
+    n: usize,
+    path: &std::path::Path,
+    (w, h): (u32, u32),
+    dets: &[crate::postprocess::Detection],
+    det: &Detector,
+) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for d in dets {
+        *counts.entry(d.class).or_insert(0usize) += 1;
+    }
+    let found: Vec<String> =
+        counts.iter().map(|(&c, &m)| format!("{m} {}{}", det.label(c), if m > 1 { "s" } else { "" })).collect();
+    let found = if found.is_empty() { "(no detections)".to_string() } else { found.join(", ") };
+    format!("image {k}/{n} {}: {w}x{h} {found}", path.display())
 }
 
 /// Where the summary says the outputs went.

@@ -297,3 +297,34 @@ fn output_folders_are_never_walked_as_input() {
     // A second run under another name sees one image, not first/a.jpg as well.
     assert_eq!(summary(&run("imgs/second"))["images"], 1);
 }
+
+/// Up to 10 images (or with --verbose), a line per image as Ultralytics prints it: the
+/// image, its size and the detections per class; over 10 only with --verbose.
+#[test]
+fn small_runs_print_a_line_per_image() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::copy(val("val_0001.jpg"), d.path().join("a.jpg")).unwrap();
+    let o = qdet(&["detect", "--model", &model(), "a.jpg", "--out", "o", "--json"], d.path());
+    let per_class = summary(&o)["per_class"].clone();
+    let line = stderr(&o).lines().find(|l| l.starts_with("image 1/1 a.jpg: ")).map(String::from);
+    let line = line.unwrap_or_else(|| panic!("{}", stderr(&o)));
+    let (w, h) = image::image_dimensions(d.path().join("a.jpg")).unwrap();
+    let mut want: Vec<String> = Vec::new();
+    for name in ["circle", "square", "triangle", "star", "hexagon", "cross"] {
+        if let Some(n) = per_class.get(name).and_then(|v| v.as_u64()) {
+            want.push(format!("{n} {name}{}", if n > 1 { "s" } else { "" }));
+        }
+    }
+    assert_eq!(line, format!("image 1/1 a.jpg: {w}x{h} {}", want.join(", ")));
+    let many: Vec<String> = (0..11).map(|i| format!("val_{i:04}.jpg")).collect();
+    for f in &many {
+        std::fs::copy(val(f), d.path().join(f)).unwrap();
+    }
+    let mut args = vec!["detect".to_string(), "--model".into(), model(), "--out".into(), "o2".into()];
+    args.extend(many.iter().cloned());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert!(!stderr(&qdet(&refs, d.path())).contains("image 1/11"));
+    let mut refs = refs.clone();
+    refs.extend(["--verbose", "--overwrite"]);
+    assert!(stderr(&qdet(&refs, d.path())).contains("image 11/11 "));
+}
