@@ -75,12 +75,13 @@ pub fn load_json<T: DeserializeOwned>(rel: &str) -> T {
     serde_json::from_str(&read(&p)).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-/// Every file under `dir`, relative, sorted.
+/// The files below `dir`, relative and sorted: the results of a run, without the marker
+/// `detect` leaves in its output folder (`.qdet-output`, tested in `cli_detect`).
 pub fn tree(dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = walkdir::WalkDir::new(dir)
         .into_iter()
         .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
+        .filter(|e| e.file_type().is_file() && e.file_name() != ".qdet-output")
         .map(|e| e.path().strip_prefix(dir).unwrap().to_string_lossy().into_owned())
         .collect();
     v.sort();
