@@ -63,6 +63,7 @@ mod run;
 mod serve;
 mod sources;
 mod val;
+mod video;
 mod yaml;
 
 #[cfg(test)]

@@ -19,7 +19,9 @@ pub(super) struct DetectArgs {
     /// Ultralytics YOLO detection ONNX export (v5u, v8, v10, 11, 26; fp32 or fp16, static or dynamic input).
     #[arg(long)]
     model: PathBuf,
-    /// Image files, folders (walked recursively) or glob patterns.
+    /// Image files, folders (walked recursively) or glob patterns; video files (mp4, mkv, avi,
+    /// mov, ts, webm, ...), stream URLs (rtsp://, rtmp://, http(s)://, udp://) and cameras
+    /// (/dev/video0), decoded by the system ffmpeg.
     #[arg(required = true)]
     sources: Vec<PathBuf>,
     /// Output folder [default: runs/detect/predict, then predict2, predict3, ...].
@@ -81,24 +83,32 @@ pub(super) struct DetectArgs {
     /// [default: on for up to 10 images].
     #[arg(long)]
     verbose: bool,
+    #[command(flatten)]
+    video: super::detect_video::VideoArgs,
 }
 
 pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     let dir = a.out.clone().unwrap_or_else(|| crate::sources::next_run_dir(&PathBuf::from("runs/detect"), "predict"));
+    let (videos, sources): (Vec<PathBuf>, Vec<PathBuf>) =
+        a.sources.iter().cloned().partition(|s| crate::video::is_video(s));
+    if sources.is_empty() {
+        setup_threads(a.threads, None, 1)?;
+        let det = load_detector(&a)?;
+        let failed = super::detect_video::run(&a.video, &det, &videos, &dir, a.overwrite)?;
+        return Ok(exit_status(failed));
+    }
     let collected =
-        crate::sources::collect_excluding(&a.sources, std::slice::from_ref(&dir)).context("collecting images")?;
+        crate::sources::collect_excluding(&sources, std::slice::from_ref(&dir)).context("collecting images")?;
     for (path, reason) in &collected.skipped {
         eprintln!("qdet: skipped {}: {reason}", path.display());
     }
     let images = collected.images;
     if images.is_empty() {
-        bail!(
-            "no images found in {}",
-            a.sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
-        );
+        bail!("no images found in {}", sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }
     let inflight = setup_threads(a.threads, a.inflight, images.len())?;
     let det = load_detector(&a)?;
+    let videos_failed = !videos.is_empty() && super::detect_video::run(&a.video, &det, &videos, &dir, a.overwrite)?;
     let writes_to_dir = !a.no_json && !a.beside || a.save_txt || a.save_img;
     if writes_to_dir {
         crate::run::check_writable(&dir).context("output folder is not writable")?;
@@ -148,7 +158,7 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     } else {
         print_summary(&summary, &where_written(&outputs));
     }
-    Ok(exit_status(summary.failed > 0))
+    Ok(exit_status(summary.failed > 0 || videos_failed))
 }
 
 /// Marks `dir` as qdet's output, so no later run walks it for input images.

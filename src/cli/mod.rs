@@ -11,6 +11,7 @@ mod calibrate;
 mod common;
 mod dataset;
 mod detect;
+mod detect_video;
 mod serve;
 mod val;
 

@@ -20,3 +20,4 @@ mod util;
 mod val_agreement;
 mod val_cli;
 mod val_metrics;
+mod video;
