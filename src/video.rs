@@ -25,6 +25,13 @@ pub fn is_video(source: &Path) -> bool {
             .is_some_and(|e| VIDEO_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// Whether `source` is live (a stream URL or a camera): frames come at their own pace, and
+/// the newest one is what matters.
+pub fn is_live(source: &Path) -> bool {
+    let text = source.to_string_lossy();
+    text.contains("://") || text.starts_with("/dev/video")
+}
+
 /// Frames of one video, decoded by an `ffmpeg` child process.
 pub struct Video {
     source: PathBuf,
@@ -95,7 +102,10 @@ fn probe(source: &Path, input_args: &[String]) -> Result<Probe> {
 impl Video {
     /// Opens `source` (a file, URL or device) with ffmpeg's `input_args` before `-i`.
     pub fn open(source: &Path, input_args: &[String]) -> Result<Video> {
-        let p = probe(source, input_args)?;
+        // ffprobe takes the demuxer's options (`-rtsp_transport tcp`) but not ffmpeg's own
+        // (`-re`, `-hwaccel`): without them it still reads the size and rate.
+        let p =
+            probe(source, input_args).or_else(|e| if input_args.is_empty() { Err(e) } else { probe(source, &[]) })?;
         // The size is what the stream claims: refuse it before allocating a frame.
         if (p.width as u64) * (p.height as u64) > crate::image_io::max_pixels() {
             return Err(Error::format(
@@ -143,11 +153,6 @@ impl Video {
         self.read += 1;
         Ok(true)
     }
-
-    /// The presentation time of frame `index` in seconds, from the declared frame rate.
-    pub fn pts(&self, index: u64) -> Option<f64> {
-        (self.fps > 0.0).then(|| index as f64 / self.fps)
-    }
 }
 
 impl Drop for Video {
@@ -180,5 +185,87 @@ mod tests {
         }
         assert_eq!((rate("30000/1001") * 1000.0).round(), 29970.0);
         assert_eq!((rate("25/1"), rate("0/0"), rate("12.5")), (25.0, 0.0, 12.5));
+    }
+}
+
+/// A live source's frames on a reader thread that keeps only the newest: frames that arrive
+/// while the caller is busy replace the waiting one and are counted as dropped, so the
+/// caller always works on the latest frame and nothing queues without bound.
+pub struct Newest {
+    shared: std::sync::Arc<(std::sync::Mutex<Slot>, std::sync::Condvar)>,
+    reader: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Slot {
+    frame: Option<(u64, RgbImage)>,
+    ended: bool,
+    dropped: u64,
+    read: u64,
+    error: Option<Error>,
+}
+
+impl Newest {
+    pub fn start(mut video: Video) -> Newest {
+        let shared = std::sync::Arc::new((std::sync::Mutex::new(Slot::default()), std::sync::Condvar::new()));
+        let theirs = shared.clone();
+        let reader = std::thread::spawn(move || {
+            let (slot, ready) = &*theirs;
+            let lock = || slot.lock().unwrap_or_else(|p| p.into_inner());
+            let mut index = 0u64;
+            loop {
+                let mut frame = RgbImage { width: 0, height: 0, data: Vec::new() };
+                let got = video.next_into(&mut frame);
+                let mut s = lock();
+                match got {
+                    Ok(true) => {
+                        s.dropped += u64::from(s.frame.is_some());
+                        s.frame = Some((index, frame));
+                        s.read = index + 1;
+                        index += 1;
+                    }
+                    Ok(false) => s.ended = true,
+                    Err(e) => {
+                        s.error = Some(e);
+                        s.ended = true;
+                    }
+                }
+                let ended = s.ended;
+                drop(s);
+                ready.notify_all();
+                if ended {
+                    return;
+                }
+            }
+        });
+        Newest { shared, reader: Some(reader) }
+    }
+
+    /// The newest frame not yet taken and its index, waiting for one; `None` once the
+    /// source has ended (or failed: see [`Newest::finish`]).
+    pub fn next(&self) -> Option<(u64, RgbImage)> {
+        let (slot, ready) = &*self.shared;
+        let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(f) = s.frame.take() {
+                return Some(f);
+            }
+            if s.ended {
+                return None;
+            }
+            s = ready.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Frames read and dropped, or the error that ended the source.
+    pub fn finish(mut self) -> Result<(u64, u64)> {
+        if let Some(t) = self.reader.take() {
+            let _ = t.join();
+        }
+        let mut s = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
+        match s.error.take() {
+            Some(e) => Err(e),
+            None => Ok((s.read, s.dropped)),
+        }
     }
 }

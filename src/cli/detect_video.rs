@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::detector::Detector;
 use crate::image_io::RgbImage;
-use crate::video::Video;
+use crate::video::{Newest, Video};
 
 #[derive(Args)]
 pub(super) struct VideoArgs {
@@ -25,6 +25,10 @@ pub(super) struct VideoArgs {
     /// `-rtsp_transport tcp`, ...), as one string.
     #[arg(long, allow_hyphen_values = true)]
     ffmpeg_input_args: Option<String>,
+    /// Treat video files as live streams (URLs and cameras always are): work on the newest
+    /// frame, dropping and counting those that arrive while inference is busy.
+    #[arg(long)]
+    live: bool,
 }
 
 /// One line of the JSON Lines output.
@@ -77,9 +81,13 @@ pub(super) fn run(
             }
         };
         match one(a, det, source, &input_args, sink) {
-            Ok((frames, processed, found)) => eprintln!(
-                "{}: {frames} frames, {processed} processed, {found} detections; JSON Lines in {}",
+            Ok(c) => eprintln!(
+                "{}: {} frames, {} processed, {} dropped while busy, {} detections; JSON Lines in {}",
                 source.display(),
+                c.read,
+                c.processed,
+                c.dropped,
+                c.found,
                 sink.name()
             ),
             Err(e) => {
@@ -91,40 +99,50 @@ pub(super) fn run(
     Ok(failed)
 }
 
-/// Frames read, frames processed and detections of one video.
-fn one(
-    a: &VideoArgs,
-    det: &Detector,
-    source: &Path,
-    input_args: &[String],
-    sink: &mut Sink,
-) -> anyhow::Result<(u64, u64, usize)> {
-    let mut video = Video::open(source, input_args)?;
+/// What became of one video's frames.
+struct Counts {
+    read: u64,
+    processed: u64,
+    dropped: u64,
+    found: usize,
+}
+
+/// Detects on one video: every `--vid-stride`th frame of a file, the newest of a live source.
+fn one(a: &VideoArgs, det: &Detector, source: &Path, input_args: &[String], sink: &mut Sink) -> anyhow::Result<Counts> {
+    let video = Video::open(source, input_args)?;
     let name = source.to_string_lossy();
-    let mut frame = RgbImage { width: 0, height: 0, data: Vec::new() };
-    let (mut index, mut processed, mut found) = (0u64, 0u64, 0usize);
-    while video.next_into(&mut frame)? {
-        if index % a.vid_stride == 0 {
-            let dets = det.detect(&frame)?;
-            found += dets.len();
-            let detections = dets
-                .iter()
-                .map(|d| FrameDetection { class: d.class, label: det.label(d.class), conf: d.score, bbox: d.bbox })
-                .collect();
-            let line = FrameLine {
-                source: &name,
-                frame: index,
-                pts: video.pts(index),
-                width: frame.width,
-                height: frame.height,
-                detections,
-            };
-            sink.line(&serde_json::to_string(&line)?)?;
-            processed += 1;
+    let mut c = Counts { read: 0, processed: 0, dropped: 0, found: 0 };
+    let fps = video.fps;
+    let mut emit = |index: u64, frame: &RgbImage, c: &mut Counts| -> anyhow::Result<()> {
+        let dets = det.detect(frame)?;
+        c.found += dets.len();
+        let detections = dets
+            .iter()
+            .map(|d| FrameDetection { class: d.class, label: det.label(d.class), conf: d.score, bbox: d.bbox })
+            .collect();
+        let pts = (fps > 0.0).then(|| index as f64 / fps);
+        let line = FrameLine { source: &name, frame: index, pts, width: frame.width, height: frame.height, detections };
+        sink.line(&serde_json::to_string(&line)?)?;
+        c.processed += 1;
+        Ok(())
+    };
+    if a.live || crate::video::is_live(source) {
+        let newest = Newest::start(video);
+        while let Some((index, frame)) = newest.next() {
+            emit(index, &frame, &mut c)?;
         }
-        index += 1;
+        (c.read, c.dropped) = newest.finish()?;
+        return Ok(c);
     }
-    Ok((index, processed, found))
+    let mut video = video;
+    let mut frame = RgbImage { width: 0, height: 0, data: Vec::new() };
+    while video.next_into(&mut frame)? {
+        if c.read % a.vid_stride == 0 {
+            emit(c.read, &frame, &mut c)?;
+        }
+        c.read += 1;
+    }
+    Ok(c)
 }
 
 /// A name for a video's outputs: the file stem, or the URL made into a file name.

@@ -11,13 +11,18 @@ use crate::util::*;
 
 /// A 6-frame H.264 clip of fixture images (letterboxed to 480x360, 5 fps) in `dir`.
 fn clip(dir: &Path) -> std::path::PathBuf {
-    for i in 0..6 {
-        std::fs::copy(val(&format!("val_{i:04}.jpg")), dir.join(format!("f{i}.jpg"))).unwrap();
+    clip_of(dir, 6, "5", "clip.mp4")
+}
+
+/// `frames` fixture images as an H.264 clip at `fps`, named `name`, in `dir`.
+fn clip_of(dir: &Path, frames: usize, fps: &str, name: &str) -> std::path::PathBuf {
+    for i in 0..frames {
+        std::fs::copy(val(&format!("val_{:04}.jpg", i % 40)), dir.join(format!("f{i}.jpg"))).unwrap();
     }
-    let out = dir.join("clip.mp4");
+    let out = dir.join(name);
     let vf = "scale=480:360:force_original_aspect_ratio=decrease,pad=480:360:(ow-iw)/2:(oh-ih)/2";
     let o = Command::new("ffmpeg")
-        .args(["-v", "error", "-framerate", "5", "-i", "f%d.jpg", "-vf", vf, "-c:v", "libx264", "-pix_fmt", "yuv420p"])
+        .args(["-v", "error", "-framerate", fps, "-i", "f%d.jpg", "-vf", vf, "-c:v", "libx264", "-pix_fmt", "yuv420p"])
         .arg(&out)
         .current_dir(dir)
         .output()
@@ -126,4 +131,45 @@ fn without_ffmpeg_a_video_is_an_error_naming_the_package() {
         "{}",
         stderr(&o)
     );
+}
+
+/// A live source (here a file ffmpeg paces at its 1000 fps with `-re`, faster than any
+/// inference) is read on its own thread: the newest frame is taken, those that came while
+/// inference was busy are dropped and counted, never queued; every frame is either processed
+/// or dropped, in order.
+#[test]
+fn a_live_source_faster_than_inference_drops_and_counts_frames() {
+    let d = tempfile::tempdir().unwrap();
+    clip_of(d.path(), 100, "1000", "fast.mp4");
+    let o = qdet(
+        &[
+            "detect",
+            "--model",
+            &model(),
+            "fast.mp4",
+            "--live",
+            "--ffmpeg-input-args",
+            "-re",
+            "--jsonl",
+            "-",
+            "--threads",
+            "1",
+        ],
+        d.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let frames: Vec<u64> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap()["frame"].as_u64().unwrap())
+        .collect();
+    assert!(frames.windows(2).all(|w| w[0] < w[1]), "{frames:?}");
+    let err = stderr(&o);
+    let counts = err.lines().find(|l| l.starts_with("fast.mp4: ")).unwrap_or_else(|| panic!("{err}"));
+    let n: Vec<u64> = counts.split(|c: char| !c.is_ascii_digit()).filter_map(|t| t.parse().ok()).collect();
+    // "fast.mp4: 100 frames, P processed, D dropped while busy, ..." (the 4 of mp4 first).
+    let (read, processed, dropped) = (n[1], n[2], n[3]);
+    assert_eq!((read, processed as usize), (100, frames.len()), "{counts}");
+    assert_eq!(processed + dropped, read, "{counts}");
+    assert!(dropped > 0 && processed > 0, "{counts}");
+    assert_eq!(frames.last(), Some(&99), "the last frame is the newest when the source ends");
 }
