@@ -137,7 +137,7 @@ fn one(a: &VideoArgs, det: &Detector, source: &Path, input_args: &[String], sink
     let mut video = video;
     let mut frame = RgbImage { width: 0, height: 0, data: Vec::new() };
     while video.next_into(&mut frame)? {
-        if c.read % a.vid_stride == 0 {
+        if c.read.is_multiple_of(a.vid_stride) {
             emit(c.read, &frame, &mut c)?;
         }
         c.read += 1;
