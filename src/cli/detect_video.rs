@@ -18,7 +18,7 @@ pub(super) struct VideoArgs {
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
     vid_stride: u64,
     /// Videos and streams: JSON Lines of every processed frame to this file, or `-` for
-    /// stdout [default: OUT/<video name>.jsonl per video].
+    /// stdout [default: OUT/NAME.jsonl per video, NAME its file name].
     #[arg(long)]
     jsonl: Option<PathBuf>,
     /// Videos and streams: arguments for ffmpeg before its `-i` (hardware decoding,
