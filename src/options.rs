@@ -25,9 +25,31 @@ pub fn parse_unit(s: &str) -> Result<f32, String> {
     }
 }
 
+/// An address to listen on, `HOST:PORT`: an IP address (`0.0.0.0:32168`, `[::]:80`) or a
+/// name the system resolves (`localhost:8080`), its first address.
+pub fn parse_bind(s: &str) -> Result<std::net::SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let bad =
+        |why: String| format!("{s:?} is not an address to listen on like 0.0.0.0:32168 or localhost:8080 ({why})");
+    s.to_socket_addrs().map_err(|e| bad(e.to_string()))?.next().ok_or_else(|| bad("no address".into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_addresses_by_ip_or_name() {
+        assert_eq!(parse_bind("0.0.0.0:32168"), Ok("0.0.0.0:32168".parse().unwrap()));
+        assert_eq!(parse_bind("[::1]:80"), Ok("[::1]:80".parse().unwrap()));
+        let local = parse_bind("localhost:8080").unwrap();
+        assert!(local.ip().is_loopback() && local.port() == 8080, "{local}");
+        assert!(parse_bind("localhost").unwrap_err().contains("like 0.0.0.0:32168 or localhost:8080"));
+        assert!(parse_bind("127.0.0.1:99999").is_err());
+    }
 
     #[test]
     fn imgsz_forms() {

@@ -21,8 +21,9 @@ pub(super) struct ServeArgs {
     /// The first is the default (`/v1/vision/detection`); the others are `/v1/vision/custom/NAME`.
     #[arg(long = "model", required = true, value_parser = parse_model, value_name = "[NAME=]PATH")]
     models: Vec<(String, PathBuf)>,
-    /// Address to listen on; the default is loopback only (CodeProject.AI's port).
-    #[arg(long, default_value = "127.0.0.1:32168")]
+    /// Address to listen on, `HOST:PORT` (`0.0.0.0:32168`, `localhost:8080`); the default is
+    /// loopback only (CodeProject.AI's port).
+    #[arg(long, default_value = "127.0.0.1:32168", value_parser = crate::options::parse_bind)]
     bind: SocketAddr,
     /// Inference workers, each detecting one image at a time [default: all cores].
     #[arg(long)]
