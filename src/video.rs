@@ -35,7 +35,9 @@ pub fn is_live(source: &Path) -> bool {
 /// Frames of one video, decoded by an `ffmpeg` child process.
 pub struct Video {
     source: PathBuf,
-    child: Child,
+    /// Shared with a [`Newest`] reading this video on its thread, which stops the decoder
+    /// when dropped.
+    child: std::sync::Arc<std::sync::Mutex<Child>>,
     out: ChildStdout,
     pub width: usize,
     pub height: usize,
@@ -126,6 +128,7 @@ impl Video {
             .spawn()
             .map_err(|e| missing("ffmpeg", e))?;
         let out = child.stdout.take().ok_or_else(|| Error::Invalid("ffmpeg gave no output pipe".into()))?;
+        let child = std::sync::Arc::new(std::sync::Mutex::new(child));
         Ok(Video { source: source.to_path_buf(), child, out, width: p.width, height: p.height, fps: p.fps, read: 0 })
     }
 
@@ -155,11 +158,16 @@ impl Video {
     }
 }
 
+/// Stops an ffmpeg child: a stream never ends by itself.
+fn stop(child: &std::sync::Mutex<Child>) {
+    let mut c = child.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
 impl Drop for Video {
     fn drop(&mut self) {
-        // A stream never ends by itself: stop the decoder with its reader.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&self.child);
     }
 }
 
@@ -194,6 +202,8 @@ mod tests {
 pub struct Newest {
     shared: std::sync::Arc<(std::sync::Mutex<Slot>, std::sync::Condvar)>,
     reader: Option<std::thread::JoinHandle<()>>,
+    /// The decoder, stopped when the caller gives up on the source (dropping this).
+    child: std::sync::Arc<std::sync::Mutex<Child>>,
 }
 
 #[derive(Default)]
@@ -209,6 +219,7 @@ impl Newest {
     pub fn start(mut video: Video) -> Newest {
         let shared = std::sync::Arc::new((std::sync::Mutex::new(Slot::default()), std::sync::Condvar::new()));
         let theirs = shared.clone();
+        let child = video.child.clone();
         let reader = std::thread::spawn(move || {
             let (slot, ready) = &*theirs;
             let lock = || slot.lock().unwrap_or_else(|p| p.into_inner());
@@ -238,7 +249,7 @@ impl Newest {
                 }
             }
         });
-        Newest { shared, reader: Some(reader) }
+        Newest { shared, reader: Some(reader), child }
     }
 
     /// The newest frame not yet taken and its index, waiting for one; `None` once the
@@ -266,6 +277,17 @@ impl Newest {
         match s.error.take() {
             Some(e) => Err(e),
             None => Ok((s.read, s.dropped)),
+        }
+    }
+}
+
+impl Drop for Newest {
+    fn drop(&mut self) {
+        // A caller that stops early (an error mid-stream) must not leave the reader thread
+        // and its ffmpeg running: stopping ffmpeg ends the pipe, and with it the thread.
+        stop(&self.child);
+        if let Some(t) = self.reader.take() {
+            let _ = t.join();
         }
     }
 }
