@@ -89,7 +89,9 @@ labelme output has imagePath relative to the JSON and imageData null; a YOLO 6th
 (confidence) becomes the shape's `score`, YOLO polygons become labelme polygons.
 
 Exit status: 0 all converted, 1 nothing done (bad flags, unknown labels), 2 some files
-skipped (listed with file, line and reason).";
+skipped or shapes lost (listed with file, line and reason). Shapes left out by a rule you
+chose or that is documented here (labelme __ignore__ regions, VOC difficult objects,
+--skip-unknown, --rectangles-only) are listed but do not make the status 2.";
 
 #[derive(Args)]
 #[command(after_long_help = SPLIT_HELP)]
@@ -154,7 +156,9 @@ Before anything is copied or moved, every destination is checked: if one exists 
 --overwrite) or two files would land on the same name, nothing is done. A move makes the
 new file (hard link, or copy) and removes the original only once the pair is in place.
 
-Exit status: 0 all pairs split, 1 nothing done, 2 some images or labels left out.";
+Exit status: 0 all pairs split, 1 nothing done, 2 some images skipped or shapes lost
+(labelme shapes with no box); shapes left out by --skip-unknown or --rectangles-only are
+listed but do not make the status 2.";
 
 #[derive(Args)]
 #[command(after_long_help = AUGMENT_HELP)]
@@ -225,7 +229,9 @@ with less than 10% of it, or less than 2 px, left inside is dropped and reported
 lines and masks are dropped (reported). Annotations must be on the EXIF-rotated image, as
 labelme makes them; a JSON whose size does not match its image is skipped.
 
-Exit status: 0 all done, 1 nothing done, 2 some images skipped.";
+Exit status: 0 all done, 1 nothing done, 2 some images skipped or shapes lost (a shape
+kind augment does not move); shapes moved out of the frame are listed but do not make
+the status 2.";
 
 pub fn convert(a: ConvertArgs) -> anyhow::Result<ExitCode> {
     let opts = ConvertOptions {
@@ -317,17 +323,19 @@ fn finish(command: &str, s: &DatasetSummary, json: bool) -> anyhow::Result<ExitC
         print_json(s)?;
     } else {
         eprintln!(
-            "qdet {command}: {} read, {} written, {} skipped, {} shapes left out; results in {}",
+            "qdet {command}: {} read, {} written, {} skipped, {} shapes lost, {} left out as asked; results in {}",
             s.read,
             s.written,
             s.skipped.len(),
             s.dropped.len(),
+            s.excluded.len(),
             s.output_dir.display()
         );
         list("skipped", &s.skipped);
-        list("shapes left out", &s.dropped);
+        list("shapes lost", &s.dropped);
+        list("shapes left out as asked", &s.excluded);
     }
-    Ok(exit_status(!s.skipped.is_empty()))
+    Ok(exit_status(s.lost_any()))
 }
 
 fn list(title: &str, problems: &[Problem]) {

@@ -156,6 +156,7 @@ struct Outcome {
     written: usize,
     skipped: Vec<Problem>,
     dropped: Vec<Problem>,
+    excluded: Vec<Problem>,
 }
 
 /// Augments every labelme-annotated image under `opts.src`; `progress` is called once per
@@ -187,6 +188,7 @@ pub fn augment(opts: &AugmentOptions, progress: Progress) -> Result<DatasetSumma
         summary.written += o.written;
         summary.skipped.extend(o.skipped);
         summary.dropped.extend(o.dropped);
+        summary.excluded.extend(o.excluded);
     }
     summary.sort();
     Ok(summary)
@@ -251,6 +253,7 @@ fn augment_one(opts: &AugmentOptions, f: &Found, index: &ImageIndex) -> Outcome 
         out.written += c.written;
         out.skipped.extend(c.skipped);
         out.dropped.extend(c.dropped);
+        out.excluded.extend(c.excluded);
     }
     out
 }
@@ -283,7 +286,13 @@ fn write_copy(file: &LabelmeFile, image: &RgbImage, draw: &Draw, img_dest: &Path
     for (i, s) in file.shapes.iter().enumerate() {
         match move_shape(s, &m, w, h) {
             Ok(moved) => shapes.push(moved),
-            Err(why) => out.dropped.push(Problem::new(&json_dest, format!("shapes[{i}] ({:?}): {why}", s.label))),
+            Err(loss) => {
+                let problem = Problem::new(&json_dest, format!("shapes[{i}] ({:?}): {loss}", s.label));
+                match loss {
+                    Loss::OutOfFrame(_) => out.excluded.push(problem),
+                    Loss::Unsupported(_) => out.dropped.push(problem),
+                }
+            }
         }
     }
     let name = img_dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -298,56 +307,75 @@ fn write_copy(file: &LabelmeFile, image: &RgbImage, draw: &Draw, img_dest: &Path
         Ok(()) => out.written += 2,
         Err(e) => {
             out.dropped.clear();
+            out.excluded.clear();
             out.skipped.push(Problem::from_error(img_dest, &e));
         }
     }
     out
 }
 
-/// A shape moved by `m` and clipped to the image, or why it was dropped.
-pub fn move_shape(s: &Shape, m: &Mat3, w: f64, h: f64) -> std::result::Result<Shape, String> {
-    const HORIZON: &str = "the perspective sent it beyond the horizon";
+/// Why a shape is not in an augmented copy.
+#[derive(Debug, PartialEq)]
+pub enum Loss {
+    /// The warp moved it (nearly) out of the frame, as augmentation is meant to.
+    OutOfFrame(String),
+    /// A shape kind augment does not move, or one too malformed to move.
+    Unsupported(String),
+}
+
+impl std::fmt::Display for Loss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Loss::OutOfFrame(why) | Loss::Unsupported(why) => f.write_str(why),
+        }
+    }
+}
+
+/// A shape moved by `m` and clipped to the image, or why it was left out.
+pub fn move_shape(s: &Shape, m: &Mat3, w: f64, h: f64) -> std::result::Result<Shape, Loss> {
+    let horizon = || Loss::OutOfFrame("the perspective sent it beyond the horizon".into());
+    let left = || Loss::OutOfFrame("left the image".into());
     let points = match s.shape_type.as_str() {
         "rectangle" => {
-            let b = shapes::shape_box(s, false)?;
-            let moved = geometry::transform_box(m, b).ok_or(HORIZON)?;
-            let clipped = shapes::clip(moved, w as u32, h as u32).ok_or("left the image")?;
+            let b = shapes::shape_box(s, false).map_err(Loss::Unsupported)?;
+            let moved = geometry::transform_box(m, b).ok_or_else(horizon)?;
+            let clipped = shapes::clip(moved, w as u32, h as u32).ok_or_else(left)?;
             let area = |b: [f64; 4]| (b[2] - b[0]) * (b[3] - b[1]);
             visible(clipped, area(clipped), area(moved))?;
             vec![[clipped[0], clipped[1]], [clipped[2], clipped[3]]]
         }
         "polygon" if s.points.len() >= 3 => {
             let moved: Vec<[f64; 2]> =
-                s.points.iter().map(|&p| geometry::apply(m, p)).collect::<Option<_>>().ok_or(HORIZON)?;
+                s.points.iter().map(|&p| geometry::apply(m, p)).collect::<Option<_>>().ok_or_else(horizon)?;
             let clipped = geometry::clip_polygon(&moved, w, h);
-            let b = shapes::bounds(clipped.iter().copied()).filter(|_| clipped.len() >= 3).ok_or("left the image")?;
+            let b = shapes::bounds(clipped.iter().copied()).filter(|_| clipped.len() >= 3).ok_or_else(left)?;
             visible(b, geometry::polygon_area(&clipped), geometry::polygon_area(&moved))?;
             clipped
         }
         "point" if s.points.len() == 1 => {
-            let [x, y] = geometry::apply(m, s.points[0]).ok_or(HORIZON)?;
+            let [x, y] = geometry::apply(m, s.points[0]).ok_or_else(horizon)?;
             if !(0.0..=w).contains(&x) || !(0.0..=h).contains(&y) {
-                return Err("left the image".into());
+                return Err(left());
             }
             vec![[x, y]]
         }
         other => {
-            return Err(format!(
+            return Err(Loss::Unsupported(format!(
                 "{other} shapes with {} points are not augmented (rectangle, polygon and point are)",
                 s.points.len()
-            ))
+            )))
         }
     };
     Ok(Shape { points, ..s.clone() })
 }
 
 /// Whether enough of a moved shape is left in the image to still be a useful label.
-fn visible(b: [f64; 4], area: f64, full_area: f64) -> std::result::Result<(), String> {
+fn visible(b: [f64; 4], area: f64, full_area: f64) -> std::result::Result<(), Loss> {
     if b[2] - b[0] < MIN_SIDE || b[3] - b[1] < MIN_SIDE {
-        return Err(format!("left the image (less than {MIN_SIDE} px of it inside)"));
+        return Err(Loss::OutOfFrame(format!("left the image (less than {MIN_SIDE} px of it inside)")));
     }
     if full_area > 0.0 && area < MIN_VISIBLE * full_area {
-        return Err(format!("left the image ({:.0}% of it inside)", 100.0 * area / full_area));
+        return Err(Loss::OutOfFrame(format!("left the image ({:.0}% of it inside)", 100.0 * area / full_area)));
     }
     Ok(())
 }
@@ -380,9 +408,10 @@ mod tests {
         assert_eq!(moved.points, vec![[70.0, 20.0], [90.0, 40.0]]);
         // Zoomed in 2x about the centre (50, 25), a box near the corner leaves the image.
         let zoom = Warp { flip: false, degrees: 0.0, scale: 2.0, perspective: [0.0; 2] }.matrix(100.0, 50.0);
-        assert!(move_shape(&rect(vec![[0.0, 0.0], [20.0, 10.0]]), &zoom, 100.0, 50.0)
-            .unwrap_err()
-            .contains("left the image"));
+        assert_eq!(
+            move_shape(&rect(vec![[0.0, 0.0], [20.0, 10.0]]), &zoom, 100.0, 50.0),
+            Err(Loss::OutOfFrame("left the image".into()))
+        );
         // Half in: (40,20)-(60,30) -> (30,15)-(70,35), fully inside.
         let m = move_shape(&rect(vec![[40.0, 20.0], [60.0, 30.0]]), &zoom, 100.0, 50.0).unwrap();
         assert_eq!(m.points, vec![[30.0, 15.0], [70.0, 35.0]]);
@@ -392,10 +421,11 @@ mod tests {
         assert_eq!(m.points, vec![[0.0, 0.0], [10.0, 5.0]]);
         // (0,12)-(26,14) -> (-50,-1)-(2,3): 6 of 208 px^2 inside.
         let e = move_shape(&rect(vec![[0.0, 12.0], [26.0, 14.0]]), &zoom, 100.0, 50.0).unwrap_err();
-        assert!(e.contains("(3% of it inside)"), "{e}");
+        assert!(matches!(&e, Loss::OutOfFrame(why) if why.contains("(3% of it inside)")), "{e}");
         let mut circle = rect(vec![[5.0, 5.0], [6.0, 6.0]]);
         circle.shape_type = "circle".into();
-        assert!(move_shape(&circle, &flip, 100.0, 50.0).unwrap_err().contains("not augmented"));
+        let e = move_shape(&circle, &flip, 100.0, 50.0).unwrap_err();
+        assert!(matches!(&e, Loss::Unsupported(why) if why.contains("not augmented")), "{e}");
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::files::{self, Found, ImageIndex};
 use super::{DatasetSummary, Event, Problem, Progress};
 use crate::atomic::{self, Existing};
 use crate::error::{Error, Result};
-use crate::formats::labelme::{relative_path, LabelmeFile, Shape};
+use crate::formats::labelme::{self, relative_path, LabelmeFile, Shape};
 use crate::formats::shapes;
 use crate::formats::voc;
 use crate::formats::yolo;
@@ -86,6 +86,7 @@ struct Parsed {
     size: (u32, u32),
     objects: Vec<Object>,
     dropped: Vec<Problem>,
+    excluded: Vec<Problem>,
 }
 
 /// Converts every annotation file under `opts.src`; see the module docs for the order.
@@ -116,17 +117,18 @@ pub fn convert(opts: &ConvertOptions, progress: Progress) -> Result<DatasetSumma
     let names = if opts.to == Format::Yolo { reconcile_with_out(opts, names)? } else { names };
 
     std::fs::create_dir_all(&opts.out).map_err(|e| Error::io(&opts.out, e))?;
-    let results: Vec<(Vec<Problem>, std::result::Result<(), Problem>)> = ok
+    let results: Vec<(Parsed, std::result::Result<(), Problem>)> = ok
         .into_par_iter()
         .map(|p| {
             let mut p = p;
             let written = write_one(opts, &mut p, &names);
             progress(Event::Step(written.as_ref().err()));
-            (p.dropped, written)
+            (p, written)
         })
         .collect();
-    for (dropped, written) in results {
-        summary.dropped.extend(dropped);
+    for (p, written) in results {
+        summary.dropped.extend(p.dropped);
+        summary.excluded.extend(p.excluded);
         match written {
             Ok(()) => summary.written += 1,
             Err(problem) => summary.skipped.push(problem),
@@ -208,7 +210,7 @@ pub fn parse_labelme_bytes(text: &[u8], path: &Path) -> std::result::Result<Labe
 
 fn read_labelme(opts: &ConvertOptions, f: &Found) -> std::result::Result<Parsed, Problem> {
     let file = parse_labelme(&f.path)?;
-    let (objects, dropped) = labelme_boxes(&f.path, &file, opts.polygons);
+    let LabelmeBoxes { objects, dropped, excluded } = labelme_boxes(&f.path, &file, opts.polygons);
     Ok(Parsed {
         src: f.path.clone(),
         rel: f.rel.clone(),
@@ -216,21 +218,32 @@ fn read_labelme(opts: &ConvertOptions, f: &Found) -> std::result::Result<Parsed,
         size: (file.image_width, file.image_height),
         objects,
         dropped,
+        excluded,
     })
 }
 
-/// The boxes of a labelme file, and the shapes that have none (reported, not fatal).
-fn labelme_boxes(path: &Path, file: &LabelmeFile, polygons: bool) -> (Vec<Object>, Vec<Problem>) {
-    let mut objects = Vec::new();
-    let mut dropped = Vec::new();
+/// The boxes of a labelme file, the shapes that have none (`dropped`) and those left out
+/// by rule (`excluded`: ignore regions, polygons under `--rectangles-only`).
+struct LabelmeBoxes {
+    objects: Vec<Object>,
+    dropped: Vec<Problem>,
+    excluded: Vec<Problem>,
+}
+
+fn labelme_boxes(path: &Path, file: &LabelmeFile, polygons: bool) -> LabelmeBoxes {
+    let mut out = LabelmeBoxes { objects: Vec::new(), dropped: Vec::new(), excluded: Vec::new() };
     for (i, s) in file.shapes.iter().enumerate() {
         let what = format!("shapes[{i}] ({:?})", s.label);
         if s.label == LABELME_RESERVED[0] {
-            dropped.push(Problem::new(path, format!("{what}: labelme ignore region, not an object")));
+            out.excluded.push(Problem::new(path, format!("{what}: labelme ignore region, not an object")));
+            continue;
+        }
+        if !polygons && s.shape_type == "polygon" {
+            out.excluded.push(Problem::new(path, format!("{what}: polygon left out (--rectangles-only)")));
             continue;
         }
         match shapes::shape_box(s, polygons) {
-            Ok(bbox) => objects.push(Object {
+            Ok(bbox) => out.objects.push(Object {
                 label: Label::Name(s.label.clone()),
                 bbox,
                 polygon: None,
@@ -238,19 +251,16 @@ fn labelme_boxes(path: &Path, file: &LabelmeFile, polygons: bool) -> (Vec<Object
                 line: None,
                 what,
             }),
-            Err(why) => dropped.push(Problem::new(path, format!("{what}: {why}"))),
+            Err(why) => out.dropped.push(Problem::new(path, format!("{what}: {why}"))),
         }
     }
-    (objects, dropped)
+    out
 }
 
-/// The labelme shapes of `path` as (label, pixel box) pairs; `split` turns them into YOLO lines.
-pub fn labelme_labeled_boxes(
-    path: &Path,
-    file: &LabelmeFile,
-    polygons: bool,
-) -> (Vec<(String, [f64; 4])>, Vec<Problem>) {
-    let (objects, dropped) = labelme_boxes(path, file, polygons);
+/// The labelme shapes of `path` as (label, pixel box) pairs, with the shapes lost and those
+/// left out by rule; `split` turns them into YOLO lines.
+pub fn labelme_labeled_boxes(path: &Path, file: &LabelmeFile, polygons: bool) -> LabeledBoxes {
+    let LabelmeBoxes { objects, dropped, excluded } = labelme_boxes(path, file, polygons);
     let boxes = objects
         .into_iter()
         .map(|o| match o.label {
@@ -258,7 +268,13 @@ pub fn labelme_labeled_boxes(
             Label::Id(i) => (i.to_string(), o.bbox),
         })
         .collect();
-    (boxes, dropped)
+    LabeledBoxes { boxes, dropped, excluded }
+}
+
+pub struct LabeledBoxes {
+    pub boxes: Vec<(String, [f64; 4])>,
+    pub dropped: Vec<Problem>,
+    pub excluded: Vec<Problem>,
 }
 
 fn read_yolo(f: &Found, index: &ImageIndex) -> std::result::Result<Parsed, Problem> {
@@ -283,7 +299,15 @@ fn read_yolo(f: &Found, index: &ImageIndex) -> std::result::Result<Parsed, Probl
             what: format!("class {}", l.class),
         })
         .collect();
-    Ok(Parsed { src: f.path.clone(), rel: f.rel.clone(), image: Some(image), size, objects, dropped: Vec::new() })
+    Ok(Parsed {
+        src: f.path.clone(),
+        rel: f.rel.clone(),
+        image: Some(image),
+        size,
+        objects,
+        dropped: Vec::new(),
+        excluded: Vec::new(),
+    })
 }
 
 fn voc_image_dirs(xml: &Path) -> Vec<PathBuf> {
@@ -333,11 +357,11 @@ fn read_voc(opts: &ConvertOptions, f: &Found, index: &ImageIndex) -> std::result
         (None, None) => return Err(Problem::new(&f.path, "no <size> and no image")),
     };
     let mut objects = Vec::new();
-    let mut dropped = Vec::new();
+    let mut excluded = Vec::new();
     for o in &ann.objects {
         let line = o.line as usize;
         if o.difficult && !opts.keep_difficult {
-            dropped.push(Problem::at_line(
+            excluded.push(Problem::at_line(
                 &f.path,
                 line,
                 format!("object {:?} is difficult, left out (--keep-difficult keeps it)", o.name),
@@ -357,7 +381,7 @@ fn read_voc(opts: &ConvertOptions, f: &Found, index: &ImageIndex) -> std::result
             what,
         });
     }
-    Ok(Parsed { src: f.path.clone(), rel: f.rel.clone(), image, size, objects, dropped })
+    Ok(Parsed { src: f.path.clone(), rel: f.rel.clone(), image, size, objects, dropped: Vec::new(), excluded })
 }
 
 /// Decides the class list and checks every label against it. Names become ids for YOLO
@@ -467,7 +491,7 @@ fn class_list(opts: &ConvertOptions, parsed: &mut [Parsed]) -> Result<Vec<String
             };
             unknown.add(&label, &p.src);
             let problem = format!("{}: {label} is not in {}, left out (--skip-unknown)", o.what, list_path.display());
-            p.dropped.push(Problem { path: p.src.clone(), line: o.line, reason: problem });
+            p.excluded.push(Problem { path: p.src.clone(), line: o.line, reason: problem });
         }
         p.objects = kept;
     }
@@ -522,9 +546,9 @@ fn labelme_shape(o: &Object, names: &[String]) -> Shape {
         Label::Name(n) => n.clone(),
         Label::Id(i) => names.get(*i).cloned().unwrap_or_else(|| i.to_string()),
     };
-    let [x1, y1, x2, y2] = o.bbox;
+    let [x1, y1, x2, y2] = o.bbox.map(labelme::tidy);
     let (shape_type, points) = match &o.polygon {
-        Some(pts) => ("polygon", pts.clone()),
+        Some(pts) => ("polygon", pts.iter().map(|p| p.map(labelme::tidy)).collect()),
         None => ("rectangle", vec![[x1, y1], [x2, y2]]),
     };
     Shape {

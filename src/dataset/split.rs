@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 use super::classes::{self, Unknown};
-use super::convert::{labelme_labeled_boxes, parse_labelme};
+use super::convert::{labelme_labeled_boxes, parse_labelme, LabeledBoxes};
 use super::files::{self, Found};
 use super::rng::Rng;
 use super::transfer::{self, Mode};
@@ -159,9 +159,10 @@ fn read_pairs(
     let mut pairs = Vec::new();
     for r in read {
         match r {
-            Ok((p, dropped)) => {
+            Ok((p, lost)) => {
                 pairs.push(p);
-                summary.dropped.extend(dropped);
+                summary.dropped.extend(lost.dropped);
+                summary.excluded.extend(lost.excluded);
             }
             Err(problem) => summary.skipped.push(problem),
         }
@@ -241,18 +242,25 @@ fn pair_up(
     Ok(pairs)
 }
 
+/// Shapes of a labelme file that did not become YOLO lines.
+#[derive(Default)]
+struct Lost {
+    dropped: Vec<Problem>,
+    excluded: Vec<Problem>,
+}
+
 /// Reads a pair's label; also returns the shapes left out of a labelme file.
 fn read_pair(
     opts: &SplitOptions,
     img: Found,
     label: PathBuf,
     kind: LabelKind,
-) -> std::result::Result<(Pair, Vec<Problem>), Problem> {
+) -> std::result::Result<(Pair, Lost), Problem> {
     let rel = img.rel.strip_prefix("images").map(Path::to_path_buf).unwrap_or_else(|_| img.rel.clone());
     if kind != LabelKind::Labelme {
         let lines = yolo::read(&label).map_err(|e| Problem::from_error(&label, &e))?;
         let content = Content::Yolo { max_class: lines.iter().map(|l| l.class).max() };
-        return Ok((Pair { image: img.path, rel, label, content }, Vec::new()));
+        return Ok((Pair { image: img.path, rel, label, content }, Lost::default()));
     }
     let file = parse_labelme(&label)?;
     // labelme annotates the EXIF-rotated image; a file made on the raw pixels would give
@@ -269,9 +277,9 @@ fn read_pair(
         );
         return Err(Problem::new(&label, why));
     }
-    let (boxes, dropped) = labelme_labeled_boxes(&label, &file, opts.polygons);
+    let LabeledBoxes { boxes, dropped, excluded } = labelme_labeled_boxes(&label, &file, opts.polygons);
     let content = Content::Labelme { file: Box::new(file), boxes };
-    Ok((Pair { image: img.path, rel, label, content }, dropped))
+    Ok((Pair { image: img.path, rel, label, content }, Lost { dropped, excluded }))
 }
 
 /// Names for the data.yaml, and labelme labels checked against them.
@@ -323,7 +331,7 @@ fn yaml_names(opts: &SplitOptions, pairs: &mut [Pair], summary: &mut DatasetSumm
                 let known = names.contains(l);
                 if !known {
                     unknown.add(l, &p.label);
-                    summary.dropped.push(Problem::new(
+                    summary.excluded.push(Problem::new(
                         &p.label,
                         format!("label {l:?} is not in {}, left out (--skip-unknown)", path.display()),
                     ));

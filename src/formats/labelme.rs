@@ -73,6 +73,26 @@ impl Shape {
     }
 }
 
+/// `v` without the binary noise of the arithmetic that made it: a YOLO label read into
+/// pixels comes out as 197.19367400000002 where the exact product of its decimal numbers
+/// is 197.193674. The result is the f64 of the shortest decimal (at most 9 places) within
+/// 1e-9 px of `v`, so labelme shows the number a person would write; 1e-9 px is far
+/// below anything a label means and far above f64 noise on any image size.
+pub fn tidy(v: f64) -> f64 {
+    if !v.is_finite() || v.abs() >= 1e12 {
+        return v;
+    }
+    for places in 0..=9 {
+        let scale = 10f64.powi(places);
+        // An integer over a power of ten below 10^22 is the f64 nearest that decimal.
+        let r = (v * scale).round() / scale;
+        if (r - v).abs() <= 1e-9 {
+            return r;
+        }
+    }
+    v
+}
+
 /// The f64 whose decimal form is the f32's shortest round-trip form (0.1f32 -> 0.1).
 fn short(v: f32) -> f64 {
     v.to_string().parse().unwrap_or(v as f64)
@@ -119,6 +139,19 @@ pub fn relative_path(target: &Path, from_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tidy_removes_float_noise_only() {
+        // (0.308128 + 0.2 / 2) * 640 and (0.48 - 0.69 / 2) * 810, computed in f64.
+        assert_eq!(tidy((0.308128 + 0.2 / 2.0) * 640.0).to_string(), "261.20192");
+        assert_eq!(tidy((0.48 - 0.69 / 2.0) * 810.0).to_string(), "109.35");
+        assert_eq!(tidy(0.1 * 3.0).to_string(), "0.3");
+        // Real precision is kept: a thousandth of a pixel is not noise.
+        assert_eq!(tidy(133.001).to_string(), "133.001");
+        // What is not a short decimal is cut at 9 places, 3e-10 px away.
+        assert_eq!(tidy(1.0 / 3.0).to_string(), "0.333333333");
+        assert!(tidy(f64::NAN).is_nan());
+    }
 
     #[test]
     fn writes_labelme_5_keys() {

@@ -11,7 +11,8 @@ fn labelme_to_yolo_collects_sorted_classes_and_reports_what_it_leaves_out() {
         &["convert", "--from", "labelme", "--to", "yolo", src.to_str().unwrap(), "--out", "out", "--json"],
         d.path(),
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // The point shape cannot become a YOLO box: lost, so the status says so.
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let out = d.path().join("out");
     assert_eq!(tree(&out), vec!["a.b.c.txt", "classes.txt", "data.yaml", "sub/rot.txt"]);
     // Classes collected and sorted: bird 0, cat 1, dog 2 ("nose" is a point, not a box).
@@ -32,20 +33,52 @@ fn labelme_to_yolo_collects_sorted_classes_and_reports_what_it_leaves_out() {
     assert_eq!(read(&out.join("sub/rot.txt")), "0 0.375 0.5 0.5 0.666667\n");
     let s = summary(&o);
     assert_eq!((s["read"].as_u64(), s["written"].as_u64()), (Some(2), Some(4)));
-    let dropped: Vec<String> =
-        s["dropped"].as_array().unwrap().iter().map(|p| p["reason"].as_str().unwrap().to_string()).collect();
-    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    let reasons = |key: &str| -> Vec<String> {
+        s[key].as_array().unwrap().iter().map(|p| p["reason"].as_str().unwrap().to_string()).collect()
+    };
+    let (dropped, excluded) = (reasons("dropped"), reasons("excluded"));
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
     assert!(dropped[0].starts_with("shapes[3] (\"nose\"): point shapes have no box"), "{dropped:?}");
-    assert!(dropped[1].starts_with("shapes[4] (\"__ignore__\"): labelme ignore region"), "{dropped:?}");
+    // An ignore region is not an object: left out by rule, not a failure.
+    assert_eq!(excluded.len(), 1, "{excluded:?}");
+    assert!(excluded[0].starts_with("shapes[4] (\"__ignore__\"): labelme ignore region"), "{excluded:?}");
 
-    // --rectangles-only leaves the polygon out, and says so.
+    // --rectangles-only leaves the polygon out, and says so (the point is still lost).
     let o = qdet(
         &["convert", "--from", "labelme", "--to", "yolo", src.to_str().unwrap(), "--out", "rects", "--rectangles-only"],
         d.path(),
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert_eq!(read(&d.path().join("rects/a.b.c.txt")).lines().count(), 3);
-    assert!(stderr(&o).contains("shapes[2] (\"cat\"): polygon left out (--rectangles-only)"), "{}", stderr(&o));
+    let err = stderr(&o);
+    let asked = err.split("shapes left out as asked:").nth(1).unwrap_or_default();
+    assert!(asked.contains("shapes[2] (\"cat\"): polygon left out (--rectangles-only)"), "{err}");
+    assert!(err.contains("1 shapes lost, 2 left out as asked"), "{err}");
+}
+
+#[test]
+fn a_label_no_class_list_can_hold_is_lost_and_the_status_says_so() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    let shape =
+        |label: &str| serde_json::json!({"label": label, "points": [[1, 2], [5, 6]], "shape_type": "rectangle"});
+    let file = serde_json::json!({
+        "version": "5.5.0", "flags": {}, "imagePath": "a.png", "imageData": null,
+        "imageWidth": 10, "imageHeight": 10,
+        "shapes": [shape("cat"), shape("two\nlines"), shape(" ")],
+    });
+    std::fs::write(src.join("a.json"), file.to_string()).unwrap();
+    let o = qdet(&["convert", "--from", "labelme", "--to", "yolo", "src", "--out", "out", "--json"], d.path());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    // cat (1,2)-(5,6) on 10 x 10: cx 0.3, cy 0.4, w 0.4, h 0.4.
+    assert_eq!(read(&d.path().join("out/a.txt")), "0 0.3 0.4 0.4 0.4\n");
+    assert_eq!(read(&d.path().join("out/classes.txt")), "cat\n");
+    let s = summary(&o);
+    let dropped: Vec<&str> = s["dropped"].as_array().unwrap().iter().map(|p| p["reason"].as_str().unwrap()).collect();
+    assert_eq!(dropped.len(), 2, "{dropped:?}");
+    assert!(dropped.iter().any(|r| r.contains("has a label with a line break")), "{dropped:?}");
+    assert!(dropped.iter().any(|r| r.contains("has an empty label")), "{dropped:?}");
 }
 
 #[test]
@@ -79,12 +112,13 @@ fn unknown_labels_stop_the_run_before_anything_is_written_unless_skipped() {
     let mut args = args.to_vec();
     args.extend(["--skip-unknown", "--json"]);
     let o = qdet(&args, d.path());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // 2 for the point shape; the skipped bird alone would not make it 2.
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     // cat and dog keep the ids of the given list: cat 0, dog 1 (the reserved names are not classes).
     assert!(read(&d.path().join("out/a.b.c.txt")).starts_with("0 0.225 0.266667 0.25 0.333333\n1 0.625"));
     assert_eq!(read(&d.path().join("out/sub/rot.txt")), "");
     let s = summary(&o);
-    let skipped_bird = s["dropped"].as_array().unwrap().iter().any(|p| {
+    let skipped_bird = s["excluded"].as_array().unwrap().iter().any(|p| {
         p["path"].as_str().unwrap().ends_with("sub/rot.json")
             && p["reason"].as_str().unwrap().contains("bird is not in")
     });
@@ -99,7 +133,8 @@ fn labelme_to_yolo_to_labelme_round_trip_keeps_boxes_within_1e_6_of_the_image_si
     copy_tree(&fixtures().join("labelme"), &ds);
     // Labels beside the images (same-folder layout), then back to labelme elsewhere.
     let o = qdet(&["convert", "--from", "labelme", "--to", "yolo", "ds", "--out", "ds"], d.path());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // 2: the point shape has no box.
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let o = qdet(&["convert", "--from", "yolo", "--to", "labelme", "ds", "--out", "back"], d.path());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for (name, w, h) in [("a.b.c", 40.0, 30.0), ("sub/rot", 16.0, 24.0)] {
@@ -177,13 +212,21 @@ fn yolo_to_labelme_reads_sizes_from_images_and_keeps_confidences() {
     let ds = d.path().join("rot");
     std::fs::create_dir_all(&ds).unwrap();
     std::fs::copy(fixtures().join("labelme/sub/rot.jpg"), ds.join("rot.jpg")).unwrap();
-    std::fs::write(ds.join("rot.txt"), "0 0.5 0.5 0.5 0.5\n").unwrap();
+    std::fs::write(ds.join("rot.txt"), "0 0.5 0.5 0.5 0.5\n0 0.33 0.41 0.17 0.23\n").unwrap();
     std::fs::write(ds.join("classes.txt"), "bird\n").unwrap();
     let o = qdet(&["convert", "--from", "yolo", "--to", "labelme", "rot", "--out", "rot_out"], d.path());
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let f = json(&d.path().join("rot_out/rot.json"));
     assert_eq!((f["imageWidth"].as_u64(), f["imageHeight"].as_u64()), (Some(16), Some(24)));
-    assert_eq!(rects(&f), vec![("bird".to_string(), [4.0, 6.0, 12.0, 18.0])]);
+    // 0.33 0.41 0.17 0.23 on 16 x 24: x (0.33 -+ 0.085) * 16 = 3.92, 6.64; y (0.41 -+ 0.115) * 24
+    // = 7.08, 12.6. In f64 they come out as 6.640000000000001 and 12.600000000000001: the
+    // file holds the decimals, not that noise.
+    assert_eq!(
+        rects(&f),
+        vec![("bird".to_string(), [4.0, 6.0, 12.0, 18.0]), ("bird".to_string(), [3.92, 7.08, 6.64, 12.6])]
+    );
+    let text = read(&d.path().join("rot_out/rot.json"));
+    assert!(text.contains("6.64") && !text.contains("6.640000000000001"), "{text}");
 }
 
 #[test]
@@ -192,7 +235,8 @@ fn voc_to_yolo_skips_difficult_reads_missing_sizes_and_clips() {
     let src = fixtures().join("voc/Annotations");
     let o =
         qdet(&["convert", "--from", "voc", "--to", "yolo", src.to_str().unwrap(), "--out", "out", "--json"], d.path());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // 2: the bird lies outside its image, a broken annotation.
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let out = d.path().join("out");
     // Kept objects' labels, sorted: bird 0, cat 1, person 2 (the difficult dog is left out).
     assert_eq!(read(&out.join("classes.txt")), "bird\ncat\nperson\n");
@@ -203,23 +247,27 @@ fn voc_to_yolo_skips_difficult_reads_missing_sizes_and_clips() {
     // v2 has no <size>: 20 x 10 from JPEGImages/v2.png. cat (2,2)-(12,8): cx 7/20, cy 5/10, w 10/20, h 6/10.
     assert_eq!(read(&out.join("v2.txt")), "1 0.35 0.5 0.5 0.6\n");
     let s = summary(&o);
-    let dropped: Vec<(u64, String)> = s["dropped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| (p["line"].as_u64().unwrap(), p["reason"].as_str().unwrap().to_string()))
-        .collect();
-    assert_eq!(dropped.len(), 2, "{dropped:?}");
-    assert_eq!(dropped[0].0, 22);
-    assert!(dropped[0].1.contains("\"dog\" is difficult"), "{dropped:?}");
-    assert_eq!(dropped[1].0, 43);
-    assert!(dropped[1].1.contains("lies outside the 40x30 image"), "{dropped:?}");
+    let lines = |key: &str| -> Vec<(u64, String)> {
+        s[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["line"].as_u64().unwrap(), p["reason"].as_str().unwrap().to_string()))
+            .collect()
+    };
+    let (excluded, dropped) = (lines("excluded"), lines("dropped"));
+    assert_eq!(excluded.len(), 1, "{excluded:?}");
+    assert_eq!(excluded[0].0, 22);
+    assert!(excluded[0].1.contains("\"dog\" is difficult"), "{excluded:?}");
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(dropped[0].0, 43);
+    assert!(dropped[0].1.contains("lies outside the 40x30 image"), "{dropped:?}");
 
     let o = qdet(
         &["convert", "--from", "voc", "--to", "yolo", src.to_str().unwrap(), "--out", "all", "--keep-difficult"],
         d.path(),
     );
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     // bird 0, cat 1, dog 2, person 3. dog (1,1)-(10,10): cx 5.5/40, cy 5.5/30, w 9/40, h 9/30.
     assert_eq!(
         read(&d.path().join("all/v1.txt")),
@@ -232,7 +280,7 @@ fn voc_to_labelme_points_at_the_jpegimages() {
     let d = tempfile::tempdir().unwrap();
     let src = fixtures().join("voc/Annotations");
     let o = qdet(&["convert", "--from", "voc", "--to", "labelme", src.to_str().unwrap(), "--out", "out"], d.path());
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let f = json(&d.path().join("out/v2.json"));
     assert_eq!(rects(&f), vec![("cat".to_string(), [2.0, 2.0, 12.0, 8.0])]);
     assert_eq!((f["imageWidth"].as_u64(), f["imageHeight"].as_u64()), (Some(20), Some(10)));
@@ -302,7 +350,8 @@ fn existing_outputs_are_kept_unless_overwrite() {
     let d = tempfile::tempdir().unwrap();
     let src = fixtures().join("labelme");
     let args = ["convert", "--from", "labelme", "--to", "yolo", src.to_str().unwrap(), "--out", "out"];
-    assert_eq!(qdet(&args, d.path()).status.code(), Some(0));
+    // 2 on every run: the fixture's point shape has no box.
+    assert_eq!(qdet(&args, d.path()).status.code(), Some(2));
     let mine = d.path().join("out/a.b.c.txt");
     std::fs::write(&mine, "my own edits\n").unwrap();
     let o = qdet(&args, d.path());
@@ -311,7 +360,9 @@ fn existing_outputs_are_kept_unless_overwrite() {
     assert_eq!(read(&mine), "my own edits\n");
     let mut args = args.to_vec();
     args.push("--overwrite");
-    assert_eq!(qdet(&args, d.path()).status.code(), Some(0));
+    let o = qdet(&args, d.path());
+    assert_eq!(o.status.code(), Some(2));
+    assert!(!stderr(&o).contains("already exists"), "{}", stderr(&o));
     assert!(read(&mine).starts_with("1 0.225"));
     // No temporary file is left behind.
     assert!(tree(&d.path().join("out")).iter().all(|f| !f.contains(".tmp")));
