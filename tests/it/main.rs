@@ -11,6 +11,7 @@ mod dataset_convert;
 mod dataset_split;
 mod decode_opencv;
 mod docs_commands;
+mod docs_samples;
 mod families;
 mod hostile_inputs;
 mod model_load;

@@ -208,10 +208,16 @@ impl Server {
     /// Starts `qdet serve --bind 127.0.0.1:0 ARGS` and waits until it listens (every model
     /// loaded and warm).
     pub fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
+    }
+
+    /// As [`Server::start`], with environment variables set for the server.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         use std::io::BufRead;
         let mut child = command()
             .args(["serve", "--bind", "127.0.0.1:0"])
             .args(args)
+            .envs(env.iter().copied())
             .stderr(std::process::Stdio::piped())
             .spawn()
             .expect("qdet serve starts");
