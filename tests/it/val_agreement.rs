@@ -261,3 +261,50 @@ fn calibrate_reports_the_agreement_val_measures() {
     }
     assert_eq!(a["iou"], v["iou"]);
 }
+
+/// With 48 images or more, calibrate checks its file on 8 it did not calibrate on, and the
+/// numbers are those `val --reference` gives on exactly those 8.
+#[test]
+fn calibrate_checks_on_images_it_held_out() {
+    let d = tempfile::tempdir().unwrap();
+    let (out, report) = (d.path().join("int8.onnx"), d.path().join("report.json"));
+    let calib = root().join("calibration");
+    let o = qdet(
+        &[
+            "calibrate",
+            "--model",
+            &model(),
+            "--images",
+            s(&calib),
+            "--num",
+            "48",
+            "--out",
+            s(&out),
+            "--report",
+            s(&report),
+        ],
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert!(stdout.contains("Detections vs float on 8 held-out images"), "{stdout}");
+    assert!(stdout.contains("8 images kept out of the calibration"), "{stdout}");
+    let r = json(&report);
+    assert_eq!(r["images"], 40);
+    // The middles of 8 slices of the 48 sorted images: 3, 9, ..., 45.
+    let held: Vec<String> = r["held_out"].as_array().unwrap().iter().map(|p| p.as_str().unwrap().to_string()).collect();
+    let want: Vec<String> = (0..8)
+        .map(|j| calib.join(format!("calibration_{:04}.jpg", 6 * j + 3)).to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(held, want);
+    let fp32 = model();
+    let mut args = vec!["--model", s(&out), "--reference", &fp32, "--images"];
+    args.extend(held.iter().map(String::as_str));
+    let (mut v, code) = val_json(&args);
+    assert_eq!(code, Some(0));
+    let mut a = r["agreement"].clone();
+    assert_eq!(a["images"], 8);
+    for key in ["instances", "model_detections", "map50", "map50_95", "drift", "lost", "added", "iou"] {
+        assert_eq!(a[key].take(), v[key].take(), "{key}");
+    }
+}

@@ -189,9 +189,12 @@ pub struct Report {
     pub analysis_images: usize,
     /// The whole quantized model against the float one, at the detect head output.
     pub output_error: Option<OutputError>,
-    /// The written model's detections against the float model's on the analysis images, as
-    /// `qdet val --model OUT --reference MODEL` measures them.
+    /// The written model's detections against the float model's, as `qdet val --model OUT
+    /// --reference MODEL` measures them: on `held_out` when there are such images, else on
+    /// the analysis images (which were calibrated on, and flatter the file).
     pub agreement: Option<AgreementSummary>,
+    /// Images kept out of the calibration to check the result on ([`hold_out`]).
+    pub held_out: Vec<PathBuf>,
     pub tensors: Vec<TensorReport>,
     pub convs: Vec<ConvReport>,
     pub seconds: f64,
@@ -232,7 +235,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     let start = Instant::now();
     let float = load_float_model(model_path)?;
     let det = Detector::load(model_path, opts.imgsz, NmsOptions::default())?;
-    let images = check_options(images, opts)?;
+    let (images, held_out) = hold_out(check_options(images, opts)?, opts.analysis_images);
     let setup = Setup { det, images, inflight: opts.inflight, on_event };
     let mut cal = Calibration::new(&float, model_path, setup, opts)?;
     let mut kept_float = kept_float(&cal.sites, opts)?;
@@ -249,10 +252,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
             kept_float.insert(*i, format!("--auto-exclude: sensitivity rank {}", rank + 1));
         }
     }
-    let chosen: Vec<usize> = candidates.iter().copied().filter(|i| !kept_float.contains_key(i)).collect();
-    if chosen.is_empty() {
-        return Err(Error::Invalid("every Conv is excluded: nothing to quantize".into()));
-    }
+    let chosen = chosen(&candidates, &kept_float)?;
     if opts.rounding == Rounding::Gptq {
         cal.rounded = cal.gptq_weights(&stats.acts, &chosen, &stats.good)?;
     }
@@ -261,7 +261,8 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     let mut model = cal.build(&stats.acts, &chosen, &biases);
     let (graphwise, output_error) =
         if analysis_set.is_empty() { Default::default() } else { cal.graphwise(&model, &chosen, &analysis_set)? };
-    let agreement = if analysis_set.is_empty() { None } else { Some(cal.agreement(&model, &analysis_set)?) };
+    let check_set = Some(if held_out.is_empty() { &analysis_set } else { &held_out }).filter(|s| !s.is_empty());
+    let agreement = check_set.map(|s| cal.agreement(&model, s)).transpose()?;
 
     let mut convs: Vec<(usize, ConvReport)> = cal
         .sites
@@ -301,12 +302,48 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         analysis_images: analysis_set.len(),
         output_error,
         agreement,
+        held_out,
         tensors: stats.tensors,
         convs,
         seconds: start.elapsed().as_secs_f64(),
     };
     set_metadata(&mut model, &report, cal.bounds);
     Ok(Calibrated { model, report })
+}
+
+/// The candidate convs not kept float: those quantized.
+fn chosen(candidates: &[usize], kept_float: &BTreeMap<usize, String>) -> Result<Vec<usize>> {
+    let chosen: Vec<usize> = candidates.iter().copied().filter(|i| !kept_float.contains_key(i)).collect();
+    if chosen.is_empty() {
+        return Err(Error::Invalid("every Conv is excluded: nothing to quantize".into()));
+    }
+    Ok(chosen)
+}
+
+/// Calibration keeps at least this many images when it holds some out for its check: the
+/// COCO yolov8n's agreement on 85 photos it was not calibrated on stops improving past 32
+/// (docs/calibrate.md).
+pub const KEEP_FOR_CALIBRATION: usize = 40;
+
+/// Splits `images` into those calibrated on and `k` held out, spread evenly over the sorted
+/// list (so over its folders), for the agreement check; none are held out when that would
+/// leave fewer than [`KEEP_FOR_CALIBRATION`].
+pub fn hold_out(images: Vec<PathBuf>, k: usize) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let n = images.len();
+    if k == 0 || n < KEEP_FOR_CALIBRATION + k {
+        return (images, Vec::new());
+    }
+    // The middle of each of k equal slices: distinct, as each slice has at least one image.
+    let picked: Vec<usize> = (0..k).map(|j| (2 * j + 1) * n / (2 * k)).collect();
+    let (mut kept, mut held) = (Vec::with_capacity(n - k), Vec::with_capacity(k));
+    for (i, p) in images.into_iter().enumerate() {
+        if picked.contains(&i) {
+            held.push(p);
+        } else {
+            kept.push(p);
+        }
+    }
+    (kept, held)
 }
 
 /// The images calibration uses, once the options are checked.

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use tract_onnx::pb::TensorProto;
 
 use crate::model::Model;
-use crate::quant::calibrate::{calibrate, Calibrated, Method, Options};
+use crate::quant::calibrate::{calibrate, hold_out, Calibrated, Method, Options};
 use crate::quant::observers::{minmax_to_scale_offset, QuantBounds, QuantParams};
 use crate::quant::proto::{self, ModelProto};
 use crate::quant::sites::{self, NamePattern};
@@ -350,4 +350,21 @@ fn convs_sharing_a_bias_are_each_quantized() {
     assert_eq!(copies, shared);
     let int8 = Model::from_bytes(&path, &proto::encode(&done.model), None, crate::model::Int8::Native).unwrap();
     assert_eq!(int8.int8_report().unwrap().replaced, 63);
+}
+
+#[test]
+fn hold_out_spreads_its_images_and_keeps_enough_to_calibrate() {
+    let paths = |n: usize| (0..n).map(|i| PathBuf::from(format!("{i:02}.jpg"))).collect::<Vec<_>>();
+    // 47 = 40 + 8 - 1: too few to spare 8.
+    let (kept, held) = hold_out(paths(47), 8);
+    assert_eq!((kept.len(), held.len()), (47, 0));
+    // 48: the middles of 8 slices of 6, (2j + 1) * 48 / 16 = 3, 9, ..., 45.
+    let (kept, held) = hold_out(paths(48), 8);
+    let want: Vec<PathBuf> =
+        [3, 9, 15, 21, 27, 33, 39, 45].iter().map(|i| PathBuf::from(format!("{i:02}.jpg"))).collect();
+    assert_eq!(held, want);
+    assert_eq!(kept.len(), 40);
+    assert!(kept.iter().all(|p| !held.contains(p)));
+    // No analysis, no check: nothing held out.
+    assert_eq!(hold_out(paths(100), 0).1.len(), 0);
 }
