@@ -34,6 +34,15 @@ pub(super) struct ServeArgs {
     /// Largest request body in bytes; larger ones are answered 413.
     #[arg(long, default_value_t = 20_000_000, value_name = "BYTES")]
     max_body: usize,
+    /// Bytes of uploads being read or waiting for a worker at once, each counted at its
+    /// declared length (--max-body when it declares none); an upload that does not fit now is
+    /// answered 503 before its body is read [default: 4 x --max-body].
+    #[arg(long, value_name = "BYTES")]
+    max_inflight_bytes: Option<usize>,
+    /// Answer 503 to a request that waited longer than this for a worker, instead of
+    /// detecting late (an NVR has given up on it by then) [default: no deadline].
+    #[arg(long, value_name = "MS")]
+    deadline_ms: Option<u64>,
     /// Require this token: as `Authorization: Bearer TOKEN` or the `api_key` DeepStack clients send.
     #[arg(long)]
     token: Option<String>,
@@ -43,6 +52,9 @@ pub(super) struct ServeArgs {
     /// Inference size for dynamic models, `640` or `H,W` [default: the model's metadata imgsz, else 640].
     #[arg(long, value_parser = parse_imgsz)]
     imgsz: Option<(usize, usize)>,
+    /// `/v1/models` shows each model's full path (by default only its file name).
+    #[arg(long)]
+    show_paths: bool,
 }
 
 /// `--model`: `NAME=PATH`, or `PATH` named after its stem.
@@ -72,8 +84,15 @@ pub(super) fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
             bail!("two models are named {name:?}: name them with --model NAME=PATH");
         }
     }
-    // One image per worker, each on one thread, as `detect` runs over a folder.
+    let max_inflight_bytes = a.max_inflight_bytes.unwrap_or(a.max_body.saturating_mul(4));
+    if max_inflight_bytes < a.max_body {
+        bail!("--max-inflight-bytes {max_inflight_bytes} is below --max-body {}: no upload of the largest size would ever be read", a.max_body);
+    }
+    // One image per worker, as `detect` runs over a folder; and one team of all the threads
+    // for the kernels, which an inference takes whenever no other holds it: a lone request
+    // runs on every core, as `qdet bench --threads N` does, and concurrent ones on one each.
     let threads = setup_threads(a.threads, None, usize::MAX)?;
+    crate::kernels::threads::set_threads_for(threads, 1);
     let mut models = Vec::new();
     for (name, path) in &a.models {
         let start = Instant::now();
@@ -94,8 +113,11 @@ pub(super) fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
         threads,
         queue: a.queue.unwrap_or(2 * threads),
         max_body: a.max_body,
+        max_inflight_bytes,
+        deadline: a.deadline_ms.map(Duration::from_millis),
         token: a.token,
         read_timeout: Duration::from_secs(a.read_timeout.max(1)),
+        show_paths: a.show_paths,
     };
     let (t, q) = (config.threads, config.queue);
     crate::serve::run(config, models, |addr| {

@@ -51,10 +51,25 @@ pub fn check_pixels(w: u64, h: u64) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// Decodes an image file into upright RGB. Only a regular file is read, and at most 8 bytes
-/// per allowed pixel (16-bit RGBA, uncompressed) plus 16 MB of metadata.
+/// Refuses an image whose decoded buffer, in the decoder's own format, is larger than an
+/// 8-bit RGB image of [`max_pixels`]: the limit is on memory, so a 16-bit RGBA image (8 bytes
+/// a pixel) may have 3/8 of the pixels an 8-bit RGB one may.
+fn check_decoded_bytes(w: u32, h: u32, color: image::ColorType, max_pixels: u64) -> std::result::Result<(), String> {
+    let bytes = u64::from(w) * u64::from(h) * u64::from(color.bytes_per_pixel());
+    let budget = max_pixels.saturating_mul(3);
+    if bytes > budget {
+        return Err(format!(
+            "{w} x {h} pixels of {color:?} take {bytes} bytes decoded, more than the {budget} of {max_pixels} \
+             8-bit RGB pixels (--max-pixels)"
+        ));
+    }
+    Ok(())
+}
+
+/// Decodes an image file into upright RGB. Only a regular file is read, and at most 3 bytes
+/// per allowed pixel (what it may decode to, uncompressed) plus 16 MB of metadata.
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
-    let limit = max_pixels().saturating_mul(8).saturating_add(16 << 20);
+    let limit = max_pixels().saturating_mul(3).saturating_add(16 << 20);
     let bytes = crate::input::read(path, limit)?;
     decode_rgb(&bytes).map_err(|reason| Error::Image { path: path.into(), reason })
 }
@@ -75,13 +90,14 @@ pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
         }
     }
     // The decoders' own limits too: what they allocate besides the image (a TIFF's strips,
-    // a PNG's rows) stays within a 16-bit RGBA image of the allowed size.
+    // a PNG's rows) stays within the allowed decoded size.
     let mut limits = image::Limits::default();
-    limits.max_alloc = Some(max_pixels().saturating_mul(8).saturating_add(16 << 20));
+    limits.max_alloc = Some(max_pixels().saturating_mul(3).saturating_add(16 << 20));
     reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
     let (w, h) = decoder.dimensions();
     check_pixels(w.into(), h.into())?;
+    check_decoded_bytes(w, h, decoder.color_type(), max_pixels())?;
     // A broken EXIF block must not cost the image: OpenCV ignores it too.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
@@ -149,4 +165,23 @@ pub fn encode(img: &RgbImage, path: &Path) -> Result<Vec<u8>> {
     };
     res.map_err(|e| Error::format(path, format!("cannot encode the image: {e}")))?;
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::ColorType;
+
+    #[test]
+    fn the_pixel_limit_counts_decoded_bytes() {
+        // 100 x 100 16-bit RGBA: 80000 bytes, over the 60000 of 20000 RGB pixels, though
+        // its 10000 pixels are under 20000.
+        let e = check_decoded_bytes(100, 100, ColorType::Rgba16, 20_000).unwrap_err();
+        assert_eq!(e, "100 x 100 pixels of Rgba16 take 80000 bytes decoded, more than the 60000 of 20000 8-bit RGB pixels (--max-pixels)");
+        assert!(check_decoded_bytes(100, 100, ColorType::Rgb8, 10_000).is_ok());
+        assert!(check_decoded_bytes(100, 100, ColorType::Rgba8, 10_000).is_err());
+        assert!(check_decoded_bytes(100, 150, ColorType::Rgba8, 20_000).is_ok());
+        // The 10000 x 10000 16-bit RGBA PNG of issue 27 under the default limit.
+        assert!(check_decoded_bytes(10_000, 10_000, ColorType::Rgba16, DEFAULT_MAX_PIXELS).is_err());
+    }
 }

@@ -1,42 +1,179 @@
-//! Reading an upload: the whole body within `--max-body` and the read timeout (on the async
-//! side, so a slow client holds a connection but never an inference worker), then the
-//! multipart form DeepStack clients send, or the raw image bytes of the native API; and the
-//! `--token` check, which both APIs share.
+//! Reading an upload within its limits: the share of `--max-inflight-bytes` it may take
+//! (reserved from its declared length before a byte is read, so a burst of uploads is
+//! refused instead of buffered), `--max-body`, the read timeout (on the async side, so a
+//! slow client holds a connection but never an inference worker), and the `--token`, checked
+//! before the image is read. Then the multipart form DeepStack clients send, streamed field by
+//! field, or the raw image bytes of the native API.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Multipart, Request};
+use axum::extract::Request;
 use axum::http::{header, HeaderMap};
 use http_body_util::BodyExt;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::error::ApiError;
+use super::State;
 
-/// An uploaded image with its form fields.
+/// Most bytes of a form's text field (`min_confidence`, `api_key`, ...).
+const TEXT_FIELD_MAX: u64 = 64 << 10;
+
+/// Most bytes of a refused body read (and dropped) so that a client still writing a small
+/// image gets to read its 401 instead of a reset connection; a larger body is cut off.
+const DRAIN_MAX: usize = 1 << 20;
+
+/// What a route takes as the upload.
+#[derive(Clone, Copy, PartialEq)]
+pub(super) enum Accept {
+    /// A multipart form with the field `image` (DeepStack).
+    Form,
+    /// A form, or the image bytes as the body.
+    FormOrRaw,
+}
+
+/// An uploaded image with its form fields, holding its share of the upload budget until it
+/// is dropped (after decoding, on the worker).
 pub(super) struct Upload {
     pub image: Bytes,
     /// The file name the client gave the image, if any.
     pub file_name: Option<String>,
     /// The multipart text fields (`min_confidence`, `api_key`, ...).
     pub fields: HashMap<String, String>,
+    pub permit: OwnedSemaphorePermit,
 }
 
-/// Reads the body of `req` whole, refusing more than `max` bytes (413) and a body slower
-/// than `timeout` (408). A declared length over `max` is refused before reading; a chunked
-/// body that runs over is read on (to at most twice `max`) and dropped, so that the client,
-/// still writing, gets to read the 413 instead of a reset connection.
-pub(super) async fn read(req: Request, max: usize, timeout: Duration) -> Result<(HeaderMap, Bytes), ApiError> {
+/// The bytes of uploads being read or waiting for a worker, counted in KiB.
+pub(super) struct Budget(Arc<Semaphore>);
+
+impl Budget {
+    pub(super) fn new(bytes: usize) -> Budget {
+        Budget(Arc::new(Semaphore::new(kib(bytes).min(Semaphore::MAX_PERMITS as u64) as usize)))
+    }
+
+    /// Reserves `bytes`, or [`ApiError::Uploads`] at once when the budget has not that much left.
+    fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
+        let n = u32::try_from(kib(bytes)).map_err(|_| ApiError::Uploads)?;
+        self.0.clone().try_acquire_many_owned(n).map_err(|_| ApiError::Uploads)
+    }
+
+    /// KiB free, for `/metrics`.
+    pub(super) fn available_bytes(&self) -> u64 {
+        self.0.available_permits() as u64 * 1024
+    }
+}
+
+fn kib(bytes: usize) -> u64 {
+    (bytes as u64).div_ceil(1024)
+}
+
+/// Reads the upload of `req`: the form's `image` field (and its text fields), or the raw
+/// body. `key` is an API key given outside the body (the native API's query parameter).
+/// Refused before reading: a declared length over `--max-body` (413), a length the budget
+/// cannot hold now (503), a raw body without the token (401); while reading: a body over
+/// `--max-body` or slower than the read timeout, a form whose `image` comes before a valid
+/// `api_key` when the token is needed (401), two `image` fields (400).
+pub(super) async fn upload(state: &State, req: Request, key: Option<&str>, accept: Accept) -> Result<Upload, ApiError> {
     let (parts, body) = req.into_parts();
+    let max = state.max_body;
     let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > max as u64) {
         return Err(ApiError::TooLarge(max));
     }
-    let collected = tokio::time::timeout(timeout, collect(body, max)).await;
-    let bytes = collected.map_err(|_| ApiError::Timeout(timeout.as_secs()))??;
-    Ok((parts.headers, bytes))
+    let permit = state.budget.reserve(declared.map_or(max, |n| n as usize))?;
+    let token = state.token.as_deref();
+    let authorized = check_token(token, &parts.headers, key).is_ok();
+    let multipart = is_multipart(&parts.headers);
+    if !multipart && accept == Accept::Form {
+        return Err(ApiError::BadRequest("not a multipart form: send the image as the form field `image`".into()));
+    }
+    let reading = async {
+        if multipart {
+            form(&parts.headers, body, max, |fields| authorized || key_in(token, fields)).await
+        } else if authorized {
+            Ok((collect(body, max).await?, None, HashMap::new()))
+        } else {
+            // A small body is read and dropped, so its client reads the 401; a large one is
+            // not read at all.
+            if declared.is_none_or(|n| n <= DRAIN_MAX as u64) {
+                let _ = collect(body, DRAIN_MAX).await;
+            }
+            Err(ApiError::Unauthorized)
+        }
+    };
+    let timeout = state.read_timeout;
+    let (image, file_name, fields) =
+        tokio::time::timeout(timeout, reading).await.map_err(|_| ApiError::Timeout(timeout.as_secs()))??;
+    if !authorized && !key_in(token, &fields) {
+        return Err(ApiError::Unauthorized);
+    }
+    Ok(Upload { image, file_name, fields, permit })
 }
 
+fn key_in(token: Option<&str>, fields: &HashMap<String, String>) -> bool {
+    check_token(token, &HeaderMap::new(), fields.get("api_key").map(String::as_str)).is_ok()
+}
+
+/// The form's fields in order; at the `image` field, `may_read(fields so far)` decides
+/// whether the image is read at all.
+async fn form(
+    headers: &HeaderMap,
+    body: Body,
+    max: usize,
+    may_read: impl Fn(&HashMap<String, String>) -> bool,
+) -> Result<(Bytes, Option<String>, HashMap<String, String>), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let boundary =
+        multer::parse_boundary(content_type).map_err(|e| ApiError::BadRequest(format!("not a multipart form: {e}")))?;
+    let limits =
+        multer::SizeLimit::new().whole_stream(max as u64).per_field(TEXT_FIELD_MAX).for_field("image", max as u64);
+    let mut form = multer::Multipart::with_constraints(
+        body.into_data_stream(),
+        boundary,
+        multer::Constraints::new().size_limit(limits),
+    );
+    let (mut image, mut file_name, mut fields) = (None, None, HashMap::new());
+    while let Some(field) = form.next_field().await.map_err(|e| form_error(e, max))? {
+        let name = field.name().unwrap_or_default().to_string();
+        if name == "image" {
+            if image.is_some() {
+                return Err(ApiError::BadRequest("the form has two `image` fields; send one image per request".into()));
+            }
+            if !may_read(&fields) {
+                let mut field = field;
+                let mut seen = 0;
+                while let Ok(Some(chunk)) = field.chunk().await {
+                    seen += chunk.len();
+                    if seen > DRAIN_MAX {
+                        break;
+                    }
+                }
+                return Err(ApiError::Unauthorized);
+            }
+            file_name = field.file_name().map(str::to_string);
+            image = Some(field.bytes().await.map_err(|e| form_error(e, max))?);
+        } else if field.file_name().is_none() {
+            let text = field.text().await.map_err(|e| form_error(e, max))?;
+            fields.insert(name, text);
+        }
+    }
+    let image = image.ok_or_else(|| ApiError::BadRequest("the form has no `image` field".into()))?;
+    Ok((image, file_name, fields))
+}
+
+fn form_error(e: multer::Error, max: usize) -> ApiError {
+    match e {
+        multer::Error::StreamSizeExceeded { .. } => ApiError::TooLarge(max),
+        multer::Error::FieldSizeExceeded { field_name, .. } if field_name.as_deref() == Some("image") => {
+            ApiError::TooLarge(max)
+        }
+        e => ApiError::BadRequest(format!("malformed multipart form: {e}")),
+    }
+}
+
+/// A body that runs over `max` is read on (to at most twice `max`) and dropped, so that the
+/// client, still writing, gets to read the 413 instead of a reset connection.
 async fn collect(mut body: Body, max: usize) -> Result<Bytes, ApiError> {
     let mut buf = Vec::new();
     let mut seen = 0usize;
@@ -62,31 +199,6 @@ pub(super) fn is_multipart(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"))
-}
-
-/// Parses a multipart form read by [`read`]: the file field `image` and every text field.
-pub(super) async fn multipart(headers: HeaderMap, body: Bytes) -> Result<Upload, ApiError> {
-    let mut req = Request::new(Body::from(body));
-    *req.headers_mut() = headers;
-    let mut form = Multipart::from_request(req, &())
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("not a multipart form: {}", e.body_text())))?;
-    let bad = |e: axum::extract::multipart::MultipartError| {
-        ApiError::BadRequest(format!("malformed multipart form: {}", e.body_text()))
-    };
-    let (mut image, mut file_name, mut fields) = (None, None, HashMap::new());
-    while let Some(field) = form.next_field().await.map_err(bad)? {
-        let name = field.name().unwrap_or_default().to_string();
-        if name == "image" {
-            file_name = field.file_name().map(str::to_string);
-            image = Some(field.bytes().await.map_err(bad)?);
-        } else if field.file_name().is_none() {
-            let text = field.text().await.map_err(bad)?;
-            fields.insert(name, text);
-        }
-    }
-    let image = image.ok_or_else(|| ApiError::BadRequest("the form has no `image` field".into()))?;
-    Ok(Upload { image, file_name, fields })
 }
 
 /// With `--token`, the request must carry it as `Authorization: Bearer T` or as the

@@ -7,7 +7,9 @@
 //! - the request is a multipart form with the file field `image` and the optional fields
 //!   `min_confidence` (default 0.45, `DEFAULT_MIN_CONFIDENCE` of robmarkcole/deepstack-python,
 //!   the Python client Home Assistant uses) and `api_key` (the same client sends it in the
-//!   form);
+//!   form, before the image, as Python's `requests` puts `data` fields before `files`);
+//!   qdet adds `max_det`, the most predictions to answer (Frigate's plugin reads 20), and
+//!   ignores fields it does not know, as DeepStack did;
 //! - the answer is `{"success": true, "predictions": [{"confidence", "label", "y_min",
 //!   "x_min", "y_max", "x_max"}]}` as that client's README shows DeepStack answering, with the
 //!   coordinates integers as CodeProject.AI's `DetectedObject` declares them
@@ -26,7 +28,7 @@ use axum::extract::{Path, Request, State};
 use axum::Json;
 use serde::Serialize;
 
-use super::body::{check_token, multipart, read};
+use super::body::{upload, Accept};
 use super::error::ApiError;
 use super::work::{detect, Ask, Outcome};
 use super::AppState;
@@ -86,17 +88,21 @@ async fn answer(
     let start = Instant::now();
     // The body first, even for an unknown model: an answer before the upload is read would
     // leave the client writing into a closed connection instead of reading the 404.
-    let (headers, body) = read(req, state.max_body, state.read_timeout).await?;
+    let upload = upload(&state, req, None, Accept::Form).await?;
     let model = state.model(model.as_deref())?;
-    let upload = multipart(headers.clone(), body).await?;
-    check_token(state.token.as_deref(), &headers, upload.fields.get("api_key").map(String::as_str))?;
-    let conf = match upload.fields.get("min_confidence") {
+    let field = |name: &str| upload.fields.get(name).map(String::as_str);
+    let bad = |name: &str, e: String| ApiError::BadRequest(format!("{name}: {e}"));
+    let conf = match field("min_confidence") {
         None => DEFAULT_MIN_CONFIDENCE,
-        Some(v) => crate::options::parse_unit(v).map_err(|e| ApiError::BadRequest(format!("min_confidence: {e}")))?,
+        Some(v) => crate::options::parse_unit(v).map_err(|e| bad("min_confidence", e))?,
     };
-    let nms = NmsOptions { conf, ..model.det.nms.clone() };
+    let mut nms = NmsOptions { conf, ..model.det.nms.clone() };
+    if let Some(v) = field("max_det") {
+        nms.max_det = v.trim().parse().map_err(|_| bad("max_det", format!("{v:?} is not a count")))?;
+    }
     let labels = model.clone();
-    let outcome = detect(&state, Ask { model, image: upload.image, nms, imgsz: None }).await?;
+    let ask = Ask { model, image: upload.image, permit: upload.permit, nms, imgsz: None };
+    let outcome = detect(&state, ask).await?;
     let predictions = predictions(&outcome, |c| labels.det.label(c));
     let ms = |v: f64| v.round() as u64;
     Ok(Json(Answer {

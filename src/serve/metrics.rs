@@ -12,6 +12,7 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
+use super::body::Budget;
 use super::queue::Gauges;
 
 /// Upper bounds of the latency buckets, in seconds: from a postprocess (tens of
@@ -76,7 +77,7 @@ impl Metrics {
         }
     }
 
-    pub(super) fn render(&self, gauges: &Gauges) -> String {
+    pub(super) fn render(&self, gauges: &Gauges, budget: &Budget) -> String {
         let mut out = String::new();
         out.push_str("# HELP qdet_requests_total Requests answered, by route and status.\n");
         out.push_str("# TYPE qdet_requests_total counter\n");
@@ -98,6 +99,21 @@ impl Metrics {
         };
         gauge(&mut out, "qdet_queue_depth", "Images waiting for a worker.", gauges.queued.load(Ordering::Relaxed));
         gauge(&mut out, "qdet_in_flight", "Images on a worker now.", gauges.in_flight.load(Ordering::Relaxed));
+        let free = budget.available_bytes();
+        gauge(&mut out, "qdet_upload_budget_free_bytes", "Bytes of --max-inflight-bytes free now.", free as usize);
+        let counter = |out: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let abandoned = gauges.abandoned.load(Ordering::Relaxed);
+        let help = "Requests whose client had gone before the answer was ready (not run, or stopped after decoding).";
+        counter(&mut out, "qdet_requests_abandoned_total", help, abandoned);
+        let expired = gauges.expired.load(Ordering::Relaxed);
+        counter(
+            &mut out,
+            "qdet_requests_expired_total",
+            "Requests answered 503 after waiting past --deadline-ms.",
+            expired,
+        );
         out
     }
 }
@@ -117,7 +133,7 @@ mod tests {
         m.count_request("/v1/detect", 200, 0.02);
         m.count_request("/v1/detect", 200, 0.2);
         m.observe_stages([0.0, 1.0, 2.0, 30.0, 0.05]);
-        let text = m.render(&Gauges::default());
+        let text = m.render(&Gauges::default(), &Budget::new(1 << 20));
         assert!(text.contains("qdet_requests_total{route=\"/v1/detect\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("qdet_request_duration_seconds_bucket{le=\"0.025\"} 1"), "{text}");
         assert!(text.contains("qdet_request_duration_seconds_bucket{le=\"+Inf\"} 2"), "{text}");

@@ -46,9 +46,15 @@ pub(crate) struct Config {
     pub threads: usize,
     pub queue: usize,
     pub max_body: usize,
+    /// Bytes of uploads read or waiting at once; over it, new uploads get 503 unread.
+    pub max_inflight_bytes: usize,
+    /// A request that waited longer for a worker is answered 503 instead of run.
+    pub deadline: Option<Duration>,
     pub token: Option<String>,
     /// For the request headers and, separately, for the body.
     pub read_timeout: Duration,
+    /// `/v1/models` shows each model's path, not only its file name.
+    pub show_paths: bool,
 }
 
 /// A model served under a name.
@@ -74,7 +80,9 @@ pub(super) struct State {
     metrics: metrics::Metrics,
     token: Option<String>,
     max_body: usize,
+    budget: body::Budget,
     read_timeout: Duration,
+    show_paths: bool,
 }
 
 type AppState = Arc<State>;
@@ -102,6 +110,7 @@ fn router(state: AppState) -> Router {
         .route("/healthz", get(native::healthz))
         .route("/metrics", get(native::metrics))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }
@@ -118,14 +127,17 @@ async fn count(axum::extract::State(state): axum::extract::State<AppState>, req:
 /// Serves `models` (loaded and warmed, the default first) until SIGTERM or Ctrl-C, then
 /// drains. `on_listen` is told the bound address (the port when `--bind` says `:0`).
 pub(crate) fn run(config: Config, models: Vec<Served>, on_listen: impl FnOnce(SocketAddr)) -> anyhow::Result<()> {
-    let pool = queue::Pool::new(config.threads, config.queue).context("starting the inference workers")?;
+    let pool =
+        queue::Pool::new(config.threads, config.queue, config.deadline).context("starting the inference workers")?;
     let state = Arc::new(State {
         models: models.into_iter().map(Arc::new).collect(),
         pool,
         metrics: metrics::Metrics::default(),
         token: config.token.clone(),
         max_body: config.max_body,
+        budget: body::Budget::new(config.max_inflight_bytes),
         read_timeout: config.read_timeout,
+        show_paths: config.show_paths,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 
-use super::body::{check_token, is_multipart, multipart, read};
+use super::body::{upload, Accept};
 use super::error::ApiError;
 use super::metrics::STAGES;
 use super::work::{detect as run_detect, Ask, Outcome};
@@ -42,6 +42,26 @@ fn bad(name: &str, e: impl std::fmt::Display) -> ApiError {
     ApiError::BadRequest(format!("{name}: {e}"))
 }
 
+/// The query parameters `/v1/detect` takes; any other is refused, so a misspelt one
+/// (`?confidence=0.9`) is not silently ignored.
+const PARAMS: [&str; 11] =
+    ["model", "conf", "iou", "max_det", "classes", "agnostic", "imgsz", "format", "filename", "save_conf", "api_key"];
+
+/// Refuses query parameters `/v1/detect` does not take, naming them.
+fn known_params(q: &HashMap<String, String>) -> Result<(), ApiError> {
+    let mut unknown: Vec<&str> = q.keys().map(String::as_str).filter(|k| !PARAMS.contains(k)).collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort_unstable();
+    Err(ApiError::BadRequest(format!(
+        "unknown query parameter{} {}; /v1/detect takes {}",
+        if unknown.len() == 1 { "" } else { "s" },
+        unknown.join(", "),
+        PARAMS.join(", ")
+    )))
+}
+
 /// Reads the parameters; those not given are `base`'s, the model's own options.
 fn params(q: &HashMap<String, String>, base: &NmsOptions) -> Result<Params, ApiError> {
     let mut nms = base.clone();
@@ -59,7 +79,7 @@ fn params(q: &HashMap<String, String>, base: &NmsOptions) -> Result<Params, ApiE
         let ids = v.split(',').map(|c| c.trim().parse::<usize>()).collect::<Result<Vec<_>, _>>();
         nms.classes = Some(ids.map_err(|_| bad("classes", format!("{v:?} is not a list of class ids like 0,2")))?);
     }
-    nms.agnostic = flag(get("agnostic"));
+    nms.agnostic = flag("agnostic", get("agnostic"))?;
     let imgsz = get("imgsz").map(parse_imgsz).transpose().map_err(|e| bad("imgsz", e))?;
     let format = match get("format").unwrap_or("json") {
         "json" => Format::Json,
@@ -68,11 +88,18 @@ fn params(q: &HashMap<String, String>, base: &NmsOptions) -> Result<Params, ApiE
         other => return Err(bad("format", format!("{other:?} is not json, labelme or yolo"))),
     };
     let file_name = get("filename").map(str::to_string);
-    Ok(Params { nms, imgsz, format, file_name, save_conf: flag(get("save_conf")) })
+    Ok(Params { nms, imgsz, format, file_name, save_conf: flag("save_conf", get("save_conf"))? })
 }
 
-fn flag(v: Option<&str>) -> bool {
-    matches!(v, Some("1" | "true" | "yes" | ""))
+/// A boolean parameter: absent is false, `?agnostic` alone is true; anything but the usual
+/// spellings is refused rather than guessed.
+fn flag(name: &str, v: Option<&str>) -> Result<bool, ApiError> {
+    match v.map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(false),
+        Some("" | "1" | "true" | "yes" | "on") => Ok(true),
+        Some("0" | "false" | "no" | "off") => Ok(false),
+        Some(other) => Err(bad(name, format!("{other:?} is not true or false (1/0, yes/no, on/off)"))),
+    }
 }
 
 /// `POST /v1/detect`.
@@ -82,24 +109,18 @@ pub(super) async fn detect(
     req: Request,
 ) -> Result<Response, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::BadRequest(e.body_text()))?;
-    // The body first (see `deepstack::answer`).
-    let (headers, body) = read(req, state.max_body, state.read_timeout).await?;
+    // The body first (see `deepstack::answer`), but for the token, which is checked before it.
+    let upload = upload(&state, req, q.get("api_key").map(String::as_str), Accept::FormOrRaw).await?;
+    known_params(&q)?;
     let model = state.model(q.get("model").map(String::as_str))?;
     let p = params(&q, &model.det.nms)?;
-    let (image, file_name, form_key) = if is_multipart(&headers) {
-        let mut upload = multipart(headers.clone(), body).await?;
-        (upload.image, upload.file_name, upload.fields.remove("api_key"))
-    } else {
-        (body, None, None)
-    };
-    let key = form_key.as_deref().or(q.get("api_key").map(String::as_str));
-    check_token(state.token.as_deref(), &headers, key)?;
-    if image.is_empty() {
+    if upload.image.is_empty() {
         return Err(ApiError::BadRequest("no image: send it as the body or as the form field `image`".into()));
     }
-    let ask = Ask { model: model.clone(), image, nms: p.nms.clone(), imgsz: p.imgsz };
+    let ask =
+        Ask { model: model.clone(), image: upload.image, permit: upload.permit, nms: p.nms.clone(), imgsz: p.imgsz };
     let outcome = run_detect(&state, ask).await?;
-    let name = p.file_name.clone().or(file_name).unwrap_or_else(|| UNNAMED.into());
+    let name = p.file_name.clone().or(upload.file_name).unwrap_or_else(|| UNNAMED.into());
     Ok(render(&model, &outcome, &p, name))
 }
 
@@ -129,17 +150,21 @@ fn native_json(model: &Served, o: &Outcome) -> Value {
 
 /// `GET /v1/models`: every model served, the default first.
 pub(super) async fn models(State(state): State<AppState>) -> Json<Value> {
-    let list: Vec<Value> = state.models.iter().map(|m| describe(m)).collect();
+    let list: Vec<Value> = state.models.iter().map(|m| describe(m, state.show_paths)).collect();
     Json(json!({ "default": state.models.first().map(|m| m.name.clone()), "models": list }))
 }
 
-fn describe(m: &Served) -> Value {
+/// A served model; its file path only with `--show-paths` (it tells anyone on the network
+/// how the box is laid out).
+fn describe(m: &Served, show_paths: bool) -> Value {
     let model = &m.det.model;
     let int8 = model.int8_report();
     let (h, w) = m.det.target();
+    let file =
+        if show_paths { json!(model.path()) } else { json!(model.path().file_name().map(|f| f.to_string_lossy())) };
     json!({
         "name": m.name,
-        "path": model.path(),
+        "file": file,
         "imgsz": [h, w],
         "dynamic": model.fixed_size.is_none(),
         "precision": if int8.is_some() { "int8" } else { match model.precision { crate::model::Precision::F16 => "fp16", _ => "fp32" } },
@@ -156,6 +181,6 @@ pub(super) async fn healthz(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /metrics`.
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state.metrics.render(&state.pool.gauges);
+    let text = state.metrics.render(&state.pool.gauges, &state.budget);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
 
 use super::error::ApiError;
 use super::metrics::STAGES;
+use super::queue::Gone;
 use super::{Served, State};
 use crate::postprocess::{Detection, NmsOptions};
 
@@ -18,6 +20,8 @@ use crate::postprocess::{Detection, NmsOptions};
 pub(super) struct Ask {
     pub model: Arc<Served>,
     pub image: Bytes,
+    /// The upload's share of the budget, given back once the image is decoded.
+    pub permit: OwnedSemaphorePermit,
     pub nms: NmsOptions,
     /// Inference size for a dynamic model; `None`: the model's.
     pub imgsz: Option<(usize, usize)>,
@@ -45,15 +49,18 @@ impl Outcome {
 
 /// Runs `ask` on the worker pool and records its stage times.
 pub(super) async fn detect(state: &State, ask: Ask) -> Result<Outcome, ApiError> {
-    let (result, waited_ms) = state.pool.run(move || run(ask)).await?;
+    let (result, waited_ms) = state.pool.run(move |gone| run(ask, gone)).await?;
     let mut outcome = result?;
     outcome.ms[0] = waited_ms;
     state.metrics.observe_stages(outcome.ms);
     Ok(outcome)
 }
 
-fn run(ask: Ask) -> Result<Outcome, ApiError> {
-    let det = &ask.model.det;
+/// One image, stopping after the decode when its client has gone (the inference is the
+/// larger half of the work).
+fn run(ask: Ask, gone: Gone) -> Result<Outcome, ApiError> {
+    let Ask { model, image: bytes, permit, nms, imgsz } = ask;
+    let det = &model.det;
     let mut ms = [0.0; STAGES.len()];
     let mut last = Instant::now();
     let mut lap = |i: usize| {
@@ -61,13 +68,17 @@ fn run(ask: Ask) -> Result<Outcome, ApiError> {
         ms[i] = (now - last).as_secs_f64() * 1e3;
         last = now;
     };
-    let image = crate::image_io::decode_rgb(&ask.image).map_err(ApiError::BadImage)?;
+    let image = crate::image_io::decode_rgb(&bytes).map_err(ApiError::BadImage)?;
+    drop((bytes, permit));
     lap(1);
-    let prepared = det.prepare_at(&image, det.target_for(ask.imgsz));
+    if gone() {
+        return Err(ApiError::Gone);
+    }
+    let prepared = det.prepare_at(&image, det.target_for(imgsz));
     lap(2);
     let raw = det.infer(&prepared).map_err(|e| ApiError::Internal(e.to_string()))?;
     lap(3);
-    let dets = det.postprocess_with(&raw, &prepared.letterbox, &ask.nms);
+    let dets = det.postprocess_with(&raw, &prepared.letterbox, &nms);
     lap(4);
     Ok(Outcome { width: image.width as u32, height: image.height as u32, dets, ms })
 }

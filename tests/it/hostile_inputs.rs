@@ -106,6 +106,41 @@ fn images_claiming_huge_sizes_are_skipped_from_their_header() {
     assert!(stderr(&o).contains("347 x 359 pixels, more than the limit of 1000"), "{}", stderr(&o));
 }
 
+/// `--max-pixels` bounds memory: a 16-bit RGBA image decodes to 8 bytes a pixel, so it may
+/// have 3/8 of the pixels of an 8-bit RGB one.
+#[test]
+fn deep_images_count_their_decoded_bytes_against_the_pixel_limit() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    image::ImageBuffer::<image::Rgba<u16>, _>::from_pixel(100, 100, image::Rgba([9000, 30000, 500, 65535]))
+        .save(src.join("deep.png"))
+        .unwrap();
+    image::RgbImage::from_pixel(100, 100, image::Rgb([40, 120, 2])).save(src.join("flat.png")).unwrap();
+    let out = d.path().join("out");
+    let o = qdet(
+        &[
+            "--max-pixels",
+            "20000",
+            "detect",
+            "--model",
+            &model(),
+            src.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        d.path(),
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("deep.png")
+            && err.contains("100 x 100 pixels of Rgba16 take 80000 bytes decoded, more than the 60000"),
+        "{err}"
+    );
+    assert!(out.join("flat.json").is_file(), "{err}");
+}
+
 /// Nine levels of ten aliases: 10^9 strings if expanded, 437 bytes on disk.
 fn yaml_bomb() -> String {
     let mut s =

@@ -201,11 +201,21 @@ fn the_token_is_required_when_set() {
     let detection = server.url("/v1/vision/detection");
     let (s, _) = failure(c.post(&detection).multipart(form(jpeg.clone(), "a.jpg")).send().unwrap());
     assert_eq!(s, 401);
-    let (s, _) =
-        failure(c.post(&detection).multipart(form(jpeg.clone(), "a.jpg").text("api_key", "wrong")).send().unwrap());
+    // The key comes before the image, as DeepStack's Python client and Frigate send it
+    // (requests writes `data` fields before `files`).
+    let keyed = |key: &str| {
+        multipart::Form::new()
+            .text("api_key", key.to_string())
+            .part("image", multipart::Part::bytes(jpeg.clone()).file_name("a.jpg"))
+    };
+    let (s, _) = failure(c.post(&detection).multipart(keyed("wrong")).send().unwrap());
     assert_eq!(s, 401);
-    let r = c.post(&detection).multipart(form(jpeg.clone(), "a.jpg").text("api_key", "s3cret")).send().unwrap();
+    let r = c.post(&detection).multipart(keyed("s3cret")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
+    // After the image, the key comes too late: the image is not read without it.
+    let (s, e) =
+        failure(c.post(&detection).multipart(form(jpeg.clone(), "a.jpg").text("api_key", "s3cret")).send().unwrap());
+    assert!(s == 401 && e.contains("before the image"), "{s} {e}");
     let r = c.post(&detection).bearer_auth("s3cret").multipart(form(jpeg.clone(), "a.jpg")).send().unwrap();
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(c.post(server.url("/v1/detect")).body(jpeg.clone()).send().unwrap().status().as_u16(), 401);
