@@ -134,29 +134,39 @@ async fn form(
         multer::Constraints::new().size_limit(limits),
     );
     let (mut image, mut file_name, mut fields) = (None, None, HashMap::new());
-    while let Some(field) = form.next_field().await.map_err(|e| form_error(e, max))? {
+    // A form refused half way is read on, unstored, up to DRAIN_MAX, so that its client,
+    // still writing, gets to read the answer.
+    let (mut refusal, mut drained) = (None, 0);
+    while let Some(mut field) = form.next_field().await.map_err(|e| form_error(e, max))? {
         let name = field.name().unwrap_or_default().to_string();
-        if name == "image" {
+        if refusal.is_none() && name == "image" {
             if image.is_some() {
-                return Err(ApiError::BadRequest("the form has two `image` fields; send one image per request".into()));
+                refusal =
+                    Some(ApiError::BadRequest("the form has two `image` fields; send one image per request".into()));
+            } else if !may_read(&fields) {
+                refusal = Some(ApiError::Unauthorized);
+            } else {
+                file_name = field.file_name().map(str::to_string);
+                image = Some(field.bytes().await.map_err(|e| form_error(e, max))?);
+                continue;
             }
-            if !may_read(&fields) {
-                let mut field = field;
-                let mut seen = 0;
-                while let Ok(Some(chunk)) = field.chunk().await {
-                    seen += chunk.len();
-                    if seen > DRAIN_MAX {
-                        break;
-                    }
-                }
-                return Err(ApiError::Unauthorized);
-            }
-            file_name = field.file_name().map(str::to_string);
-            image = Some(field.bytes().await.map_err(|e| form_error(e, max))?);
-        } else if field.file_name().is_none() {
+        } else if refusal.is_none() && field.file_name().is_none() {
             let text = field.text().await.map_err(|e| form_error(e, max))?;
             fields.insert(name, text);
+            continue;
         }
+        while let Ok(Some(chunk)) = field.chunk().await {
+            drained += chunk.len();
+            if drained > DRAIN_MAX {
+                break;
+            }
+        }
+        if drained > DRAIN_MAX {
+            break;
+        }
+    }
+    if let Some(refusal) = refusal {
+        return Err(refusal);
     }
     let image = image.ok_or_else(|| ApiError::BadRequest("the form has no `image` field".into()))?;
     Ok((image, file_name, fields))

@@ -17,6 +17,7 @@ mod hostile_inputs;
 mod model_load;
 mod parity_ultralytics;
 mod serve;
+mod serve_limits;
 mod util;
 mod val_agreement;
 mod val_cli;

@@ -224,7 +224,7 @@ fn the_token_is_required_when_set() {
 }
 
 /// A 4000 x 3000 JPEG of noise: long enough to decode that requests pile up behind it.
-fn large_jpeg() -> Vec<u8> {
+pub(crate) fn large_jpeg() -> Vec<u8> {
     let (w, h) = (4000u32, 3000u32);
     let mut state = 0x2545_f491u32;
     let data: Vec<u8> = (0..w * h * 3)
