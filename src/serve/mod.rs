@@ -7,7 +7,8 @@
 //! - [`work`]: one image through the detector, as `detect` runs it;
 //! - [`queue`]: the inference workers and their bounded queue (503 when full);
 //! - [`metrics`]: the Prometheus text; [`error`]: every failure's status code;
-//! - [`server`]: connections, their timeouts, and the graceful stop.
+//! - [`server`]: connections, their timeouts, and the graceful stop; [`hyper_errors`]: JSON
+//!   bodies for the answers hyper makes itself.
 //!
 //! The server is hyper's HTTP/1.1 connection driver under an axum router, on a small tokio
 //! runtime that only moves bytes: every model is loaded and warmed before the port opens,
@@ -17,6 +18,7 @@
 mod body;
 mod deepstack;
 mod error;
+mod hyper_errors;
 mod metrics;
 mod native;
 mod queue;

@@ -12,6 +12,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
+use super::hyper_errors::JsonErrors;
 use super::DRAIN;
 
 /// Accepts connections on `listener` for `app` until a stop signal, then drains.
@@ -33,7 +34,8 @@ pub(super) async fn serve(listener: TcpListener, app: Router, header_timeout: Du
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app.clone()));
+                let io = TokioIo::new(JsonErrors::new(stream));
+                let connection = http.serve_connection(io, TowerToHyperService::new(app.clone()));
                 let connection = graceful.watch(connection);
                 tokio::spawn(async move {
                     // A client that goes away mid-request is its own business.

@@ -176,9 +176,20 @@ fn the_api_is_strict_where_a_mistake_would_pass_unseen() {
     let server = Server::start(&["--model", &int8_model()]);
     let c = client();
     let detection = server.url("/v1/vision/detection");
-    // A wrong method gets the JSON every error gets.
+    // A wrong method gets the JSON every error gets; so do the answers hyper makes itself.
     let (s, v) = answer(c.get(&detection).send().unwrap());
     assert!(s == 405 && v["success"] == false, "{s} {v}");
+    let many: String = (0..120).map(|i| format!("X-{i}: a\r\n")).collect();
+    for (request, status) in
+        [("GARBAGE\r\n\r\n".to_string(), 400), (format!("GET /healthz HTTP/1.1\r\n{many}\r\n"), 431)]
+    {
+        let text = read_answer(&mut open(&server, &request));
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{text}"));
+        assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{text}");
+        let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!((v["success"].as_bool(), v["code"].as_u64()), (Some(false), Some(status)), "{text}");
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{text}");
+    }
     // Booleans are true or false, and a parameter /v1/detect does not take is named.
     let (s, v) = answer(c.post(server.url("/v1/detect?agnostic=maybe")).body(jpeg()).send().unwrap());
     assert!(s == 400 && v["error"].as_str().unwrap().contains("agnostic: \"maybe\" is not true or false"), "{v}");
