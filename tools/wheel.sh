@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the qdet wheel for this machine (x86_64) and, with --aarch64, for ARM boxes too:
+# the Python module (python/, maturin) and the `qdet` binary the command runs, stripped,
+# inside the package. The binary is the one `cargo build --release` makes (one target dir),
+# so after the usual build only the small module is compiled.
+#
+#   tools/wheel.sh [--aarch64]      -> target/wheels/qdet-*.whl
+#   pip install target/wheels/qdet-*-manylinux_*_x86_64.whl
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv=target/wheel-venv
+if [ ! -x $venv/bin/maturin ]; then
+  python3 -m venv $venv
+  $venv/bin/pip install --quiet --upgrade pip
+  $venv/bin/pip install --quiet -r python/requirements-build.txt
+fi
+build() { # TARGET
+  local target=$1 out=target/release
+  [ "$target" = native ] || out=target/$target/release
+  if [ "$target" = native ]; then
+    cargo build --release --locked --bin qdet
+  else
+    cargo build --release --locked --bin qdet --target "$target"
+  fi
+  mkdir -p python/qdet/bin
+  # Stripped: the wheel carries code, not the debug line tables (245 MB -> about 30).
+  local strip=strip
+  [ "$target" = native ] || strip=aarch64-linux-gnu-strip
+  $strip -o python/qdet/bin/qdet $out/qdet
+  local args=(--release --strip --locked --out target/wheels -m python/Cargo.toml)
+  [ "$target" = native ] || args+=(--target "$target")
+  PATH="$PWD/$venv/bin:$PATH" maturin build "${args[@]}"
+  rm -f python/qdet/bin/qdet
+}
+build native
+if [ "${1:-}" = --aarch64 ]; then
+  tools/setup-aarch64.sh
+  build aarch64-unknown-linux-gnu
+fi
+ls -la target/wheels/
