@@ -81,7 +81,16 @@ pub(super) async fn upload(state: &State, req: Request, key: Option<&str>, accep
     if declared.is_some_and(|n| n > max as u64) {
         return Err(ApiError::TooLarge(max));
     }
-    let permit = state.budget.reserve(declared.map_or(max, |n| n as usize))?;
+    let permit = match state.budget.reserve(declared.map_or(max, |n| n as usize)) {
+        Ok(p) => p,
+        Err(busy) => {
+            // Most clients (Python's requests, NVRs) write the whole body before reading: the
+            // 503 and its Retry-After reach them only once the body is read. It is read
+            // unstored, within --max-body and the read timeout.
+            let _ = tokio::time::timeout(state.read_timeout, discard(body, max)).await;
+            return Err(busy);
+        }
+    };
     let token = state.token.as_deref();
     let authorized = check_token(token, &parts.headers, key).is_ok();
     let multipart = is_multipart(&parts.headers);
@@ -179,6 +188,17 @@ fn form_error(e: multer::Error, max: usize) -> ApiError {
             ApiError::TooLarge(max)
         }
         e => ApiError::BadRequest(format!("malformed multipart form: {e}")),
+    }
+}
+
+/// Reads at most `max` bytes of `body` and drops them.
+async fn discard(mut body: Body, max: usize) {
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        seen = seen.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
+        if seen > max {
+            break;
+        }
     }
 }
 
