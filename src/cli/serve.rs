@@ -75,31 +75,7 @@ fn parse_model(s: &str) -> Result<(String, PathBuf), String> {
     Ok((name, path))
 }
 
-/// glibc's malloc keeps the memory of a burst of large uploads: once a large buffer is freed
-/// it raises its mmap threshold, and later ones come from arenas it does not give back
-/// (`tools/bench/serve_faults.py`: 253 MB held 10 s after bursts of 200 x 19 MB uploads, idle
-/// 100 MB; 84 MB with this setting). A fixed trim threshold keeps large buffers on mmap,
-/// returned as soon as they are freed, and trims the heaps. glibc reads it only at start, so
-/// `serve` restarts itself (the same process id) with it, unless a MALLOC_ variable is set.
-#[cfg(all(target_os = "linux", target_env = "gnu"))]
-fn restart_with_returning_malloc() {
-    use std::os::unix::process::CommandExt;
-    if std::env::vars_os().any(|(k, _)| k.to_string_lossy().starts_with("MALLOC_")) {
-        return;
-    }
-    let Ok(exe) = std::env::current_exe() else { return };
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env("MALLOC_TRIM_THRESHOLD_", "1048576")
-        .exec();
-    eprintln!(
-        "qdet serve: could not restart with MALLOC_TRIM_THRESHOLD_ ({err}); memory after large uploads may stay held"
-    );
-}
-
 pub(super) fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    restart_with_returning_malloc();
     if a.threads == Some(0) {
         bail!("--threads must be at least 1");
     }
