@@ -89,6 +89,16 @@ pub mod internals {
     pub use crate::kernels::madd::fused as float_loops_fused;
     pub use crate::kernels::quantize::Quantizer;
     pub use crate::kernels::threads::set_threads;
+
+    /// Threads per inference for qdet's kernels and tract's own ops alike (what `--threads N`
+    /// gives one image); the first call counts.
+    pub fn set_inference_threads(n: usize) {
+        crate::kernels::threads::set_threads(n);
+        if n > 1 {
+            use tract_linalg::multithread::{set_default_executor, Executor};
+            set_default_executor(Executor::multithread(n));
+        }
+    }
     pub use crate::kernels::{tile, OC_BLOCK, WGROUP_BYTES};
     pub use crate::meta::names_from_yaml;
     pub use crate::python::parse as parse_python_literal;

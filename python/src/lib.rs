@@ -195,7 +195,7 @@ impl Detections {
 /// Kernel threads per inference (the first call counts, as for `qdet --threads`).
 #[pyfunction]
 fn set_threads(n: usize) {
-    qdet::internals::set_threads(n.max(1));
+    qdet::internals::set_inference_threads(n.max(1));
 }
 
 #[pymodule]
