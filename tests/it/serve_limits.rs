@@ -102,8 +102,9 @@ fn requests_whose_client_gave_up_are_not_run_and_are_counted() {
     let big = large_jpeg();
     let url = server.url("/v1/detect");
     let holder = std::thread::spawn(move || client().post(url).body(big).send().unwrap().status().as_u16());
-    std::thread::sleep(Duration::from_millis(100));
-    // Three clients send a whole request, then give up before the worker is free.
+    await_metric(&server, "qdet_in_flight", 1.0);
+    // Three clients send a whole request, wait until it is queued behind the busy worker,
+    // and give up.
     let small = jpeg();
     let quitters: Vec<TcpStream> = (0..3)
         .map(|_| {
@@ -113,7 +114,7 @@ fn requests_whose_client_gave_up_are_not_run_and_are_counted() {
             s
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(50));
+    await_metric(&server, "qdet_queue_depth", 3.0);
     drop(quitters);
     assert_eq!(holder.join().unwrap(), 200);
     await_metric(&server, "qdet_requests_abandoned_total", 3.0);
