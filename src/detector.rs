@@ -114,6 +114,7 @@ impl Detector {
     }
 
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>> {
+        img.check()?;
         let p = self.prepare(img);
         let raw = self.infer(&p)?;
         Ok(self.postprocess(&raw, &p.letterbox))

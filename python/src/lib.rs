@@ -103,7 +103,7 @@ impl Detector {
             if bgr {
                 data.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
             }
-            self.run(RgbImage { width, height, data })
+            self.run(RgbImage::new(width, height, data)?)
         })
         .map_err(error)
     }

@@ -25,6 +25,32 @@ pub struct RgbImage {
     pub data: Vec<u8>,
 }
 
+impl RgbImage {
+    /// `width` x `height` pixels from `data`, three bytes a pixel, row by row; refused unless
+    /// both sides are positive and `data` holds exactly that many bytes.
+    pub fn new(width: usize, height: usize, data: Vec<u8>) -> Result<RgbImage> {
+        let img = RgbImage { width, height, data };
+        img.check()?;
+        Ok(img)
+    }
+
+    /// The error [`RgbImage::new`] would give for these fields, if any: the fields are public,
+    /// so the detector checks them again rather than index out of the buffer.
+    pub fn check(&self) -> Result<()> {
+        let needed = self.width.checked_mul(self.height).and_then(|n| n.checked_mul(3));
+        if self.width == 0 || self.height == 0 || needed != Some(self.data.len()) {
+            return Err(Error::Invalid(format!(
+                "an RGB image of {} x {} pixels needs {} bytes, not {}",
+                self.width,
+                self.height,
+                needed.map_or("more than usize::MAX".to_string(), |n| n.to_string()),
+                self.data.len()
+            )));
+        }
+        Ok(())
+    }
+}
+
 /// The default of [`max_pixels`]: 100 megapixels, a 12000 x 8000 photo; decoded, 300 MB.
 pub const DEFAULT_MAX_PIXELS: u64 = 100_000_000;
 

@@ -58,3 +58,19 @@ fn fixture_model_metadata() {
     assert_eq!(m.precision, Precision::F32);
     assert_eq!(m.head, Head::Raw { num_classes: 6 });
 }
+
+/// The image's fields are public: a buffer that does not match its size is an error from
+/// `detect`, not an index out of bounds.
+#[test]
+fn inconsistent_images_are_errors_not_panics() {
+    let det =
+        qdet::Detector::load(&root().join("models/shapes-yolov8n.onnx"), None, qdet::NmsOptions::default()).unwrap();
+    let short = qdet::RgbImage { width: 4, height: 4, data: vec![0; 47] };
+    let e = det.detect(&short).unwrap_err().to_string();
+    assert!(e.contains("an RGB image of 4 x 4 pixels needs 48 bytes, not 47"), "{e}");
+    assert!(det.detect(&qdet::RgbImage { width: 0, height: 3, data: Vec::new() }).is_err());
+    let e = qdet::RgbImage::new(usize::MAX, 3, Vec::new()).unwrap_err().to_string();
+    assert!(e.contains("needs more than usize::MAX bytes"), "{e}");
+    let ok = qdet::RgbImage::new(2, 1, vec![7; 6]).unwrap();
+    assert!(det.detect(&ok).is_ok());
+}
