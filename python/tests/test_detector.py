@@ -60,6 +60,8 @@ def test_bad_inputs_raise_clear_errors(det, tmp_path):
         det(np.zeros((32, 32, 3), np.float32))
     with pytest.raises(qdet.QdetError, match=r"HxWx3.*\(32, 32, 4\)"):
         det(np.zeros((32, 32, 4), np.uint8))
+    with pytest.raises(qdet.QdetError, match="0 x 5 pixels is empty"):
+        det(np.zeros((5, 0, 3), np.uint8))
     with pytest.raises(qdet.QdetError, match="cannot detect in a list"):
         det([1, 2, 3])
     with pytest.raises(qdet.QdetError, match="not a supported image format"):

@@ -37,8 +37,11 @@ impl RgbImage {
     /// The error [`RgbImage::new`] would give for these fields, if any: the fields are public,
     /// so the detector checks them again rather than index out of the buffer.
     pub fn check(&self) -> Result<()> {
+        if self.width == 0 || self.height == 0 {
+            return Err(Error::Invalid(format!("an image of {} x {} pixels is empty", self.width, self.height)));
+        }
         let needed = self.width.checked_mul(self.height).and_then(|n| n.checked_mul(3));
-        if self.width == 0 || self.height == 0 || needed != Some(self.data.len()) {
+        if needed != Some(self.data.len()) {
             return Err(Error::Invalid(format!(
                 "an RGB image of {} x {} pixels needs {} bytes, not {}",
                 self.width,
