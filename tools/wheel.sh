@@ -4,8 +4,11 @@
 # inside the package. The binary is the one `cargo build --release` makes (one target dir),
 # so after the usual build only the small module is compiled.
 #
-#   tools/wheel.sh [--aarch64]      -> target/wheels/qdet-*.whl
+#   tools/wheel.sh [--prebuilt] [--aarch64]      -> target/wheels/qdet-*.whl
 #   pip install target/wheels/qdet-*-manylinux_*_x86_64.whl
+# --prebuilt takes the binaries as they are in target/ (CI: `cargo test` and .ci/aarch64.sh
+# built them from the same sources) instead of building them again with the features of a
+# plain build, which would recompile the whole dependency tree once more per target.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 venv=target/wheel-venv
@@ -14,10 +17,20 @@ if [ ! -x $venv/bin/maturin ]; then
   $venv/bin/pip install --quiet --upgrade pip
   $venv/bin/pip install --quiet -r python/requirements-build.txt
 fi
+prebuilt=false aarch64=false
+for a in "$@"; do
+  case $a in
+    --prebuilt) prebuilt=true ;;
+    --aarch64) aarch64=true ;;
+    *) echo "tools/wheel.sh: unknown argument $a (--prebuilt, --aarch64)"; exit 1 ;;
+  esac
+done
 build() { # TARGET
   local target=$1 out=target/release
   [ "$target" = native ] || out=target/$target/release
-  if [ "$target" = native ]; then
+  if $prebuilt; then
+    [ -x $out/qdet ] || { echo "tools/wheel.sh: --prebuilt, but no $out/qdet"; exit 1; }
+  elif [ "$target" = native ]; then
     cargo build --release --locked --bin qdet
   else
     cargo build --release --locked --bin qdet --target "$target"
@@ -33,7 +46,7 @@ build() { # TARGET
   rm -f python/qdet/bin/qdet
 }
 build native
-if [ "${1:-}" = --aarch64 ]; then
+if $aarch64; then
   tools/setup-aarch64.sh
   build aarch64-unknown-linux-gnu
 fi
