@@ -106,7 +106,7 @@ pub(super) async fn upload(state: &State, req: Request, key: Option<&str>, accep
             // A small body is read and dropped, so its client reads the 401; a large one is
             // not read at all.
             if declared.is_none_or(|n| n <= DRAIN_MAX as u64) {
-                let _ = collect(body, DRAIN_MAX).await;
+                discard(body, DRAIN_MAX).await;
             }
             Err(ApiError::Unauthorized)
         }
