@@ -45,22 +45,24 @@ pub(super) struct Upload {
 }
 
 /// The bytes of uploads being read or waiting for a worker, counted in KiB.
-pub(super) struct Budget(Arc<Semaphore>);
+pub(super) struct Budget {
+    free: Arc<Semaphore>,
+}
 
 impl Budget {
     pub(super) fn new(bytes: usize) -> Budget {
-        Budget(Arc::new(Semaphore::new(kib(bytes).min(Semaphore::MAX_PERMITS as u64) as usize)))
+        Budget { free: Arc::new(Semaphore::new(kib(bytes).min(Semaphore::MAX_PERMITS as u64) as usize)) }
     }
 
     /// Reserves `bytes`, or [`ApiError::Uploads`] at once when the budget has not that much left.
     fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, ApiError> {
         let n = u32::try_from(kib(bytes)).map_err(|_| ApiError::Uploads)?;
-        self.0.clone().try_acquire_many_owned(n).map_err(|_| ApiError::Uploads)
+        self.free.clone().try_acquire_many_owned(n).map_err(|_| ApiError::Uploads)
     }
 
     /// KiB free, for `/metrics`.
     pub(super) fn available_bytes(&self) -> u64 {
-        self.0.available_permits() as u64 * 1024
+        self.free.available_permits() as u64 * 1024
     }
 }
 
@@ -88,6 +90,7 @@ pub(super) async fn upload(state: &State, req: Request, key: Option<&str>, accep
             // 503 and its Retry-After reach them only once the body is read. It is read
             // unstored, within --max-body and the read timeout.
             let _ = tokio::time::timeout(state.read_timeout, discard(body, max)).await;
+            state.heap.note(declared.map_or(0, |n| n as usize));
             return Err(busy);
         }
     };

@@ -5,7 +5,9 @@
 //! - `qdet_request_duration_seconds`: whole requests, body read to response built;
 //! - `qdet_stage_duration_seconds{stage}`: queue wait, decode, preprocess, inference,
 //!   postprocess of each image;
-//! - `qdet_queue_depth`, `qdet_in_flight`: images waiting for a worker and on one now.
+//! - `qdet_queue_depth`, `qdet_in_flight`: images waiting for a worker and on one now;
+//! - `qdet_upload_budget_free_bytes`, and the counters of requests abandoned or expired and
+//!   of heap trims.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::body::Budget;
+use super::heap::Heap;
 use super::queue::Gauges;
 
 /// Upper bounds of the latency buckets, in seconds: from a postprocess (tens of
@@ -77,7 +80,7 @@ impl Metrics {
         }
     }
 
-    pub(super) fn render(&self, gauges: &Gauges, budget: &Budget) -> String {
+    pub(super) fn render(&self, gauges: &Gauges, budget: &Budget, heap: &Heap) -> String {
         let mut out = String::new();
         out.push_str("# HELP qdet_requests_total Requests answered, by route and status.\n");
         out.push_str("# TYPE qdet_requests_total counter\n");
@@ -114,6 +117,8 @@ impl Metrics {
             "Requests answered 503 after waiting past --deadline-ms.",
             expired,
         );
+        let help = "Times the server, idle after a burst, gave its free memory back to the system.";
+        counter(&mut out, "qdet_heap_trims_total", help, heap.trims());
         out
     }
 }
@@ -133,7 +138,7 @@ mod tests {
         m.count_request("/v1/detect", 200, 0.02);
         m.count_request("/v1/detect", 200, 0.2);
         m.observe_stages([0.0, 1.0, 2.0, 30.0, 0.05]);
-        let text = m.render(&Gauges::default(), &Budget::new(1 << 20));
+        let text = m.render(&Gauges::default(), &Budget::new(1 << 20), &Heap::default());
         assert!(text.contains("qdet_requests_total{route=\"/v1/detect\",status=\"200\"} 2"), "{text}");
         assert!(text.contains("qdet_request_duration_seconds_bucket{le=\"0.025\"} 1"), "{text}");
         assert!(text.contains("qdet_request_duration_seconds_bucket{le=\"+Inf\"} 2"), "{text}");

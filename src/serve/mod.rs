@@ -6,7 +6,8 @@
 //! - [`body`]: reading uploads within the size and time limits, and the token check;
 //! - [`work`]: one image through the detector, as `detect` runs it;
 //! - [`queue`]: the inference workers and their bounded queue (503 when full);
-//! - [`metrics`]: the Prometheus text; [`error`]: every failure's status code;
+//! - [`metrics`]: the Prometheus text; [`error`]: every failure's status code; [`heap`]:
+//!   the memory of a burst given back once idle;
 //! - [`server`]: connections, their timeouts, and the graceful stop; [`hyper_errors`]: JSON
 //!   bodies for the answers hyper makes itself.
 //!
@@ -18,6 +19,7 @@
 mod body;
 mod deepstack;
 mod error;
+mod heap;
 mod hyper_errors;
 mod metrics;
 mod native;
@@ -83,6 +85,7 @@ pub(super) struct State {
     token: Option<String>,
     max_body: usize,
     budget: body::Budget,
+    heap: heap::Heap,
     read_timeout: Duration,
     show_paths: bool,
 }
@@ -121,9 +124,25 @@ fn router(state: AppState) -> Router {
 async fn count(axum::extract::State(state): axum::extract::State<AppState>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map_or("other", |p| p.as_str()).to_string();
+    // Monitoring polls do not keep the server from being quiet.
+    let _open = (route != "/metrics" && route != "/healthz").then(|| state.heap.open());
     let response = next.run(req).await;
     state.metrics.count_request(&route, response.status().as_u16(), start.elapsed().as_secs_f64());
     response
+}
+
+/// Gives the heap back to the system once the server has been quiet for a second after a
+/// burst (see [`heap`]).
+async fn trim_when_idle(state: AppState) {
+    let mut watch = heap::IdleWatch::default();
+    let mut every = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        every.tick().await;
+        if watch.should_trim(state.heap.activity(), state.heap.due()) {
+            let state = state.clone();
+            let _ = tokio::task::spawn_blocking(move || state.heap.trim()).await;
+        }
+    }
 }
 
 /// Serves `models` (loaded and warmed, the default first) until SIGTERM or Ctrl-C, then
@@ -138,6 +157,7 @@ pub(crate) fn run(config: Config, models: Vec<Served>, on_listen: impl FnOnce(So
         token: config.token.clone(),
         max_body: config.max_body,
         budget: body::Budget::new(config.max_inflight_bytes),
+        heap: heap::Heap::default(),
         read_timeout: config.read_timeout,
         show_paths: config.show_paths,
     });
@@ -152,6 +172,7 @@ pub(crate) fn run(config: Config, models: Vec<Served>, on_listen: impl FnOnce(So
             .await
             .with_context(|| format!("cannot listen on {}", config.bind))?;
         on_listen(listener.local_addr()?);
+        tokio::spawn(trim_when_idle(state.clone()));
         server::serve(listener, router(state.clone()), config.read_timeout).await;
         anyhow::Ok(())
     });

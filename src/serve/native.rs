@@ -181,6 +181,6 @@ pub(super) async fn healthz(State(state): State<AppState>) -> Json<Value> {
 
 /// `GET /metrics`.
 pub(super) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state.metrics.render(&state.pool.gauges, &state.budget);
+    let text = state.metrics.render(&state.pool.gauges, &state.budget, &state.heap);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
 }

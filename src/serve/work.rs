@@ -49,8 +49,10 @@ impl Outcome {
 
 /// Runs `ask` on the worker pool and records its stage times.
 pub(super) async fn detect(state: &State, ask: Ask) -> Result<Outcome, ApiError> {
+    state.heap.note(ask.image.len());
     let (result, waited_ms) = state.pool.run(move |gone| run(ask, gone)).await?;
     let mut outcome = result?;
+    state.heap.note(outcome.width as usize * outcome.height as usize * 3);
     outcome.ms[0] = waited_ms;
     state.metrics.observe_stages(outcome.ms);
     Ok(outcome)

@@ -83,6 +83,24 @@ fn uploads_over_the_budget_are_refused_before_their_body_is_read() {
 }
 
 #[test]
+fn an_idle_server_gives_a_bursts_memory_back_once() {
+    let server = Server::start(&["--model", &int8_model()]);
+    // Nothing has gone through yet: an idle server has nothing to give back.
+    assert_eq!(metric(&server, "qdet_heap_trims_total"), 0.0);
+    // Four 9 MB uploads (read, then refused as images) are over the 32 MiB that make a trim
+    // worth its page faults; once the server is idle again it trims, once.
+    for _ in 0..4 {
+        let r = client().post(server.url("/v1/detect")).body(vec![0u8; 9_000_000]).send().unwrap();
+        assert_eq!(r.status().as_u16(), 400);
+    }
+    await_metric(&server, "qdet_heap_trims_total", 1.0);
+    // Small requests after it do not make the next trim due.
+    assert_eq!(client().post(server.url("/v1/detect")).body(jpeg()).send().unwrap().status().as_u16(), 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(metric(&server, "qdet_heap_trims_total"), 1.0);
+}
+
+#[test]
 fn the_token_is_checked_before_the_body_is_read() {
     let server = Server::start(&["--model", &int8_model(), "--token", "s3cret"]);
     // 5 MB announced, nothing sent: the 401 comes at once.

@@ -8,7 +8,7 @@ only, loopback only, bounded in clients, bytes and time; nothing is asserted).
 Each scenario starts its own server on a free port and prints a markdown table.
 1. Burst: UPLOADS clients at once POST a form whose image is UPLOAD_MB MB of random bytes
    behind a JPEG SOI; per round (three): peak VmRSS (every 20 ms), answers by status, RSS
-   1, 5 and 10 s after the last answer.
+   1, 5 and 10 s after the last answer, and the server's heap trims so far.
 2. Give-up (--threads 1 --queue 4): a 3000x3000 noise PNG holds the worker while three raw
    sockets send a small POST /v1/detect and close 50 ms later: the abandoned counter, and
    the server's CPU seconds beside the big and a small request each answered alone.
@@ -141,6 +141,8 @@ def burst(a, srv, ctype, parts):
         time.sleep(max(0.0, last + s - time.monotonic()))
         after.append(rss_mb(srv.pid))
     counts = ", ".join(f"{k}: {v}" for k, v in sorted(collections.Counter(str(s) for s, _ in done).items()))
+    if srv.proc.poll() is None:
+        after.append(metrics(srv.port).get("qdet_heap_trims_total", 0))
     return peak[0], counts + (" (killed at --rss-limit-mb)" if srv.proc.poll() is not None else ""), after
 
 
@@ -151,8 +153,8 @@ def scenario_uploads(a, small):
             post(srv.port, "/v1/detect", "image/jpeg", [small])
         time.sleep(1)
         print(f"\n### 1. {a.uploads} concurrent uploads of {a.upload_mb:g} MB\n\nidle RSS after warm-up: "
-              f"{rss_mb(srv.pid):.0f} MB\n\n| round | peak RSS MB | answers | RSS MB +1 s | +5 s | +10 s |\n"
-              "|---|---|---|---|---|---|")
+              f"{rss_mb(srv.pid):.0f} MB\n\n| round | peak RSS MB | answers | RSS MB +1 s | +5 s | +10 s | heap trims |\n"
+              "|---|---|---|---|---|---|---|")
         # One image shared by every client: the burst tests the server's memory, not ours.
         ctype, parts = multipart(b"\xff\xd8\xff\xe0" + random.randbytes(int(a.upload_mb * 1e6) - 4))
         for r in range(3):
