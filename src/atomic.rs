@@ -17,6 +17,25 @@ pub enum Existing {
 /// With `Existing::Keep` an existing `dest` is an `Error::Exists` and is left untouched;
 /// the no-clobber check is a hard link, which fails atomically if `dest` appeared meanwhile.
 pub fn write(dest: &Path, bytes: &[u8], existing: Existing) -> Result<()> {
+    let (tmp, mut f) = temp_for(dest, existing)?;
+    let result = f.write_all(bytes).and_then(|()| f.sync_data());
+    drop(f);
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io(dest, e));
+    }
+    publish(&tmp, dest, existing)
+}
+
+/// A new empty temporary file beside `dest`, for a writer that is not this process (an
+/// `ffmpeg` child) to fill before [`publish`] moves it into place.
+pub fn reserve(dest: &Path, existing: Existing) -> Result<PathBuf> {
+    temp_for(dest, existing).map(|(tmp, _)| tmp)
+}
+
+/// The temporary file for `dest`, after refusing an existing `dest` that is to be kept
+/// (checked again when publishing; said now so that no work is done for nothing).
+fn temp_for(dest: &Path, existing: Existing) -> Result<(PathBuf, std::fs::File)> {
     let dir = match dest.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -24,27 +43,26 @@ pub fn write(dest: &Path, bytes: &[u8], existing: Existing) -> Result<()> {
     if existing == Existing::Keep && dest.exists() {
         return Err(Error::Exists { path: dest.into() });
     }
-    let (tmp, mut f) = create_temp(&dir, dest).map_err(|e| Error::io(dest, e))?;
-    let result = f.write_all(bytes).and_then(|()| f.sync_data());
-    drop(f);
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io(dest, e));
-    }
+    create_temp(&dir, dest).map_err(|e| Error::io(dest, e))
+}
+
+/// Moves the finished temporary file `tmp` to `dest` (see [`write`] for `existing`); the
+/// temporary file is removed when that fails.
+pub fn publish(tmp: &Path, dest: &Path, existing: Existing) -> Result<()> {
     let moved = match existing {
-        Existing::Overwrite => std::fs::rename(&tmp, dest),
-        Existing::Keep => match std::fs::hard_link(&tmp, dest) {
-            Ok(()) => std::fs::remove_file(&tmp),
+        Existing::Overwrite => std::fs::rename(tmp, dest),
+        Existing::Keep => match std::fs::hard_link(tmp, dest) {
+            Ok(()) => std::fs::remove_file(tmp),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let _ = std::fs::remove_file(&tmp);
+                let _ = std::fs::remove_file(tmp);
                 return Err(Error::Exists { path: dest.into() });
             }
             // File systems without hard links: the exists() check above has to do.
-            Err(_) => std::fs::rename(&tmp, dest),
+            Err(_) => std::fs::rename(tmp, dest),
         },
     };
     moved.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = std::fs::remove_file(tmp);
         Error::io(dest, e)
     })
 }

@@ -39,13 +39,17 @@ pub fn class_color(class: usize) -> [u8; 3] {
 
 /// Draws every detection onto `img`; `label` gives the text for a detection.
 pub fn annotate(img: &mut RgbImage, dets: &[Detection], label: impl Fn(&Detection) -> String) {
+    annotate_tagged(img, dets.iter().map(|d| (d, label(d))));
+}
+
+/// Draws each detection with its text onto `img`.
+pub fn annotate_tagged<'a>(img: &mut RgbImage, tagged: impl IntoIterator<Item = (&'a Detection, String)>) {
     let thickness = ((img.width + img.height) as f32 * 0.002).round().max(1.0) as usize;
     let scale = if img.width.min(img.height) >= 600 { 2 } else { 1 };
-    for d in dets {
+    for (d, text) in tagged {
         let color = class_color(d.class);
         let [x1, y1, x2, y2] = d.bbox.map(|v| v.max(0.0).round() as usize);
         draw_rect(img, x1, y1, x2, y2, thickness, color);
-        let text = label(d);
         let (tw, th) = (text.chars().count() * 8 * scale + 2, 8 * scale + 2);
         // Tag above the box when there is room, inside it otherwise.
         let ty = if y1 >= th { y1 - th } else { y1 };

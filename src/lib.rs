@@ -62,8 +62,6 @@ mod run;
 #[cfg(feature = "serve")]
 mod serve;
 mod sources;
-// ByteTrack for video detection, which does not call it yet.
-#[cfg_attr(feature = "cli", allow(dead_code))]
 mod track;
 mod val;
 mod video;

@@ -17,6 +17,14 @@ pub fn parse_imgsz(s: &str) -> Result<(usize, usize), String> {
     }
 }
 
+/// A rate such as frames per second: a finite number above 0.
+pub fn parse_positive(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("{s:?} is not a number above 0")),
+    }
+}
+
 /// A confidence or IoU threshold: a number from 0 to 1.
 pub fn parse_unit(s: &str) -> Result<f32, String> {
     match s.trim().parse::<f32>() {

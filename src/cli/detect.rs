@@ -30,9 +30,9 @@ pub(super) struct DetectArgs {
     /// Inference size for dynamic models, `640` or `H,W` [default: the model's metadata imgsz, else 640].
     #[arg(long, value_parser = parse_imgsz)]
     imgsz: Option<(usize, usize)>,
-    /// Keep detections with a confidence strictly above this.
-    #[arg(long, default_value_t = 0.25, value_parser = parse_unit)]
-    conf: f32,
+    /// Keep detections with a confidence strictly above this [default: 0.25; 0.1 with --track].
+    #[arg(long, value_parser = parse_unit)]
+    conf: Option<f32>,
     /// NMS IoU threshold.
     #[arg(long, default_value_t = 0.7, value_parser = parse_unit)]
     iou: f32,
@@ -84,7 +84,12 @@ pub(super) struct DetectArgs {
     #[arg(long)]
     verbose: bool,
     #[command(flatten)]
-    video: super::detect_video::VideoArgs,
+    video: super::video::VideoArgs,
+}
+
+/// Workers for live sources: `--threads`, or every core.
+fn video_workers(a: &DetectArgs) -> usize {
+    a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
@@ -94,7 +99,7 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     if sources.is_empty() {
         setup_threads(a.threads, None, 1)?;
         let det = load_detector(&a)?;
-        let failed = super::detect_video::run(&a.video, &det, &videos, &dir, a.overwrite)?;
+        let failed = super::video::run(&a.video, &det, &videos, &dir, a.overwrite, video_workers(&a))?;
         return Ok(exit_status(failed));
     }
     let collected =
@@ -108,7 +113,8 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     }
     let inflight = setup_threads(a.threads, a.inflight, images.len())?;
     let det = load_detector(&a)?;
-    let videos_failed = !videos.is_empty() && super::detect_video::run(&a.video, &det, &videos, &dir, a.overwrite)?;
+    let videos_failed =
+        !videos.is_empty() && super::video::run(&a.video, &det, &videos, &dir, a.overwrite, video_workers(&a))?;
     let writes_to_dir = !a.no_json && !a.beside || a.save_txt || a.save_img;
     if writes_to_dir {
         crate::run::check_writable(&dir).context("output folder is not writable")?;
@@ -226,7 +232,8 @@ fn load_detector(a: &DetectArgs) -> anyhow::Result<Detector> {
         Some(given) => Some(resolve_classes(given, &det.names, nc)?),
         None => None,
     };
-    det.nms = NmsOptions { conf: a.conf, iou: a.iou, max_det: a.max_det, agnostic: a.agnostic, classes };
+    let conf = a.conf.unwrap_or(if a.video.track { 0.1 } else { 0.25 });
+    det.nms = NmsOptions { conf, iou: a.iou, max_det: a.max_det, agnostic: a.agnostic, classes };
     Ok(det)
 }
 

@@ -11,9 +11,10 @@ mod calibrate;
 mod common;
 mod dataset;
 mod detect;
-mod detect_video;
 mod serve;
+mod signal;
 mod val;
+mod video;
 
 use std::process::ExitCode;
 

@@ -23,3 +23,5 @@ mod val_agreement;
 mod val_cli;
 mod val_metrics;
 mod video;
+mod video_live;
+mod video_track;

@@ -2,10 +2,23 @@
 //! child process writes raw RGB frames to a pipe, so every codec, container and protocol
 //! ffmpeg has works (hardware decoding through its input arguments), with no link-time
 //! dependency. `ffprobe` gives the frame size and rate first.
+//!
+//! [`Newest`] reads a live source on its own thread, keeping only the newest frame and
+//! reconnecting when a stream drops; [`Encoder`] writes frames to an mp4 through another
+//! `ffmpeg`. Every child runs in its own process group, so a Ctrl-C at the terminal reaches
+//! qdet alone, which then stops the decoders ([`stop_all`]) and closes the encoders itself.
+
+mod encode;
+mod newest;
+
+pub use encode::Encoder;
+pub use newest::{Newest, Reconnect, Take, Wake};
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use crate::error::{Error, Result};
 use crate::image_io::RgbImage;
@@ -36,8 +49,8 @@ pub fn is_live(source: &Path) -> bool {
 pub struct Video {
     source: PathBuf,
     /// Shared with a [`Newest`] reading this video on its thread, which stops the decoder
-    /// when dropped.
-    child: std::sync::Arc<std::sync::Mutex<Child>>,
+    /// when dropped, and with [`stop_all`].
+    child: Arc<Mutex<Child>>,
     out: ChildStdout,
     pub width: usize,
     pub height: usize,
@@ -115,7 +128,7 @@ impl Video {
                 format!("frames of {}x{} exceed --max-pixels {}", p.width, p.height, crate::image_io::max_pixels()),
             ));
         }
-        let mut child = Command::new("ffmpeg")
+        let mut child = ffmpeg()
             .args(["-nostdin", "-hide_banner", "-loglevel", "error"])
             .args(input_args)
             .arg("-i")
@@ -128,7 +141,12 @@ impl Video {
             .spawn()
             .map_err(|e| missing("ffmpeg", e))?;
         let out = child.stdout.take().ok_or_else(|| Error::Invalid("ffmpeg gave no output pipe".into()))?;
-        let child = std::sync::Arc::new(std::sync::Mutex::new(child));
+        let child = Arc::new(Mutex::new(child));
+        register(&child);
+        if stopping() {
+            stop(&child);
+            return Err(Error::Invalid("stopped by a signal".into()));
+        }
         Ok(Video { source: source.to_path_buf(), child, out, width: p.width, height: p.height, fps: p.fps, read: 0 })
     }
 
@@ -147,7 +165,8 @@ impl Video {
                 Err(e) => return Err(Error::io(&self.source, e)),
             }
         }
-        if got == 0 {
+        // A decoder stopped by a signal may end mid-frame: that is the end, not damage.
+        if got == 0 || stopping() {
             return Ok(false);
         }
         if got < len {
@@ -158,8 +177,42 @@ impl Video {
     }
 }
 
+/// `ffmpeg` in its own process group: a terminal's Ctrl-C goes to qdet, which ends its
+/// children in order (an encoder interrupted by the signal itself could leave an mp4
+/// without its index while qdet still writes to it).
+fn ffmpeg() -> Command {
+    let mut c = Command::new("ffmpeg");
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut c, 0);
+    c
+}
+
+static STOPPING: AtomicBool = AtomicBool::new(false);
+static DECODERS: Mutex<Vec<Weak<Mutex<Child>>>> = Mutex::new(Vec::new());
+
+fn register(child: &Arc<Mutex<Child>>) {
+    let mut all = DECODERS.lock().unwrap_or_else(|p| p.into_inner());
+    all.retain(|w| w.strong_count() > 0);
+    all.push(Arc::downgrade(child));
+}
+
+/// Stops every decoder now and refuses new ones: their frames end, so the loops reading
+/// them finish the frame at hand and close their outputs (SIGTERM, Ctrl-C).
+pub fn stop_all() {
+    STOPPING.store(true, Ordering::SeqCst);
+    let all: Vec<_> = DECODERS.lock().unwrap_or_else(|p| p.into_inner()).iter().filter_map(Weak::upgrade).collect();
+    for child in all {
+        stop(&child);
+    }
+}
+
+/// Whether [`stop_all`] was called.
+pub fn stopping() -> bool {
+    STOPPING.load(Ordering::SeqCst)
+}
+
 /// Stops an ffmpeg child: a stream never ends by itself.
-fn stop(child: &std::sync::Mutex<Child>) {
+fn stop(child: &Mutex<Child>) {
     let mut c = child.lock().unwrap_or_else(|p| p.into_inner());
     let _ = c.kill();
     let _ = c.wait();
@@ -193,101 +246,5 @@ mod tests {
         }
         assert_eq!((rate("30000/1001") * 1000.0).round(), 29970.0);
         assert_eq!((rate("25/1"), rate("0/0"), rate("12.5")), (25.0, 0.0, 12.5));
-    }
-}
-
-/// A live source's frames on a reader thread that keeps only the newest: frames that arrive
-/// while the caller is busy replace the waiting one and are counted as dropped, so the
-/// caller always works on the latest frame and nothing queues without bound.
-pub struct Newest {
-    shared: std::sync::Arc<(std::sync::Mutex<Slot>, std::sync::Condvar)>,
-    reader: Option<std::thread::JoinHandle<()>>,
-    /// The decoder, stopped when the caller gives up on the source (dropping this).
-    child: std::sync::Arc<std::sync::Mutex<Child>>,
-}
-
-#[derive(Default)]
-struct Slot {
-    frame: Option<(u64, RgbImage)>,
-    ended: bool,
-    dropped: u64,
-    read: u64,
-    error: Option<Error>,
-}
-
-impl Newest {
-    pub fn start(mut video: Video) -> Newest {
-        let shared = std::sync::Arc::new((std::sync::Mutex::new(Slot::default()), std::sync::Condvar::new()));
-        let theirs = shared.clone();
-        let child = video.child.clone();
-        let reader = std::thread::spawn(move || {
-            let (slot, ready) = &*theirs;
-            let lock = || slot.lock().unwrap_or_else(|p| p.into_inner());
-            let mut index = 0u64;
-            loop {
-                let mut frame = RgbImage { width: 0, height: 0, data: Vec::new() };
-                let got = video.next_into(&mut frame);
-                let mut s = lock();
-                match got {
-                    Ok(true) => {
-                        s.dropped += u64::from(s.frame.is_some());
-                        s.frame = Some((index, frame));
-                        s.read = index + 1;
-                        index += 1;
-                    }
-                    Ok(false) => s.ended = true,
-                    Err(e) => {
-                        s.error = Some(e);
-                        s.ended = true;
-                    }
-                }
-                let ended = s.ended;
-                drop(s);
-                ready.notify_all();
-                if ended {
-                    return;
-                }
-            }
-        });
-        Newest { shared, reader: Some(reader), child }
-    }
-
-    /// The newest frame not yet taken and its index, waiting for one; `None` once the
-    /// source has ended (or failed: see [`Newest::finish`]).
-    pub fn next(&self) -> Option<(u64, RgbImage)> {
-        let (slot, ready) = &*self.shared;
-        let mut s = slot.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(f) = s.frame.take() {
-                return Some(f);
-            }
-            if s.ended {
-                return None;
-            }
-            s = ready.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-
-    /// Frames read and dropped, or the error that ended the source.
-    pub fn finish(mut self) -> Result<(u64, u64)> {
-        if let Some(t) = self.reader.take() {
-            let _ = t.join();
-        }
-        let mut s = self.shared.0.lock().unwrap_or_else(|p| p.into_inner());
-        match s.error.take() {
-            Some(e) => Err(e),
-            None => Ok((s.read, s.dropped)),
-        }
-    }
-}
-
-impl Drop for Newest {
-    fn drop(&mut self) {
-        // A caller that stops early (an error mid-stream) must not leave the reader thread
-        // and its ffmpeg running: stopping ffmpeg ends the pipe, and with it the thread.
-        stop(&self.child);
-        if let Some(t) = self.reader.take() {
-            let _ = t.join();
-        }
     }
 }
