@@ -33,9 +33,10 @@ pub struct LiveCounts {
     pub reconnects: u64,
 }
 
-/// A frame taken without waiting, or why there is none.
+/// A frame taken without waiting (its index, and when its last byte came from the
+/// decoder), or why there is none.
 pub enum Take {
-    Frame(u64, RgbImage),
+    Frame(u64, RgbImage, Instant),
     Waiting,
     Ended,
 }
@@ -55,7 +56,7 @@ struct Shared {
 
 #[derive(Default)]
 struct Slot {
-    frame: Option<(u64, RgbImage)>,
+    frame: Option<(u64, RgbImage, Instant)>,
     ended: bool,
     /// The caller has gone: no reconnection.
     closed: bool,
@@ -78,7 +79,7 @@ impl Shared {
     fn put(&self, index: u64, frame: RgbImage) {
         let mut s = self.lock();
         s.counts.dropped += u64::from(s.frame.is_some());
-        s.frame = Some((index, frame));
+        s.frame = Some((index, frame, Instant::now()));
         s.counts.read = index + 1;
         drop(s);
         self.notify();
@@ -125,7 +126,7 @@ impl Newest {
     pub fn take(&self) -> Take {
         let mut s = self.shared.lock();
         match s.frame.take() {
-            Some((i, f)) => Take::Frame(i, f),
+            Some((i, f, at)) => Take::Frame(i, f, at),
             None if s.ended => Take::Ended,
             None => Take::Waiting,
         }

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::Instant;
 
 use super::outputs::Outputs;
 use super::{pts, Job, Sample, Sampler, Summary};
@@ -90,11 +91,11 @@ fn work(job: &Job, streams: &[Stream], turn: &Mutex<usize>, wake: &Wake) {
     loop {
         let seen = *lock(&wake.0);
         match pick(streams, turn) {
-            Pick::Frame(i, index, frame, mut held) => {
+            Pick::Frame(i, index, frame, at, mut held) => {
                 let s = &streams[i];
                 let fps = lock(&s.state).fps;
                 let result = job.detect(&frame, held.tracker.as_mut()).and_then(|found| {
-                    held.outputs.frame(job.det, index, pts(index, fps), &frame, &found)?;
+                    held.outputs.frame(job.det, index, pts(index, fps), Some(at), &frame, &found)?;
                     Ok(found.len())
                 });
                 let mut st = lock(&s.state);
@@ -135,8 +136,9 @@ struct Held {
 }
 
 enum Pick {
-    /// Source `i`'s frame `index`, with the source's outputs and tracker.
-    Frame(usize, u64, crate::image_io::RgbImage, Box<Held>),
+    /// Source `i`'s frame `index`, decoded at that instant, with the source's outputs and
+    /// tracker.
+    Frame(usize, u64, crate::image_io::RgbImage, Instant, Box<Held>),
     AllEnded,
     Nothing,
 }
@@ -155,7 +157,7 @@ fn pick(streams: &[Stream], turn: &Mutex<usize>) -> Pick {
         }
         let taken = lock(&s.newest).as_ref().map_or(Take::Ended, Newest::take);
         match taken {
-            Take::Frame(index, frame) => {
+            Take::Frame(index, frame, at) => {
                 if let Sample::Fps = st.sampler.take(index) {
                     st.summary.skipped += 1;
                     open = true;
@@ -165,7 +167,7 @@ fn pick(streams: &[Stream], turn: &Mutex<usize>) -> Pick {
                 let held = Box::new(Held { outputs, tracker: st.tracker.take() });
                 st.busy = true;
                 *turn = i + 1;
-                return Pick::Frame(i, index, frame, held);
+                return Pick::Frame(i, index, frame, at, held);
             }
             Take::Waiting => open = true,
             Take::Ended => st.ended = true,

@@ -192,7 +192,7 @@ fn file(job: &Job, source: &Path) -> anyhow::Result<Summary> {
         }
         let found = job.detect(&frame, tracker.as_mut())?;
         c.found += found.len();
-        out.frame(job.det, index, pts(index, fps), &frame, &found)?;
+        out.frame(job.det, index, pts(index, fps), None, &frame, &found)?;
         c.processed += 1;
     }
     c.written = out.finish()?;

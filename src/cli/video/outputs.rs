@@ -7,6 +7,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use anyhow::Context;
 use serde::Serialize;
@@ -60,6 +61,9 @@ struct FrameLine<'a> {
     frame: u64,
     /// Seconds from the start, from the stream's declared frame rate.
     pts: Option<f64>,
+    /// Live sources: milliseconds from the frame's last byte out of the decoder to this line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    latency_ms: Option<f64>,
     width: usize,
     height: usize,
     detections: Vec<FrameDetection>,
@@ -122,12 +126,14 @@ impl Outputs {
         Ok(Outputs { source, name, jsonl, video, frames, mot, existing: plan.existing, last: None, live, written })
     }
 
-    /// Writes frame `index` (`pts` seconds in) and what was found on it.
+    /// Writes frame `index` (`pts` seconds in; of a live source, decoded at `at`) and what
+    /// was found on it.
     pub(super) fn frame(
         &mut self,
         det: &Detector,
         index: u64,
         pts: Option<f64>,
+        at: Option<Instant>,
         frame: &RgbImage,
         found: &[Found],
     ) -> anyhow::Result<()> {
@@ -142,7 +148,8 @@ impl Outputs {
             })
             .collect();
         let (width, height) = (frame.width, frame.height);
-        let line = FrameLine { source: &self.source, frame: index, pts, width, height, detections };
+        let latency_ms = at.map(|t| (t.elapsed().as_secs_f64() * 1e4).round() / 10.0);
+        let line = FrameLine { source: &self.source, frame: index, pts, latency_ms, width, height, detections };
         lock(&self.jsonl).line(&serde_json::to_string(&line)?)?;
         if let Some(mot) = self.mot.as_mut() {
             mot.line(&mot_lines(index, found))?;
