@@ -45,6 +45,8 @@ pub fn is_image(path: &Path) -> bool {
 #[derive(Debug, Default)]
 pub struct Collected {
     pub images: Vec<SourceImage>,
+    /// Video files found in folders, for the video path (given files are the caller's).
+    pub videos: Vec<PathBuf>,
     /// A broken symlink, a symlink loop or an unreadable folder, with the reason: left out
     /// and reported, as an unreadable image is, instead of stopping the whole run.
     pub skipped: Vec<(PathBuf, String)>,
@@ -79,6 +81,9 @@ pub fn collect_excluding(sources: &[PathBuf], exclude: &[PathBuf]) -> Result<Col
                     Ok(entry) if entry.file_type().is_file() && is_image(entry.path()) => {
                         let rel = entry.path().strip_prefix(src).unwrap_or(entry.path()).to_path_buf();
                         out.images.push(SourceImage::new(entry.path().to_path_buf(), rel));
+                    }
+                    Ok(entry) if entry.file_type().is_file() && crate::video::is_video(entry.path()) => {
+                        out.videos.push(entry.path().to_path_buf());
                     }
                     Ok(_) => {}
                     Err(e) if e.depth() == 0 => return Err(Error::format(src, e.to_string())),

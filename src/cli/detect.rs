@@ -92,15 +92,20 @@ fn video_workers(a: &DetectArgs) -> usize {
     a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// A run with videos and no image; `failed` already when a folder entry was skipped.
+fn videos_only(a: &DetectArgs, videos: &[PathBuf], dir: &std::path::Path, failed: bool) -> anyhow::Result<ExitCode> {
+    setup_threads(a.threads, None, 1)?;
+    let det = load_detector(a)?;
+    let videos_failed = super::video::run(&a.video, &det, videos, dir, a.overwrite, video_workers(a))?;
+    Ok(exit_status(failed || videos_failed))
+}
+
 pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     let dir = a.out.clone().unwrap_or_else(|| crate::sources::next_run_dir(&PathBuf::from("runs/detect"), "predict"));
-    let (videos, sources): (Vec<PathBuf>, Vec<PathBuf>) =
+    let (mut videos, sources): (Vec<PathBuf>, Vec<PathBuf>) =
         a.sources.iter().cloned().partition(|s| crate::video::is_video(s));
     if sources.is_empty() {
-        setup_threads(a.threads, None, 1)?;
-        let det = load_detector(&a)?;
-        let failed = super::video::run(&a.video, &det, &videos, &dir, a.overwrite, video_workers(&a))?;
-        return Ok(exit_status(failed));
+        return videos_only(&a, &videos, &dir, false);
     }
     let collected =
         crate::sources::collect_excluding(&sources, std::slice::from_ref(&dir)).context("collecting images")?;
@@ -108,6 +113,10 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
         eprintln!("qdet: skipped {}: {reason}", path.display());
     }
     let images = collected.images;
+    videos.extend(collected.videos);
+    if images.is_empty() && !videos.is_empty() {
+        return videos_only(&a, &videos, &dir, !collected.skipped.is_empty());
+    }
     if images.is_empty() {
         bail!("no images found in {}", sources.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "));
     }

@@ -212,6 +212,8 @@ fn reopen(shared: &Shared, r: &Reconnect, source: PathBuf, size: (usize, usize),
                 let why = format!("the frame size changed from {}x{} to {}x{}", size.0, size.1, v.width, v.height);
                 return Err(Error::format(&source, why));
             }
+            // A stop signal during the try makes it fail: nothing to report then.
+            Err(_) if shared.gone() => return Ok(None),
             Err(e) => {
                 wait = (wait * 2).min(Duration::from_secs(30));
                 (r.say)(format!("{}: cannot reconnect ({e}); next try in {} s", source.display(), wait.as_secs()));

@@ -127,3 +127,22 @@ fn the_saved_video_and_frames_follow_the_json_lines() {
     assert!(!again.status.success());
     assert!(stderr(&again).contains("--overwrite"), "{}", stderr(&again));
 }
+
+#[test]
+fn videos_inside_a_folder_are_found_and_run_beside_its_images() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("src");
+    std::fs::create_dir_all(src.join("cam")).unwrap();
+    std::fs::copy(root().join("tests/data/video/moving.mp4"), src.join("cam/moving.mp4")).unwrap();
+    std::fs::copy(val("val_0000.jpg"), src.join("val_0000.jpg")).unwrap();
+    let o = qdet(&["detect", "--model", &model(), "src", "--vid-stride", "30", "--out", "out"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let frames: Vec<u64> =
+        lines(&d.path().join("out/moving.jsonl")).iter().map(|l| l["frame"].as_u64().unwrap()).collect();
+    assert_eq!(frames, [0, 30]);
+    assert!(d.path().join("out/val_0000.json").is_file(), "{:?}", tree(&d.path().join("out")));
+    // A folder of videos alone is a run too.
+    let o = qdet(&["detect", "--model", &model(), "src/cam", "--vid-stride", "30", "--out", "out2"], d.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(lines(&d.path().join("out2/moving.jsonl")).len(), 2);
+}
