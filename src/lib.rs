@@ -48,6 +48,7 @@ mod letterbox;
 mod meta;
 mod model;
 mod nms;
+mod onnx;
 mod ops;
 mod options;
 mod passes;
@@ -102,7 +103,7 @@ pub mod internals {
     }
     pub use crate::kernels::{tile, OC_BLOCK, WGROUP_BYTES};
     pub use crate::meta::names_from_yaml;
+    pub use crate::onnx::proto;
     pub use crate::python::parse as parse_python_literal;
-    pub use crate::quant::proto;
     pub use crate::yaml::load as load_yaml;
 }

@@ -107,7 +107,7 @@ pub struct Model {
     /// Plans by input size, each with when it was last used (a counter).
     plans: Mutex<Plans>,
     /// Quantized Convs the integer kernels run (empty for float models and `Int8::Simulated`).
-    int8_convs: Arc<Vec<crate::quant::spec::QConvSpec>>,
+    int8_convs: Arc<Vec<crate::onnx::qdq::QConvSpec>>,
     /// The integer kernel asked for ([`Int8::Kernel`]).
     kernel: Option<crate::kernels::Isa>,
     /// What the graph passes did for the last plan built.
@@ -207,7 +207,7 @@ impl Model {
             use prost::Message;
             let proto = tract_onnx::pb::ModelProto::decode(bytes)
                 .map_err(|e| Error::NotOnnx { path: path.into(), reason: e.to_string() })?;
-            crate::quant::spec::quantized_convs(&proto)
+            crate::onnx::qdq::quantized_convs(&proto)
         } else {
             Vec::new()
         };

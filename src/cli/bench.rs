@@ -93,7 +93,7 @@ struct ConvCount {
 
 /// Conv nodes in the ONNX file (the optimized plan no longer says which ops were convs).
 fn conv_count(path: &Path, int8: usize) -> Option<ConvCount> {
-    let model = crate::quant::proto::read_model(path).ok()?;
+    let model = crate::onnx::proto::read_model(path).ok()?;
     let total = model.graph.as_ref()?.node.iter().filter(|n| n.op_type == "Conv").count();
     Some(ConvCount { total, int8 })
 }

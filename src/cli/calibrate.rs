@@ -8,9 +8,9 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use crate::atomic::{self, Existing};
+use crate::onnx::proto;
 use crate::quant::analysis::bar;
 use crate::quant::calibrate::{self, Method, Options, Report, Rounding};
-use crate::quant::proto;
 use crate::quant::sites::NamePattern;
 use crate::val::agreement::AgreementSummary;
 

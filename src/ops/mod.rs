@@ -13,7 +13,7 @@
 //! And native int8 execution of QDQ models: each quantized Conv of the file (the pattern
 //! `QuantizeLinear -> DequantizeLinear -> Conv`, int8 weights and int32 bias through their own
 //! DequantizeLinear, as `qdet calibrate` and ONNX Runtime write it, read by
-//! [`crate::quant::spec`]) runs as [`qconv::QConvOp`] on qdet's integer kernels
+//! [`crate::onnx::qdq`]) runs as [`qconv::QConvOp`] on qdet's integer kernels
 //! ([`crate::kernels`]) instead of tract's float convolution; tract keeps the rest of the
 //! graph. The int8 passes of [`crate::passes`] put it in place, then let a conv write what its
 //! readers need in one pass (its channel Split, its residual Add, the QuantizeLinears and

@@ -18,9 +18,9 @@ use super::common::{element_wise, silu_mul};
 use super::{Context, Pass, Report};
 use crate::kernels::conv::{OutKind, OutSpec, Part, QConv};
 use crate::kernels::{Isa, WeightRange};
+use crate::onnx::qdq::QConvSpec;
 use crate::ops::qconv::QConvOp;
 use crate::ops::quantize_u8::QuantizeConcatU8;
-use crate::quant::spec::QConvSpec;
 
 /// The sub-count of convs with their SiLU fused.
 pub const SILU: &str = "int8_conv.silu";

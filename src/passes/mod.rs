@@ -32,7 +32,7 @@
 use tract_onnx::prelude::*;
 
 use crate::kernels::Isa;
-use crate::quant::spec::QConvSpec;
+use crate::onnx::qdq::QConvSpec;
 
 pub mod common;
 pub mod concat_f32;

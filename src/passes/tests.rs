@@ -21,7 +21,7 @@ fn specs(file: &str) -> Vec<QConvSpec> {
     use prost::Message;
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(file);
     let proto = tract_onnx::pb::ModelProto::decode(std::fs::read(path).unwrap().as_slice()).unwrap();
-    crate::quant::spec::quantized_convs(&proto)
+    crate::onnx::qdq::quantized_convs(&proto)
 }
 
 /// The order of the module doc, which says why each pass is where it is.

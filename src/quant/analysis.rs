@@ -9,8 +9,8 @@
 use serde::Serialize;
 use tract_onnx::pb;
 
-use super::proto;
 use super::sites::ConvSite;
+use crate::onnx::proto;
 
 /// Mean per-image error of one tensor.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]

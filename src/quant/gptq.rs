@@ -16,7 +16,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::tract_ndarray::ArrayView2;
 
 use super::observers::QuantBounds;
-use super::proto;
+use crate::onnx::proto;
 
 /// GPTQ's dampening, `H + DAMP * mean(diag(H)) * I` (the paper's 1%): keeps the inverse
 /// finite where inputs are (nearly) collinear.

@@ -62,11 +62,9 @@ pub mod analysis;
 pub mod calibrate;
 pub mod gptq;
 pub mod observers;
-pub mod proto;
 pub mod qdq;
 pub mod runner;
 pub mod sites;
-pub mod spec;
 
 #[cfg(test)]
 mod tests;

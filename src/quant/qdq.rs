@@ -9,8 +9,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use tract_onnx::pb;
 
 use super::observers::{self, QuantBounds, QuantParams};
-use super::proto;
 use super::sites::ConvSite;
+use crate::onnx::proto;
 
 /// QuantizeLinear/DequantizeLinear with `axis` need opset 13; raising an older model's opset
 /// would change other ops' semantics, so older exports are refused.

@@ -7,9 +7,9 @@ use std::sync::Mutex;
 
 use tract_onnx::prelude::*;
 
-use super::proto::ModelProto;
 use crate::error::{Error, Result};
 use crate::model::{optimize_with, root_cause, Plan};
+use crate::onnx::proto::ModelProto;
 
 /// One output tensor, flattened.
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ pub struct GraphRunner {
     source: InferenceModel,
     plans: Mutex<HashMap<(usize, usize), Plan>>,
     /// Quantized Convs to run on the integer kernels (empty: the graph as written).
-    int8: Vec<crate::quant::spec::QConvSpec>,
+    int8: Vec<crate::onnx::qdq::QConvSpec>,
 }
 
 impl GraphRunner {

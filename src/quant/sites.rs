@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tract_onnx::pb;
 
-use super::proto;
+use crate::onnx::proto;
 
 /// Ops that mean the model is already quantized: calibrating it again would quantize twice.
 const QUANTIZED_OPS: &[&str] = &[

@@ -13,9 +13,9 @@ use serde::Deserialize;
 use tract_onnx::pb::TensorProto;
 
 use crate::model::Model;
+use crate::onnx::proto::{self, ModelProto};
 use crate::quant::calibrate::{calibrate, hold_out, Calibrated, Method, Options};
 use crate::quant::observers::{minmax_to_scale_offset, QuantBounds, QuantParams};
-use crate::quant::proto::{self, ModelProto};
 use crate::quant::sites::{self, NamePattern};
 use crate::tests::{load_json, root};
 use crate::val::{load_data, ValOptions};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use tract_onnx::pb;
 
 use crate::kernels::conv::ConvShape;
-use crate::quant::proto;
+use crate::onnx::proto;
 
 /// One quantized Conv, as the file defines it.
 #[derive(Debug, Clone)]
