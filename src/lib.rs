@@ -73,7 +73,7 @@ mod tests;
 
 pub use detector::Detector;
 pub use error::{Error, Problem, Result};
-pub use image_io::{decode_rgb as decode_image, read_rgb as read_image, RgbImage};
+pub use image_io::{decode_rgb as decode_image, read_rgb as read_image, DecodeError, RgbImage};
 pub use kernels::{Isa as Kernel, WeightRange};
 pub use meta::ModelMeta;
 pub use model::{Head, Int8, Model, Precision};

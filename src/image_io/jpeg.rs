@@ -3,11 +3,11 @@
 
 use image::metadata::Orientation;
 
-use super::{orient, RgbImage};
+use super::{corrupt, orient, DecodeError, RgbImage};
 
 /// Decodes a JPEG to upright RGB. `Ok(None)` means libjpeg cannot produce RGB from this
 /// file's colour space (CMYK/YCCK): the caller falls back to the pure-Rust decoder.
-pub fn decode(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
+pub fn decode(bytes: &[u8]) -> Result<Option<RgbImage>, DecodeError> {
     // libjpeg reports fatal errors by panicking out of its error handler (the `unwinding`
     // build of mozjpeg-sys); catch that here so a corrupt file is an error, not a crash.
     let result = std::panic::catch_unwind(|| decode_inner(bytes));
@@ -19,19 +19,19 @@ pub fn decode(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
                 .cloned()
                 .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "corrupt JPEG data".into());
-            Err(format!("corrupt JPEG: {msg}"))
+            Err(corrupt(format!("corrupt JPEG: {msg}")))
         }
     }
 }
 
-fn decode_inner(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
+fn decode_inner(bytes: &[u8]) -> Result<Option<RgbImage>, DecodeError> {
     use mozjpeg::{ColorSpace, Decompress, Marker};
     // libjpeg only warns on a cut-off file and pads it with grey; such an image would get
     // detections on made-up pixels, so it is refused here.
     if !reaches_end_marker(bytes) {
-        return Err("truncated JPEG: the data ends before the end-of-image marker".into());
+        return Err(corrupt("truncated JPEG: the data ends before the end-of-image marker"));
     }
-    let d = Decompress::with_markers(&[Marker::APP(1)]).from_mem(bytes).map_err(|e| e.to_string())?;
+    let d = Decompress::with_markers(&[Marker::APP(1)]).from_mem(bytes).map_err(corrupt)?;
     // The header is read: refuse a huge claim before a row is decoded.
     super::check_pixels(d.width() as u64, d.height() as u64)?;
     if matches!(d.color_space(), ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK) {
@@ -42,13 +42,13 @@ fn decode_inner(bytes: &[u8]) -> Result<Option<RgbImage>, String> {
         .filter_map(|m| m.data.strip_prefix(b"Exif\0\0"))
         .find_map(Orientation::from_exif_chunk)
         .unwrap_or(Orientation::NoTransforms);
-    let mut started = d.rgb().map_err(|e| e.to_string())?;
+    let mut started = d.rgb().map_err(corrupt)?;
     let (width, height) = (started.width(), started.height());
-    let data = started.read_scanlines::<u8>().map_err(|e| e.to_string())?;
+    let data = started.read_scanlines::<u8>().map_err(corrupt)?;
     if data.len() != width * height * 3 {
-        return Err(format!("truncated JPEG: decoded {} of {} rows", data.len() / (width * 3).max(1), height));
+        return Err(corrupt(format!("truncated JPEG: decoded {} of {} rows", data.len() / (width * 3).max(1), height)));
     }
-    started.finish().map_err(|e| e.to_string())?;
+    started.finish().map_err(corrupt)?;
     Ok(Some(orient(RgbImage { width, height, data }, orientation)))
 }
 
@@ -123,7 +123,7 @@ mod tests {
                 assert!(!reaches_end_marker(&b[..cut]), "{rel} cut at {cut}");
             }
             let err = decode(&b[..b.len() / 2]).unwrap_err();
-            assert!(err.contains("truncated"), "{err}");
+            assert!(err.to_string().contains("truncated"), "{err}");
         }
     }
 
@@ -134,6 +134,6 @@ mod tests {
         let sof = b.windows(2).position(|w| w == [0xFF, 0xC0]).expect("baseline SOF0 marker");
         b[sof + 5..sof + 9].fill(0);
         let err = decode(&b).unwrap_err();
-        assert!(err.contains("corrupt JPEG"), "{err}");
+        assert!(err.to_string().contains("corrupt JPEG"), "{err}");
     }
 }

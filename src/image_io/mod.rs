@@ -71,11 +71,32 @@ pub fn set_max_pixels(n: u64) {
     MAX_PIXELS.store(n, Ordering::Relaxed)
 }
 
+/// Why encoded bytes did not decode to an image.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not a supported image format (jpeg, png, bmp, tiff, webp)")]
+    UnknownFormat,
+    /// Refused from the header, before decoding: more pixels, or more decoded bytes, than
+    /// [`max_pixels`] allows.
+    #[error("{0}")]
+    TooLarge(String),
+    /// The decoder's reason: corrupt or truncated data, an unsupported variant.
+    #[error("{0}")]
+    Corrupt(String),
+}
+
+pub(crate) fn corrupt(e: impl std::fmt::Display) -> DecodeError {
+    DecodeError::Corrupt(e.to_string())
+}
+
 /// Refuses a `w` x `h` image above [`max_pixels`].
-pub fn check_pixels(w: u64, h: u64) -> std::result::Result<(), String> {
+pub fn check_pixels(w: u64, h: u64) -> std::result::Result<(), DecodeError> {
     let max = max_pixels();
     if w.saturating_mul(h) > max {
-        return Err(format!("{w} x {h} pixels, more than the limit of {max} (--max-pixels)"));
+        return Err(DecodeError::TooLarge(format!("{w} x {h} pixels, more than the limit of {max} (--max-pixels)")));
     }
     Ok(())
 }
@@ -83,14 +104,19 @@ pub fn check_pixels(w: u64, h: u64) -> std::result::Result<(), String> {
 /// Refuses an image whose decoded buffer, in the decoder's own format, is larger than an
 /// 8-bit RGB image of [`max_pixels`]: the limit is on memory, so a 16-bit RGBA image (8 bytes
 /// a pixel) may have 3/8 of the pixels an 8-bit RGB one may.
-fn check_decoded_bytes(w: u32, h: u32, color: image::ColorType, max_pixels: u64) -> std::result::Result<(), String> {
+fn check_decoded_bytes(
+    w: u32,
+    h: u32,
+    color: image::ColorType,
+    max_pixels: u64,
+) -> std::result::Result<(), DecodeError> {
     let bytes = u64::from(w) * u64::from(h) * u64::from(color.bytes_per_pixel());
     let budget = max_pixels.saturating_mul(3);
     if bytes > budget {
-        return Err(format!(
+        return Err(DecodeError::TooLarge(format!(
             "{w} x {h} pixels of {color:?} take {bytes} bytes decoded, more than the {budget} of {max_pixels} \
              8-bit RGB pixels (--max-pixels)"
-        ));
+        )));
     }
     Ok(())
 }
@@ -100,18 +126,18 @@ fn check_decoded_bytes(w: u32, h: u32, color: image::ColorType, max_pixels: u64)
 pub fn read_rgb(path: &Path) -> Result<RgbImage> {
     let limit = max_pixels().saturating_mul(3).saturating_add(16 << 20);
     let bytes = crate::input::read(path, limit)?;
-    decode_rgb(&bytes).map_err(|reason| Error::Image { path: path.into(), reason })
+    decode_rgb(&bytes).map_err(|e| Error::Image { path: path.into(), reason: e.to_string() })
 }
 
-/// Decodes encoded image bytes into upright RGB; the error says why in words. Images above
-/// `max_pixels()` are refused from their header.
-pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
+/// Decodes encoded image bytes into upright RGB. Images above `max_pixels()` are refused
+/// from their header.
+pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, DecodeError> {
     if bytes.is_empty() {
-        return Err("the file is empty".into());
+        return Err(DecodeError::Empty);
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| e.to_string())?;
+    let mut reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(corrupt)?;
     if reader.format().is_none() {
-        return Err("not a supported image format (jpeg, png, bmp, tiff, webp)".into());
+        return Err(DecodeError::UnknownFormat);
     }
     if reader.format() == Some(image::ImageFormat::Jpeg) {
         if let Some(img) = jpeg::decode(bytes)? {
@@ -123,13 +149,13 @@ pub fn decode_rgb(bytes: &[u8]) -> std::result::Result<RgbImage, String> {
     let mut limits = image::Limits::default();
     limits.max_alloc = Some(max_pixels().saturating_mul(3).saturating_add(16 << 20));
     reader.limits(limits);
-    let mut decoder = reader.into_decoder().map_err(|e| e.to_string())?;
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
     let (w, h) = decoder.dimensions();
     check_pixels(w.into(), h.into())?;
     check_decoded_bytes(w, h, decoder.color_type(), max_pixels())?;
     // A broken EXIF block must not cost the image: OpenCV ignores it too.
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
-    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| e.to_string())?;
+    let mut img = DynamicImage::from_decoder(decoder).map_err(corrupt)?;
     img.apply_orientation(orientation);
     Ok(to_rgb8_like_opencv(img))
 }
@@ -202,10 +228,31 @@ mod tests {
     use image::ColorType;
 
     #[test]
+    fn decode_errors_say_which_kind_of_failure() {
+        assert_eq!(decode_rgb(&[]).unwrap_err(), DecodeError::Empty);
+        assert_eq!(decode_rgb(b"plain text, not an image").unwrap_err(), DecodeError::UnknownFormat);
+        // A BMP header claiming 60000 x 60000 pixels: refused from the header.
+        let mut bmp = b"BM".to_vec();
+        bmp.extend_from_slice(&[0; 8]);
+        bmp.extend_from_slice(&54u32.to_le_bytes());
+        bmp.extend_from_slice(&40u32.to_le_bytes());
+        bmp.extend_from_slice(&60000i32.to_le_bytes());
+        bmp.extend_from_slice(&60000i32.to_le_bytes());
+        bmp.extend_from_slice(&1u16.to_le_bytes());
+        bmp.extend_from_slice(&24u16.to_le_bytes());
+        bmp.extend_from_slice(&[0; 24]);
+        assert!(matches!(decode_rgb(&bmp), Err(DecodeError::TooLarge(_))), "{:?}", decode_rgb(&bmp));
+        // A JPEG cut in the middle: the decoder's reason.
+        let jpeg = std::fs::read("datasets/shapes/images/val/val_0000.jpg").unwrap();
+        let cut = decode_rgb(&jpeg[..jpeg.len() / 2]).unwrap_err();
+        assert!(matches!(&cut, DecodeError::Corrupt(r) if r.contains("truncated JPEG")), "{cut:?}");
+    }
+
+    #[test]
     fn the_pixel_limit_counts_decoded_bytes() {
         // 100 x 100 16-bit RGBA: 80000 bytes, over the 60000 of 20000 RGB pixels, though
         // its 10000 pixels are under 20000.
-        let e = check_decoded_bytes(100, 100, ColorType::Rgba16, 20_000).unwrap_err();
+        let e = check_decoded_bytes(100, 100, ColorType::Rgba16, 20_000).unwrap_err().to_string();
         assert_eq!(e, "100 x 100 pixels of Rgba16 take 80000 bytes decoded, more than the 60000 of 20000 8-bit RGB pixels (--max-pixels)");
         assert!(check_decoded_bytes(100, 100, ColorType::Rgb8, 10_000).is_ok());
         assert!(check_decoded_bytes(100, 100, ColorType::Rgba8, 10_000).is_err());
