@@ -22,8 +22,8 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Path, image: &Path) {
     g.sample_size(20);
     g.bench_function("decode", |b| b.iter(|| qdet::decode_image(&bytes).unwrap()));
     let img = read_rgb(image).expect("bench image decodes");
-    g.bench_function("preprocess", |b| b.iter(|| det.prepare(&img)));
-    let prepared = det.prepare(&img);
+    g.bench_function("preprocess", |b| b.iter(|| det.prepare(&img).unwrap()));
+    let prepared = det.prepare(&img).unwrap();
     g.bench_function("inference", |b| b.iter(|| det.infer(&prepared).unwrap()));
     let raw = det.infer(&prepared).unwrap();
     g.bench_function("postprocess", |b| b.iter(|| det.postprocess(&raw, &prepared.letterbox)));

@@ -21,9 +21,9 @@ fn bench_pair(c: &mut Criterion, name: &str, models: [(&str, &Path); 2], image: 
     g.sample_size(15);
     for (kind, path) in models {
         let det = Detector::load(path, None, NmsOptions::default()).expect("model loads");
-        let prepared = det.prepare(&img);
+        let prepared = det.prepare(&img).unwrap();
         let raw = det.infer(&prepared).unwrap();
-        g.bench_function(format!("{kind}/preprocess"), |b| b.iter(|| det.prepare(&img)));
+        g.bench_function(format!("{kind}/preprocess"), |b| b.iter(|| det.prepare(&img).unwrap()));
         g.bench_function(format!("{kind}/inference"), |b| b.iter(|| det.infer(&prepared).unwrap()));
         g.bench_function(format!("{kind}/postprocess"), |b| b.iter(|| det.postprocess(&raw, &prepared.letterbox)));
     }

@@ -66,7 +66,16 @@ impl Detector {
         Letterbox::new((img.height, img.width), self.target, self.auto, self.stride)
     }
 
-    pub fn prepare(&self, img: &RgbImage) -> Prepared {
+    /// The model's input for `img`: letterboxed, as `[1, 3, H, W]` floats. An image whose
+    /// buffer does not hold its size (built from the public fields) is an error.
+    pub fn prepare(&self, img: &RgbImage) -> Result<Prepared> {
+        img.check()?;
+        Ok(self.prepare_at(img, self.target))
+    }
+
+    /// [`Detector::prepare`] of an image qdet decoded itself, whose buffer holds its size
+    /// by construction.
+    pub(crate) fn prepare_decoded(&self, img: &RgbImage) -> Prepared {
         self.prepare_at(img, self.target)
     }
 
@@ -114,8 +123,7 @@ impl Detector {
     }
 
     pub fn detect(&self, img: &RgbImage) -> Result<Vec<Detection>> {
-        img.check()?;
-        let p = self.prepare(img);
+        let p = self.prepare(img)?;
         let raw = self.infer(&p)?;
         Ok(self.postprocess(&raw, &p.letterbox))
     }

@@ -98,7 +98,7 @@ impl Job for DetectJob<'_> {
         let src = &self.images[index];
         let image = read_rgb(&src.path).map_err(|e| Problem::new(src.path.clone(), e.reason()))?;
         clock.lap(Stage::Decode);
-        let prepared = self.det.prepare(&image);
+        let prepared = self.det.prepare_decoded(&image);
         clock.lap(Stage::Preprocess);
         Ok((image, prepared))
     }

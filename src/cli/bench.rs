@@ -171,7 +171,7 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
     // inference, not compiles (up to the model's plan cache, 32 shapes).
     let mut shapes = std::collections::BTreeSet::new();
     for img in imgs.iter().take(a.warmup + a.runs) {
-        let p = det.prepare(img);
+        let p = det.prepare_decoded(img);
         if shapes.insert(p.letterbox.out) {
             det.infer(&p).with_context(|| format!("running {}", path.display()))?;
         }
@@ -181,7 +181,7 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
     for i in 0..a.warmup + a.runs {
         let img = &imgs[i % imgs.len()];
         let t0 = Instant::now();
-        let p = det.prepare(img);
+        let p = det.prepare_decoded(img);
         let t1 = Instant::now();
         let raw = det.infer(&p).with_context(|| format!("running {}", path.display()))?;
         let t2 = Instant::now();

@@ -56,8 +56,8 @@ impl Job for PairJob<'_> {
         let path = &self.images[k];
         let img = read_rgb(path).map_err(|e| Problem::new(path.clone(), e.reason()))?;
         clock.lap(Stage::Decode);
-        let m = self.model.prepare(&img);
-        let r = (self.reference.letterbox_for(&img) != m.letterbox).then(|| self.reference.prepare(&img));
+        let m = self.model.prepare_decoded(&img);
+        let r = (self.reference.letterbox_for(&img) != m.letterbox).then(|| self.reference.prepare_decoded(&img));
         clock.lap(Stage::Preprocess);
         Ok((m, r))
     }

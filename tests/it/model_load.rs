@@ -68,6 +68,9 @@ fn inconsistent_images_are_errors_not_panics() {
     let short = qdet::RgbImage { width: 4, height: 4, data: vec![0; 47] };
     let e = det.detect(&short).unwrap_err().to_string();
     assert!(e.contains("an RGB image of 4 x 4 pixels needs 48 bytes, not 47"), "{e}");
+    // The step-by-step API checks too: `prepare` is where the letterbox reads the buffer.
+    let e = det.prepare(&short).map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("needs 48 bytes, not 47"), "{e}");
     assert!(det.detect(&qdet::RgbImage { width: 0, height: 3, data: Vec::new() }).is_err());
     let e = qdet::RgbImage::new(usize::MAX, 3, Vec::new()).unwrap_err().to_string();
     assert!(e.contains("needs more than usize::MAX bytes"), "{e}");

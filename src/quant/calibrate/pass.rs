@@ -68,7 +68,7 @@ impl<T: Send, W: Fn(&Prepared) -> Result<T> + Sync> Job for PassJob<'_, W> {
         let path = &self.images[index];
         let img = read_rgb(path).map_err(|e| PassFailure::Image(Problem::new(path.clone(), e.reason())))?;
         clock.lap(Stage::Decode);
-        let prepared = self.det.prepare(&img);
+        let prepared = self.det.prepare_decoded(&img);
         clock.lap(Stage::Preprocess);
         Ok(prepared)
     }

@@ -264,7 +264,7 @@ impl<'a> Calibration<'a> {
                 let mut meter = OutputMeter::default();
                 for (path, reference) in &references {
                     let img = read_rgb(path)?;
-                    let p = setup.det.prepare(&img);
+                    let p = setup.det.prepare_decoded(&img);
                     let out = runner.run(&p.chw, p.letterbox.out)?.remove(0);
                     meter.add(&out.data, &reference.data, out.shape.last().copied().unwrap_or(1));
                 }
