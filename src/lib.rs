@@ -29,6 +29,9 @@
 // Without the `cli` feature the library keeps the code only the commands drive (detect's
 // runs, val, calibrate, the dataset chores): it stays compiled and tested, not warned about.
 #![cfg_attr(not(feature = "cli"), allow(dead_code, unused_imports))]
+// `unsafe` lives in the kernels (SIMD intrinsics, the thread team, uninitialized outputs)
+// and in one libc call of the server, so a review of soundness starts and ends there.
+#![deny(unsafe_code)]
 
 pub mod formats;
 pub mod metrics;
@@ -43,6 +46,7 @@ mod draw;
 mod error;
 mod image_io;
 mod input;
+#[allow(unsafe_code)]
 mod kernels;
 mod letterbox;
 mod meta;

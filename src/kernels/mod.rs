@@ -49,6 +49,10 @@
 //!   exact for `|w| <= 127` (`2 * 128 * 127 < 2^15`), then `SADALP` widens. See [`aarch64`]
 //!   for why the activations, not the weights, are shifted.
 
+// Inside an `unsafe fn` too, each unsafe operation sits in an `unsafe {}` block that says
+// why it holds; the function's `# Safety` says only what its callers promise.
+#![warn(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, clippy::missing_safety_doc)]
+
 pub mod bands;
 pub mod concat;
 pub mod conv;
@@ -366,7 +370,7 @@ impl std::fmt::Display for WeightRange {
 ///
 /// # Panics
 /// If `isa` is not [`Isa::available`], `acc` is empty or longer than `PX`, or an operand is
-/// too short for the offsets.
+/// too short for the offsets (offsets whose sum is past usize included).
 #[allow(clippy::too_many_arguments)]
 pub fn tile(
     isa: Isa,
@@ -381,16 +385,17 @@ pub fn tile(
 ) {
     let n = acc.len();
     assert!((1..=PX).contains(&n), "a tile has 1 to {PX} pixels, not {n}");
-    assert!(w.len() >= taps.len() * groups * WGROUP_BYTES, "weight block too short");
-    let reach = taps.iter().max().map_or(0, |t| t + groups * GROUP_BYTES);
-    assert!(base + (n - 1) * step + reach <= x.len(), "tile reads past the image");
+    assert!(fits(w.len(), block_len(taps, groups, WGROUP_BYTES)), "weight block too short");
+    assert!(fits(x.len(), tile_end(base, n, step, taps, groups, GROUP_BYTES)), "tile reads past the image");
     assert!(isa.available(), "{isa:?} is not available on this CPU");
     let x = &x[base..];
     match isa {
         Isa::ScalarPairs => generic::tile::tile_pairs(x, step, taps, groups, w, init, acc),
         Isa::ScalarQuads => generic::tile::tile_quads(x, step, taps, groups, w, init, acc),
         Isa::ScalarQuadsShifted => generic::tile::tile_quads_shifted(x, step, taps, groups, w, init, acc),
-        // SAFETY: the ISA is available and the reads are in bounds (both asserted above).
+        // SAFETY: the ISA is available, and `x` from `base` is readable for `(n - 1) * step +
+        // max(taps) + groups * 4` bytes and `w` for `taps.len() * groups * 64`: both asserted
+        // above on sums that cannot wrap.
         #[cfg(target_arch = "x86_64")]
         _ => unsafe { x86_64::tile(isa, x, step, taps, groups, w, init, acc) },
         // SAFETY: as above.
@@ -399,4 +404,40 @@ pub fn tile(
         #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
         _ => unreachable!("checked by available()"),
     }
+}
+
+/// `base + (pixels - 1) * step + max(taps) + groups * unit`: one past the last element a tile
+/// of `pixels >= 1` pixels reads, `groups` groups of `unit` elements at each tap of each
+/// pixel. `None` when it does not fit in a usize: a release build wraps on overflow, and a
+/// wrapped end would pass the bounds check the SIMD kernels rely on.
+pub(crate) fn tile_end(
+    base: usize,
+    pixels: usize,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    unit: usize,
+) -> Option<usize> {
+    let row = groups.checked_mul(unit)?;
+    let reach = taps.iter().max().map_or(Some(0), |&t| t.checked_add(row))?;
+    pixels.checked_sub(1)?.checked_mul(step)?.checked_add(reach)?.checked_add(base)
+}
+
+/// `taps.len() * groups * unit`: the length of a packed weight block, `None` past usize.
+pub(crate) fn block_len(taps: &[usize], groups: usize, unit: usize) -> Option<usize> {
+    taps.len().checked_mul(groups)?.checked_mul(unit)
+}
+
+/// Where `count` runs of `width` elements, `stride` apart, end: 0 for none, `None` past
+/// usize (see [`tile_end`]).
+pub(crate) fn span(count: usize, stride: usize, width: usize) -> Option<usize> {
+    match count {
+        0 => Some(0),
+        n => (n - 1).checked_mul(stride)?.checked_add(width),
+    }
+}
+
+/// Whether a slice of `len` elements holds `need` (`None`: more than any slice holds).
+pub(crate) fn fits(len: usize, need: Option<usize>) -> bool {
+    need.is_some_and(|need| need <= len)
 }

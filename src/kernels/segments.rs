@@ -114,8 +114,9 @@ pub fn scaled(v: i32, ratio: f32) -> i32 {
     // largest f32 below 2^31.
     #[allow(clippy::manual_clamp)] // `clamp` would keep a NaN
     let x = x.max(-2_147_483_648.0).min(2_147_483_520.0);
-    // SAFETY: x is finite and within i32's range (clamped above). The checked `as i32` kept
-    // this loop scalar.
+    // SAFETY: x is within [-2^31, 2^31 - 128], whatever `v` and `ratio` are: the clamp just
+    // above sends a NaN and both infinities to its bounds. The checked `as i32` kept this loop
+    // scalar.
     unsafe { x.to_int_unchecked::<i32>() }
 }
 

@@ -71,6 +71,7 @@ impl Heap {
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[allow(unsafe_code)]
 fn release_free_pages() {
     // SAFETY: malloc_trim has no precondition: it takes each arena's lock itself and only
     // gives back pages no allocation uses.

@@ -10,7 +10,7 @@ use std::arch::aarch64::*;
 use crate::kernels::generic::epilogue::Affine;
 use crate::kernels::quantize::{Quantizer, BYTE_BIAS, NEAR_HALF};
 use crate::kernels::silu::{LN2_HI, LN2_LO, LOG2E, POLY, POW2_BIAS, ROUND};
-use crate::kernels::OC_BLOCK;
+use crate::kernels::{fits, span, OC_BLOCK};
 
 /// Floats `acc * scale + bias` (then SiLU if `f.silu`), 16 channels a pixel.
 pub fn row_f32(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]]) {
@@ -31,12 +31,7 @@ pub fn row_f32(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLOCK]])
 /// # Panics
 /// If `out` is too short for the pixels of `acc`.
 pub fn row_u8(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [u8], stride: usize) {
-    assert!(
-        acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK,
-        "{} bytes for {} pixels",
-        out.len(),
-        acc.len()
-    );
+    assert!(fits(out.len(), span(acc.len(), stride, OC_BLOCK)), "{} bytes for {} pixels", out.len(), acc.len());
     // SAFETY: as in `row_f32`; the writes, 16 bytes at each `j * stride` for
     // `j < acc.len()`, are within `out` (asserted).
     unsafe {
@@ -56,12 +51,7 @@ pub fn row_u8(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [u8]
 /// # Panics
 /// If `out` is too short for the pixels of `y`.
 pub fn quantize_pixels(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
-    assert!(
-        y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK,
-        "{} bytes for {} pixels",
-        out.len(),
-        y.len()
-    );
+    assert!(fits(out.len(), span(y.len(), stride, OC_BLOCK)), "{} bytes for {} pixels", out.len(), y.len());
     // SAFETY: 16 floats in each `v`; the writes are within `out` (asserted).
     unsafe {
         let out = out.as_mut_ptr();

@@ -32,7 +32,7 @@ pub mod ftile;
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-use crate::kernels::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
+use crate::kernels::{fits, Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
 /// Runs one tile of 1 to [`crate::kernels::PX`] pixels on a NEON `isa`, in pieces of at most
 /// [`Isa::tile_pixels`]. `x` starts at the tile's first pixel.
@@ -311,7 +311,7 @@ pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
 /// [`crate::kernels::epilogue::transpose_scalar`]).
 pub(super) fn transpose_u8(t: &[u8], rows: &mut [&mut [u8]]) {
     let n = rows.first().map_or(0, |r| r.len());
-    assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);
+    assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && fits(t.len(), n.checked_mul(OC_BLOCK)));
     let full = n / 16 * 16;
     for j0 in (0..full).step_by(16) {
         // SAFETY: NEON is part of aarch64; reads are below `16 * full <= t.len()` and writes
@@ -344,7 +344,7 @@ pub(super) fn transpose_u8(t: &[u8], rows: &mut [&mut [u8]]) {
 /// on 32- then 64-bit lanes (twin: [`crate::kernels::epilogue::transpose_scalar`]).
 pub(super) fn transpose_f32(t: &[f32], rows: &mut [&mut [f32]]) {
     let n = rows.first().map_or(0, |r| r.len());
-    assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);
+    assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && fits(t.len(), n.checked_mul(OC_BLOCK)));
     let full = n / 4 * 4;
     for j0 in (0..full).step_by(4) {
         for h in 0..rows.len().div_ceil(4) {

@@ -28,7 +28,7 @@ pub use run::FTarget;
 pub use run::Part;
 
 use super::shape::ConvShape;
-use super::{generic, OC_BLOCK, PX};
+use super::{block_len, fits, generic, span, tile_end, OC_BLOCK, PX};
 
 /// One tile: for each pixel `j < acc.len()` (at most [`PX`]) and channel `o` of the block,
 /// `acc[j][o] = init[o] + sum_t sum_c x[base + j * step + taps[t] + c] * w[t][c][o]`, in that
@@ -36,7 +36,7 @@ use super::{generic, OC_BLOCK, PX};
 ///
 /// # Panics
 /// If `isa` is not available, `acc` is empty or longer than [`PX`], or an operand is too
-/// short for the offsets.
+/// short for the offsets (offsets whose sum is past usize included).
 #[allow(clippy::too_many_arguments)]
 pub fn ftile(
     isa: FIsa,
@@ -51,15 +51,16 @@ pub fn ftile(
 ) {
     let n = acc.len();
     assert!((1..=PX).contains(&n), "a tile has 1 to {PX} pixels, not {n}");
-    assert!(w.len() >= taps.len() * in_c * OC_BLOCK, "weight block too short");
-    let reach = taps.iter().max().map_or(0, |t| t + in_c);
-    assert!(base + (n - 1) * step + reach <= x.len(), "tile reads past the image");
+    assert!(fits(w.len(), block_len(taps, in_c, OC_BLOCK)), "weight block too short");
+    assert!(fits(x.len(), tile_end(base, n, step, taps, in_c, 1)), "tile reads past the image");
     assert!(isa.available(), "{isa:?} is not available on this CPU");
     let x = &x[base..];
     match isa {
         FIsa::Scalar => generic::ftile::tile_f32::<true>(x, step, taps, in_c, w, init, acc),
         FIsa::ScalarUnfused => generic::ftile::tile_f32::<false>(x, step, taps, in_c, w, init, acc),
-        // SAFETY: the ISA is available and the reads are in bounds (both asserted above).
+        // SAFETY: the ISA is available, and `x` from `base` is readable for `(n - 1) * step +
+        // max(taps) + in_c` floats and `w` for `taps.len() * in_c * 16`: both asserted above on
+        // sums that cannot wrap.
         #[cfg(target_arch = "x86_64")]
         FIsa::Sse | FIsa::Avx2 | FIsa::Avx512 => unsafe {
             super::x86_64::ftile::tile(isa, x, step, taps, in_c, w, init, acc)
@@ -88,7 +89,7 @@ pub fn gather_pixels(rows: &[&[f32]; 8], out: &mut [f32], stride: usize) {
 /// The portable twin of [`gather_pixels`].
 pub fn gather_pixels_scalar(rows: &[&[f32]; 8], out: &mut [f32], stride: usize) {
     let n = rows[0].len();
-    assert!(rows.iter().all(|r| r.len() == n) && (n == 0 || (n - 1) * stride + 8 <= out.len()));
+    assert!(rows.iter().all(|r| r.len() == n) && fits(out.len(), span(n, stride, 8)));
     for j in 0..n {
         for (i, r) in rows.iter().enumerate() {
             out[j * stride + i] = r[j];

@@ -4,6 +4,7 @@
 //! larger images). Integers must be identical, not close. The float loops (quantize, SiLU,
 //! softmax, DFL), the epilogue and the pools against their portable twins and definitions.
 
+mod bounds;
 mod concat_image;
 mod conv;
 mod epilogue;

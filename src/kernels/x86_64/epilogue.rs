@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 use crate::kernels::generic::epilogue::Affine;
 use crate::kernels::quantize::{Quantizer, BYTE_BIAS, NEAR_HALF};
 use crate::kernels::silu::{LN2_HI, LN2_LO, LOG2E, POLY, ROUND};
-use crate::kernels::OC_BLOCK;
+use crate::kernels::{fits, span, OC_BLOCK};
 
 pub fn avx512_available() -> bool {
     use crate::kernels::cpu::{has, Feature::*};
@@ -40,12 +40,7 @@ pub fn row_f32_avx512(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_B
 /// If the CPU lacks AVX-512F or FMA, or `out` is too short for the pixels of `acc`.
 pub fn row_u8_avx512(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [u8], stride: usize) {
     assert!(avx512_available());
-    assert!(
-        acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK,
-        "{} bytes for {} pixels",
-        out.len(),
-        acc.len()
-    );
+    assert!(fits(out.len(), span(acc.len(), stride, OC_BLOCK)), "{} bytes for {} pixels", out.len(), acc.len());
     // SAFETY: the features are checked above, and the writes, 16 bytes at each
     // `j * stride` for `j < acc.len()`, are within `out` (asserted).
     unsafe { u8_512(acc, f, q, out.as_mut_ptr(), stride) }
@@ -67,12 +62,7 @@ pub fn row_f32_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, out: &mut [[f32; OC_BLO
 /// If the CPU lacks AVX2 or FMA, or `out` is too short for the pixels of `acc`.
 pub fn row_u8_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut [u8], stride: usize) {
     assert!(avx2_available());
-    assert!(
-        acc.is_empty() || out.len() >= (acc.len() - 1) * stride + OC_BLOCK,
-        "{} bytes for {} pixels",
-        out.len(),
-        acc.len()
-    );
+    assert!(fits(out.len(), span(acc.len(), stride, OC_BLOCK)), "{} bytes for {} pixels", out.len(), acc.len());
     // SAFETY: as in `row_u8_avx512`.
     unsafe { u8_256(acc, f, q, out.as_mut_ptr(), stride) }
 }
@@ -84,12 +74,7 @@ pub fn row_u8_avx2(acc: &[[i32; OC_BLOCK]], f: &Affine, q: &Quantizer, out: &mut
 /// If the CPU lacks AVX-512F or FMA, or `out` is too short for the pixels of `y`.
 pub fn quantize_avx512(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
     assert!(avx512_available());
-    assert!(
-        y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK,
-        "{} bytes for {} pixels",
-        out.len(),
-        y.len()
-    );
+    assert!(fits(out.len(), span(y.len(), stride, OC_BLOCK)), "{} bytes for {} pixels", out.len(), y.len());
     // SAFETY: as in `row_u8_avx512`.
     unsafe { q_512(y, q, out.as_mut_ptr(), stride) }
 }
@@ -100,12 +85,7 @@ pub fn quantize_avx512(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], str
 /// If the CPU lacks AVX2 or FMA, or `out` is too short for the pixels of `y`.
 pub fn quantize_avx2(y: &[[f32; OC_BLOCK]], q: &Quantizer, out: &mut [u8], stride: usize) {
     assert!(avx2_available());
-    assert!(
-        y.is_empty() || out.len() >= (y.len() - 1) * stride + OC_BLOCK,
-        "{} bytes for {} pixels",
-        out.len(),
-        y.len()
-    );
+    assert!(fits(out.len(), span(y.len(), stride, OC_BLOCK)), "{} bytes for {} pixels", out.len(), y.len());
     // SAFETY: as in `row_u8_avx512`.
     unsafe { q_256(y, q, out.as_mut_ptr(), stride) }
 }

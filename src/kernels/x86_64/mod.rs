@@ -57,7 +57,7 @@ macro_rules! widest {
 }
 pub(crate) use widest;
 
-use crate::kernels::{Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
+use crate::kernels::{fits, span, Isa, GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
 /// Runs one tile of 1 to [`crate::kernels::PX`] pixels on a SIMD `isa`. `x` starts at the tile's
 /// first pixel.
@@ -347,7 +347,7 @@ pub fn interleave2(rows: [&[u8; 16]; 2], out: &mut [u8; 64]) {
 pub(super) fn transpose_f32(t: &[f32], rows: &mut [&mut [f32]]) {
     let n = rows.first().map_or(0, |r| r.len());
     assert!(crate::kernels::cpu::has(crate::kernels::cpu::Feature::Avx2));
-    assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);
+    assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && fits(t.len(), n.checked_mul(OC_BLOCK)));
     let full = n / 8 * 8;
     // SAFETY: AVX2 is available; every read is below `16 * full <= t.len()` and every write
     // below `full <= rows[o].len()` (asserted).
@@ -418,10 +418,11 @@ unsafe fn transpose_f32_avx2(t: &[f32], rows: &mut [&mut [f32]], full: usize) {
 pub fn gather_pixels(rows: &[&[f32]; 8], out: &mut [f32], stride: usize) {
     let n = rows[0].len();
     assert!(crate::kernels::cpu::has(crate::kernels::cpu::Feature::Avx2));
-    assert!(rows.iter().all(|r| r.len() == n) && stride >= 8 && (n == 0 || (n - 1) * stride + 8 <= out.len()));
+    assert!(rows.iter().all(|r| r.len() == n) && stride >= 8 && fits(out.len(), span(n, stride, 8)));
     let full = n / 8 * 8;
     // SAFETY: AVX2 is available; every read is below `full <= rows[i].len()` and every write
-    // below `(full - 1) * stride + 8 <= out.len()` (asserted).
+    // below `(full - 1) * stride + 8 <= (n - 1) * stride + 8 <= out.len()` (asserted, without
+    // wrapping).
     unsafe { gather_pixels_avx2(rows, out, stride, full) }
     for j in full..n {
         for (i, r) in rows.iter().enumerate() {
@@ -452,7 +453,7 @@ unsafe fn gather_pixels_avx2(rows: &[&[f32]; 8], out: &mut [f32], stride: usize,
 /// [`crate::kernels::epilogue::transpose_scalar`]).
 pub(super) fn transpose_u8(t: &[u8], rows: &mut [&mut [u8]]) {
     let n = rows.first().map_or(0, |r| r.len());
-    assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && t.len() >= n * OC_BLOCK);
+    assert!(rows.len() <= OC_BLOCK && rows.iter().all(|r| r.len() == n) && fits(t.len(), n.checked_mul(OC_BLOCK)));
     let full = n / 16 * 16;
     for j0 in (0..full).step_by(16) {
         // SAFETY: SSE2 is part of x86_64; reads are below `16 * full <= t.len()` and writes
