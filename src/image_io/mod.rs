@@ -80,7 +80,7 @@ pub enum DecodeError {
     #[error("not a supported image format (jpeg, png, bmp, tiff, webp)")]
     UnknownFormat,
     /// Refused from the header, before decoding: more pixels, or more decoded bytes, than
-    /// [`max_pixels`] allows.
+    /// the process's pixel limit allows (`--max-pixels`, 100 million by default).
     #[error("{0}")]
     TooLarge(String),
     /// The decoder's reason: corrupt or truncated data, an unsupported variant.
