@@ -41,6 +41,9 @@ build() { # TARGET
   [ "$target" = native ] || strip=aarch64-linux-gnu-strip
   $strip -o python/qdet/bin/qdet $out/qdet
   local args=(--release --strip --locked --out target/wheels -m python/Cargo.toml)
+  # The module's dependencies resolved as `cargo test` resolved them, so the build reuses that
+  # build's artifacts (python/Cargo.toml's shared-build feature says why).
+  ! $prebuilt || args+=(--features shared-build)
   [ "$target" = native ] || args+=(--target "$target")
   PATH="$PWD/$venv/bin:$PATH" maturin build "${args[@]}"
   rm -f python/qdet/bin/qdet
