@@ -32,11 +32,7 @@ fn bench_pair(c: &mut Criterion, name: &str, models: [(&str, &Path); 2], image: 
 
 fn benches(c: &mut Criterion) {
     let threads: usize = std::env::var("QDET_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
-    if threads > 1 {
-        use tract_linalg::multithread::{set_default_executor, Executor};
-        set_default_executor(Executor::multithread(threads));
-        qdet::internals::set_threads(threads);
-    }
+    qdet::RuntimeOptions::default().with_threads(threads).apply().expect("threads per inference");
     let val_image = root().join("datasets/shapes/images/val/val_0000.jpg");
     let fixture =
         [("fp32", root().join("models/shapes-yolov8n.onnx")), ("int8", root().join("models/shapes-yolov8n.int8.onnx"))];

@@ -90,8 +90,9 @@ pub enum Int8 {
     #[default]
     Native,
     /// On this integer kernel where it is available and exact for a conv's weights, else as
-    /// `Native` (what `QDET_KERNEL` does, per model: tests and benchmarks run each path).
-    Kernel(crate::kernels::Isa),
+    /// `Native` ([`crate::RuntimeOptions::int8_kernel`] for one model: tests and benchmarks
+    /// run each path).
+    Kernel(crate::runtime::Kernel),
     /// As the file's float graph: QuantizeLinear/DequantizeLinear steps simulated in float.
     Simulated,
 }
@@ -221,7 +222,7 @@ impl Model {
             plans: Mutex::new(Plans::default()),
             int8_convs: Arc::new(int8_convs),
             kernel: match int8 {
-                Int8::Kernel(isa) => Some(isa),
+                Int8::Kernel(k) => Some(k.isa()),
                 _ => None,
             },
             report: Mutex::new(None),

@@ -192,10 +192,11 @@ impl Detections {
     }
 }
 
-/// Kernel threads per inference (the first call counts, as for `qdet --threads`).
+/// Kernel threads per inference, as `qdet --threads` gives one image: fixed by the first
+/// call, a later call with another count raises.
 #[pyfunction]
-fn set_threads(n: usize) {
-    qdet::internals::set_inference_threads(n.max(1));
+fn set_threads(n: usize) -> PyResult<()> {
+    qdet::RuntimeOptions::default().with_threads(n.max(1)).apply().map_err(error)
 }
 
 #[pymodule]

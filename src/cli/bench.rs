@@ -64,6 +64,7 @@ struct ModelResult {
     /// The graph passes in the order they ran, each with its count of rewrites.
     #[serde(skip_serializing_if = "Option::is_none")]
     graph_passes: Option<String>,
+    /// The kernel most int8 convs run on; `int8_kernels` has every kernel (chosen per conv).
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernel: Option<String>,
     /// The fp32 micro-kernel of qdet's float convs, when the model has some.
@@ -203,7 +204,7 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
     let convs = conv_count(path, int8.as_ref().map_or(0, |r| r.convs_in_plan));
     Ok(ModelResult {
         convs,
-        cpu: crate::kernels::cpu::cap().name(),
+        cpu: crate::runtime::RuntimeOptions::current().cpu.name(),
         path: path.to_path_buf(),
         preprocess: percentiles(pre),
         inference: percentiles(inf),
@@ -213,12 +214,12 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
         profile_best_ms: a.profile.then(|| by_op(&profile, |n| ms(n.best))),
         // Each graph pass of the plan, in order, with how many rewrites it did.
         graph_passes: det.model.pass_report().map(|r| r.to_string()),
-        int8_kernel: int8.as_ref().and_then(|r| r.isa).map(|i| format!("{i:?}")),
+        int8_kernel: int8.as_ref().and_then(|r| r.most_used_kernel()).map(kernel_name),
         fp32_kernel: fp32_kernel(&det.model),
         int8_kernels: int8
             .as_ref()
             .filter(|r| !r.kernels.is_empty())
-            .map(|r| r.kernels.iter().map(|(i, n)| (format!("{i:?}"), *n)).collect()),
+            .map(|r| r.kernels.iter().map(|&(k, n)| (kernel_name(k), n)).collect()),
         int8_fused: int8.filter(|r| r.replaced > 0).map(|r| {
             [
                 r.replaced,
@@ -303,10 +304,15 @@ fn table(results: &[ModelResult], a: &BenchArgs, threads: usize) -> String {
     lines.join("\n") + "\n"
 }
 
+/// A kernel as the JSON has always named it (`Avx2Maddubs`: CI greps for these).
+fn kernel_name(k: crate::runtime::Kernel) -> String {
+    format!("{:?}", k.isa())
+}
+
 /// The fp32 micro-kernel the model's float convs run on, if qdet runs any.
 fn fp32_kernel(model: &crate::model::Model) -> Option<&'static str> {
     let runs_convs = model.pass_report().is_some_and(|r| r.count("f32_conv") > 0);
-    crate::kernels::fisa::FIsa::best().filter(|_| runs_convs).map(|i| i.name())
+    crate::kernels::dispatch::fp32_kernel().filter(|_| runs_convs).map(|i| i.name())
 }
 
 /// Per op name, `f` summed over the op's nodes.

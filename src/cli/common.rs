@@ -39,7 +39,8 @@ pub(super) fn setup_threads(threads: Option<usize>, inflight: Option<usize>, ima
     if per_image > 1 {
         use tract_linalg::multithread::{set_default_executor, Executor};
         set_default_executor(Executor::multithread(per_image));
-        crate::kernels::threads::set_threads_for(per_image, inflight);
+        // The command's first and only split of the kernels' threads.
+        let _ = crate::kernels::threads::set_threads_for(per_image, inflight);
     }
     Ok(inflight)
 }

@@ -168,7 +168,8 @@ fn describe(m: &Served, show_paths: bool) -> Value {
         "imgsz": [h, w],
         "dynamic": model.fixed_size.is_none(),
         "precision": if int8.is_some() { "int8" } else { match model.precision { crate::model::Precision::F16 => "fp16", _ => "fp32" } },
-        "kernel": int8.and_then(|r| r.isa).map(|isa| isa.name()),
+        "kernel": int8.as_ref().and_then(|r| r.most_used_kernel()).map(|k| k.name()),
+        "kernels": int8.map(|r| r.kernels.iter().map(|(k, n)| (k.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>()),
         "classes": m.det.names,
     })
 }
