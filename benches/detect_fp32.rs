@@ -26,7 +26,7 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Path, image: &Path) {
     let prepared = det.prepare(&img).unwrap();
     g.bench_function("inference", |b| b.iter(|| det.infer(&prepared).unwrap()));
     let raw = det.infer(&prepared).unwrap();
-    g.bench_function("postprocess", |b| b.iter(|| det.postprocess(&raw, &prepared.letterbox)));
+    g.bench_function("postprocess", |b| b.iter(|| det.postprocess(&raw, prepared.letterbox())));
     g.bench_function("end_to_end", |b| {
         b.iter(|| {
             let img = qdet::decode_image(&bytes).unwrap();

@@ -25,7 +25,7 @@ fn bench_pair(c: &mut Criterion, name: &str, models: [(&str, &Path); 2], image: 
         let raw = det.infer(&prepared).unwrap();
         g.bench_function(format!("{kind}/preprocess"), |b| b.iter(|| det.prepare(&img).unwrap()));
         g.bench_function(format!("{kind}/inference"), |b| b.iter(|| det.infer(&prepared).unwrap()));
-        g.bench_function(format!("{kind}/postprocess"), |b| b.iter(|| det.postprocess(&raw, &prepared.letterbox)));
+        g.bench_function(format!("{kind}/postprocess"), |b| b.iter(|| det.postprocess(&raw, prepared.letterbox())));
     }
     g.finish();
 }

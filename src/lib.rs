@@ -76,11 +76,12 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
-pub use detector::Detector;
+pub use detector::{Detector, Prepared};
 pub use error::{Error, Problem, Result};
 pub use image_io::{decode_rgb as decode_image, read_rgb as read_image, DecodeError, RgbImage};
+pub use letterbox::Letterbox;
 pub use meta::ModelMeta;
-pub use model::{Head, Int8, Model, Precision};
+pub use model::{Head, Int8, Model, Precision, RawOutput};
 pub use passes::{PatchReport, Report as PassReport};
 pub use postprocess::{Detection, NmsOptions};
 pub use runtime::{CpuClass, FloatConvs, FloatKernel, Kernel, RuntimeOptions, UnknownName};

@@ -113,7 +113,7 @@ impl Job for DetectJob<'_> {
         let fail = |e: Error| Problem::new(src.path.clone(), e.to_string());
         let raw = self.det.infer(&prepared).map_err(fail)?;
         clock.lap(Stage::Inference);
-        let dets = self.det.postprocess(&raw, &prepared.letterbox);
+        let dets = self.det.postprocess(&raw, prepared.letterbox());
         clock.lap(Stage::Postprocess);
         let size = (image.width as u32, image.height as u32);
         let kept = write_outputs(self.det, src, image, &dets, self.out).map_err(fail)?;

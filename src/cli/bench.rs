@@ -173,7 +173,7 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
     let mut shapes = std::collections::BTreeSet::new();
     for img in imgs.iter().take(a.warmup + a.runs) {
         let p = det.prepare_decoded(img);
-        if shapes.insert(p.letterbox.out) {
+        if shapes.insert(p.letterbox().out) {
             det.infer(&p).with_context(|| format!("running {}", path.display()))?;
         }
     }
@@ -186,7 +186,7 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
         let t1 = Instant::now();
         let raw = det.infer(&p).with_context(|| format!("running {}", path.display()))?;
         let t2 = Instant::now();
-        let dets = det.postprocess(&raw, &p.letterbox);
+        let dets = det.postprocess(&raw, p.letterbox());
         let t3 = Instant::now();
         std::hint::black_box(dets);
         if i >= a.warmup {
@@ -195,12 +195,12 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
             post.push(ms(t3 - t2));
             total.push(ms(t3 - t0));
             if a.profile {
-                det.model.run_profiled(&p.chw, p.letterbox.out, &mut profile)?;
+                det.model().run_profiled(p.chw(), p.letterbox().out, &mut profile)?;
             }
         }
     }
     let runs = a.runs as f64;
-    let int8 = det.model.int8_report();
+    let int8 = det.model().int8_report();
     let convs = conv_count(path, int8.as_ref().map_or(0, |r| r.convs_in_plan));
     Ok(ModelResult {
         convs,
@@ -213,9 +213,9 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
         profile_ms: a.profile.then(|| by_op(&profile, |n| ms(n.total) / runs)),
         profile_best_ms: a.profile.then(|| by_op(&profile, |n| ms(n.best))),
         // Each graph pass of the plan, in order, with how many rewrites it did.
-        graph_passes: det.model.pass_report().map(|r| r.to_string()),
+        graph_passes: det.model().pass_report().map(|r| r.to_string()),
         int8_kernel: int8.as_ref().and_then(|r| r.most_used_kernel()).map(kernel_name),
-        fp32_kernel: fp32_kernel(&det.model),
+        fp32_kernel: fp32_kernel(det.model()),
         int8_kernels: int8
             .as_ref()
             .filter(|r| !r.kernels.is_empty())

@@ -62,7 +62,7 @@ fn fp32_detections_equal_the_x86_build() {
 #[test]
 fn int8_detections_on_every_kernel_equal_the_x86_build() {
     let default = detector(INT8, Int8::Native);
-    let report = default.model.int8_report().expect("the QDQ model runs on the integer kernels");
+    let report = default.model().int8_report().expect("the QDQ model runs on the integer kernels");
     // The fixture's weights are pair-bounded, as `calibrate` writes them by default: every
     // conv on the fastest kernel for such weights (`vpmaddubsw` on AVX2 and SSE CPUs).
     let bounded = WeightRange { max_abs: 127, max_pair: 128 };
@@ -79,7 +79,7 @@ fn int8_detections_on_every_kernel_equal_the_x86_build() {
     assert!(!kernels.is_empty(), "no SIMD kernel on this CPU");
     for kernel in kernels {
         let det = detector(INT8, Int8::Kernel(kernel));
-        assert_eq!(det.model.int8_report().map(|r| r.kernels), Some(vec![(kernel, 63)]));
+        assert_eq!(det.model().int8_report().map(|r| r.kernels), Some(vec![(kernel, 63)]));
         let n = check(&det, int8_reference(), 1.0, 0.01);
         eprintln!("int8 on {kernel}: {n} detections within 1 px / 0.01 of x86_64");
     }

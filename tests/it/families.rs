@@ -20,7 +20,7 @@ fn parity(stem: &str, imgsz: Option<(usize, usize)>) {
 fn head(stem: &str) -> (Head, bool) {
     let m = Model::load(&root().join(format!("models/families/{stem}.onnx")), None).expect("family model loads");
     let fp16 = m.pass_report().expect("the passes ran").count("f16_to_f32") > 0;
-    (m.head, fp16)
+    (m.head(), fp16)
 }
 
 #[test]
