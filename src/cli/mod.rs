@@ -99,7 +99,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("qdet: error: {e:#}");
+            eprintln!("qdet: error: {}", common::with_flag_hint(format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

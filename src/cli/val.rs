@@ -104,7 +104,7 @@ pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
     let opts = ValOptions { conf: a.conf, iou: a.iou, max_det: a.max_det, imgsz, inflight };
     let report = val::run(&model, &data, &opts, &|problem| {
         if let Some(p) = problem {
-            bar.suspend(|| eprintln!("qdet: skipped {p}"));
+            bar.suspend(|| eprintln!("qdet: skipped {}", super::common::with_flag_hint(p)));
         }
         bar.inc(1);
     })
