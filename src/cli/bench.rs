@@ -73,17 +73,56 @@ struct ModelResult {
     /// Integer convs per kernel (`maddubs` where the weights keep it exact, `madd16` where not).
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernels: Option<BTreeMap<String, usize>>,
-    /// Integer convs, SiLUs fused into them, QuantizeLinears done in a conv's epilogue, uint8
-    /// tensors written in their readers' channels-last layout, Concats quantized in place,
-    /// channel Splits written by their conv, Concat inputs quantized by their conv, residual
-    /// Adds done by the conv they add, MaxPools and nearest Resizes run on uint8.
+    /// What the int8 rewrites did, by name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    int8_fused: Option<[usize; 10]>,
+    int8_fused: Option<Int8Fused>,
     /// The model's Conv nodes and how many of them run on the integer kernels.
     #[serde(skip_serializing_if = "Option::is_none")]
     convs: Option<ConvCount>,
     /// The CPU class the kernels were capped at (`QDET_CPU`; `native`: every feature).
     cpu: &'static str,
+}
+
+/// The int8 rewrites' counts, named (a positional array made readers count positions).
+#[derive(Serialize, Default, Clone, Copy)]
+struct Int8Fused {
+    /// Convs on the integer kernels.
+    convs: usize,
+    /// SiLUs fused into them.
+    silu: usize,
+    /// QuantizeLinears done in a conv's epilogue.
+    requantized: usize,
+    /// uint8 tensors written in their readers' channels-last layout.
+    handed_over: usize,
+    /// Concats quantized in place.
+    concats: usize,
+    /// Channel Splits written by their conv.
+    splits: usize,
+    /// Concat inputs quantized by the conv that writes them.
+    concat_inputs: usize,
+    /// Residual Adds done in the epilogue of the conv they add.
+    residual: usize,
+    /// MaxPools run on uint8.
+    max_pools: usize,
+    /// Nearest Resizes run on uint8.
+    resizes: usize,
+}
+
+impl Int8Fused {
+    fn of(r: &crate::passes::PatchReport) -> Int8Fused {
+        Int8Fused {
+            convs: r.replaced,
+            silu: r.silu_fused,
+            requantized: r.requant_fused,
+            handed_over: r.handed_over,
+            concats: r.concat_fused,
+            splits: r.split_fused,
+            concat_inputs: r.concat_inputs_requantized,
+            residual: r.residual_fused,
+            max_pools: r.max_pools_u8,
+            resizes: r.resizes_u8,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -220,20 +259,7 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
             .as_ref()
             .filter(|r| !r.kernels.is_empty())
             .map(|r| r.kernels.iter().map(|&(k, n)| (kernel_name(k), n)).collect()),
-        int8_fused: int8.filter(|r| r.replaced > 0).map(|r| {
-            [
-                r.replaced,
-                r.silu_fused,
-                r.requant_fused,
-                r.handed_over,
-                r.concat_fused,
-                r.split_fused,
-                r.concat_inputs_requantized,
-                r.residual_fused,
-                r.max_pools_u8,
-                r.resizes_u8,
-            ]
-        }),
+        int8_fused: int8.filter(|r| r.replaced > 0).map(|r| Int8Fused::of(&r)),
     })
 }
 
@@ -273,8 +299,18 @@ fn table(results: &[ModelResult], a: &BenchArgs, threads: usize) -> String {
         }
         if let Some(kernels) = &r.int8_kernels {
             let k: Vec<String> = kernels.iter().map(|(k, n)| format!("{n} on {k}")).collect();
-            let [convs, silu, requant, packed, concat, split, concat_in, residual, pools, resizes] =
-                r.int8_fused.unwrap_or_default();
+            let Int8Fused {
+                convs,
+                silu,
+                requantized: requant,
+                handed_over: packed,
+                concats: concat,
+                splits: split,
+                concat_inputs: concat_in,
+                residual,
+                max_pools: pools,
+                resizes,
+            } = r.int8_fused.unwrap_or_default();
             lines.push(format!(
                 "{name:<40} {convs} int8 convs ({}), {silu} with SiLU fused, {residual} with their residual Add, {requant} QuantizeLinears in their epilogue, \
                  {packed} of those in their readers' layout; {split} Splits written by their conv; {concat} Concats quantized in place, {concat_in} of their inputs by the conv; {pools} MaxPools and {resizes} Resizes on uint8",
