@@ -26,7 +26,7 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Path, image: &Path) {
     let prepared = det.prepare(&img).unwrap();
     g.bench_function("inference", |b| b.iter(|| det.infer(&prepared).unwrap()));
     let raw = det.infer(&prepared).unwrap();
-    g.bench_function("postprocess", |b| b.iter(|| det.postprocess(&raw, &prepared.letterbox)));
+    g.bench_function("postprocess", |b| b.iter(|| det.postprocess(&raw, prepared.letterbox())));
     g.bench_function("end_to_end", |b| {
         b.iter(|| {
             let img = qdet::decode_image(&bytes).unwrap();
@@ -38,10 +38,7 @@ fn bench_model(c: &mut Criterion, name: &str, model: &Path, image: &Path) {
 
 fn benches(c: &mut Criterion) {
     let threads: usize = std::env::var("QDET_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
-    if threads > 1 {
-        use tract_linalg::multithread::{set_default_executor, Executor};
-        set_default_executor(Executor::multithread(threads));
-    }
+    qdet::RuntimeOptions::default().with_threads(threads).apply().expect("threads per inference");
     let val_image = root().join("datasets/shapes/images/val/val_0000.jpg");
     bench_model(c, &format!("shapes_t{threads}"), &root().join("models/shapes-yolov8n.onnx"), &val_image);
     if let Ok(model) = std::env::var("QDET_BENCH_MODEL") {

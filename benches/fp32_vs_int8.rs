@@ -25,18 +25,14 @@ fn bench_pair(c: &mut Criterion, name: &str, models: [(&str, &Path); 2], image: 
         let raw = det.infer(&prepared).unwrap();
         g.bench_function(format!("{kind}/preprocess"), |b| b.iter(|| det.prepare(&img).unwrap()));
         g.bench_function(format!("{kind}/inference"), |b| b.iter(|| det.infer(&prepared).unwrap()));
-        g.bench_function(format!("{kind}/postprocess"), |b| b.iter(|| det.postprocess(&raw, &prepared.letterbox)));
+        g.bench_function(format!("{kind}/postprocess"), |b| b.iter(|| det.postprocess(&raw, prepared.letterbox())));
     }
     g.finish();
 }
 
 fn benches(c: &mut Criterion) {
     let threads: usize = std::env::var("QDET_BENCH_THREADS").ok().and_then(|t| t.parse().ok()).unwrap_or(1);
-    if threads > 1 {
-        use tract_linalg::multithread::{set_default_executor, Executor};
-        set_default_executor(Executor::multithread(threads));
-        qdet::internals::set_threads(threads);
-    }
+    qdet::RuntimeOptions::default().with_threads(threads).apply().expect("threads per inference");
     let val_image = root().join("datasets/shapes/images/val/val_0000.jpg");
     let fixture =
         [("fp32", root().join("models/shapes-yolov8n.onnx")), ("int8", root().join("models/shapes-yolov8n.int8.onnx"))];

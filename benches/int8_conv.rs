@@ -7,8 +7,8 @@
 //! and bias, SiLU or not, requantized to uint8; "elem/s" there is 16-channel pixels a second.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use qdet::internals::Isa;
 use qdet::internals::{proto, ConvShape, Epilogue, QConv};
-use qdet::Kernel as Isa;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 

@@ -28,7 +28,9 @@ pub enum Error {
     #[error("{}: {reason}", path.display())]
     Format { path: PathBuf, reason: String },
 
-    #[error("{}: already exists (pass --overwrite to replace it)", path.display())]
+    /// A file the call would write exists and was asked to be kept (the `qdet` command
+    /// adds the flag that replaces it).
+    #[error("{}: already exists", path.display())]
     Exists { path: PathBuf },
 
     #[error("inference failed: {0}")]
@@ -65,7 +67,7 @@ impl Error {
         match self {
             Error::Io { cause, .. } => cause.to_string(),
             Error::Image { reason, .. } | Error::Format { reason, .. } => reason.clone(),
-            Error::Exists { .. } => "already exists (pass --overwrite to replace it)".into(),
+            Error::Exists { .. } => "already exists".into(),
             other => other.to_string(),
         }
     }

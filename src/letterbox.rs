@@ -12,6 +12,7 @@ pub const PAD_VALUE: u8 = 114;
 
 /// Where an image lands inside the model input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Letterbox {
     /// Source image `(height, width)`.
     pub src: (usize, usize),
@@ -45,7 +46,7 @@ impl Letterbox {
     }
 
     /// Resizes and pads `img` into a `3 x out.0 x out.1` planar float tensor scaled to 0..1.
-    pub fn apply(&self, img: &RgbImage, chw: &mut Vec<f32>) {
+    pub(crate) fn apply(&self, img: &RgbImage, chw: &mut Vec<f32>) {
         debug_assert_eq!((img.height, img.width), self.src);
         let resized;
         let pixels: &[u8] = if self.unpad == self.src {

@@ -64,6 +64,7 @@ mod python;
 mod quant;
 mod resize;
 mod run;
+mod runtime;
 #[cfg(feature = "serve")]
 mod serve;
 mod sources;
@@ -75,14 +76,15 @@ mod yaml;
 #[cfg(test)]
 mod tests;
 
-pub use detector::Detector;
+pub use detector::{Detector, Prepared};
 pub use error::{Error, Problem, Result};
 pub use image_io::{decode_rgb as decode_image, read_rgb as read_image, DecodeError, RgbImage};
-pub use kernels::{Isa as Kernel, WeightRange};
+pub use letterbox::Letterbox;
 pub use meta::ModelMeta;
-pub use model::{Head, Int8, Model, Precision};
+pub use model::{Head, Int8, Model, Precision, RawOutput};
 pub use passes::{PatchReport, Report as PassReport};
 pub use postprocess::{Detection, NmsOptions};
+pub use runtime::{CpuClass, FloatConvs, FloatKernel, Kernel, RuntimeOptions, UnknownName};
 
 /// What qdet's own benches and fuzz targets reach inside for. Not part of the API: it
 /// changes with the code.
@@ -94,18 +96,17 @@ pub mod internals {
     pub use crate::kernels::epilogue::{row as epilogue_row, Affine, Dest};
     pub use crate::kernels::madd::fused as float_loops_fused;
     pub use crate::kernels::quantize::Quantizer;
-    pub use crate::kernels::threads::set_threads;
+    pub use crate::kernels::{tile, Isa, WeightRange, OC_BLOCK, WGROUP_BYTES};
 
-    /// Threads per inference for qdet's kernels and tract's own ops alike (what `--threads N`
-    /// gives one image); the first call counts.
-    pub fn set_inference_threads(n: usize) {
-        crate::kernels::threads::set_threads(n);
-        if n > 1 {
-            use tract_linalg::multithread::{set_default_executor, Executor};
-            set_default_executor(Executor::multithread(n));
-        }
+    /// The kernel [`Isa`] a [`crate::Kernel`] names.
+    pub fn isa_of(kernel: crate::Kernel) -> Isa {
+        kernel.isa()
     }
-    pub use crate::kernels::{tile, OC_BLOCK, WGROUP_BYTES};
+
+    /// The [`crate::Kernel`] of `isa`.
+    pub fn kernel_of(isa: Isa) -> crate::Kernel {
+        crate::Kernel::new(isa)
+    }
     pub use crate::meta::names_from_yaml;
     pub use crate::onnx::proto;
     pub use crate::python::parse as parse_python_literal;

@@ -23,6 +23,7 @@ pub(crate) type Plan = Arc<TypedRunnableModel>;
 
 /// Element type of the model's input. Float weights of either kind run as f32.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Precision {
     F32,
     F16,
@@ -41,11 +42,11 @@ pub enum Head {
 /// The raw output of one inference, in model-input pixel coordinates.
 #[derive(Debug, Clone)]
 pub struct RawOutput {
-    pub head: Head,
+    head: Head,
     values: Values,
     /// `(rows, cols)` of [`RawOutput::data`]: `(4 + nc, anchors)` for `Raw`, `(k, 6)` for
     /// `EndToEnd`.
-    pub dims: (usize, usize),
+    dims: (usize, usize),
 }
 
 /// The output's floats: the plan's own tensor when it is plain f32 (copying its 2.8 MB at 640
@@ -60,6 +61,17 @@ impl RawOutput {
     /// An output from row-major `data` of `dims`.
     pub fn new(head: Head, data: Vec<f32>, dims: (usize, usize)) -> RawOutput {
         RawOutput { head, values: Values::Owned(data), dims }
+    }
+
+    /// What the output holds.
+    pub fn head(&self) -> Head {
+        self.head
+    }
+
+    /// `(rows, cols)` of [`RawOutput::data`]: `(4 + nc, anchors)` for [`Head::Raw`], `(k, 6)`
+    /// for [`Head::EndToEnd`].
+    pub fn dims(&self) -> (usize, usize) {
+        self.dims
     }
 
     /// Row-major data of the first output without its batch dimension.
@@ -90,19 +102,21 @@ pub enum Int8 {
     #[default]
     Native,
     /// On this integer kernel where it is available and exact for a conv's weights, else as
-    /// `Native` (what `QDET_KERNEL` does, per model: tests and benchmarks run each path).
-    Kernel(crate::kernels::Isa),
+    /// `Native` ([`crate::RuntimeOptions::int8_kernel`] for one model: tests and benchmarks
+    /// run each path).
+    Kernel(crate::runtime::Kernel),
     /// As the file's float graph: QuantizeLinear/DequantizeLinear steps simulated in float.
     Simulated,
 }
 
+/// A loaded, checked detection model ([`Model::load`]).
 pub struct Model {
     path: PathBuf,
-    pub meta: ModelMeta,
-    pub precision: Precision,
+    meta: ModelMeta,
+    precision: Precision,
     /// Fixed `(height, width)` of a static model; `None` when height and width are symbolic.
-    pub fixed_size: Option<(usize, usize)>,
-    pub head: Head,
+    fixed_size: Option<(usize, usize)>,
+    head: Head,
     source: InferenceModel,
     /// Plans by input size, each with when it was last used (a counter).
     plans: Mutex<Plans>,
@@ -221,7 +235,7 @@ impl Model {
             plans: Mutex::new(Plans::default()),
             int8_convs: Arc::new(int8_convs),
             kernel: match int8 {
-                Int8::Kernel(isa) => Some(isa),
+                Int8::Kernel(k) => Some(k.isa()),
                 _ => None,
             },
             report: Mutex::new(None),
@@ -233,6 +247,26 @@ impl Model {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the file's metadata says (names, stride, input size, ...).
+    pub fn meta(&self) -> &ModelMeta {
+        &self.meta
+    }
+
+    /// The input's element type.
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    /// Fixed `(height, width)` of a static model; `None` when height and width are symbolic.
+    pub fn fixed_size(&self) -> Option<(usize, usize)> {
+        self.fixed_size
+    }
+
+    /// What the first output holds.
+    pub fn head(&self) -> Head {
+        self.head
     }
 
     /// Number of classes the model scores (for end-to-end models: from the metadata).

@@ -58,14 +58,14 @@ impl NmsOptions {
 
 /// Detections in model-input pixels, best first.
 pub fn decode(out: &RawOutput, opts: &NmsOptions) -> Vec<Detection> {
-    match out.head {
+    match out.head() {
         Head::Raw { num_classes } => decode_raw(out, num_classes, opts),
         Head::EndToEnd => decode_end2end(out, opts),
     }
 }
 
 fn decode_raw(out: &RawOutput, nc: usize, opts: &NmsOptions) -> Vec<Detection> {
-    let (rows, n) = out.dims;
+    let (rows, n) = out.dims();
     debug_assert_eq!(rows, 4 + nc);
     let data = out.data();
     let at = |r: usize, i: usize| data[r * n + i];
@@ -115,10 +115,10 @@ fn decode_raw(out: &RawOutput, nc: usize, opts: &NmsOptions) -> Vec<Detection> {
 /// and are filtered as in [`decode`].
 pub fn decode_multi_label(out: &RawOutput, opts: &NmsOptions) -> Vec<Detection> {
     // `multi_label &= nc > 1` in Ultralytics; with one class both ways give the same boxes.
-    let Head::Raw { num_classes: nc } = out.head else {
+    let Head::Raw { num_classes: nc } = out.head() else {
         return decode_end2end(out, opts);
     };
-    let (rows, n) = out.dims;
+    let (rows, n) = out.dims();
     debug_assert_eq!(rows, 4 + nc);
     let data = out.data();
     let at = |r: usize, i: usize| data[r * n + i];
@@ -204,7 +204,7 @@ fn classes_cannot_overlap(cands: &[Detection]) -> bool {
 }
 
 fn decode_end2end(out: &RawOutput, opts: &NmsOptions) -> Vec<Detection> {
-    let (k, cols) = out.dims;
+    let (k, cols) = out.dims();
     (0..k)
         .map(|i| &out.data()[i * cols..(i + 1) * cols])
         .filter(|r| r[4] > opts.conf && r[5] >= 0.0 && opts.wants(r[5] as usize))

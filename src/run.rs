@@ -44,7 +44,7 @@ pub struct DetectSummary {
     pub images: usize,
     pub processed: usize,
     /// Images whose every output already existed: skipped before decoding (a rerun into the
-    /// same folder), unless `--overwrite`.
+    /// same folder), unless they are overwritten (`Existing::Overwrite`).
     pub already_done: usize,
     /// Existing output files of processed images left as they were (the rest of their outputs
     /// written): what a run interrupted midway left.
@@ -113,7 +113,7 @@ impl Job for DetectJob<'_> {
         let fail = |e: Error| Problem::new(src.path.clone(), e.to_string());
         let raw = self.det.infer(&prepared).map_err(fail)?;
         clock.lap(Stage::Inference);
-        let dets = self.det.postprocess(&raw, &prepared.letterbox);
+        let dets = self.det.postprocess(&raw, prepared.letterbox());
         clock.lap(Stage::Postprocess);
         let size = (image.width as u32, image.height as u32);
         let kept = write_outputs(self.det, src, image, &dets, self.out).map_err(fail)?;
@@ -125,8 +125,8 @@ impl Job for DetectJob<'_> {
 /// Runs detection on every source image. `inflight` images go through inference at once
 /// (each on one tract thread when above 1); decoding runs ahead on the rayon pool.
 /// `on_event` is called once per image run (for a progress bar and per-image lines).
-/// Per-image problems never stop the run. Without `--overwrite`, images whose every output
-/// exists are not run at all.
+/// Per-image problems never stop the run. When existing outputs are kept
+/// (`Existing::Keep`), images whose every output exists are not run at all.
 pub fn run(
     det: &Detector,
     images: &[SourceImage],
@@ -210,8 +210,8 @@ fn all_exist(src: &SourceImage, out: &Outputs) -> bool {
     paths.all().next().is_some() && paths.all().all(|p| p.exists())
 }
 
-/// Writes every output asked for and returns how many existed and were kept (without
-/// `--overwrite`): the others are still written, so a rerun after an interrupted run
+/// Writes every output asked for and returns how many existed and were kept
+/// (`Existing::Keep`): the others are still written, so a rerun after an interrupted run
 /// completes the set.
 fn write_outputs(
     det: &Detector,

@@ -3,7 +3,7 @@
 # in front of the SIMD kernels (offsets past usize refused), segments' saturating `scaled`,
 # the SSE2 interleaves x86_64 runs on every CPU, the image written from parts into memory it
 # does not zero, and the thread team's shared job pointer. Miri has no CPU to probe (every
-# `cpu::has` is false, and QDET_CPU caps it at the portable kernels too), so the AVX2,
+# `cpu::has` is false, and under Miri the CPU class defaults to `baseline`), so the AVX2,
 # AVX-512 and VNNI tiles, epilogues and transposes do not run here: their twins' tests
 # (`cargo test --lib kernels`) hold them to the portable code, and these the code around them.
 #
@@ -18,10 +18,9 @@
 #   rustup toolchain install nightly --component miri,rust-src --profile minimal
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export QDET_CPU=baseline
-# Miri hides the host's environment; QDET_CPU must reach the probe. The thread team's helpers
-# live as long as the process, never joined, which Miri otherwise reports as a leak.
-export MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-env-forward=QDET_CPU -Zmiri-ignore-leaks"
+# The thread team's helpers live as long as the process, never joined, which Miri otherwise
+# reports as a leak.
+export MIRIFLAGS="${MIRIFLAGS:-} -Zmiri-ignore-leaks"
 tests=(
     kernels::tests::bounds::
     kernels::tests::segments::scaled

@@ -7,7 +7,7 @@ class QdetError(Exception):
     """A qdet failure: an unreadable model or image, with the reason."""
 
 def set_threads(n: int) -> None:
-    """Kernel threads per inference (the first call counts)."""
+    """Kernel threads per inference (fixed by the first call; another count later raises QdetError)."""
 
 class Detector:
     def __init__(

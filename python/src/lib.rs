@@ -56,7 +56,7 @@ impl Detector {
     /// Class names by id.
     #[getter]
     fn names(&self) -> Vec<String> {
-        self.inner.names.clone()
+        self.inner.names().to_vec()
     }
 
     /// `(height, width)` of the model input.
@@ -112,7 +112,12 @@ impl Detector {
 impl Detector {
     fn run(&self, image: RgbImage) -> qdet::Result<Detections> {
         let dets = self.inner.detect(&image)?;
-        Ok(Detections { dets, names: self.inner.names.clone(), width: image.width as u32, height: image.height as u32 })
+        Ok(Detections {
+            dets,
+            names: self.inner.names().to_vec(),
+            width: image.width as u32,
+            height: image.height as u32,
+        })
     }
 }
 
@@ -192,10 +197,11 @@ impl Detections {
     }
 }
 
-/// Kernel threads per inference (the first call counts, as for `qdet --threads`).
+/// Kernel threads per inference, as `qdet --threads` gives one image: fixed by the first
+/// call, a later call with another count raises.
 #[pyfunction]
-fn set_threads(n: usize) {
-    qdet::internals::set_inference_threads(n.max(1));
+fn set_threads(n: usize) -> PyResult<()> {
+    qdet::RuntimeOptions::default().with_threads(n.max(1)).apply().map_err(error)
 }
 
 #[pymodule]

@@ -46,7 +46,7 @@ pub(super) fn agreement(a: AgreementArgs) -> anyhow::Result<ExitCode> {
     let bar = progress_bar(images.len() as u64, "images");
     let mut report = val::run_reference(&model, &reference, &images, &t, inflight, &|problem| {
         if let Some(p) = problem {
-            bar.suspend(|| eprintln!("qdet: skipped {p}"));
+            bar.suspend(|| eprintln!("qdet: skipped {}", super::common::with_flag_hint(p)));
         }
         bar.inc(1);
     })
@@ -73,7 +73,7 @@ fn list(a: &AgreementArgs) -> anyhow::Result<(Vec<PathBuf>, Vec<Problem>)> {
         let images: Vec<PathBuf> = collected.images.into_iter().map(|s| s.path).collect();
         let unlisted: Vec<Problem> = collected.skipped.into_iter().map(|(p, r)| Problem::new(p, r)).collect();
         for p in &unlisted {
-            eprintln!("qdet: skipped {p}");
+            eprintln!("qdet: skipped {}", super::common::with_flag_hint(p));
         }
         if images.is_empty() {
             bail!("no images found in {}", show(&a.images));

@@ -64,6 +64,7 @@ struct ModelResult {
     /// The graph passes in the order they ran, each with its count of rewrites.
     #[serde(skip_serializing_if = "Option::is_none")]
     graph_passes: Option<String>,
+    /// The kernel most int8 convs run on; `int8_kernels` has every kernel (chosen per conv).
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernel: Option<String>,
     /// The fp32 micro-kernel of qdet's float convs, when the model has some.
@@ -72,17 +73,56 @@ struct ModelResult {
     /// Integer convs per kernel (`maddubs` where the weights keep it exact, `madd16` where not).
     #[serde(skip_serializing_if = "Option::is_none")]
     int8_kernels: Option<BTreeMap<String, usize>>,
-    /// Integer convs, SiLUs fused into them, QuantizeLinears done in a conv's epilogue, uint8
-    /// tensors written in their readers' channels-last layout, Concats quantized in place,
-    /// channel Splits written by their conv, Concat inputs quantized by their conv, residual
-    /// Adds done by the conv they add, MaxPools and nearest Resizes run on uint8.
+    /// What the int8 rewrites did, by name.
     #[serde(skip_serializing_if = "Option::is_none")]
-    int8_fused: Option<[usize; 10]>,
+    int8_fused: Option<Int8Fused>,
     /// The model's Conv nodes and how many of them run on the integer kernels.
     #[serde(skip_serializing_if = "Option::is_none")]
     convs: Option<ConvCount>,
     /// The CPU class the kernels were capped at (`QDET_CPU`; `native`: every feature).
     cpu: &'static str,
+}
+
+/// The int8 rewrites' counts, named (a positional array made readers count positions).
+#[derive(Serialize, Default, Clone, Copy)]
+struct Int8Fused {
+    /// Convs on the integer kernels.
+    convs: usize,
+    /// SiLUs fused into them.
+    silu: usize,
+    /// QuantizeLinears done in a conv's epilogue.
+    requantized: usize,
+    /// uint8 tensors written in their readers' channels-last layout.
+    handed_over: usize,
+    /// Concats quantized in place.
+    concats: usize,
+    /// Channel Splits written by their conv.
+    splits: usize,
+    /// Concat inputs quantized by the conv that writes them.
+    concat_inputs: usize,
+    /// Residual Adds done in the epilogue of the conv they add.
+    residual: usize,
+    /// MaxPools run on uint8.
+    max_pools: usize,
+    /// Nearest Resizes run on uint8.
+    resizes: usize,
+}
+
+impl Int8Fused {
+    fn of(r: &crate::passes::PatchReport) -> Int8Fused {
+        Int8Fused {
+            convs: r.replaced,
+            silu: r.silu_fused,
+            requantized: r.requant_fused,
+            handed_over: r.handed_over,
+            concats: r.concat_fused,
+            splits: r.split_fused,
+            concat_inputs: r.concat_inputs_requantized,
+            residual: r.residual_fused,
+            max_pools: r.max_pools_u8,
+            resizes: r.resizes_u8,
+        }
+    }
 }
 
 #[derive(Serialize)]
@@ -172,7 +212,7 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
     let mut shapes = std::collections::BTreeSet::new();
     for img in imgs.iter().take(a.warmup + a.runs) {
         let p = det.prepare_decoded(img);
-        if shapes.insert(p.letterbox.out) {
+        if shapes.insert(p.letterbox().out) {
             det.infer(&p).with_context(|| format!("running {}", path.display()))?;
         }
     }
@@ -185,7 +225,7 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
         let t1 = Instant::now();
         let raw = det.infer(&p).with_context(|| format!("running {}", path.display()))?;
         let t2 = Instant::now();
-        let dets = det.postprocess(&raw, &p.letterbox);
+        let dets = det.postprocess(&raw, p.letterbox());
         let t3 = Instant::now();
         std::hint::black_box(dets);
         if i >= a.warmup {
@@ -194,16 +234,16 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
             post.push(ms(t3 - t2));
             total.push(ms(t3 - t0));
             if a.profile {
-                det.model.run_profiled(&p.chw, p.letterbox.out, &mut profile)?;
+                det.model().run_profiled(p.chw(), p.letterbox().out, &mut profile)?;
             }
         }
     }
     let runs = a.runs as f64;
-    let int8 = det.model.int8_report();
+    let int8 = det.model().int8_report();
     let convs = conv_count(path, int8.as_ref().map_or(0, |r| r.convs_in_plan));
     Ok(ModelResult {
         convs,
-        cpu: crate::kernels::cpu::cap().name(),
+        cpu: crate::runtime::RuntimeOptions::current().cpu.name(),
         path: path.to_path_buf(),
         preprocess: percentiles(pre),
         inference: percentiles(inf),
@@ -212,27 +252,14 @@ fn time_model(path: &Path, images: &[RgbImage], a: &BenchArgs) -> anyhow::Result
         profile_ms: a.profile.then(|| by_op(&profile, |n| ms(n.total) / runs)),
         profile_best_ms: a.profile.then(|| by_op(&profile, |n| ms(n.best))),
         // Each graph pass of the plan, in order, with how many rewrites it did.
-        graph_passes: det.model.pass_report().map(|r| r.to_string()),
-        int8_kernel: int8.as_ref().and_then(|r| r.isa).map(|i| format!("{i:?}")),
-        fp32_kernel: fp32_kernel(&det.model),
+        graph_passes: det.model().pass_report().map(|r| r.to_string()),
+        int8_kernel: int8.as_ref().and_then(|r| r.most_used_kernel()).map(kernel_name),
+        fp32_kernel: fp32_kernel(det.model()),
         int8_kernels: int8
             .as_ref()
             .filter(|r| !r.kernels.is_empty())
-            .map(|r| r.kernels.iter().map(|(i, n)| (format!("{i:?}"), *n)).collect()),
-        int8_fused: int8.filter(|r| r.replaced > 0).map(|r| {
-            [
-                r.replaced,
-                r.silu_fused,
-                r.requant_fused,
-                r.handed_over,
-                r.concat_fused,
-                r.split_fused,
-                r.concat_inputs_requantized,
-                r.residual_fused,
-                r.max_pools_u8,
-                r.resizes_u8,
-            ]
-        }),
+            .map(|r| r.kernels.iter().map(|&(k, n)| (kernel_name(k), n)).collect()),
+        int8_fused: int8.filter(|r| r.replaced > 0).map(|r| Int8Fused::of(&r)),
     })
 }
 
@@ -272,8 +299,18 @@ fn table(results: &[ModelResult], a: &BenchArgs, threads: usize) -> String {
         }
         if let Some(kernels) = &r.int8_kernels {
             let k: Vec<String> = kernels.iter().map(|(k, n)| format!("{n} on {k}")).collect();
-            let [convs, silu, requant, packed, concat, split, concat_in, residual, pools, resizes] =
-                r.int8_fused.unwrap_or_default();
+            let Int8Fused {
+                convs,
+                silu,
+                requantized: requant,
+                handed_over: packed,
+                concats: concat,
+                splits: split,
+                concat_inputs: concat_in,
+                residual,
+                max_pools: pools,
+                resizes,
+            } = r.int8_fused.unwrap_or_default();
             lines.push(format!(
                 "{name:<40} {convs} int8 convs ({}), {silu} with SiLU fused, {residual} with their residual Add, {requant} QuantizeLinears in their epilogue, \
                  {packed} of those in their readers' layout; {split} Splits written by their conv; {concat} Concats quantized in place, {concat_in} of their inputs by the conv; {pools} MaxPools and {resizes} Resizes on uint8",
@@ -303,10 +340,15 @@ fn table(results: &[ModelResult], a: &BenchArgs, threads: usize) -> String {
     lines.join("\n") + "\n"
 }
 
+/// A kernel as the JSON has always named it (`Avx2Maddubs`: CI greps for these).
+fn kernel_name(k: crate::runtime::Kernel) -> String {
+    format!("{:?}", k.isa())
+}
+
 /// The fp32 micro-kernel the model's float convs run on, if qdet runs any.
 fn fp32_kernel(model: &crate::model::Model) -> Option<&'static str> {
     let runs_convs = model.pass_report().is_some_and(|r| r.count("f32_conv") > 0);
-    crate::kernels::fisa::FIsa::best().filter(|_| runs_convs).map(|i| i.name())
+    crate::kernels::dispatch::fp32_kernel().filter(|_| runs_convs).map(|i| i.name())
 }
 
 /// Per op name, `f` summed over the op's nodes.

@@ -39,9 +39,23 @@ pub(super) fn setup_threads(threads: Option<usize>, inflight: Option<usize>, ima
     if per_image > 1 {
         use tract_linalg::multithread::{set_default_executor, Executor};
         set_default_executor(Executor::multithread(per_image));
-        crate::kernels::threads::set_threads_for(per_image, inflight);
+        // The command's first and only split of the kernels' threads.
+        let _ = crate::kernels::threads::set_threads_for(per_image, inflight);
     }
     Ok(inflight)
+}
+
+/// `text` (an error or a problem the library reports) with the flag that changes it, where
+/// there is one: the library says what is wrong in its own terms, the command knows its
+/// flags. A file kept because it exists is the one case so far.
+pub(super) fn with_flag_hint(text: impl std::fmt::Display) -> String {
+    const HINT: &str = " (pass --overwrite to replace it)";
+    let text = text.to_string();
+    if text.ends_with("already exists") {
+        text + HINT
+    } else {
+        text
+    }
 }
 
 /// A progress bar on stderr counting `unit`, shown only when stderr is a terminal (logs and
@@ -69,7 +83,7 @@ pub(super) fn ticker(bar: &ProgressBar) -> impl Fn(Event) + Sync + '_ {
         }
         Event::Step(problem) => {
             if let Some(p) = problem {
-                bar.suspend(|| eprintln!("qdet: skipped {p}"));
+                bar.suspend(|| eprintln!("qdet: skipped {}", with_flag_hint(p)));
             }
             bar.inc(1);
         }

@@ -344,7 +344,7 @@ fn list(title: &str, problems: &[Problem]) {
     }
     eprintln!("{title}:");
     for p in problems.iter().take(MAX_LISTED) {
-        eprintln!("  {p}");
+        eprintln!("  {}", super::common::with_flag_hint(p));
     }
     if problems.len() > MAX_LISTED {
         eprintln!("  ... and {} more (--json lists all)", problems.len() - MAX_LISTED);

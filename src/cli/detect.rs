@@ -220,7 +220,7 @@ fn where_written(o: &Outputs) -> String {
 fn load_detector(a: &DetectArgs) -> anyhow::Result<Detector> {
     let int8 = if a.simulate_qdq { crate::model::Int8::Simulated } else { crate::model::Int8::Native };
     let model = crate::model::Model::load_with(&a.model, a.imgsz, int8).context("loading the model")?;
-    if let (Some((h, w)), Some((fh, fw))) = (a.imgsz, model.fixed_size) {
+    if let (Some((h, w)), Some((fh, fw))) = (a.imgsz, model.fixed_size()) {
         if (h, w) != (fh, fw) {
             eprintln!(
                 "qdet: note: --imgsz {h},{w} does not apply: the model's input is fixed at {fh}x{fw} (export with \
@@ -235,14 +235,15 @@ fn load_detector(a: &DetectArgs) -> anyhow::Result<Detector> {
     };
     let mut det = Detector::new(model, a.imgsz, NmsOptions::default());
     if let Some(names) = names {
-        det.names = names;
+        // `checked_names` made sure there is one per class.
+        det.set_names(names)?;
     }
     let classes = match &a.classes {
-        Some(given) => Some(resolve_classes(given, &det.names, nc)?),
+        Some(given) => Some(resolve_classes(given, det.names(), nc)?),
         None => None,
     };
     let conf = a.conf.unwrap_or(if a.video.track { 0.1 } else { 0.25 });
-    det.nms = NmsOptions { conf, iou: a.iou, max_det: a.max_det, agnostic: a.agnostic, classes };
+    det.set_nms(NmsOptions { conf, iou: a.iou, max_det: a.max_det, agnostic: a.agnostic, classes });
     Ok(det)
 }
 

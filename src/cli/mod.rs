@@ -11,6 +11,7 @@ mod calibrate;
 mod common;
 mod dataset;
 mod detect;
+mod env;
 mod serve;
 mod signal;
 mod val;
@@ -56,18 +57,24 @@ enum Command {
     Serve(serve::ServeArgs),
 }
 
-/// Runs the command line; the exit status is the one docs/detect.md tabulates ("Exit status").
-/// `QDET_CPU` caps tract's kernels too (the few ops it still runs), through tract's own
-/// `TRACT_CPU_ISA` unless that is set: tract reads it once, so it is set here, first thing,
-/// while the process has one thread.
-fn cap_tract() {
-    if let (Some(spec), None) = (crate::kernels::cpu::cap().tract_isa(), std::env::var_os("TRACT_CPU_ISA")) {
+/// The kernels' options from the environment ([`env`]), for the process. `QDET_CPU` caps
+/// tract's kernels too (the few ops it still runs), through tract's own `TRACT_CPU_ISA` unless
+/// that is set: tract reads it once, so it is set here, first thing, while the process has
+/// one thread.
+fn set_up_kernels() {
+    let options = env::runtime_options();
+    // Nothing has fixed the options before this first thing the command does.
+    if let Err(e) = options.apply() {
+        eprintln!("qdet: {e}");
+    }
+    if let (Some(spec), None) = (options.cpu.tract_isa(), std::env::var_os("TRACT_CPU_ISA")) {
         std::env::set_var("TRACT_CPU_ISA", spec);
     }
 }
 
+/// Runs the command line; the exit status is the one docs/detect.md tabulates ("Exit status").
 pub fn main() -> ExitCode {
-    cap_tract();
+    set_up_kernels();
     // clap exits with 2 on a bad flag; docs/detect.md's table says 1 ("nothing done: bad flags").
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -92,7 +99,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("qdet: error: {e:#}");
+            eprintln!("qdet: error: {}", common::with_flag_hint(format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -92,7 +92,9 @@ pub(super) fn serve(a: ServeArgs) -> anyhow::Result<ExitCode> {
     // for the kernels, which an inference takes whenever no other holds it: a lone request
     // runs on every core, as `qdet bench --threads N` does, and concurrent ones on one each.
     let threads = setup_threads(a.threads, None, usize::MAX)?;
-    crate::kernels::threads::set_threads_for(threads, 1);
+    // `setup_threads` left the kernels' threads unsplit (one image per thread): this is the
+    // first split.
+    let _ = crate::kernels::threads::set_threads_for(threads, 1);
     let mut models = Vec::new();
     for (name, path) in &a.models {
         let start = Instant::now();

@@ -95,7 +95,7 @@ pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
     let inflight = super::common::setup_threads(a.threads, None, n_images)?;
     let int8 = if a.simulate_qdq { Int8::Simulated } else { Int8::Native };
     let model = Model::load_with(&a.model, imgsz.map(|n| (n, n)), int8).context("loading the model")?;
-    if let (Some(size), Some(n)) = (model.fixed_size, imgsz) {
+    if let (Some(size), Some(n)) = (model.fixed_size(), imgsz) {
         if size != (n, n) {
             eprintln!("qdet: note: --imgsz {n} ignored: the model's input is fixed at {}x{}", size.1, size.0);
         }
@@ -104,7 +104,7 @@ pub fn val(a: ValArgs) -> anyhow::Result<ExitCode> {
     let opts = ValOptions { conf: a.conf, iou: a.iou, max_det: a.max_det, imgsz, inflight };
     let report = val::run(&model, &data, &opts, &|problem| {
         if let Some(p) = problem {
-            bar.suspend(|| eprintln!("qdet: skipped {p}"));
+            bar.suspend(|| eprintln!("qdet: skipped {}", super::common::with_flag_hint(p)));
         }
         bar.inc(1);
     })

@@ -25,7 +25,7 @@ pub fn shape_box(shape: &Shape, polygons: bool) -> Result<[f64; 4], String> {
     match shape.shape_type.as_str() {
         "rectangle" if n >= 2 => {}
         "rectangle" => return Err(format!("rectangle with {n} point{}", if n == 1 { "" } else { "s" })),
-        "polygon" if !polygons => return Err("polygon left out (--rectangles-only)".into()),
+        "polygon" if !polygons => return Err("polygon left out (rectangles only asked for)".into()),
         "polygon" if n >= 3 => {}
         "polygon" => return Err(format!("polygon with {n} points")),
         other => return Err(format!("{other} shapes have no box (only rectangles and polygons convert)")),
@@ -59,7 +59,7 @@ mod tests {
         assert_eq!(shape_box(&shape("rectangle", vec![[30.0, 20.0], [10.0, 60.0]]), true), Ok(want));
         let poly = shape("polygon", vec![[12.0, 20.0], [30.0, 41.0], [10.0, 60.0]]);
         assert_eq!(shape_box(&poly, true), Ok(want));
-        assert!(shape_box(&poly, false).unwrap_err().contains("--rectangles-only"));
+        assert!(shape_box(&poly, false).unwrap_err().contains("polygon left out"));
         assert!(shape_box(&shape("point", vec![[1.0, 2.0]]), true).unwrap_err().contains("point shapes have no box"));
         assert!(shape_box(&shape("rectangle", vec![[1.0, 2.0]]), true).is_err());
     }

@@ -2,10 +2,11 @@
 //! the CPU (`is_x86_feature_detected!` / `is_aarch64_feature_detected!`), so every kernel
 //! choice reads the same answers.
 //!
-//! `QDET_CPU=<level>` caps those answers at a smaller CPU's ([`Cap`]): every dispatch (int8
-//! and fp32 tiles, epilogues, transposes, the float loops of `widest!`) then takes that CPU's
-//! path, so a capped run executes no instruction of a wider ISA and measures what the smaller
-//! CPU would run. (`QDET_KERNEL` and `QDET_FKERNEL` choose one tile among those left.)
+//! A [`Cap`] (the program's choice, `RuntimeOptions::cpu`; the command's `QDET_CPU`) caps
+//! those answers at a smaller CPU's: every dispatch (int8 and fp32 tiles, epilogues,
+//! transposes, the float loops of `widest!`) then takes that CPU's path, so a capped run
+//! executes no instruction of a wider ISA and measures what the smaller CPU would run. (An
+//! int8 or fp32 kernel asked for, [`super::dispatch`], is one tile among those left.)
 
 use std::sync::OnceLock;
 
@@ -45,9 +46,11 @@ const ALL: [Feature; 11] = [
     Feature::I8mm,
 ];
 
-/// A CPU class `QDET_CPU` caps the probe at: the features such a CPU has (those this CPU lacks
-/// stay off).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A class of CPU the kernels can be restricted to: they then run what such a CPU would,
+/// with the features it has (those this CPU lacks stay off). Set for the process by
+/// `RuntimeOptions::cpu`, before the first model is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
 pub enum Cap {
     /// No SIMD kernel: the portable twins.
     Baseline,
@@ -60,6 +63,7 @@ pub enum Cap {
     /// AVX-512F/VL without VNNI: Skylake-X.
     Avx512,
     /// Everything this CPU has (the default).
+    #[default]
     Native,
     /// aarch64 NEON only: Cortex-A53, A72.
     Neon,
@@ -79,17 +83,27 @@ impl Cap {
         ("dotprod", Cap::DotProd),
     ];
 
-    /// The cap named `name` ([`Cap::NAMES`]).
-    pub fn parse(name: &str) -> Option<Cap> {
+    const ALL: [Cap; 8] =
+        [Cap::Baseline, Cap::Sse4, Cap::Avx2, Cap::AvxVnni, Cap::Avx512, Cap::Native, Cap::Neon, Cap::DotProd];
+
+    /// The class named `name` (`avx2`, `sse4`, ...: [`Cap::name`]).
+    pub(crate) fn parse(name: &str) -> Option<Cap> {
         Cap::NAMES.iter().find(|(n, _)| *n == name).map(|&(_, c)| c)
     }
 
+    /// Its name: `baseline`, `sse4`, `avx2`, `avxvnni`, `avx512`, `native`, `neon`, `dotprod`.
     pub fn name(self) -> &'static str {
         Cap::NAMES.iter().find(|(_, c)| *c == self).map_or("native", |(n, _)| n)
     }
 
+    /// Every class, those of the other architecture included (capping at one of them leaves
+    /// the portable kernels).
+    pub fn all() -> &'static [Cap] {
+        &Cap::ALL
+    }
+
     /// Whether a CPU of this class has `f`.
-    pub fn allows(self, f: Feature) -> bool {
+    pub(crate) fn allows(self, f: Feature) -> bool {
         use Feature::*;
         let x86: &[Feature] = match self {
             Cap::Native => return true,
@@ -107,7 +121,10 @@ impl Cap {
         x86.contains(&f) || arm.contains(&f)
     }
 
-    /// The same cap in tract's terms (`TRACT_CPU_ISA`: the features to take off its probe).
+    /// The same cap in tract's terms: the value of `TRACT_CPU_ISA` (the features to take off
+    /// its probe) that makes the few ops tract still runs take this class's path too. tract
+    /// reads the variable once, at its first kernel choice: a program sets it at start-up,
+    /// while it has one thread (the `qdet` command does). `None`: nothing to take off.
     pub fn tract_isa(self) -> Option<&'static str> {
         #[cfg(target_arch = "x86_64")]
         return match self {
@@ -128,22 +145,36 @@ impl Cap {
         #[allow(unreachable_code)]
         None
     }
+}
 
-    /// `QDET_CPU`, when set and valid; a misspelt name is reported once and ignored.
-    fn from_env() -> Cap {
-        let Some(name) = std::env::var("QDET_CPU").ok().filter(|n| !n.is_empty()) else { return Cap::Native };
-        Cap::parse(&name).unwrap_or_else(|| {
-            let names: Vec<&str> = Cap::NAMES.iter().map(|(n, _)| *n).collect();
-            eprintln!("qdet: QDET_CPU={name:?} is not a CPU class ({}); using every feature", names.join(", "));
-            Cap::Native
-        })
+impl std::fmt::Display for Cap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
-/// The cap in force (`QDET_CPU`, read once).
+impl Cap {
+    /// The class a process runs at unless told otherwise: every feature. Miri has no CPU to
+    /// probe: the portable kernels are the ones it can interpret.
+    pub(crate) fn for_target() -> Cap {
+        if cfg!(miri) {
+            Cap::Baseline
+        } else {
+            Cap::Native
+        }
+    }
+}
+
+static CAP: OnceLock<Cap> = OnceLock::new();
+
+/// Fixes the cap at `cap` unless it is fixed already; the cap in force.
+pub fn fix_cap(cap: Cap) -> Cap {
+    *CAP.get_or_init(|| cap)
+}
+
+/// The cap in force, fixed from the first call ([`Cap::for_target`] unless set before).
 pub fn cap() -> Cap {
-    static CAP: OnceLock<Cap> = OnceLock::new();
-    *CAP.get_or_init(Cap::from_env)
+    fix_cap(Cap::for_target())
 }
 
 /// Whether this CPU has `f` (false for another architecture's features), within [`cap`].
@@ -190,6 +221,7 @@ mod tests {
 
     #[test]
     fn caps_name_the_feature_sets_of_their_cpu_classes() {
+        assert_eq!(Cap::all().len(), Cap::NAMES.len());
         for (name, cap) in Cap::NAMES {
             assert_eq!(Cap::parse(name), Some(cap));
             assert_eq!(cap.name(), name);

@@ -16,6 +16,7 @@ pub enum FIsa {
 }
 
 impl FIsa {
+    #[cfg(test)]
     pub fn all() -> [FIsa; 6] {
         [FIsa::Scalar, FIsa::ScalarUnfused, FIsa::Sse, FIsa::Avx2, FIsa::Avx512, FIsa::Neon]
     }
@@ -29,7 +30,7 @@ impl FIsa {
         }
     }
 
-    /// The name `QDET_FKERNEL` selects it by.
+    /// The name it is asked for by (`FloatKernel`'s, and `QDET_FKERNEL`'s of the command).
     pub fn name(self) -> &'static str {
         match self {
             FIsa::Scalar => "scalar",
@@ -62,24 +63,6 @@ impl FIsa {
             FIsa::Neon => 5,
             FIsa::Sse => 2,
             _ => 6,
-        }
-    }
-
-    /// The fastest SIMD kernel on this CPU, or the one `QDET_FKERNEL` names (if available);
-    /// `None` when there is none or `QDET_FKERNEL=tract`: then tract runs the convolutions.
-    pub fn best() -> Option<FIsa> {
-        let wanted = std::env::var("QDET_FKERNEL").ok().filter(|w| !w.is_empty());
-        if wanted.as_deref() == Some("tract") {
-            return None;
-        }
-        let named = wanted.as_deref().and_then(|w| FIsa::all().into_iter().find(|i| i.name() == w));
-        if let (Some(w), None) = (&wanted, named) {
-            static WARNED: std::sync::Once = std::sync::Once::new();
-            WARNED.call_once(|| eprintln!("qdet: QDET_FKERNEL={w:?} is not an fp32 kernel (tract, scalar, scalar-unfused, sse, avx2, avx512, neon); using the fastest"));
-        }
-        match named {
-            Some(i) if i.available() => Some(i),
-            _ => [FIsa::Avx512, FIsa::Avx2, FIsa::Sse, FIsa::Neon].into_iter().find(|i| i.available()),
         }
     }
 }

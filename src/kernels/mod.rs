@@ -19,7 +19,7 @@
 //! portable code that x86_64 compiles again for AVX2 and AVX-512 (`x86_64::widest!`); NEON is
 //! part of every aarch64 CPU, so there the one compilation is already vectorized.
 //!
-//! | CPU feature | kernel | `QDET_KERNEL` |
+//! | CPU feature | kernel | name (`Kernel`, the command's `QDET_KERNEL`) |
 //! |---|---|---|
 //! | AVX-512F + AVX512-VNNI | [`Isa::Avx512Vnni`] | `vnni512` |
 //! | AVX-512VL + AVX512-VNNI | [`Isa::Avx512VnniYmm`] | `vnni` |
@@ -78,6 +78,7 @@ pub mod vresize;
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
 pub mod cpu;
+pub mod dispatch;
 pub mod generic;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
@@ -197,7 +198,7 @@ impl Isa {
         }
     }
 
-    /// The name `QDET_KERNEL` selects it by.
+    /// The name it is asked for by (`Kernel`'s, and `QDET_KERNEL`'s of the command).
     pub fn name(self) -> &'static str {
         match self {
             Isa::ScalarPairs => "scalar-pairs",
@@ -230,47 +231,33 @@ impl Isa {
         Isa::NeonMull,
     ];
 
-    /// The fastest exact kernel on this CPU for weights in `range`.
-    /// `QDET_KERNEL=<name>` ([`Isa::name`]: `vnni512|vnni|avxvnni|maddubs|madd16|ssse3|sse-madd16` on x86,
-    /// `i8mm|dotprod|neon` on aarch64, `scalar` anywhere) picks one instead (to measure
-    /// another path of this CPU; `QDET_CPU` caps the CPU itself, see `kernels/cpu.rs`); one this CPU
-    /// lacks, or inexact for these weights (`maddubs` on unbounded 8-bit weights), is
-    /// reported once and the fastest exact one runs.
+    /// The fastest exact kernel on this CPU for weights in `range`, or the one the process
+    /// asked for ([`dispatch::Dispatch::int8`]: to measure another path of this CPU; the CPU
+    /// class caps the CPU itself, see `kernels/cpu.rs`). One this CPU lacks, or inexact for
+    /// these weights (`maddubs` on unbounded 8-bit weights), is reported once and the fastest
+    /// exact one runs.
     pub fn best(range: WeightRange) -> Isa {
-        Isa::pick(range, Isa::from_env().as_deref())
+        Isa::pick(range, dispatch::get().int8)
     }
 
-    /// [`Isa::best`] with `wanted` as the name from the environment.
-    fn pick(range: WeightRange, wanted: Option<&str>) -> Isa {
+    /// [`Isa::best`] with `wanted` as the kernel asked for.
+    fn pick(range: WeightRange, wanted: Option<Isa>) -> Isa {
         let usable = |i: &Isa| i.available() && i.exact_for(range);
         let fastest = Isa::PREFERENCE.into_iter().find(usable).unwrap_or(Isa::ScalarQuads);
-        let Some(named) = wanted.and_then(|w| Isa::all().into_iter().find(|i| i.name() == w)) else {
+        let Some(named) = wanted else {
             return fastest;
         };
         if usable(&named) {
             return named;
         }
+        // Asked for once for the process, so said once: a benchmark of a path this CPU
+        // cannot take would otherwise quietly measure another.
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
             let why = if named.available() { "is not exact for weights of" } else { "is not on this CPU; weights of" };
-            eprintln!("qdet: QDET_KERNEL={} {why} {range}: using {}", named.name(), fastest.name());
+            eprintln!("qdet: the int8 kernel {} {why} {range}: using {}", named.name(), fastest.name());
         });
         fastest
-    }
-
-    /// `QDET_KERNEL`, when it names a kernel. A misspelt name would otherwise quietly measure
-    /// the portable kernel, so it is reported (once) and ignored.
-    fn from_env() -> Option<String> {
-        static WARNED: std::sync::Once = std::sync::Once::new();
-        let wanted = std::env::var("QDET_KERNEL").ok().filter(|w| !w.is_empty())?;
-        if Isa::all().iter().any(|i| i.name() == wanted) {
-            return Some(wanted);
-        }
-        WARNED.call_once(|| {
-            let names: Vec<&str> = Isa::all().iter().map(|i| i.name()).collect();
-            eprintln!("qdet: QDET_KERNEL={wanted:?} is not a kernel ({}); using the fastest", names.join(", "));
-        });
-        None
     }
 
     /// `wanted` if it is available and exact for these weights, else [`Isa::best`].

@@ -166,53 +166,68 @@ impl Team {
     }
 }
 
-static TEAMS: OnceLock<Vec<&'static Team>> = OnceLock::new();
+/// The teams, with the `(threads, teams)` they were asked for.
+struct Teams {
+    asked: (usize, usize),
+    teams: Vec<&'static Team>,
+}
+
+static TEAMS: OnceLock<Teams> = OnceLock::new();
 
 /// Splits each parallel section of the kernels over `n` threads (1: none): `teams`
 /// independent teams of the caller and `n - 1` helpers, for `teams` inferences at once.
-/// Only the first call counts.
-pub fn set_threads_for(n: usize, teams: usize) {
-    TEAMS.get_or_init(|| {
-        if n <= 1 {
-            return Vec::new();
-        }
-        (0..teams.max(1))
-            .map(|t| {
-                let team: &'static Team = Box::leak(Box::new(Team::new()));
-                let helpers = (0..n - 1)
-                    .filter_map(|i| {
-                        std::thread::Builder::new()
-                            .name(format!("qdet-kernel-{t}-{i}"))
-                            .spawn(move || team.helper_loop(i))
-                            .ok()
-                    })
-                    .map(|h| (h.thread().clone(), AtomicBool::new(false)))
-                    .collect();
-                let _ = team.helpers.set(helpers);
-                // They wait for the list (`helper_loop`).
-                for (thread, _) in team.helpers.get().into_iter().flatten() {
-                    thread.unpark();
-                }
-                team
-            })
-            .collect()
-    });
+/// Only the first call counts: a later one asking for another split gets `Err` with the
+/// `(threads, teams)` in force (threads once spawned stay for the process).
+pub fn set_threads_for(n: usize, teams: usize) -> Result<(), (usize, usize)> {
+    let asked = (n.max(1), teams.max(1));
+    let fixed = TEAMS.get_or_init(|| Teams { asked, teams: spawn_teams(asked.0, asked.1) }).asked;
+    if fixed == asked {
+        Ok(())
+    } else {
+        Err(fixed)
+    }
+}
+
+fn spawn_teams(n: usize, teams: usize) -> Vec<&'static Team> {
+    if n <= 1 {
+        return Vec::new();
+    }
+    (0..teams)
+        .map(|t| {
+            let team: &'static Team = Box::leak(Box::new(Team::new()));
+            let helpers = (0..n - 1)
+                .filter_map(|i| {
+                    std::thread::Builder::new()
+                        .name(format!("qdet-kernel-{t}-{i}"))
+                        .spawn(move || team.helper_loop(i))
+                        .ok()
+                })
+                .map(|h| (h.thread().clone(), AtomicBool::new(false)))
+                .collect();
+            let _ = team.helpers.set(helpers);
+            // They wait for the list (`helper_loop`).
+            for (thread, _) in team.helpers.get().into_iter().flatten() {
+                thread.unpark();
+            }
+            team
+        })
+        .collect()
 }
 
 /// `set_threads_for` with one team.
-pub fn set_threads(n: usize) {
-    set_threads_for(n, 1);
+pub fn set_threads(n: usize) -> Result<(), (usize, usize)> {
+    set_threads_for(n, 1)
 }
 
 /// Threads a section runs on: the caller and its team's helpers (1 without a team).
 pub fn threads() -> usize {
-    TEAMS.get().and_then(|t| t.first()).and_then(|t| t.helpers.get()).map_or(1, |h| h.len() + 1)
+    TEAMS.get().and_then(|t| t.teams.first()).and_then(|t| t.helpers.get()).map_or(1, |h| h.len() + 1)
 }
 
 /// Runs `f(i)` for every `i` in `0..n`, in any order, on a free team if there is one, else
 /// on the caller alone (a nested section, or more inferences at once than teams).
 pub fn for_each(n: usize, f: impl Fn(usize) + Sync) {
-    let free = TEAMS.get().into_iter().flatten().find_map(|t| match t.busy.try_lock() {
+    let free = TEAMS.get().into_iter().flat_map(|t| &t.teams).find_map(|t| match t.busy.try_lock() {
         Ok(guard) => Some((t, guard)),
         Err(TryLockError::Poisoned(p)) => Some((t, p.into_inner())),
         Err(TryLockError::WouldBlock) => None,
@@ -252,7 +267,7 @@ mod tests {
     /// These tests share the one team; run alone (from each other and from the tests that run
     /// parallel kernels, `crate::tests::team`), each finds it free.
     fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
-        set_threads(2);
+        let _ = set_threads(2);
         crate::tests::team_alone()
     }
 

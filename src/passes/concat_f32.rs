@@ -117,7 +117,7 @@ mod tests {
         let input = Tensor::from_shape(&[1, 3, 320, 320], &input).unwrap();
         let mut patched = exported.clone();
         assert_eq!(patch_from(&mut patched, 0).unwrap(), (4, 1));
-        crate::kernels::threads::set_threads(2);
+        let _ = crate::kernels::threads::set_threads(2);
         let (want, got) = (run(exported, &input), run(patched, &input));
         assert_eq!(want.shape(), got.shape());
         let (want, got) = (

@@ -35,7 +35,7 @@ impl Pass for F32Conv {
     }
 
     fn run(&self, model: &mut TypedModel, _cx: &Context, report: &mut Report) -> TractResult<usize> {
-        let Some(isa) = FIsa::best() else { return Ok(0) };
+        let Some(isa) = crate::kernels::dispatch::fp32_kernel() else { return Ok(0) };
         let ids: Vec<usize> = model.nodes().iter().filter(|n| n.op_is::<Conv>()).map(|n| n.id).collect();
         let (mut replaced, mut silu) = (0, 0);
         for id in ids {

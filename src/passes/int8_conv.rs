@@ -49,7 +49,7 @@ impl Pass for Int8Conv {
         for id in conv_ids {
             let spec = by_name[model.node(id).name.as_str()];
             let Some((source, op)) = quantized_conv(model, id, spec, cx.kernel)? else { continue };
-            report.add_kernel(op.conv.isa());
+            report.add_kernel(&spec.name, op.conv.isa());
             let conv_out = OutletId::new(id, 0);
             let silu_mul = silu_mul(model, conv_out);
             let op = QConvOp { silu: silu_mul.is_some(), ..op };

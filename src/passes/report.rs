@@ -2,17 +2,18 @@
 //! library's users read ([`PatchReport`]), derived from it.
 
 use crate::kernels::Isa;
+use crate::runtime::Kernel;
 
 /// Per pass, by name, how many rewrites it did, in the order they ran.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct Report {
     /// `(name, rewrites)`: each pass, followed by the sub-counts it adds (`int8_conv.silu`,
     /// `concat_f32.sigmoid`).
     pub counts: Vec<(&'static str, usize)>,
-    /// The integer kernel most int8 convs got (the first of a tie in [`Report::kernels`]).
-    pub isa: Option<Isa>,
-    /// How many int8 convs got each kernel, in the order the kernels were first chosen.
-    pub kernels: Vec<(Isa, usize)>,
+    /// Each int8 conv (by its ONNX node name) and the kernel chosen for it, in graph order:
+    /// the kernel is chosen per conv, from its weights.
+    pub(crate) conv_kernels: Vec<(String, Isa)>,
     /// Integer convs in the optimized plan (set after tract optimized it).
     pub convs_in_plan: usize,
 }
@@ -23,14 +24,22 @@ impl Report {
         self.counts.iter().filter(|(n, _)| *n == name).map(|(_, c)| c).sum()
     }
 
-    /// Records that one more int8 conv runs on `isa`.
-    pub fn add_kernel(&mut self, isa: Isa) {
-        match self.kernels.iter_mut().find(|(i, _)| *i == isa) {
-            Some((_, n)) => *n += 1,
-            None => self.kernels.push((isa, 1)),
+    /// Records that int8 conv `conv` runs on `isa`.
+    pub(crate) fn add_kernel(&mut self, conv: &str, isa: Isa) {
+        self.conv_kernels.push((conv.to_string(), isa));
+    }
+
+    /// How many int8 convs got each kernel, in the order the kernels were first chosen.
+    pub fn kernels(&self) -> Vec<(Kernel, usize)> {
+        let mut counts: Vec<(Kernel, usize)> = Vec::new();
+        for &(_, isa) in &self.conv_kernels {
+            let k = Kernel::new(isa);
+            match counts.iter_mut().find(|(i, _)| *i == k) {
+                Some((_, n)) => *n += 1,
+                None => counts.push((k, 1)),
+            }
         }
-        let most = self.kernels.iter().map(|(_, n)| *n).max().unwrap_or(0);
-        self.isa = self.kernels.iter().find(|(_, n)| *n == most).map(|(i, _)| *i);
+        counts
     }
 
     /// Records a sub-count of the running pass.
@@ -73,11 +82,21 @@ pub struct PatchReport {
     /// Integer convs in the optimized plan: `replaced`, unless a rewrite left a superseded
     /// conv running beside its replacement.
     pub convs_in_plan: usize,
-    /// The kernel most int8 convs run on.
-    pub isa: Option<Isa>,
-    /// How many int8 convs run on each kernel (the load-time check picks per conv: `maddubs`
-    /// where the weights keep it exact, `madd16` where not).
-    pub kernels: Vec<(Isa, usize)>,
+    /// Each int8 conv (by its ONNX node name) and the kernel it runs on, in graph order:
+    /// the load-time check picks per conv (`maddubs` where the weights keep it exact,
+    /// `madd16` where not).
+    pub conv_kernels: Vec<(String, Kernel)>,
+    /// How many int8 convs run on each kernel, in the order the kernels were first chosen.
+    pub kernels: Vec<(Kernel, usize)>,
+}
+
+impl PatchReport {
+    /// The kernel most int8 convs run on (the first of a tie in [`PatchReport::kernels`]);
+    /// others may run some: see [`PatchReport::kernels`].
+    pub fn most_used_kernel(&self) -> Option<Kernel> {
+        let most = self.kernels.iter().map(|(_, n)| *n).max()?;
+        self.kernels.iter().find(|(_, n)| *n == most).map(|(k, _)| *k)
+    }
 }
 
 impl From<&Report> for PatchReport {
@@ -96,8 +115,8 @@ impl From<&Report> for PatchReport {
             resizes_u8: n(&resize_u8::ResizeU8),
             residual_fused: n(&residual_add::ResidualAdd),
             convs_in_plan: r.convs_in_plan,
-            isa: r.isa,
-            kernels: r.kernels.clone(),
+            conv_kernels: r.conv_kernels.iter().map(|(c, i)| (c.clone(), Kernel::new(*i))).collect(),
+            kernels: r.kernels(),
         }
     }
 }

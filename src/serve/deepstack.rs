@@ -96,7 +96,7 @@ async fn answer(
         None => DEFAULT_MIN_CONFIDENCE,
         Some(v) => crate::options::parse_unit(v).map_err(|e| bad("min_confidence", e))?,
     };
-    let mut nms = NmsOptions { conf, ..model.det.nms.clone() };
+    let mut nms = NmsOptions { conf, ..model.det.nms().clone() };
     if let Some(v) = field("max_det") {
         nms.max_det = v.trim().parse().map_err(|_| bad("max_det", format!("{v:?} is not a count")))?;
     }

@@ -113,7 +113,7 @@ pub(super) async fn detect(
     let upload = upload(&state, req, q.get("api_key").map(String::as_str), Accept::FormOrRaw).await?;
     known_params(&q)?;
     let model = state.model(q.get("model").map(String::as_str))?;
-    let p = params(&q, &model.det.nms)?;
+    let p = params(&q, model.det.nms())?;
     if upload.image.is_empty() {
         return Err(ApiError::BadRequest("no image: send it as the body or as the form field `image`".into()));
     }
@@ -157,7 +157,7 @@ pub(super) async fn models(State(state): State<AppState>) -> Json<Value> {
 /// A served model; its file path only with `--show-paths` (it tells anyone on the network
 /// how the box is laid out).
 fn describe(m: &Served, show_paths: bool) -> Value {
-    let model = &m.det.model;
+    let model = m.det.model();
     let int8 = model.int8_report();
     let (h, w) = m.det.target();
     let file =
@@ -166,10 +166,11 @@ fn describe(m: &Served, show_paths: bool) -> Value {
         "name": m.name,
         "file": file,
         "imgsz": [h, w],
-        "dynamic": model.fixed_size.is_none(),
-        "precision": if int8.is_some() { "int8" } else { match model.precision { crate::model::Precision::F16 => "fp16", _ => "fp32" } },
-        "kernel": int8.and_then(|r| r.isa).map(|isa| isa.name()),
-        "classes": m.det.names,
+        "dynamic": model.fixed_size().is_none(),
+        "precision": if int8.is_some() { "int8" } else { match model.precision() { crate::model::Precision::F16 => "fp16", _ => "fp32" } },
+        "kernel": int8.as_ref().and_then(|r| r.most_used_kernel()).map(|k| k.name()),
+        "kernels": int8.map(|r| r.kernels.iter().map(|(k, n)| (k.name().to_string(), json!(n))).collect::<serde_json::Map<_, _>>()),
+        "classes": m.det.names(),
     })
 }
 

@@ -80,7 +80,7 @@ fn run(ask: Ask, gone: Gone) -> Result<Outcome, ApiError> {
     lap(2);
     let raw = det.infer(&prepared).map_err(|e| ApiError::Internal(e.to_string()))?;
     lap(3);
-    let dets = det.postprocess_with(&raw, &prepared.letterbox, &nms);
+    let dets = det.postprocess_with(&raw, prepared.letterbox(), &nms);
     lap(4);
     Ok(Outcome { width: image.width as u32, height: image.height as u32, dets, ms })
 }

@@ -226,13 +226,13 @@ pub fn run(
             format!("no images found for '{}' in {}", data.split, show(&data.sources)),
         ));
     }
-    let stride = model.meta.stride.unwrap_or(32) as usize;
+    let stride = model.meta().stride.unwrap_or(32) as usize;
     let (input, imgsz) = input_size(model, opts.imgsz, stride);
     let model_nc = model.num_classes();
-    let names = if model.meta.names.is_empty() { data.names.clone() } else { model.meta.names.clone() };
+    let names = if model.meta().names.is_empty() { data.names.clone() } else { model.meta().names.clone() };
     // Labels first: cheap, and max_det depends on them.
     let GroundTruth { labels, mut skipped, mut warnings } = read_labels(&images, data, model_nc, on_event);
-    warnings.splice(0..0, names_mismatch(&model.meta.names, &data.names).map(|w| Problem::new(&data.yaml, w)));
+    warnings.splice(0..0, names_mismatch(&model.meta().names, &data.names).map(|w| Problem::new(&data.yaml, w)));
     let most_labels = labels.iter().flatten().map(Vec::len).max().unwrap_or(0);
     let max_det = opts.max_det.unwrap_or(DEFAULT_MAX_DET.max(most_labels));
     let nms = NmsOptions { conf: opts.conf, iou: opts.iou, max_det, agnostic: false, classes: None };
@@ -293,10 +293,10 @@ pub fn run(
 /// (dynamic) the option, its metadata or 640, up to a multiple of the stride as
 /// Ultralytics' `check_imgsz` does.
 fn input_size(model: &Model, imgsz: Option<usize>, stride: usize) -> (Option<(usize, usize)>, usize) {
-    match model.fixed_size {
+    match model.fixed_size() {
         Some((h, w)) => (Some((h, w)), h.max(w)),
         None => {
-            let meta = model.meta.imgsz.map(|(h, w)| h.max(w) as usize);
+            let meta = model.meta().imgsz.map(|(h, w)| h.max(w) as usize);
             let n = imgsz.or(meta).unwrap_or(crate::detector::DEFAULT_IMGSZ);
             (None, n.div_ceil(stride).max(1) * stride)
         }

@@ -57,7 +57,7 @@ impl Job for PairJob<'_> {
         let img = read_rgb(path).map_err(|e| Problem::new(path.clone(), e.reason()))?;
         clock.lap(Stage::Decode);
         let m = self.model.prepare_decoded(&img);
-        let r = (self.reference.letterbox_for(&img) != m.letterbox).then(|| self.reference.prepare_decoded(&img));
+        let r = (self.reference.letterbox_for(&img) != *m.letterbox()).then(|| self.reference.prepare_decoded(&img));
         clock.lap(Stage::Preprocess);
         Ok((m, r))
     }
@@ -73,7 +73,7 @@ impl Job for PairJob<'_> {
         let model_raw = self.model.infer(&m).map_err(fail)?;
         let reference_raw = self.reference.infer(r).map_err(fail)?;
         clock.lap(Stage::Inference);
-        let dets = ImageDetections::decode((&reference_raw, &r.letterbox), (&model_raw, &m.letterbox), self.t);
+        let dets = ImageDetections::decode((&reference_raw, r.letterbox()), (&model_raw, m.letterbox()), self.t);
         let a = compare(&dets, self.t);
         clock.lap(Stage::Postprocess);
         Ok(a)
@@ -83,7 +83,7 @@ impl Job for PairJob<'_> {
 /// The input of a static model, and the size `detect` letterboxes to.
 fn input_of(det: &Detector) -> (Option<(usize, usize)>, usize) {
     let (h, w) = det.target();
-    (det.model.fixed_size, h.max(w))
+    (det.model().fixed_size(), h.max(w))
 }
 
 /// Scores `model` against `reference` on `images`. Both detectors must carry `detect`'s
@@ -101,22 +101,22 @@ pub fn run(
     if images.is_empty() {
         return Err(Error::Invalid("no images to compare the models on".into()));
     }
-    let (nc, ref_nc) = (model.model.num_classes(), reference.model.num_classes());
+    let (nc, ref_nc) = (model.model().num_classes(), reference.model().num_classes());
     if nc != ref_nc {
         return Err(Error::Invalid(format!(
             "{} predicts {nc} classes and the reference {} {ref_nc}: their detections cannot be compared",
-            model.model.path().display(),
-            reference.model.path().display()
+            model.model().path().display(),
+            reference.model().path().display()
         )));
     }
     let mut warnings = Vec::new();
-    if !model.names.is_empty() && !reference.names.is_empty() && model.names != reference.names {
+    if !model.names().is_empty() && !reference.names().is_empty() && model.names() != reference.names() {
         warnings.push(Problem::new(
-            model.model.path(),
+            model.model().path(),
             "its class names differ from the reference's: classes are compared by id, named as the reference names them",
         ));
     }
-    let names = if reference.names.is_empty() { &model.names } else { &reference.names };
+    let names = if reference.names().is_empty() { model.names() } else { reference.names() };
     let job = PairJob { model, reference, images, t };
     let mut agreement = Agreement::default();
     let mut skipped = Vec::new();
@@ -136,8 +136,8 @@ pub fn run(
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     let ((input, imgsz), (reference_input, reference_imgsz)) = (input_of(model), input_of(reference));
     Ok(AgreementReport {
-        model: model.model.path().to_path_buf(),
-        reference: reference.model.path().to_path_buf(),
+        model: model.model().path().to_path_buf(),
+        reference: reference.model().path().to_path_buf(),
         input,
         reference_input,
         imgsz,

@@ -10,7 +10,8 @@
 //! float steps between them (tract's ops, the epilogue's rounding of `x / scale`) can put a
 //! value within an ulp of a rounding boundary one uint8 step apart.
 
-use qdet::{read_image, Detector, Int8, Kernel, Model, NmsOptions, WeightRange};
+use qdet::internals::{isa_of, kernel_of, Isa, WeightRange};
+use qdet::{read_image, Detector, Int8, Kernel, Model, NmsOptions};
 
 use crate::util::*;
 
@@ -61,26 +62,26 @@ fn fp32_detections_equal_the_x86_build() {
 #[test]
 fn int8_detections_on_every_kernel_equal_the_x86_build() {
     let default = detector(INT8, Int8::Native);
-    let report = default.model.int8_report().expect("the QDQ model runs on the integer kernels");
+    let report = default.model().int8_report().expect("the QDQ model runs on the integer kernels");
     // The fixture's weights are pair-bounded, as `calibrate` writes them by default: every
     // conv on the fastest kernel for such weights (`vpmaddubsw` on AVX2 and SSE CPUs).
     let bounded = WeightRange { max_abs: 127, max_pair: 128 };
-    assert_eq!(report.kernels, [(Kernel::best(bounded), 63)], "{report:?}");
+    assert_eq!(report.kernels, [(kernel_of(Isa::best(bounded)), 63)], "{report:?}");
     #[cfg(target_arch = "aarch64")]
     assert!(
-        matches!(report.isa, Some(Kernel::NeonI8mm | Kernel::NeonDot | Kernel::NeonMull)),
+        matches!(report.most_used_kernel().map(isa_of), Some(Isa::NeonI8mm | Isa::NeonDot | Isa::NeonMull)),
         "an ARM kernel: {report:?}"
     );
     // The same rewrites as on x86_64 (parity_ultralytics.rs counts them).
     assert_eq!((report.replaced, report.silu_fused, report.convs_in_plan), (63, 57, 63), "{report:?}");
-    let kernels: Vec<Kernel> =
-        Kernel::all().into_iter().filter(|&i| i != i.twin() && i.available() && i.exact_for(bounded)).collect();
+    let simd = |k: &Kernel| isa_of(*k) != isa_of(*k).twin() && k.available() && isa_of(*k).exact_for(bounded);
+    let kernels: Vec<Kernel> = Kernel::all().iter().copied().filter(simd).collect();
     assert!(!kernels.is_empty(), "no SIMD kernel on this CPU");
-    for isa in kernels {
-        let det = detector(INT8, Int8::Kernel(isa));
-        assert_eq!(det.model.int8_report().and_then(|r| r.isa), Some(isa));
+    for kernel in kernels {
+        let det = detector(INT8, Int8::Kernel(kernel));
+        assert_eq!(det.model().int8_report().map(|r| r.kernels), Some(vec![(kernel, 63)]));
         let n = check(&det, int8_reference(), 1.0, 0.01);
-        eprintln!("int8 on {isa:?}: {n} detections within 1 px / 0.01 of x86_64");
+        eprintln!("int8 on {kernel}: {n} detections within 1 px / 0.01 of x86_64");
     }
 }
 

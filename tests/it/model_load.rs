@@ -52,11 +52,11 @@ fn missing_empty_and_non_onnx_files() {
 #[test]
 fn fixture_model_metadata() {
     let m = Model::load(&root().join("models/shapes-yolov8n.onnx"), None).unwrap();
-    assert_eq!(m.meta.names, vec!["circle", "square", "triangle", "star", "hexagon", "cross"]);
-    assert_eq!(m.meta.stride, Some(32));
-    assert_eq!(m.fixed_size, Some((320, 320)));
-    assert_eq!(m.precision, Precision::F32);
-    assert_eq!(m.head, Head::Raw { num_classes: 6 });
+    assert_eq!(m.meta().names, vec!["circle", "square", "triangle", "star", "hexagon", "cross"]);
+    assert_eq!(m.meta().stride, Some(32));
+    assert_eq!(m.fixed_size(), Some((320, 320)));
+    assert_eq!(m.precision(), Precision::F32);
+    assert_eq!(m.head(), Head::Raw { num_classes: 6 });
 }
 
 /// The image's fields are public: a buffer that does not match its size is an error from

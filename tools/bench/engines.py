@@ -188,10 +188,10 @@ def qdet_p50(setup, model, spec, threads, notes):
                                     "--threads", str(threads), "--runs", str(setup.runs), "--json"]))[0]
     if r.get("int8_kernel"):
         m = re.search(r"int8_conv (\d+)", r.get("graph_passes") or "")
-        fused = r.get("int8_fused") or [0, 0]
+        fused = r.get("int8_fused") or {}
         kernels = ", ".join(f"{n} on {k}" for k, n in (r.get("int8_kernels") or {}).items())
         notes["qdet int8"] = (f"{m.group(1) if m else '?'} of {count_convs(spec.model)} convs on the integer "
-                              f"kernels ({kernels}; {fused[1]} with SiLU fused)")
+                              f"kernels ({kernels}; {fused.get('silu', 0)} with SiLU fused)")
     return r["inference"]["p50_ms"]
 
 

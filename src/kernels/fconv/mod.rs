@@ -6,14 +6,14 @@
 //! (im2col, a generic matmul, SiLU and Add as separate passes over memory) took 1.8x ONNX
 //! Runtime's time on the COCO yolov8n.
 //!
-//! | CPU | kernel | `QDET_FKERNEL` |
+//! | CPU | kernel | name (`FloatKernel`, the command's `QDET_FKERNEL`) |
 //! |---|---|---|
 //! | AVX-512F | [`FIsa::Avx512`] (one zmm per pixel, 14 pixels) | `avx512` |
 //! | AVX2 + FMA | [`FIsa::Avx2`] (two ymm per pixel, 6 pixels) | `avx2` |
 //! | x86_64 without AVX2 | [`FIsa::Sse`] (four xmm per pixel, 2 pixels; multiply, then add) | `sse` |
 //! | aarch64 | [`FIsa::Neon`] (four q registers per pixel, 5 pixels) | `neon` |
 //!
-//! `QDET_FKERNEL=tract` keeps tract's convolutions, `scalar` and `scalar-unfused` run the
+//! `FloatConvs::Tract` (`QDET_FKERNEL=tract`) keeps tract's convolutions, `scalar` and `scalar-unfused` run the
 //! portable twins ([`FIsa::Scalar`], [`FIsa::ScalarUnfused`], slow: for tests and
 //! measurements). Every kernel accumulates each output in the same order, with fused
 //! multiply-adds where the CPU has them and a multiply then an add on SSE, so each gives its
@@ -123,14 +123,15 @@ pub struct FConv {
 
 impl FConv {
     /// `w` is `[out_c][in_c][kh][kw]`, `bias` `[out_c]`. A 3x3 stride-1 convolution with at
-    /// least [`WINOGRAD_MIN_CHANNELS`] input channels runs as Winograd's F(4x4, 3x3).
+    /// least [`WINOGRAD_MIN_CHANNELS`] input channels runs as Winograd's F(4x4, 3x3), unless
+    /// the process turned Winograd off ([`super::dispatch::Dispatch::winograd`]).
     ///
     /// # Panics
     /// If `w` or `bias` has the wrong size.
     pub fn new(shape: ConvShape, w: &[f32], bias: &[f32], isa: FIsa) -> FConv {
         let s = &shape;
         let fits = s.kh == 3 && s.kw == 3 && s.stride == (1, 1) && s.dilation == (1, 1);
-        let winograd = fits && s.in_c >= WINOGRAD_MIN_CHANNELS && std::env::var_os("QDET_NO_WINOGRAD").is_none();
+        let winograd = fits && s.in_c >= WINOGRAD_MIN_CHANNELS && super::dispatch::get().winograd;
         FConv::with(shape, w, bias, isa, winograd)
     }
 

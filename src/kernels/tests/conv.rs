@@ -166,7 +166,7 @@ fn simd_interleave_equals_scalar() {
     }
 }
 
-/// `QDET_KERNEL` picks a kernel; one that cannot run the weights (not on this CPU, or
+/// A kernel asked for runs; one that cannot run the weights (not on this CPU, or
 /// `maddubs` on 8-bit weights) gives the fastest exact kernel, not the portable one (which
 /// took 884 ms for the COCO yolov8n).
 #[test]
@@ -174,12 +174,12 @@ fn named_kernels_fall_back_to_the_fastest_exact_one() {
     let fastest = Isa::pick(WeightRange::within(127), None);
     assert!(fastest.available() && fastest.exact_for(WeightRange::within(127)));
     assert_eq!(fastest == Isa::ScalarQuads, !Isa::simd_available());
-    assert_eq!(Isa::pick(WeightRange::within(127), Some("scalar")), Isa::ScalarQuads);
-    assert_eq!(Isa::pick(WeightRange::within(127), Some("maddubs")), fastest);
+    assert_eq!(Isa::pick(WeightRange::within(127), Some(Isa::ScalarQuads)), Isa::ScalarQuads);
+    assert_eq!(Isa::pick(WeightRange::within(127), Some(Isa::Avx2Maddubs)), fastest);
     if Isa::Avx2Maddubs.available() {
-        assert_eq!(Isa::pick(WeightRange::within(63), Some("maddubs")), Isa::Avx2Maddubs);
+        assert_eq!(Isa::pick(WeightRange::within(63), Some(Isa::Avx2Maddubs)), Isa::Avx2Maddubs);
     }
-    let foreign = if cfg!(target_arch = "x86_64") { "i8mm" } else { "vnni512" };
+    let foreign = if cfg!(target_arch = "x86_64") { Isa::NeonI8mm } else { Isa::Avx512Vnni };
     assert_eq!(Isa::pick(WeightRange::within(127), Some(foreign)), fastest);
 }
 

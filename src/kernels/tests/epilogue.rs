@@ -12,7 +12,7 @@ use crate::kernels::quantize::Quantizer;
 #[test]
 fn float_epilogue_applies_scale_bias_and_silu() {
     let _team = crate::tests::team();
-    crate::kernels::threads::set_threads(2);
+    let _ = crate::kernels::threads::set_threads(2);
     assert_eq!(crate::kernels::threads::threads(), 2);
     let mut rng = Rng::for_item(13, "epilogue", 0);
     let (h, w) = (40, 30);

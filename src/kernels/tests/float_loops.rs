@@ -85,7 +85,7 @@ fn softmax_simd_equals_scalar_and_is_accurate() {
     }
     assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "SIMD and scalar differ");
     assert_eq!(a[5], 0.0);
-    crate::kernels::threads::set_threads(2);
+    let _ = crate::kernels::threads::set_threads(2);
     let mut par = vec![0f32; x.len()];
     softmax(&x, n, inner, &mut par);
     assert!(par.iter().zip(&a).all(|(p, q)| p.to_bits() == q.to_bits()), "parallel blocks differ");
@@ -125,7 +125,7 @@ fn dfl_simd_equals_scalar_and_matches_the_definition() {
         side_scalar(xs, bins, anchors, 0, sb);
     }
     assert!(a.iter().zip(&b).all(|(p, q)| p.to_bits() == q.to_bits()), "SIMD and scalar differ");
-    crate::kernels::threads::set_threads(2);
+    let _ = crate::kernels::threads::set_threads(2);
     let mut par = vec![0f32; a.len()];
     dfl(&x, bins, anchors, &mut par);
     assert!(par.iter().zip(&a).all(|(p, q)| p.to_bits() == q.to_bits()), "parallel items differ");

@@ -65,7 +65,7 @@ fn packed_handover_equals_repacking() {
 fn split_targets_equal_slicing_one_output() {
     let _team = crate::tests::team();
     use crate::kernels::conv::{Input, Output, Target};
-    crate::kernels::threads::set_threads(2);
+    let _ = crate::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(31, "split", 0);
     let (h, w) = (21, 18);
     let sa = ConvShape {
@@ -120,7 +120,7 @@ fn split_targets_equal_slicing_one_output() {
 fn residual_epilogue_equals_adding_afterwards() {
     let _team = crate::tests::team();
     use crate::kernels::conv::{Input, Output, Target};
-    crate::kernels::threads::set_threads(2);
+    let _ = crate::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(41, "residual", 0);
     let (h, w) = (13, 22);
     let sa = ConvShape {
@@ -172,7 +172,7 @@ fn residual_epilogue_equals_adding_afterwards() {
 fn run_to_tensors_writes_every_byte() {
     let _team = crate::tests::team();
     use crate::kernels::conv::{Input, OutKind, OutSpec, Output, Target};
-    crate::kernels::threads::set_threads(2);
+    let _ = crate::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(43, "uninit", 0);
     let (h, w) = (17, 23);
     let sa =

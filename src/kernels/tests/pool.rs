@@ -9,7 +9,7 @@ fn parallel_pool_and_upsampling_equal_one_call() {
     let _team = crate::tests::team();
     use crate::kernels::maxpool::{max_pool_u8, max_pool_u8_parallel};
     use crate::kernels::upsample::{upsample_nearest_u8, upsample_nearest_u8_parallel};
-    crate::kernels::threads::set_threads(2);
+    let _ = crate::kernels::threads::set_threads(2);
     let mut rng = Rng::for_item(59, "parallel-pool", 0);
     for (c, h, w) in [(1, 5, 4), (37, 9, 11), (128, 20, 20)] {
         let x: Vec<u8> = (0..c * h * w).map(|_| (rng.uniform() * 256.0) as u8).collect();

@@ -60,12 +60,12 @@ impl Calibration<'_> {
         // The products run in the pass's workers (the sink runs while the rayon pool decodes
         // ahead, so it must not wait on the pool); the sink only sums them.
         let work = |p: &crate::detector::Prepared| {
-            let (h, w) = p.letterbox.out;
-            let mut next = runner.run(&p.chw, p.letterbox.out)?.into_iter();
+            let (h, w) = p.letterbox().out;
+            let mut next = runner.run(p.chw(), p.letterbox().out)?.into_iter();
             let mut inputs: BTreeMap<&str, (Vec<f32>, [usize; 3])> = BTreeMap::new();
             for t in &tensors {
                 let (data, shape) = if input_names.contains(t.as_str()) {
-                    (p.chw.clone(), [3, h, w])
+                    (p.chw().to_vec(), [3, h, w])
                 } else {
                     let a = next.next().ok_or_else(|| Error::Inference("missing output".into()))?;
                     match a.shape[..] {

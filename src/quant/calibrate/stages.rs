@@ -124,7 +124,8 @@ impl<'a> Calibration<'a> {
         let mut skipped = Vec::new();
         for pass in 0..passes {
             (setup.on_event)(Event::Stage(if pass == 0 { "statistics" } else { "histograms" }, good.len()));
-            let work = |p: &crate::detector::Prepared| runner.run(&p.chw, p.letterbox.out).map(|o| (p.chw.clone(), o));
+            let work =
+                |p: &crate::detector::Prepared| runner.run(p.chw(), p.letterbox().out).map(|o| (p.chw().to_vec(), o));
             let failed = setup.pass(&good, work, |_, (chw, outputs): (Vec<f32>, Vec<Activation>)| {
                 let mut next = outputs.iter();
                 for (k, (t, obs)) in tensors.iter().zip(observers.iter_mut()).enumerate() {
@@ -248,7 +249,7 @@ impl<'a> Calibration<'a> {
         (setup.on_event)(Event::Stage("float reference", images.len()));
         setup.pass(
             images,
-            |p| reference_runner.run(&p.chw, p.letterbox.out),
+            |p| reference_runner.run(p.chw(), p.letterbox().out),
             |i, mut o| {
                 references.push((images[i].clone(), o.remove(0)));
                 Ok(())
@@ -265,7 +266,7 @@ impl<'a> Calibration<'a> {
                 for (path, reference) in &references {
                     let img = read_rgb(path)?;
                     let p = setup.det.prepare_decoded(&img);
-                    let out = runner.run(&p.chw, p.letterbox.out)?.remove(0);
+                    let out = runner.run(p.chw(), p.letterbox().out)?.remove(0);
                     meter.add(&out.data, &reference.data, out.shape.last().copied().unwrap_or(1));
                 }
                 (setup.on_event)(Event::Step(None));
@@ -294,7 +295,7 @@ impl<'a> Calibration<'a> {
         (self.setup.on_event)(Event::Stage("bias correction", images.len()));
         self.setup.pass(
             images,
-            |p| runner.run(&p.chw, p.letterbox.out),
+            |p| runner.run(p.chw(), p.letterbox().out),
             |_, outs| {
                 for (k, meter) in meters.iter_mut().enumerate() {
                     let (q, f) = (&outs[2 * k], &outs[2 * k + 1]);
@@ -333,7 +334,7 @@ impl<'a> Calibration<'a> {
         (self.setup.on_event)(Event::Stage("graphwise analysis", images.len()));
         self.setup.pass(
             images,
-            |p| Ok((fr.run(&p.chw, p.letterbox.out)?, qr.run(&p.chw, p.letterbox.out)?)),
+            |p| Ok((fr.run(p.chw(), p.letterbox().out)?, qr.run(p.chw(), p.letterbox().out)?)),
             |_, (f, q): (Vec<Activation>, Vec<Activation>)| {
                 out_meter.add(&q[0].data, &f[0].data, f[0].shape.last().copied().unwrap_or(1));
                 for (k, m) in meters.iter_mut().enumerate() {
@@ -361,13 +362,13 @@ impl<'a> Calibration<'a> {
         // The analysis images were all read once already; one failing now is left out.
         self.setup.pass(
             images,
-            |p| Ok((p.letterbox, det.infer(p)?, quantized.run(&p.chw, p.letterbox.out)?)),
+            |p| Ok((*p.letterbox(), det.infer(p)?, quantized.run(p.chw(), p.letterbox().out)?)),
             |i, (lb, float, quant)| {
                 let dets = ImageDetections::decode((&float, &lb), (&quant, &lb), &t);
                 agreement.add(&images[i], compare(&dets, &t));
                 Ok(())
             },
         )?;
-        Ok(agreement.finish(&det.names, t))
+        Ok(agreement.finish(det.names(), t))
     }
 }
