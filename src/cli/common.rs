@@ -50,12 +50,17 @@ pub(super) fn setup_threads(threads: Option<usize>, inflight: Option<usize>, ima
 /// flags. A file kept because it exists is the one case so far.
 pub(super) fn with_flag_hint(text: impl std::fmt::Display) -> String {
     const HINT: &str = " (pass --overwrite to replace it)";
-    let text = text.to_string();
+    let mut text = text.to_string();
     if text.ends_with("already exists") {
-        text + HINT
-    } else {
-        text
+        return text + HINT;
     }
+    // The decoder's pixel limit (DecodeError::TooLarge) is the command's --max-pixels.
+    if let Some(at) = text.find(crate::image_io::PIXEL_LIMIT) {
+        let number = at + crate::image_io::PIXEL_LIMIT.len();
+        let end = text[number..].find(|c: char| !c.is_ascii_digit()).map_or(text.len(), |n| number + n);
+        text.insert_str(end, " (--max-pixels)");
+    }
+    text
 }
 
 /// A progress bar on stderr counting `unit`, shown only when stderr is a terminal (logs and

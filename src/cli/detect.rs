@@ -110,7 +110,7 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     let collected =
         crate::sources::collect_excluding(&sources, std::slice::from_ref(&dir)).context("collecting images")?;
     for (path, reason) in &collected.skipped {
-        eprintln!("qdet: skipped {}: {reason}", path.display());
+        eprintln!("qdet: skipped {}", super::common::with_flag_hint(format!("{}: {reason}", path.display())));
     }
     let images = collected.images;
     videos.extend(collected.videos);
@@ -153,7 +153,12 @@ pub(super) fn detect(a: DetectArgs) -> anyhow::Result<ExitCode> {
     let mut summary = crate::run::run(&det, &images, &outputs, inflight, &|event| {
         let k = done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
         match event {
-            ImageDone::Failed(f) => bar.suspend(|| eprintln!("qdet: skipped {}: {}", f.path.display(), f.reason)),
+            ImageDone::Failed(f) => bar.suspend(|| {
+                eprintln!(
+                    "qdet: skipped {}",
+                    super::common::with_flag_hint(format!("{}: {}", f.path.display(), f.reason))
+                )
+            }),
             ImageDone::Detected { src, dets, size } if verbose => {
                 bar.suspend(|| eprintln!("{}", image_line(k, images.len(), &src.path, size, dets, &det)))
             }

@@ -80,7 +80,7 @@ pub enum DecodeError {
     #[error("not a supported image format (jpeg, png, bmp, tiff, webp)")]
     UnknownFormat,
     /// Refused from the header, before decoding: more pixels, or more decoded bytes, than
-    /// the process's pixel limit allows (`--max-pixels`, 100 million by default).
+    /// the process's pixel limit allows ([`set_max_pixels`], 100 million by default).
     #[error("{0}")]
     TooLarge(String),
     /// The decoder's reason: corrupt or truncated data, an unsupported variant.
@@ -92,11 +92,15 @@ pub(crate) fn corrupt(e: impl std::fmt::Display) -> DecodeError {
     DecodeError::Corrupt(e.to_string())
 }
 
+/// How [`DecodeError::TooLarge`] names the limit, followed by its number (the command adds
+/// its flag after it).
+pub(crate) const PIXEL_LIMIT: &str = "more than the limit of ";
+
 /// Refuses a `w` x `h` image above [`max_pixels`].
 pub fn check_pixels(w: u64, h: u64) -> std::result::Result<(), DecodeError> {
     let max = max_pixels();
     if w.saturating_mul(h) > max {
-        return Err(DecodeError::TooLarge(format!("{w} x {h} pixels, more than the limit of {max} (--max-pixels)")));
+        return Err(DecodeError::TooLarge(format!("{w} x {h} pixels, {PIXEL_LIMIT}{max}")));
     }
     Ok(())
 }

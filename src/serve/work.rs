@@ -70,7 +70,10 @@ fn run(ask: Ask, gone: Gone) -> Result<Outcome, ApiError> {
         ms[i] = (now - last).as_secs_f64() * 1e3;
         last = now;
     };
-    let image = crate::image_io::decode_rgb(&bytes).map_err(|e| ApiError::BadImage(e.to_string()))?;
+    let image = crate::image_io::decode_rgb(&bytes).map_err(|e| match e {
+        crate::image_io::DecodeError::TooLarge(_) => ApiError::BadImage(format!("{e} (--max-pixels)")),
+        _ => ApiError::BadImage(e.to_string()),
+    })?;
     drop((bytes, permit));
     lap(1);
     if gone() {

@@ -133,7 +133,7 @@ fn report(source: &Path, result: anyhow::Result<Summary>) -> bool {
             false
         }
         Err(e) => {
-            eprintln!("qdet: skipped {}: {e:#}", source.display());
+            eprintln!("qdet: skipped {}", crate::cli::common::with_flag_hint(format!("{}: {e:#}", source.display())));
             true
         }
     }

@@ -21,6 +21,10 @@ use crate::kernels::{pack, tile, Isa, WeightRange, GROUP_BYTES, OC_BLOCK, PX, WG
 fn available() -> Vec<Isa> {
     let isas: Vec<Isa> = Isa::all().into_iter().filter(|i| i.available()).collect();
     eprintln!("kernels on this CPU: {isas:?}");
+    // Every x86_64 CPU qdet meets has SSSE3 and every aarch64 one NEON: a run that finds no
+    // SIMD kernel would hold the portable twins to themselves and pass having tested nothing.
+    #[cfg(all(any(target_arch = "x86_64", target_arch = "aarch64"), not(miri)))]
+    assert!(isas.iter().any(|i| *i != i.twin()), "no SIMD integer kernel on this CPU: {isas:?}");
     isas
 }
 
