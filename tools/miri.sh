@@ -29,4 +29,4 @@ tests=(
     kernels::tests::concat_image::
     kernels::threads::tests::a_panic_reaches_the_caller_after_the_other_indices
 )
-cargo +nightly miri test --locked --lib --no-default-features -- "${tests[@]}"
+cargo +nightly miri test --locked -p qdet --lib --no-default-features -- "${tests[@]}"
