@@ -29,7 +29,7 @@ for cpu in Nehalem Haswell; do
     skip=() parity=arch_parity:: kernels=
     # Haswell's model-level parity runs the AVX2 kernels only: its SSE kernels, with the same
     # fused float loops, are the native run's (each kernel is 1-2 minutes of emulation here).
-    [ $cpu = Nehalem ] || { skip=(--skip fp32_convolutions_equal_a_direct_convolution); parity=arch_parity::int8_; kernels=Avx2Maddubs,Avx2Madd16; }
+    [ $cpu = Nehalem ] || { skip=(--skip fp32_convolutions_equal_a_direct_convolution); parity=arch_parity::int8_; kernels=maddubs,madd16; }
     QEMU_CPU=$cpu timeout $limit cargo test --release --locked --lib kernels:: -- "${skip[@]}"
     QDET_PARITY_KERNELS=$kernels QEMU_CPU=$cpu timeout $limit cargo test --release --locked --test it $parity
 done
