@@ -47,14 +47,14 @@ pub(super) fn setup_threads(threads: Option<usize>, inflight: Option<usize>, ima
 
 /// `text` (an error or a problem the library reports) with the flag that changes it, where
 /// there is one: the library says what is wrong in its own terms, the command knows its
-/// flags. A file kept because it exists is the one case so far.
+/// flags: a file kept because it exists (`--overwrite`) and the decoder's pixel limit
+/// (`--max-pixels`, after the limit's number).
 pub(super) fn with_flag_hint(text: impl std::fmt::Display) -> String {
     const HINT: &str = " (pass --overwrite to replace it)";
     let mut text = text.to_string();
     if text.ends_with("already exists") {
         return text + HINT;
     }
-    // The decoder's pixel limit (DecodeError::TooLarge) is the command's --max-pixels.
     if let Some(at) = text.find(crate::image_io::PIXEL_LIMIT) {
         let number = at + crate::image_io::PIXEL_LIMIT.len();
         let end = text[number..].find(|c: char| !c.is_ascii_digit()).map_or(text.len(), |n| number + n);
