@@ -15,6 +15,7 @@ use super::quantize::Quantizer;
 pub use super::segments::Part;
 use super::segments::{self, Segment};
 pub use super::shape::ConvShape;
+use super::winograd8::{self, Winograd8};
 use super::{tile, Isa, WeightRange, OC_BLOCK};
 
 thread_local! {
@@ -69,6 +70,8 @@ pub struct QConv {
     depthwise: Option<DepthwiseWeights>,
     /// Input channel parts on their own grids ([`super::segments`]); empty: one grid.
     segments: Vec<Segment>,
+    /// Set for a 3x3 stride-1 convolution run as F(2x2, 3x3) ([`super::winograd8`]).
+    winograd: Option<Winograd8>,
 }
 
 impl QConv {
@@ -77,9 +80,23 @@ impl QConv {
     /// # Panics
     /// If `isa` is not exact for these weights (see [`Isa::exact_for`]) or `w` has the wrong size.
     pub fn new(shape: ConvShape, w: &[i8], isa: Isa) -> QConv {
+        let products = winograd8::products_for(isa)
+            .filter(|_| shape.in_c >= winograd8::MIN_CHANNELS && super::dispatch::get().winograd);
+        QConv::with_winograd(shape, w, isa, products)
+    }
+
+    /// [`QConv::new`] with the products of Winograd's F(2x2, 3x3) on `products` (a pairs
+    /// kernel) where the shape and weights allow it, or no Winograd for `None`.
+    pub(crate) fn with_winograd(shape: ConvShape, w: &[i8], isa: Isa, products: Option<Isa>) -> QConv {
         let weights = PackedWeights::new(isa, w, &shape);
         assert!(isa.exact_for(weights.range), "{isa:?} is not exact for weights of {}", weights.range);
-        QConv::with_weights(shape, weights, None)
+        let winograd = products.filter(|_| winograd8::fits(&shape)).and_then(|p| Winograd8::new(&shape, w, p));
+        QConv { winograd, ..QConv::with_weights(shape, weights, None) }
+    }
+
+    /// The kernel of the Winograd products, when the convolution runs as F(2x2, 3x3).
+    pub fn winograd(&self) -> Option<Isa> {
+        self.winograd.as_ref().map(Winograd8::products)
     }
 
     /// A depthwise convolution (`group == in_c == out_c`), `w` is `[c][1][kh][kw]` int8. It
@@ -110,7 +127,7 @@ impl QConv {
             }
         }
         let groups = pack::padded_channels(isa, shape.in_c) / isa.k_group();
-        QConv { shape, weights, taps, groups, depthwise, segments: Vec::new() }
+        QConv { shape, weights, taps, groups, depthwise, segments: Vec::new(), winograd: None }
     }
 
     /// A 1x1 conv whose input channels come in `parts`, each on its own grid; the sums are
@@ -118,7 +135,7 @@ impl QConv {
     /// panics as [`QConv::new`].
     pub fn with_parts(shape: ConvShape, w: &[i8], isa: Isa, parts: &[Part], input_scale: f32) -> Result<QConv, String> {
         let segments = segments::segments(&shape, w, isa, parts, input_scale)?;
-        Ok(QConv { segments, ..QConv::new(shape, w, isa) })
+        Ok(QConv { segments, ..QConv::with_winograd(shape, w, isa, None) })
     }
 
     /// The real value of one unit of its sums, over its input scale: 1, or `2^-k` for a
@@ -160,6 +177,9 @@ impl QConv {
         acc: &mut Vec<[i32; OC_BLOCK]>,
         mut emit: impl FnMut(usize, usize, &[[i32; OC_BLOCK]]),
     ) {
+        if let Some(wg) = &self.winograd {
+            return wg.rows(&self.shape, self.isa(), img, zp, &self.weights.sums, rows, emit);
+        }
         let s = &self.shape;
         let isa = self.isa();
         let px = pack::padded_channels(isa, s.in_c) * isa.value_bytes();
@@ -314,12 +334,15 @@ impl QConv {
         self.rows(img, zp, r, &mut Vec::new(), |oy, b, sums| emit(oy, b, sums, &affines[b]));
     }
 
-    /// Output bands: `4 x threads` of the output rows with a team, else one.
+    /// Output bands: `4 x threads` of the output rows with a team, else one; for Winograd,
+    /// of whole blocks of two rows.
     fn bands(&self) -> Vec<Range<usize>> {
         let oh = self.shape.out_h();
+        let unit = if self.winograd.is_some() { 2 } else { 1 };
+        let units = oh.div_ceil(unit);
         let threads = super::threads::threads();
-        let n = if threads > 1 { (4 * threads).min(oh) } else { 1 }.max(1);
-        (0..n).map(|i| i * oh / n..(i + 1) * oh / n).collect()
+        let n = if threads > 1 { (4 * threads).min(units) } else { 1 }.max(1);
+        (0..n).map(|i| (i * units / n * unit).min(oh)..((i + 1) * units / n * unit).min(oh)).collect()
     }
 
     /// Splits every target into its part for each band of output rows (disjoint slices), then

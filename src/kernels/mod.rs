@@ -74,6 +74,7 @@ pub mod softmax;
 pub mod threads;
 pub mod upsample;
 pub mod vresize;
+pub mod winograd8;
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;

@@ -4,8 +4,9 @@
 
 use crate::kernels::{GROUP_BYTES, OC_BLOCK, WGROUP_BYTES};
 
-/// Pairs layout: a pixel's group is two u16 channels, a weight group `OC_BLOCK` x two i16,
-/// little-endian.
+/// Pairs layout: a pixel's group is two i16 channels, a weight group `OC_BLOCK` x two i16,
+/// little-endian. Signed as `pmaddwd` reads them: images hold 0..=255 either way, the
+/// transformed blocks of [`crate::kernels::winograd8`] negative values too.
 pub fn tile_pairs(
     x: &[u8],
     step: usize,
@@ -16,14 +17,13 @@ pub fn tile_pairs(
     acc: &mut [[i32; OC_BLOCK]],
 ) {
     acc.fill(*init);
-    let u16_at = |s: &[u8], i: usize| i32::from(u16::from_le_bytes([s[i], s[i + 1]]));
     let i16_at = |s: &[u8], i: usize| i32::from(i16::from_le_bytes([s[i], s[i + 1]]));
     for (t, &tap) in taps.iter().enumerate() {
         for g in 0..groups {
             let wg = &w[(t * groups + g) * WGROUP_BYTES..][..WGROUP_BYTES];
             for (j, a) in acc.iter_mut().enumerate() {
                 let xg = &x[j * step + tap + g * GROUP_BYTES..][..GROUP_BYTES];
-                let (x0, x1) = (u16_at(xg, 0), u16_at(xg, 2));
+                let (x0, x1) = (i16_at(xg, 0), i16_at(xg, 2));
                 for (o, v) in a.iter_mut().enumerate() {
                     *v += x0 * i16_at(wg, 4 * o) + x1 * i16_at(wg, 4 * o + 2);
                 }

@@ -13,6 +13,7 @@ mod float_loops;
 mod outputs;
 mod pool;
 mod segments;
+mod winograd8;
 
 use crate::dataset::rng::Rng;
 use crate::kernels::conv::{ConvShape, Epilogue, QConv};

@@ -6,6 +6,7 @@ pub mod epilogue;
 pub mod epilogue_sse;
 pub mod ftile;
 mod sse;
+pub mod winograd8;
 
 use std::arch::x86_64::*;
 
