@@ -16,7 +16,7 @@ pub use super::segments::Part;
 use super::segments::{self, Segment};
 pub use super::shape::ConvShape;
 use super::winograd8::{self, Winograd8};
-use super::{tile, Isa, WeightRange, OC_BLOCK};
+use super::{tiles, Isa, WeightRange, OC_BLOCK};
 
 thread_local! {
     /// The padded image of the last convolution on this thread, kept for its allocation:
@@ -185,7 +185,6 @@ impl QConv {
         let px = pack::padded_channels(isa, s.in_c) * isa.value_bytes();
         let row_bytes = (s.in_w + s.pad[1] + s.pad[3]) * px;
         let step = s.stride.1 * px;
-        let tp = isa.tile_pixels();
         acc.resize(s.out_w(), [0; OC_BLOCK]);
         // Starting from -zp * sum(w) subtracts the zero point for free; a kernel that shifts
         // the activations shifts the zero point with them.
@@ -211,10 +210,7 @@ impl QConv {
                     emit(oy, b, acc);
                     continue;
                 }
-                let w = self.weights.block(b);
-                for (i, chunk) in acc.chunks_mut(tp).enumerate() {
-                    tile(isa, img, base + i * tp * step, step, &self.taps, self.groups, w, start, chunk);
-                }
+                tiles(isa, img, base, step, &self.taps, self.groups, self.weights.block(b), start, acc);
                 emit(oy, b, acc);
             }
         }

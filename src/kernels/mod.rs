@@ -394,6 +394,56 @@ pub fn tile(
     }
 }
 
+/// [`tile`] over any number of pixels `j < acc.len()`, in tiles of [`Isa::tile_pixels`], with
+/// the operands checked once for the whole run (a tile's own checks were a few % of an
+/// inference over the many short runs of Winograd's products).
+///
+/// # Panics
+/// As [`tile`], for the whole run.
+#[allow(clippy::too_many_arguments)]
+pub fn tiles(
+    isa: Isa,
+    x: &[u8],
+    base: usize,
+    step: usize,
+    taps: &[usize],
+    groups: usize,
+    w: &[u8],
+    init: &[i32; OC_BLOCK],
+    acc: &mut [[i32; OC_BLOCK]],
+) {
+    if acc.is_empty() {
+        return;
+    }
+    let tp = isa.tile_pixels();
+    let simd = isa != isa.twin();
+    if !simd || cfg!(not(any(target_arch = "x86_64", target_arch = "aarch64"))) {
+        for (i, chunk) in acc.chunks_mut(tp).enumerate() {
+            tile(isa, x, base + i * tp * step, step, taps, groups, w, init, chunk);
+        }
+        return;
+    }
+    assert!(fits(w.len(), block_len(taps, groups, WGROUP_BYTES)), "weight block too short");
+    assert!(fits(x.len(), tile_end(base, acc.len(), step, taps, groups, GROUP_BYTES)), "tiles read past the image");
+    assert!(isa.available(), "{isa:?} is not available on this CPU");
+    let x = &x[base..];
+    for (i, chunk) in acc.chunks_mut(tp).enumerate() {
+        let x = &x[i * tp * step..];
+        // SAFETY: the ISA is available, and every tile's reads are within the run's, whose
+        // end was checked above on sums that cannot wrap (the chunk's first pixel is the
+        // run's pixel `i * tp`, and it has at most the run's remaining pixels).
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            x86_64::tile(isa, x, step, taps, groups, w, init, chunk)
+        };
+        // SAFETY: as above.
+        #[cfg(target_arch = "aarch64")]
+        unsafe {
+            aarch64::tile(isa, x, step, taps, groups, w, init, chunk)
+        };
+    }
+}
+
 /// `base + (pixels - 1) * step + max(taps) + groups * unit`: one past the last element a tile
 /// of `pixels >= 1` pixels reads, `groups` groups of `unit` elements at each tap of each
 /// pixel. `None` when it does not fit in a usize: a release build wraps on overflow, and a

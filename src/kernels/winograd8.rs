@@ -17,7 +17,7 @@
 //! The VNNI kernels sum four products in one instruction and keep the direct convolution.
 
 use super::shape::ConvShape;
-use super::{tile, Isa, OC_BLOCK, WGROUP_BYTES};
+use super::{tiles as run_tiles, Isa, OC_BLOCK, WGROUP_BYTES};
 
 /// Outputs per block side.
 const M: usize = 2;
@@ -132,17 +132,24 @@ impl Winograd8 {
         let starts: Vec<[i32; OC_BLOCK]> =
             sums.chunks_exact(OC_BLOCK).map(|c| std::array::from_fn(|o| -i32::from(zp) * c[o])).collect();
         let mut sc = Scratch::take(tiles, self.cp, ow);
-        let tp = self.products.tile_pixels();
         let (cp, groups) = (self.cp, self.cp / 2);
         for ty in rows.start / M..rows.end.min(oh).div_ceil(M) {
             transform_input(&src, ty, tiles, cp, true, &mut sc.v);
             for (b, start) in starts.iter().enumerate() {
                 for xi in 0..XI {
                     let w = self.weights(b, xi);
-                    for (k, chunk) in sc.m[xi * tiles..(xi + 1) * tiles].chunks_mut(tp).enumerate() {
-                        let base = (xi * tiles + k * tp) * cp * 2;
-                        tile(self.products, as_bytes(&sc.v), base, cp * 2, &[0], groups, w, &[0; OC_BLOCK], chunk);
-                    }
+                    let m = &mut sc.m[xi * tiles..(xi + 1) * tiles];
+                    run_tiles(
+                        self.products,
+                        as_bytes(&sc.v),
+                        xi * tiles * cp * 2,
+                        cp * 2,
+                        &[0],
+                        groups,
+                        w,
+                        &[0; OC_BLOCK],
+                        m,
+                    );
                 }
                 transform_output(&sc.m, start, tiles, ow, &mut sc.out);
                 for (i, row) in sc.out.chunks_exact(ow).enumerate() {
