@@ -28,7 +28,8 @@ pub struct Dispatch {
     /// The integer kernel asked for, where it is available and exact ([`Isa::best`]).
     pub int8: Option<Isa>,
     pub fp32: Fp32,
-    /// Whether 3x3 stride-1 float convolutions may run as Winograd's F(4x4, 3x3).
+    /// Whether 3x3 stride-1 convolutions may run as Winograd's: float F(4x4, 3x3), integer
+    /// F(2x2, 3x3) ([`super::winograd8`]).
     pub winograd: bool,
 }
 

@@ -31,6 +31,9 @@
 //! | aarch64 NEON | [`Isa::NeonMull`] | `neon` |
 //! | none of these | [`Isa::ScalarQuads`] (QDQ models then run as tract's float simulation) | `scalar` |
 //!
+//! On the AVX2 and SSSE3 rows the 3x3 stride-1 convolutions run as the exact integer
+//! Winograd F(2x2, 3x3) of [`winograd8`], its products on that row's `pmaddwd` kernel.
+//!
 //! Every SIMD kernel has a scalar twin in [`generic::tile`] on the same layout, and the
 //! tests require identical integers. Exactness per path:
 //! * [`Isa::Avx2Madd16`]: activations and weights as i16, `vpmaddwd` sums pairs into i32:

@@ -63,8 +63,9 @@ pub struct RuntimeOptions {
     pub int8_kernel: Option<Kernel>,
     /// How float convolutions run.
     pub fp32: FloatConvs,
-    /// Whether 3x3 stride-1 float convolutions with 16 input channels or more may run as
-    /// Winograd's F(4x4, 3x3) (default `true`; `false` runs them directly, for comparison).
+    /// Whether 3x3 stride-1 convolutions with 16 input channels or more may run as
+    /// Winograd's: F(4x4, 3x3) for float ones, the exact integer F(2x2, 3x3) for int8 ones on
+    /// CPUs without VNNI (default `true`; `false` runs them directly, for comparison).
     pub winograd: bool,
     /// Threads one inference runs on, qdet's kernels and tract's ops alike. `None` (the
     /// default) leaves the count as it is: 1 unless set before. Once set, the count stays

@@ -8,7 +8,7 @@ use super::*;
 use crate::kernels::epilogue::{row, Affine, Dest};
 use crate::kernels::fconv::{ftile, gather_pixels, FIsa};
 use crate::kernels::quantize::Quantizer;
-use crate::kernels::{block_len, span, tile_end};
+use crate::kernels::{block_len, span, tile_end, tiles};
 
 /// A step that makes pixel 2 of a tile `2 * HALF = 2^64` bytes on: 0 once wrapped.
 const HALF: usize = 1 << (usize::BITS - 1);
@@ -42,6 +42,14 @@ fn tiles_refuse_offsets_that_wrap() {
         let groups = (1 << (usize::BITS - 2)) + 1;
         panics("tile with wrapping groups", || tile(isa, &x, 0, 4, &[0; 9], groups, &w, &init, &mut acc));
     }
+    for isa in available() {
+        // Runs of tiles, checked once for the whole run: its last pixel past the image, a
+        // step that wraps, and (below) the run just inside.
+        let mut acc = vec![[0; OC_BLOCK]; 17];
+        panics("tiles past the image", || tiles(isa, &x, 0, 256, &[0], 1, &w, &init, &mut acc));
+        panics("tiles with a wrapping step", || tiles(isa, &x, 0, HALF, &[0], 1, &w, &init, &mut acc));
+        tiles(isa, &x, 0, 240, &[0], 1, &w, &init, &mut acc);
+    }
     let (xf, wf) = (vec![0f32; 4096], vec![0f32; 9 * 16 * OC_BLOCK]);
     for isa in FIsa::all().into_iter().filter(|i| i.available()) {
         let mut acc = vec![[0f32; OC_BLOCK]; 3];
@@ -65,4 +73,28 @@ fn epilogues_and_gathers_refuse_strides_that_wrap() {
     let rows: [&[f32]; 8] = [&r; 8];
     let mut floats = vec![0f32; 64];
     panics("a gather with a wrapping stride", || gather_pixels(&rows, &mut floats, HALF));
+}
+
+/// The SIMD image transform of int8 Winograd checks its farthest read and write.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn winograd_image_transform_refuses_blocks_past_its_operands() {
+    use crate::kernels::x86_64::winograd8::{input_row, Row};
+    // A 6x6 image of 16 u8 channels: 2 blocks a block row, 2 block rows.
+    let img = vec![0u8; 6 * 6 * 16];
+    let row = Row { vb: 1, px: 16, wp: 6, y0: 2, tiles: 2, channels: 16, cp: 16, plane: 32 };
+    let mut v = vec![0i16; 16 * 32];
+    assert!(input_row(&img, &row, &mut v));
+    panics("a block row past the image", || {
+        input_row(&img, &Row { y0: 3, ..row }, &mut v);
+    });
+    panics("a block past the row", || {
+        input_row(&img, &Row { tiles: 3, ..row }, &mut v);
+    });
+    panics("a plane whose end wraps", || {
+        input_row(&img, &Row { plane: usize::MAX / 8, ..row }, &mut v);
+    });
+    panics("values past the output", || {
+        input_row(&img, &row, &mut v[..16 * 32 - 1]);
+    });
 }
