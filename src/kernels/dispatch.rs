@@ -29,7 +29,7 @@ pub struct Dispatch {
     pub int8: Option<Isa>,
     pub fp32: Fp32,
     /// Whether 3x3 stride-1 convolutions may run as Winograd's: float F(4x4, 3x3), integer
-    /// F(2x2, 3x3) ([`super::winograd8`]).
+    /// F(2x4, 3x3) ([`super::winograd8`]).
     pub winograd: bool,
 }
 

@@ -32,7 +32,7 @@
 //! | none of these | [`Isa::ScalarQuads`] (QDQ models then run as tract's float simulation) | `scalar` |
 //!
 //! On the AVX2 and SSSE3 rows the 3x3 stride-1 convolutions run as the exact integer
-//! Winograd F(2x2, 3x3) of [`winograd8`], its products on that row's `pmaddwd` kernel.
+//! Winograd F(2x4, 3x3) of [`winograd8`], its products on that row's `pmaddwd` kernel.
 //!
 //! Every SIMD kernel has a scalar twin in [`generic::tile`] on the same layout, and the
 //! tests require identical integers. Exactness per path:
@@ -74,6 +74,7 @@ pub mod segments;
 pub mod shape;
 pub mod silu;
 pub mod softmax;
+pub mod tensors;
 pub mod threads;
 pub mod upsample;
 pub mod vresize;

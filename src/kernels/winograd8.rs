@@ -1,37 +1,49 @@
-//! Winograd's F(2x2, 3x3) in integers, exact: the 3x3 stride-1 int8 convolutions of the CPUs
-//! without VNNI (AVX2, SSSE3), as ncnn runs them there. Each 2x2 block of outputs comes from
-//! a 4x4 block of the padded uint8 image with 16 multiplies per channel pair instead of 36.
+//! Winograd in integers, exact: the 3x3 stride-1 int8 convolutions of the CPUs without VNNI
+//! (AVX2, SSSE3). Each block of 2 x 4 outputs (rows x columns) comes from a 4 x 6 block of
+//! the padded uint8 image with 24 multiplies per channel pair instead of 72: F(2, 3) down
+//! the columns and F(4, 3) along the rows (Lavin & Gray 2015), 3x fewer products.
 //!
-//! With `G' = 2G` every transform is in integers: the weights' `G' g G'^T` is `4 U` (within
-//! 9 x 128 = 1152: an i16), the image's `B^T d B` sums four bytes with signs (within 1020: an
-//! i16), the 16 products per block are a 1x1 convolution over the blocks on the `pmaddwd`
-//! kernels ([`Isa::Avx2Madd16`], [`Isa::SseMadd16`], exact i32 sums of i16 pairs), and
-//! `A^T m A` gives four times the outputs. That last step runs in wrapping i32: every step is
-//! linear over the integers, so the result is right modulo 2^32, and the true value fits
-//! (checked per convolution when it is built), so it is exact; the division by 4 is a shift.
+//! With `G'` the `G` of each side scaled to integers (x2 for F(2, 3), x24 for F(4, 3)),
+//! every transform is in integers: the weights' `G'_y g G'_x^T` is `48 U`, within
+//! 3 x 24 x 128 = 9216, and the image's `B_y^T d B_x` within 2 x 10 x 255 = 5100 (i16
+//! both); the 24 products per block are a 1x1 convolution over the blocks on the `pmaddwd`
+//! kernels ([`Isa::Avx2Madd16`], [`Isa::SseMadd16`]), and `A_y^T m A_x` gives 48 times the
+//! outputs. The sums and that transform run in wrapping i32: every step is linear over the
+//! integers, so the result is right modulo 2^32, and the true value fits in i32 (checked per
+//! convolution when it is built), so it is exact; the division by 48 is a shift by 4 and a
+//! multiply by the inverse of 3 modulo 2^32, exact on a multiple of 3. (F(4, 3) both ways
+//! would need `576 U`, past i16.)
 //!
 //! Why it pays: per 32 products the `vpmaddubsw` kernel issues three vector instructions, two
 //! of them on the two multiply ports, and the `pmaddwd` kernel four (two multiplies, two
-//! adds) per 32; the 2.25x fewer products outweigh that, and the transforms are a few adds a
-//! value, shared by all output (input transform) or input (output transform) channels.
-//! The VNNI kernels sum four products in one instruction and keep the direct convolution.
+//! adds); the 3x fewer products outweigh that, and the transforms are a few adds a value,
+//! shared by all output (image transform) or input (output transform) channels. The VNNI
+//! kernels sum four products in one instruction and keep the direct convolution.
 
 use super::shape::ConvShape;
 use super::{tiles as run_tiles, Isa, OC_BLOCK, WGROUP_BYTES};
 
-/// Outputs per block side.
-const M: usize = 2;
-/// Image values per block side.
-const ALPHA: usize = 4;
-const XI: usize = ALPHA * ALPHA;
+/// Output rows and columns per block.
+const MY: usize = 2;
+const MX: usize = 4;
+/// Image rows and columns per block.
+const AY: usize = MY + 2;
+const AX: usize = MX + 2;
+/// Transform points per block, `[p * AX + q]`.
+const XI: usize = AY * AX;
 /// Fewer input channels leave the transforms and the short products more work than they
 /// save (measured on the COCO yolov8n's 16-channel bottlenecks).
 pub const MIN_CHANNELS: usize = 16;
-/// The largest `|B^T d B|` of uint8 values: four values with signs.
-const MAX_V: i64 = 4 * 255;
+/// What the output transform gives: 48 times the outputs (`2 x 24`).
+const SCALE: i64 = 48;
+/// The inverse of 3 modulo 2^32: `(3 y) * INV3 = y` in wrapping arithmetic.
+const INV3: i32 = 0xAAAA_AAABu32 as i32;
 
-/// `G'` (twice Lavin's `G` for the points 0, 1, -1, infinity).
-const G2: [[i32; 3]; ALPHA] = [[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]];
+/// `G'_y`: twice Lavin's `G` of F(2, 3) (the points 0, 1, -1, infinity).
+const GY: [[i32; 3]; AY] = [[2, 0, 0], [1, 1, 1], [1, -1, 1], [0, 0, 2]];
+/// `G'_x`: 24 times Lavin's `G` of F(4, 3) (the points 0, 1, -1, 2, -2, infinity), as in
+/// [`super::fconv::winograd`].
+const GX: [[i32; 3]; AX] = [[6, 0, 0], [-4, -4, -4], [-4, 4, -4], [1, 2, 4], [1, -2, 4], [0, 0, 24]];
 
 /// The kernel that runs the products for a convolution on `isa` (its image layout stays
 /// `isa`'s), or `None` where the direct convolution is the faster.
@@ -43,7 +55,7 @@ pub fn products_for(isa: Isa) -> Option<Isa> {
     }
 }
 
-/// Whether a convolution of this shape can run as F(2x2, 3x3): 3x3, stride 1, no dilation,
+/// Whether a convolution of this shape can run as Winograd's: 3x3, stride 1, no dilation,
 /// padded by one on every side (so the output has the input's size).
 pub fn fits(s: &ConvShape) -> bool {
     (s.kh, s.kw, s.stride, s.dilation, s.pad) == (3, 3, (1, 1), (1, 1), [1; 4])
@@ -61,8 +73,8 @@ pub struct Winograd8 {
 }
 
 impl Winograd8 {
-    /// `w` is `[out_c][in_c][3][3]`. `None` when an output could leave i32 (more than about
-    /// 1800 input channels of large weights) or `products` is not a pairs kernel.
+    /// `w` is `[out_c][in_c][3][3]`. `None` when an output could leave i32 (some 1500 input
+    /// channels of large weights) or `products` is not a pairs kernel.
     pub fn new(s: &ConvShape, w: &[i8], products: Isa) -> Option<Winograd8> {
         assert_eq!(w.len(), s.out_c * s.in_c * 9, "weights are not out_c x in_c x 3 x 3");
         if products.k_group() != 2 || !products.available() {
@@ -74,20 +86,17 @@ impl Winograd8 {
         let mut u = vec![0u8; s.out_c.div_ceil(OC_BLOCK) * block];
         for c in 0..s.out_c {
             let (b, o) = (c / OC_BLOCK, c % OC_BLOCK);
-            let (mut bound_y, mut bound_m) = (0i64, [0i64; XI]);
+            let mut bound = 0i64;
             for ci in 0..in_c {
                 let g = &w[(c * in_c + ci) * 9..][..9];
-                bound_y += g.iter().map(|&v| i64::from(v).abs()).sum::<i64>();
+                bound += g.iter().map(|&v| i64::from(v).abs()).sum::<i64>();
                 for (xi, v) in transform_weights(g).into_iter().enumerate() {
-                    bound_m[xi] += i64::from(v).abs();
                     let at = b * block + (xi * groups + ci / 2) * WGROUP_BYTES + (o * 2 + ci % 2) * 2;
                     u[at..at + 2].copy_from_slice(&v.to_le_bytes());
                 }
             }
-            // The products' sums stay in i32 (the twin adds plainly), and four times the
-            // output does, so the wrapping output transform is exact.
-            let max_m = bound_m.iter().max().copied().unwrap_or(0) * MAX_V;
-            if max_m > i64::from(i32::MAX) || 4 * 255 * bound_y > i64::from(i32::MAX) {
+            // 48 times the output fits, so the wrapping sums and output transform are exact.
+            if SCALE * 255 * bound > i64::from(i32::MAX) {
                 return None;
             }
         }
@@ -118,9 +127,9 @@ impl Winograd8 {
         rows: std::ops::Range<usize>,
         mut emit: impl FnMut(usize, usize, &[[i32; OC_BLOCK]]),
     ) {
-        assert!(rows.start.is_multiple_of(M), "Winograd rows start on a block of {M}");
+        assert!(rows.start.is_multiple_of(MY), "Winograd rows start on a block of {MY}");
         let (oh, ow) = (s.out_h(), s.out_w());
-        let tiles = ow.div_ceil(M);
+        let tiles = ow.div_ceil(MX);
         let src = Image {
             img,
             vb: layout_isa.value_bytes(),
@@ -133,7 +142,7 @@ impl Winograd8 {
             sums.chunks_exact(OC_BLOCK).map(|c| std::array::from_fn(|o| -i32::from(zp) * c[o])).collect();
         let mut sc = Scratch::take(tiles, self.cp, ow);
         let (cp, groups) = (self.cp, self.cp / 2);
-        for ty in rows.start / M..rows.end.min(oh).div_ceil(M) {
+        for ty in rows.start / MY..rows.end.min(oh).div_ceil(MY) {
             transform_input(&src, ty, tiles, cp, true, &mut sc.v);
             for (b, start) in starts.iter().enumerate() {
                 for xi in 0..XI {
@@ -153,7 +162,7 @@ impl Winograd8 {
                 }
                 transform_output(&sc.m, start, tiles, ow, &mut sc.out);
                 for (i, row) in sc.out.chunks_exact(ow).enumerate() {
-                    let oy = ty * M + i;
+                    let oy = ty * MY + i;
                     if oy < rows.end {
                         emit(oy, b, row);
                     }
@@ -171,14 +180,14 @@ fn as_bytes(v: &[i16]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), std::mem::size_of_val(v)) }
 }
 
-/// `G' g G'^T` of one 3x3 kernel, `[p * 4 + q]`.
+/// `G'_y g G'_x^T` of one 3x3 kernel, `[p * AX + q]`.
 fn transform_weights(g: &[i8]) -> [i16; XI] {
-    let t: [[i32; 3]; ALPHA] =
-        std::array::from_fn(|p| std::array::from_fn(|k| (0..3).map(|i| G2[p][i] * i32::from(g[i * 3 + k])).sum()));
+    let t: [[i32; 3]; AY] =
+        std::array::from_fn(|p| std::array::from_fn(|k| (0..3).map(|i| GY[p][i] * i32::from(g[i * 3 + k])).sum()));
     std::array::from_fn(|xi| {
-        let (p, q) = (xi / ALPHA, xi % ALPHA);
-        let v: i32 = (0..3).map(|k| t[p][k] * G2[q][k]).sum();
-        i16::try_from(v).expect("9 x 128 fits an i16")
+        let (p, q) = (xi / AX, xi % AX);
+        let v: i32 = (0..3).map(|k| t[p][k] * GX[q][k]).sum();
+        i16::try_from(v).expect("3 x 24 x 128 fits an i16")
     })
 }
 
@@ -231,7 +240,7 @@ impl Scratch {
         let mut s = SCRATCH.take();
         s.v.resize(XI * tiles * cp, 0);
         s.m.resize(XI * tiles, [0; OC_BLOCK]);
-        s.out.resize(M * ow, [0; OC_BLOCK]);
+        s.out.resize(MY * ow, [0; OC_BLOCK]);
         s
     }
 
@@ -240,10 +249,10 @@ impl Scratch {
     }
 }
 
-/// `B^T` of 4 values a lane.
+/// `B_y^T` (F(2, 3)) of 4 values a lane.
 #[inline(always)]
-fn bt<const N: usize>(d: &[[i16; N]; ALPHA]) -> [[i16; N]; ALPHA] {
-    let mut out = [[0i16; N]; ALPHA];
+fn bt4<const N: usize>(d: &[[i16; N]; AY]) -> [[i16; N]; AY] {
+    let mut out = [[0i16; N]; AY];
     for l in 0..N {
         out[0][l] = d[0][l] - d[2][l];
         out[1][l] = d[1][l] + d[2][l];
@@ -253,21 +262,31 @@ fn bt<const N: usize>(d: &[[i16; N]; ALPHA]) -> [[i16; N]; ALPHA] {
     out
 }
 
-/// `B^T d B` of a block `d[i][j]` into `v` at `at` (`plane` values between transform points).
+/// `B_x^T` (F(4, 3)) of 6 values a lane, as [`super::fconv::winograd`] writes it.
 #[inline(always)]
-fn transform_block<const N: usize>(d: &[[[i16; N]; ALPHA]; ALPHA], v: &mut [i16], at: usize, plane: usize) {
-    let mut t = [[[0i16; N]; ALPHA]; ALPHA];
-    for j in 0..ALPHA {
-        let col = [d[0][j], d[1][j], d[2][j], d[3][j]];
-        let out = bt(&col);
-        for p in 0..ALPHA {
-            t[p][j] = out[p];
-        }
+fn bt6<const N: usize>(d: &[[i16; N]; AX]) -> [[i16; N]; AX] {
+    let mut out = [[0i16; N]; AX];
+    for l in 0..N {
+        let [d0, d1, d2, d3, d4, d5] = [d[0][l], d[1][l], d[2][l], d[3][l], d[4][l], d[5][l]];
+        out[0][l] = 4 * d0 - 5 * d2 + d4;
+        out[1][l] = -4 * d1 - 4 * d2 + d3 + d4;
+        out[2][l] = 4 * d1 - 4 * d2 - d3 + d4;
+        out[3][l] = -2 * d1 - d2 + 2 * d3 + d4;
+        out[4][l] = 2 * d1 - d2 - 2 * d3 + d4;
+        out[5][l] = 4 * d1 - 5 * d3 + d5;
     }
-    for (p, row) in t.iter().enumerate() {
-        let out = bt(row);
-        for (q, vals) in out.iter().enumerate() {
-            let dst = &mut v[at + (p * ALPHA + q) * plane..][..N];
+    out
+}
+
+/// `B_y^T d B_x` of a block `d[i][j]` into `v` at `at` (`plane` values between transform
+/// points): each image row along x first (within 10 x 255), then each column down y.
+#[inline(always)]
+fn transform_block<const N: usize>(d: &[[[i16; N]; AX]; AY], v: &mut [i16], at: usize, plane: usize) {
+    let rows: [[[i16; N]; AX]; AY] = std::array::from_fn(|i| bt6(&d[i]));
+    for q in 0..AX {
+        let col = [rows[0][q], rows[1][q], rows[2][q], rows[3][q]];
+        for (p, vals) in bt4(&col).iter().enumerate() {
+            let dst = &mut v[at + (p * AX + q) * plane..][..N];
             for l in 0..N {
                 // Little-endian, as the pairs layout is.
                 dst[l] = vals[l].to_le();
@@ -278,8 +297,8 @@ fn transform_block<const N: usize>(d: &[[[i16; N]; ALPHA]; ALPHA], v: &mut [i16]
 
 /// Any block, value by value ([`Image::at`]).
 #[inline(always)]
-fn gather_block<const N: usize>(src: &Image, y0: usize, x0: usize, c0: usize) -> [[[i16; N]; ALPHA]; ALPHA] {
-    let mut d = [[[0i16; N]; ALPHA]; ALPHA];
+fn gather_block<const N: usize>(src: &Image, y0: usize, x0: usize, c0: usize) -> [[[i16; N]; AX]; AY] {
+    let mut d = [[[0i16; N]; AX]; AY];
     for (i, row) in d.iter_mut().enumerate() {
         for (j, vals) in row.iter_mut().enumerate() {
             for (l, v) in vals.iter_mut().enumerate() {
@@ -296,9 +315,9 @@ fn transform_input_portable(src: &Image, ty: usize, tiles: usize, cp: usize, don
     const N: usize = 16;
     let (simd_tiles, simd_channels) = done;
     let plane = tiles * cp;
-    let y0 = ty * M;
+    let y0 = ty * MY;
     for tx in 0..tiles {
-        let x0 = tx * M;
+        let x0 = tx * MX;
         let first = if tx < simd_tiles { simd_channels } else { 0 };
         let whole = first + (cp - first) / N * N;
         for c0 in (first..whole).step_by(N) {
@@ -318,8 +337,8 @@ fn transform_input(src: &Image, ty: usize, tiles: usize, cp: usize, simd: bool, 
     let mut done = (0, 0);
     #[cfg(target_arch = "x86_64")]
     if simd {
-        let y0 = ty * M;
-        let inside = if y0 + ALPHA <= src.hp && src.wp >= ALPHA { ((src.wp - ALPHA) / M + 1).min(tiles) } else { 0 };
+        let y0 = ty * MY;
+        let inside = if y0 + AY <= src.hp && src.wp >= AX { ((src.wp - AX) / MX + 1).min(tiles) } else { 0 };
         let channels = cp / 16 * 16;
         let r = super::x86_64::winograd8::Row {
             vb: src.vb,
@@ -361,7 +380,7 @@ pub(crate) fn both_transforms(
         hp: in_h + 2,
         zp,
     };
-    let (tiles, cp) = (in_w.div_ceil(M), in_c.next_multiple_of(2));
+    let (tiles, cp) = (in_w.div_ceil(MX), in_c.next_multiple_of(2));
     let mut out = [vec![0i16; XI * tiles * cp], vec![0i16; XI * tiles * cp]];
     for (simd, v) in [true, false].into_iter().zip(&mut out) {
         transform_input(&src, ty, tiles, cp, simd, v);
@@ -370,14 +389,29 @@ pub(crate) fn both_transforms(
     (a, b)
 }
 
-/// `A^T` of 4 sums a lane, wrapping (see the module's note).
+/// `A_y^T` (F(2, 3)) of 4 sums a lane, wrapping (see the module's note).
 #[inline(always)]
-fn at(m: &[[i32; OC_BLOCK]; ALPHA]) -> [[i32; OC_BLOCK]; M] {
-    let mut out = [[0i32; OC_BLOCK]; M];
+fn at2(m: &[[i32; OC_BLOCK]; AY]) -> [[i32; OC_BLOCK]; MY] {
+    let mut out = [[0i32; OC_BLOCK]; MY];
     for l in 0..OC_BLOCK {
         let (a, b) = (m[1][l], m[2][l]);
         out[0][l] = m[0][l].wrapping_add(a).wrapping_add(b);
         out[1][l] = a.wrapping_sub(b).wrapping_sub(m[3][l]);
+    }
+    out
+}
+
+/// `A_x^T` (F(4, 3)) of 6 sums a lane, wrapping.
+#[inline(always)]
+fn at4(m: &[[i32; OC_BLOCK]; AX]) -> [[i32; OC_BLOCK]; MX] {
+    let mut out = [[0i32; OC_BLOCK]; MX];
+    for l in 0..OC_BLOCK {
+        let (a, b) = (m[1][l].wrapping_add(m[2][l]), m[1][l].wrapping_sub(m[2][l]));
+        let (c, d) = (m[3][l].wrapping_add(m[4][l]), m[3][l].wrapping_sub(m[4][l]));
+        out[0][l] = m[0][l].wrapping_add(a).wrapping_add(c);
+        out[1][l] = b.wrapping_add(d.wrapping_mul(2));
+        out[2][l] = a.wrapping_add(c.wrapping_mul(4));
+        out[3][l] = b.wrapping_add(d.wrapping_mul(8)).wrapping_add(m[5][l]);
     }
     out
 }
@@ -391,20 +425,22 @@ fn transform_output_body(
     out: &mut [[i32; OC_BLOCK]],
 ) {
     for tx in 0..tiles {
-        let mut t = [[[0i32; OC_BLOCK]; ALPHA]; M];
-        for q in 0..ALPHA {
-            let col: [[i32; OC_BLOCK]; ALPHA] = std::array::from_fn(|p| m[(p * ALPHA + q) * tiles + tx]);
-            for (i, v) in at(&col).into_iter().enumerate() {
+        // Down the columns first: t[i][q].
+        let mut t = [[[0i32; OC_BLOCK]; AX]; MY];
+        for q in 0..AX {
+            let col: [[i32; OC_BLOCK]; AY] = std::array::from_fn(|p| m[(p * AX + q) * tiles + tx]);
+            for (i, v) in at2(&col).into_iter().enumerate() {
                 t[i][q] = v;
             }
         }
         for (i, ti) in t.iter().enumerate() {
-            for (j, y) in at(ti).iter().enumerate() {
-                let ox = tx * M + j;
+            for (j, y) in at4(ti).iter().enumerate() {
+                let ox = tx * MX + j;
                 if ox < ow {
                     let o = &mut out[i * ow + ox];
                     for l in 0..OC_BLOCK {
-                        o[l] = (y[l] >> 2) + start[l];
+                        // 48 y: exact 3 y after the shift, y after the inverse of 3.
+                        o[l] = (y[l] >> 4).wrapping_mul(INV3).wrapping_add(start[l]);
                     }
                 }
             }
@@ -412,7 +448,7 @@ fn transform_output_body(
     }
 }
 
-/// `A^T m A / 4 + start` of every block into two output rows.
+/// `A_y^T m A_x / 48 + start` of every block into two output rows.
 fn transform_output(
     m: &[[i32; OC_BLOCK]],
     start: &[i32; OC_BLOCK],

@@ -64,7 +64,7 @@ pub struct RuntimeOptions {
     /// How float convolutions run.
     pub fp32: FloatConvs,
     /// Whether 3x3 stride-1 convolutions with 16 input channels or more may run as
-    /// Winograd's: F(4x4, 3x3) for float ones, the exact integer F(2x2, 3x3) for int8 ones on
+    /// Winograd's: F(4x4, 3x3) for float ones, the exact integer F(2x4, 3x3) for int8 ones on
     /// CPUs without VNNI (default `true`; `false` runs them directly, for comparison).
     pub winograd: bool,
     /// Threads one inference runs on, qdet's kernels and tract's ops alike. `None` (the

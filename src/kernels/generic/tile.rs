@@ -25,7 +25,9 @@ pub fn tile_pairs(
                 let xg = &x[j * step + tap + g * GROUP_BYTES..][..GROUP_BYTES];
                 let (x0, x1) = (i16_at(xg, 0), i16_at(xg, 2));
                 for (o, v) in a.iter_mut().enumerate() {
-                    *v += x0 * i16_at(wg, 4 * o) + x1 * i16_at(wg, 4 * o + 2);
+                    // Wrapping, as `pmaddwd` and `paddd` do: Winograd's sums rely on it.
+                    let pair = (x0 * i16_at(wg, 4 * o)).wrapping_add(x1 * i16_at(wg, 4 * o + 2));
+                    *v = v.wrapping_add(pair);
                 }
             }
         }

@@ -80,10 +80,10 @@ fn epilogues_and_gathers_refuse_strides_that_wrap() {
 #[test]
 fn winograd_image_transform_refuses_blocks_past_its_operands() {
     use crate::kernels::x86_64::winograd8::{input_row, Row};
-    // A 6x6 image of 16 u8 channels: 2 blocks a block row, 2 block rows.
-    let img = vec![0u8; 6 * 6 * 16];
-    let row = Row { vb: 1, px: 16, wp: 6, y0: 2, tiles: 2, channels: 16, cp: 16, plane: 32 };
-    let mut v = vec![0i16; 16 * 32];
+    // A 6 x 10 image of 16 u8 channels: 2 blocks of 4 x 6 pixels a block row.
+    let img = vec![0u8; 6 * 10 * 16];
+    let row = Row { vb: 1, px: 16, wp: 10, y0: 2, tiles: 2, channels: 16, cp: 16, plane: 32 };
+    let mut v = vec![0i16; 24 * 32];
     assert!(input_row(&img, &row, &mut v));
     panics("a block row past the image", || {
         input_row(&img, &Row { y0: 3, ..row }, &mut v);
@@ -95,6 +95,6 @@ fn winograd_image_transform_refuses_blocks_past_its_operands() {
         input_row(&img, &Row { plane: usize::MAX / 8, ..row }, &mut v);
     });
     panics("values past the output", || {
-        input_row(&img, &row, &mut v[..16 * 32 - 1]);
+        input_row(&img, &row, &mut v[..24 * 32 - 1]);
     });
 }

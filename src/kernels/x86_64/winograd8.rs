@@ -1,6 +1,6 @@
 //! The image transform of [`crate::kernels::winograd8`] on AVX2 and SSE4.1 vectors: a block's
-//! 16 values per channel widened to i16 as they load (`vpmovzxbw`) and combined with 32 adds
-//! a block, 16 (AVX2) or 8 channels a vector. Twin: that module's portable transform, which
+//! 24 values per channel widened to i16 as they load (`vpmovzxbw`) and combined with adds and
+//! shifts, 16 (AVX2) or 8 channels a vector. Twin: that module's portable transform, which
 //! the tests hold these to value for value.
 
 use std::arch::x86_64::*;
@@ -18,7 +18,7 @@ pub struct Row {
     pub wp: usize,
     /// The block row's first image row.
     pub y0: usize,
-    /// Blocks, each 4x4 pixels two pixels apart, all inside the image.
+    /// Blocks, each 4 x 6 pixels four pixels apart, all inside the image.
     pub tiles: usize,
     /// Channels, a multiple of 16, at most a pixel's.
     pub channels: usize,
@@ -41,10 +41,11 @@ pub fn input_row(img: &[u8], r: &Row, v: &mut [i16]) -> bool {
         return true;
     }
     // The last block's last pixel, and the last value written.
-    let last = r.y0.checked_add(3).and_then(|y| y.checked_mul(r.wp)).and_then(|p| p.checked_add(2 * r.tiles + 1));
+    let reach = r.tiles.checked_mul(4).and_then(|x| x.checked_add(2));
+    let last = r.y0.checked_add(3).and_then(|y| y.checked_mul(r.wp)?.checked_add(reach? - 1));
     let read = last.and_then(|p| p.checked_mul(r.px)).and_then(|b| b.checked_add(r.channels * r.vb));
-    assert!(2 * r.tiles + 2 <= r.wp && fits(img.len(), read), "blocks past the image: {r:?}");
-    let written = span(r.tiles, r.cp, r.channels).and_then(|t| r.plane.checked_mul(15)?.checked_add(t));
+    assert!(reach.is_some_and(|x| x <= r.wp) && fits(img.len(), read), "blocks past the image: {r:?}");
+    let written = span(r.tiles, r.cp, r.channels).and_then(|t| r.plane.checked_mul(23)?.checked_add(t));
     assert!(fits(v.len(), written), "blocks past the output: {r:?}");
     if has(Avx2) {
         // SAFETY: AVX2 is available; every read is within `img` and every write within `v`
@@ -60,14 +61,27 @@ pub fn input_row(img: &[u8], r: &Row, v: &mut [i16]) -> bool {
     }
 }
 
-/// `B^T d B` of a 4x4 block of vectors, `$sub` and `$add` the lanes' i16 arithmetic.
+/// `B_y^T d B_x` of a 4 x 6 block of vectors: along each row F(4, 3)'s `B^T`, then down each
+/// column F(2, 3)'s; `$add`, `$sub` and `$shl` the lanes' i16 arithmetic.
 macro_rules! transform {
-    ($d:ident, $sub:ident, $add:ident) => {{
-        let bt = |a: [_; 4]| [$sub(a[0], a[2]), $add(a[1], a[2]), $sub(a[2], a[1]), $sub(a[1], a[3])];
-        let cols: [[_; 4]; 4] = std::array::from_fn(|j| bt([$d[0][j], $d[1][j], $d[2][j], $d[3][j]]));
-        // cols[j][p] = (B^T d)[p][j]; each row p of it through B^T again.
-        let out: [[_; 4]; 4] = std::array::from_fn(|p| bt([cols[0][p], cols[1][p], cols[2][p], cols[3][p]]));
-        out
+    ($d:ident, $add:ident, $sub:ident, $shl:ident) => {{
+        let bt6 = |d: [_; 6]| {
+            let (d1_4, d2_4, d3_4) = ($shl::<2>(d[1]), $shl::<2>(d[2]), $shl::<2>(d[3]));
+            let (d1_2, d3_2) = ($shl::<1>(d[1]), $shl::<1>(d[3]));
+            [
+                $add($sub($shl::<2>(d[0]), $add(d2_4, d[2])), d[4]),
+                $sub($add(d[3], d[4]), $add(d1_4, d2_4)),
+                $add($sub(d1_4, d2_4), $sub(d[4], d[3])),
+                $sub($add(d3_2, d[4]), $add(d1_2, d[2])),
+                $sub($add(d1_2, d[4]), $add(d3_2, d[2])),
+                $add($sub(d1_4, $add(d3_4, d[3])), d[5]),
+            ]
+        };
+        let bt4 = |a: [_; 4]| [$sub(a[0], a[2]), $add(a[1], a[2]), $sub(a[2], a[1]), $sub(a[1], a[3])];
+        let rows: [[_; 6]; 4] = std::array::from_fn(|i| bt6($d[i]));
+        // out[p][q]: column q of the rows through F(2, 3)'s B^T.
+        let cols: [[_; 4]; 6] = std::array::from_fn(|q| bt4([rows[0][q], rows[1][q], rows[2][q], rows[3][q]]));
+        cols
     }};
 }
 
@@ -77,8 +91,8 @@ macro_rules! transform {
 unsafe fn input_row_avx2(img: *const u8, r: &Row, v: *mut i16) {
     for tx in 0..r.tiles {
         for c0 in (0..r.channels).step_by(16) {
-            let at = |i: usize, j: usize| ((r.y0 + i) * r.wp + 2 * tx + j) * r.px + c0 * r.vb;
-            let d: [[__m256i; 4]; 4] = std::array::from_fn(|i| {
+            let at = |i: usize, j: usize| ((r.y0 + i) * r.wp + 4 * tx + j) * r.px + c0 * r.vb;
+            let d: [[__m256i; 6]; 4] = std::array::from_fn(|i| {
                 // SAFETY: within the pixels and channels `input_row` checked.
                 std::array::from_fn(|j| unsafe {
                     let p = img.add(at(i, j));
@@ -88,11 +102,11 @@ unsafe fn input_row_avx2(img: *const u8, r: &Row, v: *mut i16) {
                     }
                 })
             });
-            let out = transform!(d, _mm256_sub_epi16, _mm256_add_epi16);
-            for (p, row) in out.iter().enumerate() {
-                for (q, x) in row.iter().enumerate() {
+            let out = transform!(d, _mm256_add_epi16, _mm256_sub_epi16, _mm256_slli_epi16);
+            for (q, col) in out.iter().enumerate() {
+                for (p, x) in col.iter().enumerate() {
                     // SAFETY: within the values `input_row` checked.
-                    unsafe { _mm256_storeu_si256(v.add((p * 4 + q) * r.plane + tx * r.cp + c0).cast(), *x) };
+                    unsafe { _mm256_storeu_si256(v.add((p * 6 + q) * r.plane + tx * r.cp + c0).cast(), *x) };
                 }
             }
         }
@@ -105,8 +119,8 @@ unsafe fn input_row_avx2(img: *const u8, r: &Row, v: *mut i16) {
 unsafe fn input_row_sse41(img: *const u8, r: &Row, v: *mut i16) {
     for tx in 0..r.tiles {
         for c0 in (0..r.channels).step_by(8) {
-            let at = |i: usize, j: usize| ((r.y0 + i) * r.wp + 2 * tx + j) * r.px + c0 * r.vb;
-            let d: [[__m128i; 4]; 4] = std::array::from_fn(|i| {
+            let at = |i: usize, j: usize| ((r.y0 + i) * r.wp + 4 * tx + j) * r.px + c0 * r.vb;
+            let d: [[__m128i; 6]; 4] = std::array::from_fn(|i| {
                 // SAFETY: within the pixels and channels `input_row` checked (8 bytes or 16).
                 std::array::from_fn(|j| unsafe {
                     let p = img.add(at(i, j));
@@ -116,11 +130,11 @@ unsafe fn input_row_sse41(img: *const u8, r: &Row, v: *mut i16) {
                     }
                 })
             });
-            let out = transform!(d, _mm_sub_epi16, _mm_add_epi16);
-            for (p, row) in out.iter().enumerate() {
-                for (q, x) in row.iter().enumerate() {
+            let out = transform!(d, _mm_add_epi16, _mm_sub_epi16, _mm_slli_epi16);
+            for (q, col) in out.iter().enumerate() {
+                for (p, x) in col.iter().enumerate() {
                     // SAFETY: within the values `input_row` checked.
-                    unsafe { _mm_storeu_si128(v.add((p * 4 + q) * r.plane + tx * r.cp + c0).cast(), *x) };
+                    unsafe { _mm_storeu_si128(v.add((p * 6 + q) * r.plane + tx * r.cp + c0).cast(), *x) };
                 }
             }
         }
