@@ -10,7 +10,7 @@ use clap::{Args, ValueEnum};
 use crate::atomic::{self, Existing};
 use crate::onnx::proto;
 use crate::quant::analysis::bar;
-use crate::quant::calibrate::{self, Method, Options, Report, Rounding};
+use crate::quant::calibrate::{self, Method, Options, Reconstruct, Report, Rounding, Upstream};
 use crate::quant::sites::NamePattern;
 use crate::val::agreement::AgreementSummary;
 
@@ -69,6 +69,28 @@ enum PairsArg {
     Free,
     Bounded,
 }
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OptimizeArg {
+    /// No optimization after the rounding.
+    None,
+    /// Block reconstruction: each conv (with its SiLU) relearns its rounding against the
+    /// float model's output, in graph order, from the already-quantized upstream.
+    Reconstruct,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum UpstreamArg {
+    /// The float model's tensor on its uint8 grid.
+    Float,
+    /// The quantized model's, the blocks before already reconstructed (BRECQ).
+    Quantized,
+    /// Half and half at random, element by element (QDrop).
+    Mixed,
+}
+
+/// Adam's rate on the log of the weight scales with --optimize-scales.
+const LEARNED_SCALES_LR: f32 = 1e-3;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum ConcatArg {
@@ -130,6 +152,22 @@ pub struct CalibrateArgs {
     /// qdet's kernels read the parts; other runtimes run that conv in float). docs/calibrate.md.
     #[arg(long, value_enum, default_value = "shared")]
     concat_scales: ConcatArg,
+    /// Train the quantization on the calibration images after rounding: `reconstruct` relearns
+    /// each conv's integer weights (AdaRound) against the float model's output of its block,
+    /// from the already-quantized upstream (minutes; docs/calibrate.md).
+    #[arg(long, value_enum, default_value = "none")]
+    optimize: OptimizeArg,
+    /// With --optimize reconstruct: Adam steps per block (the time grows with it).
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    optimize_steps: u64,
+    /// With --optimize reconstruct: where a block's input comes from while it learns
+    /// (docs/calibrate.md has each measured).
+    #[arg(long, value_enum, default_value = "quantized")]
+    optimize_upstream: UpstreamArg,
+    /// With --optimize reconstruct: learn each channel's weight scale too (LSQ's step size on
+    /// the fixed integer grid).
+    #[arg(long)]
+    optimize_scales: bool,
     /// Images used by the error analysis (graphwise and layerwise); 0 skips it. With 48
     /// images or more, as many are also kept out of the calibration to check the result on.
     #[arg(long, default_value_t = 8)]
@@ -181,6 +219,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         auto_exclude: a.auto_exclude,
         imgsz: a.imgsz,
         inflight,
+        reconstruct: reconstruct_options(&a),
     };
     let bar = super::common::progress_bar(0, "images");
     let done = calibrate::calibrate(&a.model, &images, &opts, &super::common::ticker(&bar))
@@ -210,6 +249,7 @@ pub fn calibrate(a: CalibrateArgs) -> anyhow::Result<ExitCode> {
         a.out.display()
     );
     print_pairs(r);
+    print_reconstruction(r);
     for c in r.convs.iter().filter(|c| !c.quantized) {
         eprintln!("  kept float: {} ({})", c.name, c.kept_float.as_deref().unwrap_or("not chosen"));
     }
@@ -345,5 +385,37 @@ fn verdict(a: &AgreementSummary, images: usize, held_out: bool) -> String {
         format!("Verdict: some boxes move or change; {judge}, and try more calibration images or --auto-exclude 3")
     } else {
         format!("Verdict: far from fp32; try more calibration images, --auto-exclude 3, or keep fp32 ({judge})")
+    }
+}
+
+/// How many blocks reconstruction improved, and by how much (the report has each).
+fn print_reconstruction(r: &Report) {
+    let blocks: Vec<_> = r.convs.iter().filter_map(|c| c.reconstruction).collect();
+    if blocks.is_empty() {
+        return;
+    }
+    let mut ratios: Vec<f64> = blocks.iter().map(|b| b.after.min(b.before) / b.before.max(f64::MIN_POSITIVE)).collect();
+    ratios.sort_by(f64::total_cmp);
+    eprintln!(
+        "qdet: reconstruction learned {} of {} blocks; their output error on the sample x{:.2} (median block)",
+        blocks.iter().filter(|b| b.kept).count(),
+        blocks.len(),
+        ratios[ratios.len() / 2]
+    );
+}
+
+fn reconstruct_options(a: &CalibrateArgs) -> Option<Reconstruct> {
+    match a.optimize {
+        OptimizeArg::None => None,
+        OptimizeArg::Reconstruct => Some(Reconstruct {
+            steps: a.optimize_steps as usize,
+            upstream: match a.optimize_upstream {
+                UpstreamArg::Float => Upstream::Float,
+                UpstreamArg::Quantized => Upstream::Quantized,
+                UpstreamArg::Mixed => Upstream::Mixed,
+            },
+            scale_lr: if a.optimize_scales { LEARNED_SCALES_LR } else { 0.0 },
+            ..Reconstruct::default()
+        }),
     }
 }

@@ -68,6 +68,11 @@ impl ConvGeometry {
         Some(ConvGeometry { kernel, stride: [stride[0], stride[1]], pads: [pads[0], pads[1], pads[2], pads[3]] })
     }
 
+    /// Output positions (height x width) for an `h` x `w` input.
+    pub fn positions(&self, h: usize, w: usize) -> usize {
+        self.output_size(h, w).map_or(0, |(oh, ow)| oh * ow)
+    }
+
     /// Output height and width for an `h` x `w` input.
     fn output_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
         let span = |n: usize, lo: usize, hi: usize, k: usize, s: usize| (n + lo + hi).checked_sub(k).map(|v| v / s + 1);
@@ -81,15 +86,22 @@ impl ConvGeometry {
 /// The im2col rows of a `[c, h, w]` input that enter the Hessian: at most [`MAX_PATCHES`]
 /// output positions, evenly spread, each `c * kh * kw` long in the weights' order (channel,
 /// kernel row, kernel column), zero outside the image. Returns the rows and their count.
-pub fn patches(input: &[f32], [c, h, w]: [usize; 3], g: &ConvGeometry) -> (Vec<f32>, usize) {
-    let Some((oh, ow)) = g.output_size(h, w) else { return (Vec::new(), 0) };
+pub fn patches(input: &[f32], shape: [usize; 3], g: &ConvGeometry) -> (Vec<f32>, usize) {
+    let Some((oh, ow)) = g.output_size(shape[1], shape[2]) else { return (Vec::new(), 0) };
     let positions = oh * ow;
     let rows = positions.min(MAX_PATCHES);
+    let at: Vec<usize> = (0..rows).map(|r| r * positions / rows).collect();
+    (patches_at(input, shape, g, &at), rows)
+}
+
+/// The im2col rows of the output positions `at` (`y * out_width + x`, each below
+/// [`ConvGeometry::positions`]), as [`patches`] lays them out.
+pub fn patches_at(input: &[f32], [c, h, w]: [usize; 3], g: &ConvGeometry, at: &[usize]) -> Vec<f32> {
+    let ow = g.output_size(h, w).map_or(1, |(_, ow)| ow.max(1));
     let [kh, kw] = g.kernel;
     let dim = c * kh * kw;
-    let mut out = vec![0f32; rows * dim];
-    for (r, row) in out.chunks_exact_mut(dim).enumerate() {
-        let p = r * positions / rows;
+    let mut out = vec![0f32; at.len() * dim];
+    for (row, &p) in out.chunks_exact_mut(dim).zip(at) {
         let (oy, ox) = (p / ow, p % ow);
         for ch in 0..c {
             for ky in 0..kh {
@@ -103,7 +115,7 @@ pub fn patches(input: &[f32], [c, h, w]: [usize; 3], g: &ConvGeometry) -> (Vec<f
             }
         }
     }
-    (out, rows)
+    out
 }
 
 /// `sum x x^T` over the patches seen so far (`dim` x `dim`, row-major).

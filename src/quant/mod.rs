@@ -63,6 +63,7 @@ pub mod calibrate;
 pub mod gptq;
 pub mod observers;
 pub mod qdq;
+pub mod reconstruct;
 pub mod runner;
 pub mod sites;
 

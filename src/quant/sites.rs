@@ -160,6 +160,25 @@ pub struct FloatConv {
     pub why: String,
 }
 
+/// Whether `tensor` is read only by a SiLU as Ultralytics exports it: `Sigmoid(tensor)` and
+/// `Mul(tensor, sigmoid)` (either order), nothing else.
+pub fn silu_follows(model: &pb::ModelProto, tensor: &str) -> bool {
+    let nodes = model.graph.as_ref().map(|g| g.node.as_slice()).unwrap_or_default();
+    let readers: Vec<&pb::NodeProto> = nodes.iter().filter(|n| n.input.iter().any(|i| i == tensor)).collect();
+    let [a, b] = readers[..] else { return false };
+    let (sigmoid, mul) = match (a.op_type.as_str(), b.op_type.as_str()) {
+        ("Sigmoid", "Mul") => (a, b),
+        ("Mul", "Sigmoid") => (b, a),
+        _ => return false,
+    };
+    let Some(s) = sigmoid.output.first() else { return false };
+    let mut operands: Vec<&str> = mul.input.iter().map(String::as_str).collect();
+    operands.sort_unstable();
+    let mut want = vec![tensor, s.as_str()];
+    want.sort_unstable();
+    operands == want
+}
+
 /// The Conv nodes the scheme cannot quantize, in graph order.
 pub fn float_only_convs(model: &pb::ModelProto) -> Vec<FloatConv> {
     let Some(graph) = model.graph.as_ref() else { return Vec::new() };

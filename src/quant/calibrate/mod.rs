@@ -4,6 +4,7 @@
 
 mod observer;
 mod pass;
+mod reconstruct;
 mod rounding;
 mod stages;
 
@@ -15,6 +16,7 @@ use serde::Serialize;
 use tract_onnx::pb;
 
 use self::pass::Setup;
+pub use self::reconstruct::{BlockError, Reconstruct, Upstream};
 use self::stages::Calibration;
 use super::analysis::{ErrorStats, OutputError};
 use super::observers::QuantBounds;
@@ -120,6 +122,9 @@ pub struct Options {
     pub imgsz: Option<(usize, usize)>,
     /// Images processed in parallel.
     pub inflight: usize,
+    /// Block reconstruction of the chosen convs' integer weights after their rounding
+    /// (`--optimize reconstruct`); `None`: none.
+    pub reconstruct: Option<Reconstruct>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -151,6 +156,8 @@ pub struct ConvReport {
     /// With pair bounding asked for: whether this conv's weights are pair-bounded and what
     /// the bound costs in output error.
     pub pairs: Option<PairCost>,
+    /// With `--optimize reconstruct`: the block's output error on its sample before and after.
+    pub reconstruction: Option<BlockError>,
 }
 
 impl ConvReport {
@@ -165,6 +172,7 @@ impl ConvReport {
             layerwise: None,
             bias_shift_max: None,
             pairs: None,
+            reconstruction: None,
         }
     }
 }
@@ -181,6 +189,8 @@ pub struct Report {
     pub bias_correct: bool,
     /// Concats one conv reads quantized per input (`--concat-scales input`).
     pub concat_per_input: bool,
+    /// [`Options::reconstruct`].
+    pub reconstruct: Option<Reconstruct>,
     pub input_size: [usize; 2],
     pub images: usize,
     pub skipped: Vec<Problem>,
@@ -253,9 +263,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         }
     }
     let chosen = chosen(&candidates, &kept_float)?;
-    if opts.rounding == Rounding::Gptq {
-        cal.rounded = cal.gptq_weights(&stats.acts, &chosen, &stats.good)?;
-    }
+    let reconstruction = round_weights(&mut cal, &stats, &chosen, opts)?;
     let (biases, shifts) =
         if opts.bias_correct { cal.correct_biases(&stats.acts, &chosen, &stats.good)? } else { Default::default() };
     let mut model = cal.build(&stats.acts, &chosen, &biases);
@@ -279,6 +287,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
                 layerwise: layerwise.get(&i).copied(),
                 bias_shift_max: shifts.get(&i).copied(),
                 pairs: cal.rounded.get(&i).and_then(|r| r.pairs),
+                reconstruction: reconstruction.get(&i).copied(),
             };
             (s.node_index, report)
         })
@@ -295,6 +304,7 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
         pair_tolerance: opts.pair_tolerance,
         bias_correct: opts.bias_correct,
         concat_per_input: opts.concat_per_input,
+        reconstruct: opts.reconstruct,
         input_size: size.into(),
         images: stats.good.len(),
         skipped: stats.skipped,
@@ -309,6 +319,23 @@ pub fn calibrate(model_path: &Path, images: &[PathBuf], opts: &Options, on_event
     };
     set_metadata(&mut model, &report, cal.bounds);
     Ok(Calibrated { model, report })
+}
+
+/// The chosen convs' integer weights: GPTQ's if asked, then reconstruction's if asked
+/// (returning each block's errors).
+fn round_weights(
+    cal: &mut Calibration,
+    stats: &stages::Statistics,
+    chosen: &[usize],
+    opts: &Options,
+) -> Result<BTreeMap<usize, BlockError>> {
+    if opts.rounding == Rounding::Gptq {
+        cal.rounded = cal.gptq_weights(&stats.acts, chosen, &stats.good)?;
+    }
+    opts.reconstruct
+        .map(|how| cal.reconstruct(&stats.acts, chosen, &stats.good, how))
+        .transpose()
+        .map(Option::unwrap_or_default)
 }
 
 /// The candidate convs not kept float: those quantized.

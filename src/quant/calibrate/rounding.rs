@@ -176,9 +176,9 @@ fn pair_scales(w: &[f32], scales: &[f32], in_c: usize, taps: usize) -> Vec<f32> 
 
 /// The channels of `parts` one after the other, as the Concat a segmented conv reads joins
 /// them (a single part: itself).
-fn concat_channels(
+pub(super) fn concat_channels<K: std::borrow::Borrow<str> + Ord>(
     parts: &[String],
-    inputs: &BTreeMap<&str, (Vec<f32>, [usize; 3])>,
+    inputs: &BTreeMap<K, (Vec<f32>, [usize; 3])>,
 ) -> Result<(Vec<f32>, [usize; 3])> {
     let (mut data, mut shape) = (Vec::new(), [0, 0, 0]);
     for t in parts {
@@ -193,7 +193,7 @@ fn concat_channels(
 }
 
 /// `values` through a uint8 QuantizeLinear and DequantizeLinear.
-fn fake_quantize(values: &[f32], p: QuantParams) -> Vec<f32> {
+pub(super) fn fake_quantize(values: &[f32], p: QuantParams) -> Vec<f32> {
     let zp = p.zero_point as f32;
     values.iter().map(|&v| (observers::quantize(v, p, QuantBounds::ASYM_U8) as f32 - zp) * p.scale).collect()
 }
